@@ -1,0 +1,231 @@
+"""The run configuration: one dataclass, filled from defaults < YAML file < command line.
+
+Every field is both a YAML key and a command-line flag (``latent_dim`` <-> ``--latent-dim``); the
+README's configuration table documents each one. Validation happens here, before any data is
+loaded, so that a typo costs nothing: an unknown key or a wrong type is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class Config:
+    # data
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+    limit_train: Optional[int] = None
+    limit_test: Optional[int] = None
+    # networks
+    arch: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [400, 400])
+    activation: str = "relu"
+    latent_dim: int = 50
+    # objective
+    elbo: str = "trace"
+    jit: bool = False
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    adam_eps: float = 1e-8
+    lr_schedule: str = "constant"
+    seed: int = 0
+    # where and how
+    device: str = "auto"
+    out: Optional[str] = None
+    resume: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# One-line help for ``--help``; the README table carries the full description.
+HELP = {
+    "dataset": "mnist | binarized-mnist | fashion-mnist",
+    "data_dir": "dataset directory (else $PYRO_VAE_DATA, else ./data)",
+    "limit_train": "use only the first N training examples",
+    "limit_test": "use only the first N test examples",
+    "arch": "mlp | conv",
+    "hidden": "hidden layer sizes, e.g. --hidden 200 200",
+    "activation": "relu | tanh | softplus | elu | leaky_relu",
+    "latent_dim": "size of z",
+    "elbo": "training objective (trace | meanfield)",
+    "jit": "use the JIT-compiled variant of the objective",
+    "epochs": "total number of epochs (a resumed run stops at this epoch)",
+    "batch_size": "minibatch size",
+    "lr": "Adam learning rate",
+    "adam_eps": "Adam epsilon",
+    "lr_schedule": "constant | iwae (Burda et al.'s staged decay)",
+    "seed": "random seed (data order, binarization, samples)",
+    "device": "cpu | cuda | auto",
+    "out": "run directory (default runs/<timestamp>)",
+    "resume": "continue the run in this run directory",
+}
+
+# Keys that may differ from the saved config when resuming: they do not change what the run is.
+RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "resume", "out")
+
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(args[0]).split(' ', 1)[1]}s"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}[tp]
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp``, or a ConfigError that names ``key``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(key, value, next(a for a in args if a is not type(None)))
+    if origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_coerce(key, v, args[0]) for v in value]
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
+
+
+def _unknown_key_error(key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, FIELD_TYPES, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r} in {where}.{hint} "
+                       f"Valid keys: {', '.join(FIELD_TYPES)}.")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, with keys checked and values typed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (see configs/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return coerce_overrides(raw, where=str(path))
+
+
+def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str, Any]:
+    """``raw`` with every key checked against Config and every value coerced to its type.
+
+    YAML files use snake_case keys; dashes are accepted too, as on the command line.
+    """
+    out = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELD_TYPES:
+            raise _unknown_key_error(str(key), where)
+        out[name] = _coerce(name, value, FIELD_TYPES[name])
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    """Check choices and ranges; return ``cfg`` unchanged if all is well."""
+    from .data import DATASETS
+    from .nets import ACTIVATIONS, ARCHITECTURES
+    from .objectives import OBJECTIVES
+    from .schedule import LR_SCHEDULES
+
+    choices = {
+        "dataset": DATASETS,
+        "arch": ARCHITECTURES,
+        "activation": ACTIVATIONS,
+        "elbo": OBJECTIVES,
+        "device": ("cpu", "cuda", "auto"),
+        "lr_schedule": LR_SCHEDULES,
+    }
+    for key, valid in choices.items():
+        value = getattr(cfg, key)
+        if value not in valid:
+            raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
+    for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test"):
+        value = getattr(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if any(h < 1 for h in cfg.hidden):
+        raise ConfigError(f"hidden layer sizes must be positive, got {cfg.hidden}")
+    if cfg.arch == "conv" and not cfg.hidden:
+        raise ConfigError("arch 'conv' needs at least one hidden layer size (--hidden)")
+    for key in ("lr", "adam_eps"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    return cfg
+
+
+def make_config(overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
+                ) -> Config:
+    """Defaults, then the YAML file, then ``overrides`` (e.g. from the command line), validated."""
+    values = load_yaml(config_file) if config_file else {}
+    values.update(coerce_overrides(overrides or {}))
+    return validate(Config(**values))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per Config field. Defaults are suppressed so that only given flags count."""
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        tp = FIELD_TYPES[f.name]
+        base = tp
+        if typing.get_origin(tp) is typing.Union:  # Optional[X] -> X
+            base = next(a for a in typing.get_args(tp) if a is not type(None))
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": HELP[f.name], "dest": f.name}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is list:
+            kwargs.update(nargs="+", type=typing.get_args(base)[0], metavar="N")
+        else:
+            kwargs.update(type=base, metavar=f.name.upper())
+        parser.add_argument(flag, **kwargs)
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """The saved run's config with the few keys that may change on resume replaced.
+
+    Changing anything else (the architecture, the objective, the data) would silently make the
+    resumed run a different experiment, so it is refused with the list of offending keys.
+    """
+    cfg = make_config(coerce_overrides(saved, where="the checkpoint's config"))
+    changed = sorted(k for k, v in overrides.items()
+                     if k not in RESUME_OVERRIDABLE and getattr(cfg, k) != v)
+    if changed:
+        detail = ", ".join(f"{k}: {getattr(cfg, k)!r} -> {overrides[k]!r}" for k in changed)
+        raise ConfigError(
+            f"cannot change {detail} when resuming; only {', '.join(RESUME_OVERRIDABLE)} may "
+            "differ. Start a new run (--out) to train with other settings.")
+    allowed = {k: v for k, v in overrides.items() if k in RESUME_OVERRIDABLE}
+    return validate(dataclasses.replace(cfg, **allowed))

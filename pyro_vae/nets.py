@@ -1,0 +1,153 @@
+"""Encoder and decoder networks (plain ``torch.nn`` modules, no Pyro inside).
+
+Every network accepts inputs with arbitrary leading batch dimensions, e.g. ``(B, 784)`` or
+``(K, B, 784)``: vectorized particles (``vectorize_particles=True``, importance sampling) add an
+outer dimension, and the nets must not care. Images travel flattened as ``(..., 784)``; the
+convolutional nets reshape internally.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+ARCHITECTURES = ("mlp", "conv")
+
+
+def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    """Linear layers with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def _positive(raw: torch.Tensor) -> torch.Tensor:
+    """Softplus, not exp: a scale that grows linearly cannot overflow early in training."""
+    return F.softplus(raw)
+
+
+class MLPEncoder(nn.Module):
+    """x -> (loc, scale) of a diagonal Normal over z, through ``hidden`` layers."""
+
+    def __init__(self, x_dim: int, hidden: Sequence[int], z_dim: int, activation: str = "relu"):
+        super().__init__()
+        self.body = mlp([x_dim, *hidden], activation)
+        self.act = ACTIVATIONS[activation]() if hidden else nn.Identity()
+        self.head = nn.Linear(hidden[-1] if hidden else x_dim, 2 * z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw_scale = self.head(self.act(self.body(x))).chunk(2, dim=-1)
+        return loc, _positive(raw_scale)
+
+
+class MLPDecoder(nn.Module):
+    """z -> Bernoulli logits over the pixels, through ``hidden`` layers (reversed)."""
+
+    def __init__(self, z_dim: int, hidden: Sequence[int], x_dim: int, activation: str = "relu"):
+        super().__init__()
+        self.net = mlp([z_dim, *reversed(hidden), x_dim], activation)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.net[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (28 -> 14 -> 7), then an MLP to (loc, scale).
+
+    The shape of the networks in the common PyTorch VAE tutorials for 28x28 images.
+    """
+
+    def __init__(self, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
+                 activation: str = "relu", channels: Sequence[int] = (32, 64)):
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = tuple(image_shape)
+        act = ACTIVATIONS[activation]
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, channels[0], 4, stride=2, padding=1), act(),
+            nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1), act(),
+        )
+        flat = channels[1] * math.ceil(h / 4) * math.ceil(w / 4)
+        self.mlp = MLPEncoder(flat, hidden, z_dim, activation)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_shape = x.shape[:-1]
+        h = self.conv(x.reshape(-1, *self.image_shape)).flatten(1)
+        loc, scale = self.mlp(h)
+        return loc.reshape(*batch_shape, -1), scale.reshape(*batch_shape, -1)
+
+
+class ConvDecoder(nn.Module):
+    """An MLP from z to a 7x7 feature map, then two stride-2 transposed convolutions to logits."""
+
+    def __init__(self, z_dim: int, hidden: Sequence[int], image_shape: Sequence[int],
+                 activation: str = "relu", channels: Sequence[int] = (32, 64)):
+        super().__init__()
+        c, h, w = image_shape
+        self.feature_shape = (channels[1], math.ceil(h / 4), math.ceil(w / 4))
+        self.image_shape = tuple(image_shape)
+        act = ACTIVATIONS[activation]
+        self.mlp = nn.Sequential(mlp([z_dim, *reversed(hidden), math.prod(self.feature_shape)], activation), act())
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1), act(),
+            nn.ConvTranspose2d(channels[0], c, 4, stride=2, padding=1),
+        )
+
+    @property
+    def output_layer(self) -> nn.ConvTranspose2d:
+        return self.deconv[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch_shape = z.shape[:-1]
+        h = self.mlp(z).reshape(-1, *self.feature_shape)
+        logits = self.deconv(h)[..., : self.image_shape[1], : self.image_shape[2]]
+        return logits.reshape(*batch_shape, -1)
+
+
+def build_nets(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
+               activation: str) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) pair for ``arch``."""
+    x_dim = math.prod(image_shape)
+    if arch == "mlp":
+        return (MLPEncoder(x_dim, hidden, z_dim, activation),
+                MLPDecoder(z_dim, hidden, x_dim, activation))
+    if arch == "conv":
+        return (ConvEncoder(image_shape, hidden, z_dim, activation),
+                ConvDecoder(z_dim, hidden, image_shape, activation))
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def init_output_bias(decoder: nn.Module, mean_pixel: torch.Tensor) -> None:
+    """Set the decoder's output bias to the logit of the mean training pixel (Burda et al. 2016).
+
+    The untrained model then predicts the average image instead of grey noise, which removes
+    hundreds of nats from the first steps. ``mean_pixel`` is clamped away from 0 and 1 only so
+    that the logit of a pixel that is always off is finite.
+    """
+    layer = decoder.output_layer
+    p = mean_pixel.detach().reshape(-1).clamp(1e-3, 1 - 1e-3)
+    logit = torch.log(p) - torch.log1p(-p)
+    with torch.no_grad():
+        if isinstance(layer, nn.Linear):
+            layer.bias.copy_(logit.to(layer.bias))
+        else:  # a convolution has one bias per channel: use the channel's mean logit
+            channels = layer.bias.shape[0]
+            layer.bias.copy_(logit.reshape(channels, -1).mean(-1).to(layer.bias))

@@ -1,0 +1,45 @@
+"""Shared fixtures. MNIST comes from $PYRO_VAE_DATA (CI sets it to a scratch copy of
+../shared/datasets); otherwise ../shared/datasets is copied into a temporary directory."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pyro
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+    if os.environ.get("PYRO_VAE_DATA"):
+        return os.environ["PYRO_VAE_DATA"]
+    if SHARED_DATASETS.is_dir():
+        copy = tmp_path_factory.mktemp("datasets")
+        shutil.copytree(SHARED_DATASETS, copy, dirs_exist_ok=True)
+        return str(copy)
+    message = "no MNIST files: set PYRO_VAE_DATA to a directory holding MNIST/raw and BinarizedMNIST"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pyro_state():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+def quiet(*_args, **_kwargs):
+    """A ``log`` callable for Trainer that prints nothing."""
+
+
+@pytest.fixture
+def small_run(data_dir, tmp_path):
+    """Overrides for a run that trains in about a second."""
+    return {"data_dir": data_dir, "limit_train": 256, "limit_test": 128, "batch_size": 32,
+            "hidden": [64], "latent_dim": 8, "epochs": 2, "out": str(tmp_path / "run")}

@@ -1,0 +1,78 @@
+"""The command line, end to end, in a subprocess as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def svi_train(*args, data_dir=None):
+    cmd = [sys.executable, str(REPO / "scripts" / "svi_train.py"), *args]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+SMALL = ["--limit-train", "512", "--limit-test", "256", "--batch-size", "64", "--hidden", "64",
+         "--latent-dim", "8", "--epochs", "2"]
+
+
+@pytest.mark.parametrize("elbo", ["trace", "meanfield"])
+def test_train_end_to_end(data_dir, tmp_path, elbo):
+    out = tmp_path / "run"
+    result = svi_train(*SMALL, "--elbo", elbo, "--out", str(out), data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "nats per image" in result.stdout and f"objective: {elbo}" in result.stdout
+    assert "epoch   2/2" in result.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[-1]["test_elbo"] > records[0]["test_elbo"] - 5  # no collapse of the estimate
+    assert (out / "checkpoint.pt").is_file() and (out / "config.yaml").is_file()
+
+    resumed = svi_train("--resume", str(out), "--epochs", "3", data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch 3" in resumed.stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_config_file_and_flags(data_dir, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("hidden: [32]\nlatent_dim: 4\nepochs: 5\n")
+    out = tmp_path / "run"
+    result = svi_train("--config", str(config), "--epochs", "1", "--limit-train", "128",
+                       "--limit-test", "64", "--out", str(out), data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "784-32-4" in result.stdout
+    assert "epochs: 1" in (out / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--elbo", "nope"], "error: unknown elbo 'nope'; choose one of: trace, meanfield"),
+    (["--dataset", "cifar"], "error: unknown dataset 'cifar'"),
+    (["--resume", "/nonexistent/run"], "error: no checkpoint at /nonexistent/run/checkpoint.pt"),
+])
+def test_user_errors_exit_with_a_message_not_a_traceback(args, message):
+    result = svi_train(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_dataset_message(tmp_path):
+    empty = tmp_path / "empty"
+    result = svi_train("--dataset", "binarized-mnist", data_dir=str(empty))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"not in the data directory {empty}" in result.stderr
+    assert "binarized_mnist_train.amat" in result.stderr
+
+
+def test_corrupt_checkpoint_message(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert svi_train(*SMALL, "--epochs", "1", "--out", str(out), data_dir=data_dir).returncode == 0
+    (out / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    result = svi_train("--resume", str(out), "--epochs", "2", data_dir=data_dir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "corrupt or truncated" in result.stderr

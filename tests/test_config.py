@@ -1,0 +1,94 @@
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pyro_vae.config import Config, add_config_arguments, load_yaml, make_config, resume_config
+from pyro_vae.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return vars(parser.parse_args(argv))
+
+
+def test_defaults_are_valid():
+    assert make_config() == Config()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = make_config(config_file=path)
+    assert isinstance(cfg, Config)
+
+
+def test_iwae_paper_architecture():
+    cfg = make_config(config_file=REPO / "configs" / "iwae_paper.yaml")
+    assert (cfg.arch, cfg.hidden, cfg.latent_dim, cfg.activation) == ("mlp", [200, 200], 50, "tanh")
+
+
+def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("latent_dimm: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'latent_dimm'.*'latent_dim'"):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize("text, key", [("epochs: ten\n", "epochs"), ("jit: 1\n", "jit"),
+                                       ("hidden: [1.5]\n", "hidden"), ("batch_size: 3.0\n", "batch_size")])
+def test_wrong_type_is_named(tmp_path, text, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"'{key}' must be"):
+        load_yaml(path)
+
+
+def test_yaml_scientific_notation_string_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-4\n")  # PyYAML reads this as the string '1e-4'
+    assert make_config(config_file=path).lr == 1e-4
+
+
+def test_cli_overrides_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 7\nhidden: [10, 20]\nelbo: meanfield\n")
+    cfg = make_config(parse(["--epochs", "3", "--hidden", "5", "--jit"]), config_file=path)
+    assert (cfg.epochs, cfg.hidden, cfg.elbo, cfg.jit) == (3, [5], "meanfield", True)
+
+
+def test_only_given_flags_override():
+    assert parse([]) == {}
+    assert parse(["--no-jit", "--limit-train", "5"]) == {"jit": False, "limit_train": 5}
+
+
+def test_every_field_has_a_flag():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = {a.dest for a in parser._actions}
+    assert {f.name for f in dataclasses.fields(Config)} <= flags
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"elbo": "nope"}, "unknown elbo 'nope'; choose one of: trace, meanfield"),
+    ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
+    ({"arch": "resnet"}, "unknown arch"),
+    ({"device": "tpu"}, "unknown device"),
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"lr": -1.0}, "lr must be positive"),
+    ({"arch": "conv", "hidden": []}, "needs at least one hidden layer"),
+])
+def test_invalid_values_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(overrides)
+
+
+def test_resume_allows_only_harmless_changes():
+    saved = Config(epochs=2).to_dict()
+    assert resume_config(saved, {"epochs": 5, "lr": 1e-4}).epochs == 5
+    assert resume_config(saved, {"hidden": [400, 400]}).hidden == [400, 400]  # unchanged value
+    with pytest.raises(ConfigError, match=r"cannot change arch: 'mlp' -> 'conv'"):
+        resume_config(saved, {"arch": "conv"})

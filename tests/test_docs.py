@@ -1,0 +1,22 @@
+"""The README documents every config key and flag (in its configuration table)."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pyro_vae.config import Config
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Config)])
+def test_every_config_key_is_documented(name):
+    flag = "--" + name.replace("_", "-")
+    assert f"| `{name}` / `{flag}`" in README
+
+
+def test_quick_start_has_the_three_commands():
+    quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    for command in ('pip install -e ".[dev]"', "python scripts/svi_train.py", "pytest"):
+        assert command in quick

@@ -1,0 +1,138 @@
+import math
+
+import pytest
+import torch
+
+from pyro_vae.checkpoint import load_checkpoint
+from pyro_vae.config import Config
+from pyro_vae.errors import CheckpointError, ConfigError, TrainingDivergedError
+from pyro_vae.importance import elbo_per_datapoint
+from pyro_vae.rundir import RunDir
+from pyro_vae.train import Trainer, train
+
+from conftest import quiet
+
+TIMES = ("train_seconds", "epoch_seconds", "wall_seconds")
+
+
+def without_times(history):
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in history]
+
+
+def run(overrides, **extra):
+    return train({**overrides, **extra}, log=quiet, progress=False)
+
+
+def test_a_few_hundred_steps_improve_the_test_elbo(data_dir, tmp_path):
+    cfg = Config(data_dir=data_dir, limit_train=1000, limit_test=500, hidden=[200], latent_dim=20,
+                 batch_size=50, epochs=15, out=str(tmp_path / "run"))
+    trainer = Trainer(cfg, log=quiet, progress=False)
+    before = trainer.evaluate()
+    trainer.fit()
+    assert trainer.global_step == 300
+    with trainer.param_scope():
+        per_image = elbo_per_datapoint(trainer.vae.model, trainer.vae.guide, trainer.data.test)
+    stderr = per_image.std().item() / math.sqrt(len(per_image))
+    after = trainer.history[-1]["test_elbo"]
+    assert after - before > 10 * stderr, (before, after, stderr)  # measured: ~55 nats, stderr ~2
+
+
+def test_run_directory_contents(small_run):
+    trainer = run(small_run)
+    rundir = RunDir(small_run["out"])
+    records = rundir.read_metrics()
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert set(records[0]) == {"epoch", "step", "train_loss", "test_elbo", *TIMES}
+    assert records[1]["step"] == 2 * (256 // 32)
+    assert all(r["train_loss"] > 0 and r["test_elbo"] < 0 for r in records)
+    state = load_checkpoint(rundir.checkpoint_path)
+    assert state["epoch"] == 2 and state["config"] == trainer.cfg.to_dict()
+    assert state["metrics"] == records
+    assert "latent_dim: 8" in rundir.config_path.read_text()
+
+
+def test_same_seed_same_metrics(small_run, tmp_path):
+    a = run(small_run).history
+    b = run(small_run, out=str(tmp_path / "again")).history
+    assert without_times(a) == without_times(b)
+    c = run(small_run, out=str(tmp_path / "other-seed"), seed=1).history
+    assert without_times(a) != without_times(c)
+
+
+@pytest.mark.parametrize("elbo, jit", [("trace", False), ("meanfield", True)])
+def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, elbo, jit):
+    small_run.update(elbo=elbo, jit=jit, epochs=3)
+    whole = run(small_run)
+    part = str(tmp_path / "part")
+    run(small_run, out=part, epochs=1)
+    resumed = run({"resume": part, "epochs": 3})
+    assert without_times(resumed.history) == without_times(whole.history)
+    for name, value in whole.vae.state_dict().items():
+        assert torch.equal(value, resumed.vae.state_dict()[name]), name
+    assert without_times(RunDir(part).read_metrics()) == without_times(whole.history)
+
+
+def test_resume_refuses_a_different_experiment(small_run):
+    run(small_run, epochs=1)
+    with pytest.raises(ConfigError, match="cannot change latent_dim"):
+        run({"resume": small_run["out"], "latent_dim": 3})
+
+
+def test_a_finished_run_is_not_overwritten(small_run):
+    run(small_run, epochs=1)
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+        run(small_run)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(small_run):
+    run(small_run, epochs=1)
+    rundir = RunDir(small_run["out"])
+    saved = rundir.checkpoint_path.read_bytes()
+    metrics = rundir.metrics_path.read_text()
+    trainer = Trainer.resume(small_run["out"], {"epochs": 3}, log=quiet, progress=False)
+    trainer.step.elbo.loss_and_grads = lambda *args, **kwargs: float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 0: the training loss became nan.*"
+                                                    r"checkpoint of epoch 1 .* is intact.*--lr 0.0001"):
+        trainer.fit()
+    assert rundir.checkpoint_path.read_bytes() == saved
+    assert rundir.metrics_path.read_text() == metrics
+
+
+def test_nan_parameters_are_caught_before_saving(small_run):
+    """An update that makes a parameter NaN on the last step of an epoch leaves a finite loss."""
+    trainer = Trainer(Config(**small_run), log=quiet, progress=False)
+    optimizer_step, calls = trainer.optimizer.step, []
+
+    def poisoned_step():
+        optimizer_step()
+        calls.append(1)
+        if len(calls) == 256 // 32:
+            with torch.no_grad():
+                trainer.vae.encoder.head.weight[0, 0] = float("nan")
+
+    trainer.optimizer.step = poisoned_step
+    with pytest.raises(TrainingDivergedError, match="epoch 1: a parameter became NaN.*No epoch had finished"):
+        trainer.fit()
+    assert not RunDir(small_run["out"]).checkpoint_path.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_checkpoint_is_reported(small_run, damage):
+    run(small_run, epochs=1)
+    path = RunDir(small_run["out"]).checkpoint_path
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 100,
+                      "empty": b""}[damage])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        run({"resume": small_run["out"], "epochs": 2})
+
+
+def test_missing_checkpoint_is_reported(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        run({"resume": str(tmp_path)})
+
+
+def test_checkpoint_of_another_kind_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="not a pyro-vae checkpoint"):
+        load_checkpoint(tmp_path)
