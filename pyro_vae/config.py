@@ -75,7 +75,7 @@ HELP = {
 }
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
-RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "resume", "out")
+RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir")
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
@@ -187,12 +187,18 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def merge_values(overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
+                 ) -> dict[str, Any]:
+    """The YAML file's values updated by ``overrides``, keys checked and values typed."""
+    values = load_yaml(config_file) if config_file else {}
+    values.update(coerce_overrides(overrides or {}))
+    return values
+
+
 def make_config(overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
                 ) -> Config:
     """Defaults, then the YAML file, then ``overrides`` (e.g. from the command line), validated."""
-    values = load_yaml(config_file) if config_file else {}
-    values.update(coerce_overrides(overrides or {}))
-    return validate(Config(**values))
+    return validate(Config(**merge_values(overrides, config_file)))
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -213,19 +219,23 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **kwargs)
 
 
-def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Config:
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str) -> Config:
     """The saved run's config with the few keys that may change on resume replaced.
 
     Changing anything else (the architecture, the objective, the data) would silently make the
     resumed run a different experiment, so it is refused with the list of offending keys.
     """
     cfg = make_config(coerce_overrides(saved, where="the checkpoint's config"))
+    out = overrides.get("out")
+    if out is not None and Path(out).resolve() != Path(run_dir).resolve():
+        raise ConfigError(f"--out {out} differs from the run being resumed ({run_dir}); a resumed "
+                          "run continues in its own directory, so drop --out")
     changed = sorted(k for k, v in overrides.items()
-                     if k not in RESUME_OVERRIDABLE and getattr(cfg, k) != v)
+                     if k not in (*RESUME_OVERRIDABLE, "resume", "out") and getattr(cfg, k) != v)
     if changed:
         detail = ", ".join(f"{k}: {getattr(cfg, k)!r} -> {overrides[k]!r}" for k in changed)
         raise ConfigError(
             f"cannot change {detail} when resuming; only {', '.join(RESUME_OVERRIDABLE)} may "
             "differ. Start a new run (--out) to train with other settings.")
     allowed = {k: v for k, v in overrides.items() if k in RESUME_OVERRIDABLE}
-    return validate(dataclasses.replace(cfg, **allowed))
+    return validate(dataclasses.replace(cfg, **allowed, resume=str(run_dir), out=str(run_dir)))

@@ -13,8 +13,9 @@ Binarization:
   used by the IWAE and VampPrior papers ("static MNIST").
 
 The data directory is ``--data-dir``, else ``$PYRO_VAE_DATA``, else ``./data``. Files already
-there are used without network access; missing files are downloaded, and if that fails the
-error names the directory, the expected files and how to provide them.
+there are used without network access; missing files are downloaded (unless
+``$PYRO_VAE_OFFLINE`` is set), and if that fails the error names the directory, the expected
+files and how to provide them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 from torchvision import datasets as tv_datasets
-from torchvision.datasets.utils import download_url
+from torchvision.datasets.utils import check_integrity, download_url
 
 from .errors import DatasetCorruptError, DatasetNotFoundError
 
@@ -37,6 +38,7 @@ DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
 IMAGE_SHAPE = (1, 28, 28)
 EVAL_BINARIZATION_SEED = 0
 DATA_DIR_ENV = "PYRO_VAE_DATA"
+OFFLINE_ENV = "PYRO_VAE_OFFLINE"  # set (to anything but "" or "0") to never try a download
 
 # Larochelle's static binarization: uncompressed .amat SHA-256 (as checked by TensorFlow Datasets).
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
@@ -95,6 +97,18 @@ def _binarize_fixed(x: torch.Tensor) -> torch.Tensor:
     return torch.bernoulli(x.cpu(), generator=g).to(x.device)
 
 
+def _offline_by_env() -> bool:
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
+def downloads_allowed(download: bool = True) -> bool:
+    return download and not _offline_by_env()
+
+
+def _downloads_off() -> str:
+    return f"downloads are off: ${OFFLINE_ENV} is set" if _offline_by_env() else "downloads are off"
+
+
 def _missing(name: str, root: Path, expected: list[Path], reason: str) -> DatasetNotFoundError:
     files = "\n".join(f"  {p}" for p in expected)
     return DatasetNotFoundError(
@@ -112,8 +126,14 @@ def _load_torchvision(cls, folder: str, root: Path, download: bool):
             ds = cls(str(root), train=train, download=False)
         except RuntimeError:
             expected = [root / folder / "raw" / filename for filename, _ in cls.resources]
+            damaged = [p for p, (_, md5) in zip(expected, cls.resources)
+                       if p.exists() and not check_integrity(str(p), md5)]
+            if damaged:
+                raise DatasetCorruptError(
+                    f"{', '.join(map(str, damaged))} failed the MD5 check. Delete the damaged "
+                    "file(s) and download them again, or copy good ones there.")
             if not download:
-                raise _missing(cls.__name__, root, expected, "downloads disabled") from None
+                raise _missing(cls.__name__, root, expected, _downloads_off()) from None
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 # Extracts archives already present (MD5-checked) without touching the network.
@@ -149,7 +169,7 @@ def _load_binarized_split(root: Path, split: str, download: bool) -> torch.Tenso
     if not plain.exists() and not packed.exists():
         expected = [folder / f"binarized_mnist_{s}.amat[.gz]" for s in BINARIZED_MNIST_SIZES]
         if not download:
-            raise _missing("BinarizedMNIST", root, expected, "downloads disabled")
+            raise _missing("BinarizedMNIST", root, expected, _downloads_off())
         try:
             download_url(BINARIZED_MNIST_URL + name, str(folder), name)
         except Exception as e:
@@ -175,6 +195,7 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
     binarized before it is cut, so the first N images are the same whatever N is).
     """
     root = resolve_data_dir(data_dir)
+    download = downloads_allowed(download)
     if name in ("mnist", "fashion-mnist"):
         cls, folder = ((tv_datasets.MNIST, "MNIST") if name == "mnist"
                        else (tv_datasets.FashionMNIST, "FashionMNIST"))

@@ -31,20 +31,38 @@ def register_objective(name: str) -> Callable[[Callable], Callable]:
     return register
 
 
-@register_objective("trace")
-def _trace(cfg) -> ELBO:
-    """Monte Carlo ELBO: log p(x, z) - log q(z | x) at a reparameterized sample z ~ q."""
-    cls = JitTrace_ELBO if cfg.jit else Trace_ELBO
-    extra = {"ignore_jit_warnings": True} if cfg.jit else {}
-    return cls(max_plate_nesting=MAX_PLATE_NESTING, **extra)
+class _JitTraceMeanField_ELBO(JitTraceMeanField_ELBO):
+    """``JitTraceMeanField_ELBO`` that compiles once.
+
+    In pyro-ppl 1.9.2 its ``differentiable_loss`` checks ``_loss_and_surrogate_loss`` to decide
+    whether to compile but stores the compiled function as ``_differentiable_loss``, so it
+    recompiles on every call. Setting the attribute it checks makes it reuse the compiled one.
+    """
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        loss = super().differentiable_loss(model, guide, *args, **kwargs)
+        self._loss_and_surrogate_loss = self._differentiable_loss
+        return loss
 
 
-@register_objective("meanfield")
-def _meanfield(cfg) -> ELBO:
-    """ELBO with the KL(q(z|x) || p(z)) term analytic where ``kl_divergence`` knows the pair."""
-    cls = JitTraceMeanField_ELBO if cfg.jit else TraceMeanField_ELBO
-    extra = {"ignore_jit_warnings": True} if cfg.jit else {}
-    return cls(max_plate_nesting=MAX_PLATE_NESTING, **extra)
+# name: (eager class, JIT class)
+_PYRO_ELBOS = {
+    "trace": (Trace_ELBO, JitTrace_ELBO),  # log p(x,z) - log q(z|x) at z ~ q, reparameterized
+    "meanfield": (TraceMeanField_ELBO, _JitTraceMeanField_ELBO),  # KL analytic where registered
+}
+JIT_OBJECTIVES = (JitTrace_ELBO, JitTraceMeanField_ELBO)
+
+
+def _pyro_elbo_factory(eager, jit):
+    def factory(cfg) -> ELBO:
+        if cfg.jit:
+            return jit(max_plate_nesting=MAX_PLATE_NESTING, ignore_jit_warnings=True)
+        return eager(max_plate_nesting=MAX_PLATE_NESTING)
+    return factory
+
+
+for _name, (_eager, _jit) in _PYRO_ELBOS.items():
+    register_objective(_name)(_pyro_elbo_factory(_eager, _jit))
 
 
 def build_objective(cfg) -> ELBO:

@@ -13,6 +13,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 
 class StandardNormalPrior(nn.Module):
     """N(0, I): the classic VAE prior. Buffers, not parameters, so it follows ``.to(device)``."""
@@ -34,5 +36,5 @@ def build_prior(name: str, latent_dim: int) -> nn.Module:
     try:
         factory = PRIORS[name]
     except KeyError:
-        raise ValueError(f"unknown prior {name!r}; choose one of {', '.join(PRIORS)}") from None
+        raise ConfigError(f"unknown prior {name!r}; choose one of {', '.join(PRIORS)}") from None
     return factory(latent_dim)

@@ -30,8 +30,12 @@ class RunDir:
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
 
     @classmethod
-    def create(cls, out: Optional[str]) -> "RunDir":
-        """A new run directory: ``out``, or ``runs/<timestamp>``. Refuses to reuse a run's."""
+    def new(cls, out: Optional[str]) -> "RunDir":
+        """The directory for a new run: ``out``, or ``runs/<timestamp>``; not created yet.
+
+        Checked before any data is loaded, so pointing ``--out`` at an existing run fails at
+        once: a run directory is never overwritten.
+        """
         if out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path, i = Path("runs") / stamp, 1
@@ -43,8 +47,15 @@ class RunDir:
         if run.checkpoint_path.exists() or run.metrics_path.exists():
             raise ConfigError(f"{path} already holds a run. Continue it with --resume {path}, "
                               "or choose another --out.")
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {path} is a file, not a directory")
         return run
+
+    def make(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create the run directory {self.path}: {e.strerror}") from None
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))

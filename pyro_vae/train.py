@@ -25,13 +25,13 @@ from pyro.infer import ELBO
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, load_yaml, coerce_overrides, resume_config, validate
+from .config import Config, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .errors import CheckpointError, ConfigError, TrainingDivergedError
 from .importance import elbo_per_datapoint
 from .model import VAE
 from .nets import build_nets, init_output_bias
-from .objectives import build_objective
+from .objectives import JIT_OBJECTIVES, build_objective
 from .priors import build_prior
 from .rundir import RunDir
 from .schedule import learning_rate
@@ -61,16 +61,32 @@ class SVIStep:
     """One stochastic-variational-inference step; returns the minibatch loss (-ELBO, summed)."""
 
     def __init__(self, vae: VAE, elbo: ELBO, optimizer: torch.optim.Optimizer):
-        self.vae, self.elbo, self.optimizer = vae, elbo, optimizer
+        self.elbo, self.optimizer = elbo, optimizer
+        # Bind once: ``vae.model`` makes a new bound-method object on every access, and Pyro's
+        # JIT objectives key their compiled-function cache on id(model) and id(guide).
+        self.model, self.guide = vae.model, vae.guide
         self.validated = False
 
     def __call__(self, x: torch.Tensor) -> float:
+        if not self.validated and isinstance(self.elbo, JIT_OBJECTIVES):
+            self._compile(x)
         with pyro.validation_enabled(not self.validated):
-            loss = self.elbo.loss_and_grads(self.vae.model, self.vae.guide, x)
+            loss = self.elbo.loss_and_grads(self.model, self.guide, x)
         self.validated = True
         self.optimizer.step()
         self.optimizer.zero_grad()
         return loss
+
+    def _compile(self, x: torch.Tensor) -> None:
+        """Compile the JIT objective on a throwaway step, with the RNG forked.
+
+        Compiling runs the model and guide several times and so draws random numbers; it
+        happens on the first step of a run *and* of a resumed run, and must not shift the
+        random stream, or a resumed run would differ from an uninterrupted one.
+        """
+        with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+            self.elbo.loss_and_grads(self.model, self.guide, x)
+        self.optimizer.zero_grad()
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -92,6 +108,7 @@ class Trainer:
         self.cfg, self.log = cfg, log
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.device = resolve_device(cfg.device)
+        self.run = RunDir(cfg.resume) if checkpoint is not None else RunDir.new(cfg.out)
         pyro.set_rng_seed(cfg.seed)
         self._param_scope: Optional[dict] = None
         self.data: VAEData = load_dataset(cfg.dataset, cfg.data_dir, self.device,
@@ -101,11 +118,10 @@ class Trainer:
         self.step = SVIStep(self.vae, build_objective(cfg), self.optimizer)
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
         self.history: list[dict[str, Any]] = []
+        self.run.make()
         if checkpoint is None:
             init_output_bias(self.vae.decoder, self.data.mean_pixel)
-            self.run = RunDir.create(cfg.out)
         else:
-            self.run = RunDir(cfg.resume)
             self._restore(checkpoint)
         self.run.write_config(cfg.to_dict())
 
@@ -113,9 +129,7 @@ class Trainer:
     def resume(cls, run_dir: str, overrides: Optional[dict[str, Any]] = None, **kwargs) -> "Trainer":
         """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir."""
         state = load_checkpoint(RunDir(run_dir).checkpoint_path)
-        cfg = resume_config(state["config"], {**(overrides or {}), "resume": str(run_dir),
-                                              "out": str(run_dir)})
-        return cls(cfg, state, **kwargs)
+        return cls(resume_config(state["config"], overrides or {}, str(run_dir)), state, **kwargs)
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
@@ -241,6 +255,8 @@ class Trainer:
         cfg, data = self.cfg, self.data
         n_params = sum(p.numel() for p in self.vae.parameters())
         sizes = "-".join(str(s) for s in [data.train.shape[1], *cfg.hidden, cfg.latent_dim])
+        if cfg.arch == "conv":
+            sizes = f"conv(32, 64 channels)-{sizes.split('-', 1)[1]}"
         binarization = "dynamic" if data.dynamic_binarization else "static"
         elbo = type(self.step.elbo).__name__
         action = "resuming at epoch %d" % (self.epoch + 1) if self.epoch else "training"
@@ -254,8 +270,7 @@ class Trainer:
 def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str] = None,
           **kwargs) -> Trainer:
     """Defaults < ``config_file`` < ``overrides``; resumes if they name ``resume``. Trains."""
-    values = load_yaml(config_file) if config_file else {}
-    values.update(coerce_overrides(overrides or {}))
+    values = merge_values(overrides, config_file)
     if values.get("resume"):
         trainer = Trainer.resume(values["resume"], values, **kwargs)
     else:

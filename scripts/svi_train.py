@@ -30,8 +30,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the last finished epoch's checkpoint is intact; continue with "
-              "--resume RUN_DIR", file=sys.stderr)
+        print("\ninterrupted. If an epoch had finished, its checkpoint is intact: continue with "
+              "--resume RUN_DIR; otherwise start again.", file=sys.stderr)
         return 130
     return 0
 

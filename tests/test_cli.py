@@ -1,6 +1,7 @@
 """The command line, end to end, in a subprocess as a user runs it."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def svi_train(*args, data_dir=None):
+def svi_train(*args, data_dir=None, env=None):
     cmd = [sys.executable, str(REPO / "scripts" / "svi_train.py"), *args]
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, **(env or {})})
 
 
 SMALL = ["--limit-train", "512", "--limit-test", "256", "--batch-size", "64", "--hidden", "64",
@@ -63,8 +65,10 @@ def test_user_errors_exit_with_a_message_not_a_traceback(args, message):
 
 def test_missing_dataset_message(tmp_path):
     empty = tmp_path / "empty"
-    result = svi_train("--dataset", "binarized-mnist", data_dir=str(empty))
+    result = svi_train("--dataset", "binarized-mnist", data_dir=str(empty),
+                       env={"PYRO_VAE_OFFLINE": "1"})  # no download attempt from a test
     assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "downloads are off: $PYRO_VAE_OFFLINE is set" in result.stderr
     assert f"not in the data directory {empty}" in result.stderr
     assert "binarized_mnist_train.amat" in result.stderr
 

@@ -85,6 +85,27 @@ def test_missing_dataset_without_downloads(tmp_path, name, folder):
     assert "--data-dir" in message and "PYRO_VAE_DATA" in message
 
 
+def test_offline_environment_variable_disables_downloads(tmp_path, monkeypatch):
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(data_module, "download_url", must_not_download)
+    monkeypatch.setenv("PYRO_VAE_OFFLINE", "1")
+    with pytest.raises(DatasetNotFoundError, match=r"downloads are off: \$PYRO_VAE_OFFLINE is set"):
+        load_dataset("binarized-mnist", str(tmp_path))
+
+
+def test_corrupt_mnist_archive_is_reported(data_dir, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (Path(data_dir) / "MNIST" / "raw").glob("*.gz"):
+        shutil.copy(f, raw)
+    damaged = raw / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    with pytest.raises(DatasetCorruptError, match="t10k-labels-idx1-ubyte.gz failed the MD5 check"):
+        load_dataset("mnist", str(tmp_path))
+
+
 def test_missing_dataset_when_download_fails(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

@@ -38,3 +38,10 @@ def test_output_bias_is_the_logit_of_the_mean_pixel():
     mean = torch.rand(784) * 0.9 + 0.05
     init_output_bias(vae.decoder, mean)
     torch.testing.assert_close(torch.sigmoid(vae.decoder.output_layer.bias), mean)
+
+
+def test_conv_output_bias_is_the_mean_logit():
+    vae = build_vae(Config(arch="conv", hidden=[8], latent_dim=2))
+    mean = torch.full((784,), 0.2)
+    init_output_bias(vae.decoder, mean)
+    torch.testing.assert_close(torch.sigmoid(vae.decoder.output_layer.bias), torch.tensor([0.2]))

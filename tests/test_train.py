@@ -59,17 +59,31 @@ def test_same_seed_same_metrics(small_run, tmp_path):
     assert without_times(a) != without_times(c)
 
 
-@pytest.mark.parametrize("elbo, jit", [("trace", False), ("meanfield", True)])
+def compiled_graphs(elbo):
+    """How many graphs a Pyro JIT objective has compiled (its private cache)."""
+    fn = getattr(elbo, "_loss_and_surrogate_loss", None) or elbo._differentiable_loss
+    return len(fn.compiled)
+
+
+@pytest.mark.parametrize("elbo, jit", [("trace", False), ("trace", True), ("meanfield", True)])
 def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, elbo, jit):
     small_run.update(elbo=elbo, jit=jit, epochs=3)
     whole = run(small_run)
     part = str(tmp_path / "part")
     run(small_run, out=part, epochs=1)
     resumed = run({"resume": part, "epochs": 3})
+    if jit:  # compiled once, not once per step
+        assert compiled_graphs(whole.step.elbo) == compiled_graphs(resumed.step.elbo) == 1
     assert without_times(resumed.history) == without_times(whole.history)
     for name, value in whole.vae.state_dict().items():
         assert torch.equal(value, resumed.vae.state_dict()[name]), name
     assert without_times(RunDir(part).read_metrics()) == without_times(whole.history)
+
+
+def test_conv_vae_trains(small_run):
+    trainer = run(small_run, arch="conv", hidden=[32], epochs=3)
+    first, last = trainer.history[0]["test_elbo"], trainer.history[-1]["test_elbo"]
+    assert math.isfinite(first) and last > first
 
 
 def test_resume_refuses_a_different_experiment(small_run):
@@ -78,10 +92,17 @@ def test_resume_refuses_a_different_experiment(small_run):
         run({"resume": small_run["out"], "latent_dim": 3})
 
 
-def test_a_finished_run_is_not_overwritten(small_run):
+def test_a_finished_run_is_not_overwritten(small_run, monkeypatch):
     run(small_run, epochs=1)
+    monkeypatch.setattr("pyro_vae.train.load_dataset", None)  # refused before loading any data
     with pytest.raises(ConfigError, match="already holds a run.*--resume"):
         run(small_run)
+
+
+def test_out_that_is_a_file_is_refused(small_run, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        run(small_run, out=str(tmp_path / "file"))
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(small_run):
