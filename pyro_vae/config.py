@@ -32,8 +32,13 @@ class Config:
     hidden: list[int] = field(default_factory=lambda: [400, 400])
     activation: str = "relu"
     latent_dim: int = 50
-    # objective
-    elbo: str = "trace"
+    # objective and gradient estimator
+    elbo: Optional[str] = None  # None: trace, or tracegraph with estimator "score"
+    estimator: str = "reparam"
+    baseline: str = "none"
+    baseline_beta: float = 0.9
+    num_particles: int = 1
+    alpha: Optional[float] = None
     jit: bool = False
     # optimisation
     epochs: int = 10
@@ -61,7 +66,13 @@ HELP = {
     "hidden": "hidden layer sizes, e.g. --hidden 200 200",
     "activation": "relu | tanh | softplus | elu | leaky_relu",
     "latent_dim": "size of z",
-    "elbo": "training objective (trace | meanfield)",
+    "elbo": "trace | tracegraph | meanfield | iwae | renyi | dreg | stl (default: trace, or "
+            "tracegraph with --estimator score)",
+    "estimator": "reparam | score (gradient estimator of the guide's z)",
+    "baseline": "none | avg | nn (score-function baselines, with --elbo tracegraph)",
+    "baseline_beta": "decay of the avg baseline's moving average",
+    "num_particles": "K: samples of z per data point and step",
+    "alpha": "Renyi alpha (--elbo renyi)",
     "jit": "use the JIT-compiled variant of the objective",
     "epochs": "total number of epochs (a resumed run stops at this epoch)",
     "batch_size": "minibatch size",
@@ -155,17 +166,19 @@ def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str,
 
 
 def validate(cfg: Config) -> Config:
-    """Check choices and ranges; return ``cfg`` unchanged if all is well."""
+    """Check choices, ranges and combinations; return ``cfg`` with ``elbo`` resolved."""
     from .data import DATASETS
     from .nets import ACTIVATIONS, ARCHITECTURES
-    from .objectives import OBJECTIVES
+    from .estimators import BASELINES, ESTIMATORS
+    from .objectives import check_compatibility, default_objective
     from .schedule import LR_SCHEDULES
 
     choices = {
         "dataset": DATASETS,
         "arch": ARCHITECTURES,
         "activation": ACTIVATIONS,
-        "elbo": OBJECTIVES,
+        "estimator": ESTIMATORS,
+        "baseline": BASELINES,
         "device": ("cpu", "cuda", "auto"),
         "lr_schedule": LR_SCHEDULES,
     }
@@ -173,7 +186,7 @@ def validate(cfg: Config) -> Config:
         value = getattr(cfg, key)
         if value not in valid:
             raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
-    for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test"):
+    for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test", "num_particles"):
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
@@ -184,6 +197,11 @@ def validate(cfg: Config) -> Config:
     for key in ("lr", "adam_eps"):
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    if not 0 <= cfg.baseline_beta < 1:
+        raise ConfigError(f"baseline_beta must be in [0, 1), got {cfg.baseline_beta}")
+    if cfg.elbo is None:
+        cfg = dataclasses.replace(cfg, elbo=default_objective(cfg.estimator))
+    check_compatibility(cfg)
     return cfg
 
 

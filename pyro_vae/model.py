@@ -14,20 +14,38 @@ reachable through ``VAE.parameters()``, which is what the optimizer and checkpoi
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .estimators import BaselineNet, baseline_infer, latent_distribution
+
+# The model has one plate ("data", dim -1); objectives that vectorize over particles put theirs
+# at dim -2, and saying so spares Pyro a shape-guessing trace.
+MAX_PLATE_NESTING = 1
+
 
 class VAE(nn.Module):
-    """Holds the encoder, decoder and prior modules and defines ``model`` and ``guide``."""
+    """Holds the encoder, decoder and prior modules and defines ``model`` and ``guide``.
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module):
+    ``estimator`` chooses how the guide's ``z`` is differentiated ("reparam" or "score", see
+    :mod:`pyro_vae.estimators`); ``baseline`` ("none", "avg", "nn") adds a variance-reducing
+    baseline to a score-function ``z``. A "nn" baseline is a submodule (``baseline_net``),
+    registered in the guide as ``pyro.module("baseline", ...)`` and trained jointly.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
+                 estimator: str = "reparam", baseline: str = "none", baseline_beta: float = 0.9,
+                 x_dim: int = 784):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
+        self.estimator, self.baseline, self.baseline_beta = estimator, baseline, baseline_beta
+        self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if baseline == "nn" else None
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
         """p(z) p(x | z) over a minibatch ``x`` of shape ``(B, x_dim)`` with values in {0, 1}."""
@@ -43,6 +61,10 @@ class VAE(nn.Module):
     def guide(self, x: torch.Tensor) -> torch.Tensor:
         """q(z | x): a diagonal Normal whose loc and scale come from the encoder."""
         pyro.module("encoder", self.encoder)
+        if self.baseline_net is not None:
+            pyro.module("baseline", self.baseline_net)
         with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(x)
-            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            return pyro.sample("z", latent_distribution(loc, scale, self.estimator),
+                               infer=baseline_infer(self.baseline, x, self.baseline_beta,
+                                                    self.baseline_net))

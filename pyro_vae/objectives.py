@@ -2,31 +2,51 @@
 
 A factory takes the run's :class:`~pyro_vae.config.Config` and returns an object with Pyro's ELBO
 interface (``loss`` and ``loss_and_grads(model, guide, *args)``), so anything ``pyro.infer.SVI``
-accepts works here. Later objectives (score-function estimators, multi-sample bounds) register
-themselves the same way::
+accepts works here. Each entry also says what it supports (score-function guides, baselines,
+JIT, K-sample bounds), and :func:`check_compatibility` refuses every other combination before
+any work is done, with a message that says what would work. New objectives register the same
+way::
 
-    @register_objective("my-bound")
+    @register_objective("my-bound", multi_sample=True)
     def _my_bound(cfg):
         return MyBound(num_particles=cfg.num_particles)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
-from pyro.infer import ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import (ELBO, JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO, Trace_ELBO,
+                        TraceGraph_ELBO, TraceMeanField_ELBO)
 
+from .elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
 from .errors import ConfigError
-
-# The VAE's model has one plate ("data"); saying so spares Pyro a shape-guessing trace.
-MAX_PLATE_NESTING = 1
-
-OBJECTIVES: dict[str, Callable] = {}
+from .model import MAX_PLATE_NESTING
 
 
-def register_objective(name: str) -> Callable[[Callable], Callable]:
+@dataclass(frozen=True)
+class Objective:
+    factory: Callable[..., ELBO]
+    score_function: bool = True  # accepts a guide whose z is not reparameterized
+    baselines: bool = False  # honours the baselines of score-function sites
+    multi_sample: bool = False  # a K-sample bound: needs num_particles >= 2
+    jit: bool = False  # has a JIT-compiled variant (--jit)
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+# Names users may look for that are refused on purpose, with the reason.
+UNSUPPORTED = {
+    "tail-adaptive": "Pyro's TraceTailAdaptive_ELBO returns inf from svi.step and cannot evaluate "
+                     "a loss, so training could not be monitored; use --elbo renyi --alpha A or "
+                     "--elbo iwae",
+}
+
+
+def register_objective(name: str, **capabilities) -> Callable[[Callable], Callable]:
     def register(factory: Callable) -> Callable:
-        OBJECTIVES[name] = factory
+        OBJECTIVES[name] = Objective(factory, **capabilities)
         return factory
     return register
 
@@ -45,29 +65,81 @@ class _JitTraceMeanField_ELBO(JitTraceMeanField_ELBO):
         return loss
 
 
-# name: (eager class, JIT class)
-_PYRO_ELBOS = {
-    "trace": (Trace_ELBO, JitTrace_ELBO),  # log p(x,z) - log q(z|x) at z ~ q, reparameterized
-    "meanfield": (TraceMeanField_ELBO, _JitTraceMeanField_ELBO),  # KL analytic where registered
-}
-JIT_OBJECTIVES = (JitTrace_ELBO, JitTraceMeanField_ELBO)
+JIT_OBJECTIVES = (JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO)
 
 
-def _pyro_elbo_factory(eager, jit):
+def _pyro_elbo(eager, jit):
+    """A factory for one of Pyro's own ELBOs, with vectorized particles when K > 1."""
     def factory(cfg) -> ELBO:
-        if cfg.jit:
-            return jit(max_plate_nesting=MAX_PLATE_NESTING, ignore_jit_warnings=True)
-        return eager(max_plate_nesting=MAX_PLATE_NESTING)
+        k = cfg.num_particles
+        options = {"num_particles": k, "vectorize_particles": k > 1,
+                   "max_plate_nesting": MAX_PLATE_NESTING}
+        return jit(ignore_jit_warnings=True, **options) if cfg.jit else eager(**options)
     return factory
 
 
-for _name, (_eager, _jit) in _PYRO_ELBOS.items():
-    register_objective(_name)(_pyro_elbo_factory(_eager, _jit))
+# Monte Carlo ELBO: log p(x,z) - log q(z|x) at z ~ q (REINFORCE for a score-function guide).
+register_objective("trace", jit=True)(_pyro_elbo(Trace_ELBO, JitTrace_ELBO))
+# The same, with Rao-Blackwellization and the baselines of score-function sites.
+register_objective("tracegraph", baselines=True, jit=True)(_pyro_elbo(TraceGraph_ELBO, JitTraceGraph_ELBO))
+# KL(q || p) analytic where kl_divergence knows the pair; reparameterized guides only.
+register_objective("meanfield", score_function=False, jit=True)(
+    _pyro_elbo(TraceMeanField_ELBO, _JitTraceMeanField_ELBO))
+register_objective("iwae", score_function=False, multi_sample=True)(
+    lambda cfg: IWAE_ELBO(num_particles=cfg.num_particles))
+register_objective("renyi", score_function=False, multi_sample=True)(
+    lambda cfg: RenyiBound(alpha=cfg.alpha, num_particles=cfg.num_particles))
+register_objective("dreg", score_function=False, multi_sample=True)(
+    lambda cfg: DReG_ELBO(num_particles=cfg.num_particles))
+register_objective("stl", score_function=False)(lambda cfg: STL_ELBO(num_particles=cfg.num_particles))
+
+
+def default_objective(estimator: str) -> str:
+    """What ``--elbo`` means when not given: Rao-Blackwellized TraceGraph_ELBO for a score-function
+    guide (the only one of Pyro's objectives that applies baselines), Trace_ELBO otherwise."""
+    return "tracegraph" if estimator == "score" else "trace"
+
+
+def check_compatibility(cfg) -> None:
+    """Refuse objective/estimator/option combinations that cannot work, saying what would."""
+    name = cfg.elbo
+    if name in UNSUPPORTED:
+        raise ConfigError(f"--elbo {name} is not offered: {UNSUPPORTED[name]}")
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown elbo {name!r}; choose one of: {', '.join(OBJECTIVES)}")
+    spec = OBJECTIVES[name]
+    score_ok = [n for n, o in OBJECTIVES.items() if o.score_function]
+    if cfg.estimator == "score" and not spec.score_function:
+        raise ConfigError(
+            f"--elbo {name} needs a reparameterized guide, but --estimator score makes z "
+            f"non-reparameterized. Use --estimator reparam, or one of --elbo {', '.join(score_ok)} "
+            "with --estimator score.")
+    if cfg.baseline != "none":
+        if cfg.estimator != "score":
+            raise ConfigError("baselines reduce the variance of score-function gradients only; "
+                              "add --estimator score, or drop --baseline")
+        if not spec.baselines:
+            with_baselines = [n for n, o in OBJECTIVES.items() if o.baselines]
+            raise ConfigError(f"--elbo {name} ignores baselines (Pyro applies them only in "
+                              f"TraceGraph_ELBO); use --elbo {' or '.join(with_baselines)}")
+        if cfg.baseline == "nn" and cfg.num_particles > 1:
+            raise ConfigError("--baseline nn gives one value per data point, so it works with "
+                              "--num-particles 1 only; use --baseline avg with several particles")
+    if spec.multi_sample and cfg.num_particles < 2:
+        raise ConfigError(f"--elbo {name} is a K-sample bound: pass --num-particles K with K >= 2 "
+                          "(e.g. 5 or 50); with K = 1 it is the ELBO")
+    if cfg.jit and cfg.baseline != "none":
+        raise ConfigError(f"--jit cannot compile --baseline {cfg.baseline} (Pyro updates the "
+                          "decaying average in the param store inside the compiled function); "
+                          "drop --jit")
+    if cfg.jit and not spec.jit:
+        jittable = [n for n, o in OBJECTIVES.items() if o.jit]
+        raise ConfigError(f"--jit is available for --elbo {', '.join(jittable)}, not {name}")
+    if (cfg.alpha is not None) != (name == "renyi"):
+        raise ConfigError("--elbo renyi needs --alpha A (0 gives the IWAE bound, 1 the ELBO)"
+                          if name == "renyi" else "--alpha applies to --elbo renyi only")
 
 
 def build_objective(cfg) -> ELBO:
-    try:
-        factory = OBJECTIVES[cfg.elbo]
-    except KeyError:
-        raise ConfigError(f"unknown elbo {cfg.elbo!r}; choose one of: {', '.join(OBJECTIVES)}") from None
-    return factory(cfg)
+    check_compatibility(cfg)
+    return OBJECTIVES[cfg.elbo].factory(cfg)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import pyro
 import torch
 from pyro.infer import ELBO
+from torch.distributions import constraints
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -50,7 +51,8 @@ def resolve_device(name: str) -> torch.device:
 
 def build_vae(cfg: Config, image_shape=(1, 28, 28)) -> VAE:
     encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim, cfg.activation)
-    return VAE(encoder, decoder, build_prior("normal", cfg.latent_dim))
+    return VAE(encoder, decoder, build_prior("normal", cfg.latent_dim), cfg.estimator, cfg.baseline,
+               cfg.baseline_beta, x_dim=math.prod(image_shape))
 
 
 def make_optimizer(cfg: Config, vae: VAE) -> torch.optim.Optimizer:
@@ -89,6 +91,13 @@ class SVIStep:
         self.optimizer.zero_grad()
 
 
+def non_module_params() -> dict[str, torch.Tensor]:
+    """Param-store state that lives outside the modules, e.g. the decaying average of
+    TraceGraph_ELBO's baselines: without it a resumed run would restart the average."""
+    store = pyro.get_param_store()
+    return {name: store[name].detach().clone() for name in store.keys() if "$$$" not in name}
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
@@ -105,7 +114,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None,
                  log: Callable[[str], None] = print, progress: Optional[bool] = None):
-        self.cfg, self.log = cfg, log
+        self.cfg = cfg = validate(cfg)  # also resolves an unset elbo
+        self.log = log
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.device = resolve_device(cfg.device)
         self.run = RunDir(cfg.resume) if checkpoint is not None else RunDir.new(cfg.out)
@@ -141,6 +151,9 @@ class Trainer:
         self.epoch, self.global_step = state["epoch"], state["step"]
         self.wall_seconds = state.get("wall_seconds", 0.0)
         self.history = list(state["metrics"])
+        pyro_params = {k: v.to(self.device) for k, v in state.get("pyro_params", {}).items()}
+        self._param_scope = {"params": pyro_params,
+                             "constraints": {k: constraints.real for k in pyro_params}}
         _set_rng_state(state["rng"], self.device)
         self.run.write_metrics(self.history)  # drop any epoch logged after the checkpoint
 
@@ -249,7 +262,7 @@ class Trainer:
         return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
                 "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": _rng_state(self.device), "metrics": self.history,
-                "wall_seconds": self.wall_seconds}
+                "wall_seconds": self.wall_seconds, "pyro_params": non_module_params()}
 
     def _describe(self) -> str:
         cfg, data = self.cfg, self.data

@@ -41,6 +41,23 @@ def test_train_end_to_end(data_dir, tmp_path, elbo):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize("flags", [["--estimator", "score", "--baseline", "nn"],
+                                   ["--elbo", "renyi", "--alpha", "0.5", "--num-particles", "3"]],
+                         ids=["score+nn", "renyi"])
+def test_estimator_flags_end_to_end(data_dir, tmp_path, flags):
+    result = svi_train(*SMALL, "--epochs", "1", *flags, "--out", str(tmp_path / "run"), data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    for key, value in zip(flags[::2], flags[1::2]):
+        assert f"{key[2:].replace('-', '_')}: {value}" in saved
+
+
+def test_incompatible_flags_are_refused_before_loading_data(tmp_path):
+    result = svi_train("--estimator", "score", "--elbo", "meanfield", data_dir=str(tmp_path / "none"))
+    assert result.returncode == 2
+    assert "needs a reparameterized guide" in result.stderr and "not in the data directory" not in result.stderr
+
+
 def test_config_file_and_flags(data_dir, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("hidden: [32]\nlatent_dim: 4\nepochs: 5\n")
@@ -53,7 +70,7 @@ def test_config_file_and_flags(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--elbo", "nope"], "error: unknown elbo 'nope'; choose one of: trace, meanfield"),
+    (["--elbo", "nope"], "error: unknown elbo 'nope'; choose one of: trace, tracegraph, meanfield"),
     (["--dataset", "cifar"], "error: unknown dataset 'cifar'"),
     (["--resume", "/nonexistent/run"], "error: no checkpoint at /nonexistent/run/checkpoint.pt"),
 ])

@@ -1,5 +1,6 @@
 import argparse
 import dataclasses
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,10 @@ def parse(argv):
     return vars(parser.parse_args(argv))
 
 
-def test_defaults_are_valid():
-    assert make_config() == Config()
+def test_defaults_are_valid_and_elbo_follows_the_estimator():
+    assert make_config() == dataclasses.replace(Config(), elbo="trace")
+    assert make_config({"estimator": "score"}).elbo == "tracegraph"
+    assert make_config({"estimator": "score", "elbo": "trace"}).elbo == "trace"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -27,7 +30,7 @@ def test_shipped_configs_load(path):
 
 
 def test_default_yaml_spells_out_the_defaults():
-    assert make_config(config_file=REPO / "configs" / "default.yaml") == Config()
+    assert make_config(config_file=REPO / "configs" / "default.yaml") == make_config()
 
 
 def test_iwae_paper_architecture():
@@ -70,7 +73,7 @@ def test_only_given_flags_override():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"elbo": "nope"}, "unknown elbo 'nope'; choose one of: trace, meanfield"),
+    ({"elbo": "nope"}, "unknown elbo 'nope'; choose one of: trace, tracegraph, meanfield, iwae, renyi, dreg, stl"),
     ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
     ({"arch": "resnet"}, "unknown arch"),
     ({"device": "tpu"}, "unknown device"),

@@ -1,8 +1,10 @@
 import pytest
-from pyro.infer import JitTrace_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import (JitTrace_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceGraph_ELBO,
+                        TraceMeanField_ELBO)
 
 from pyro_vae import objectives
 from pyro_vae.config import Config, make_config
+from pyro_vae.elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
 from pyro_vae.errors import ConfigError
 from pyro_vae.objectives import OBJECTIVES, build_objective, register_objective
 
@@ -19,7 +21,7 @@ def test_registry_builds_pyro_objectives(name, jit, cls):
 def test_unknown_objective_lists_the_valid_ones():
     cfg = Config()
     cfg.elbo = "bogus"  # bypasses validation on purpose
-    with pytest.raises(ConfigError, match="unknown elbo 'bogus'; choose one of: trace, meanfield"):
+    with pytest.raises(ConfigError, match="unknown elbo 'bogus'; choose one of: trace, tracegraph, meanfield"):
         build_objective(cfg)
 
 
@@ -32,3 +34,37 @@ def test_registering_an_objective_makes_it_a_valid_choice(monkeypatch):
 
     assert build_objective(make_config({"elbo": "mine", "batch_size": 3})).num_particles == 3
     assert "mine" not in OBJECTIVES  # the package's registry itself was left alone
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"estimator": "score", "elbo": "meanfield"}, "--elbo meanfield needs a reparameterized guide"),
+    ({"estimator": "score", "elbo": "dreg", "num_particles": 5}, "--elbo dreg needs a reparameterized"),
+    ({"baseline": "avg"}, "baselines reduce the variance of score-function gradients only"),
+    ({"estimator": "score", "elbo": "trace", "baseline": "nn"}, "--elbo trace ignores baselines"),
+    ({"estimator": "score", "baseline": "nn", "num_particles": 4}, "works with --num-particles 1 only"),
+    ({"estimator": "score", "baseline": "avg", "jit": True}, "--jit cannot compile --baseline avg"),
+    ({"estimator": "score", "baseline": "nn", "jit": True}, "--jit cannot compile --baseline nn"),
+    ({"elbo": "iwae"}, "K-sample bound: pass --num-particles K with K >= 2"),
+    ({"elbo": "stl", "jit": True}, "--jit is available for --elbo trace, tracegraph, meanfield, not stl"),
+    ({"elbo": "renyi", "num_particles": 5}, "--elbo renyi needs --alpha"),
+    ({"elbo": "iwae", "num_particles": 5, "alpha": 0.5}, "--alpha applies to --elbo renyi only"),
+    ({"elbo": "tail-adaptive"}, "TraceTailAdaptive_ELBO returns inf"),
+])
+def test_incompatible_combinations_are_refused_with_advice(options, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(options)
+
+
+@pytest.mark.parametrize("options, cls", [
+    ({"estimator": "score"}, TraceGraph_ELBO), ({"elbo": "iwae", "num_particles": 5}, IWAE_ELBO),
+    ({"elbo": "renyi", "alpha": 0.5, "num_particles": 5}, RenyiBound),
+    ({"elbo": "dreg", "num_particles": 5}, DReG_ELBO), ({"elbo": "stl"}, STL_ELBO),
+])
+def test_registry_builds_the_multi_sample_and_score_objectives(options, cls):
+    elbo = build_objective(make_config(options))
+    assert isinstance(elbo, cls) and elbo.num_particles == options.get("num_particles", 1)
+
+
+def test_particles_are_vectorized_for_pyro_objectives():
+    assert build_objective(make_config({"num_particles": 4})).vectorize_particles
+    assert not build_objective(make_config()).vectorize_particles  # K = 1: no extra plate

@@ -65,9 +65,14 @@ def compiled_graphs(elbo):
     return len(fn.compiled)
 
 
-@pytest.mark.parametrize("elbo, jit", [("trace", False), ("trace", True), ("meanfield", True)])
-def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, elbo, jit):
-    small_run.update(elbo=elbo, jit=jit, epochs=3)
+@pytest.mark.parametrize("options", [
+    {"elbo": "trace"}, {"elbo": "trace", "jit": True}, {"elbo": "meanfield", "jit": True},
+    {"estimator": "score", "baseline": "avg"},  # the average lives in Pyro's param store
+    {"estimator": "score", "baseline": "nn"}, {"elbo": "dreg", "num_particles": 3},
+], ids=lambda o: "+".join(f"{v}" for v in o.values()))
+def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
+    jit = options.get("jit", False)
+    small_run.update(options, epochs=3)
     whole = run(small_run)
     part = str(tmp_path / "part")
     run(small_run, out=part, epochs=1)
@@ -78,6 +83,24 @@ def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, elbo, jit):
     for name, value in whole.vae.state_dict().items():
         assert torch.equal(value, resumed.vae.state_dict()[name]), name
     assert without_times(RunDir(part).read_metrics()) == without_times(whole.history)
+
+
+ESTIMATORS = [
+    {"elbo": "trace"}, {"elbo": "tracegraph"}, {"elbo": "meanfield", "num_particles": 3},
+    {"elbo": "iwae", "num_particles": 3}, {"elbo": "renyi", "alpha": 0.5, "num_particles": 3},
+    {"elbo": "dreg", "num_particles": 3}, {"elbo": "stl", "num_particles": 2},
+    {"estimator": "score", "elbo": "trace"}, {"estimator": "score"},
+    {"estimator": "score", "baseline": "avg"}, {"estimator": "score", "baseline": "nn"},
+    {"estimator": "score", "jit": True},
+]
+
+
+@pytest.mark.parametrize("options", ESTIMATORS, ids=lambda o: "+".join(f"{v}" for v in o.values()))
+def test_every_estimator_trains(small_run, options):
+    history = run(small_run, epochs=3, **options).history
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["test_elbo"]) for r in history)
+    if options.get("estimator") != "score":  # 24 steps: enough for the low-variance estimators
+        assert history[-1]["test_elbo"] > history[0]["test_elbo"]
 
 
 def test_conv_vae_trains(small_run):

@@ -1,0 +1,239 @@
+"""How noisy is each gradient estimator? Variance and signal-to-noise ratio at fixed parameters.
+
+For each estimator, the same network (same weights) draws R independent gradients on the same
+minibatch. Per parameter element we estimate the mean and variance of the gradient, and report
+for the encoder's and the decoder's parameters separately:
+
+- ``variance``: the per-element gradient variance, averaged over elements;
+- ``snr``: |mean| / standard deviation per element, averaged over elements (Rainforth et al.
+  2018 use this to show that tighter bounds can starve the encoder of signal);
+- ``ms_per_gradient``: the median wall time of one gradient.
+
+Moments are accumulated in float64 running sums, so memory does not grow with R.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pyro
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import Config, coerce_overrides, make_config, validate
+from .data import load_dataset
+from .nets import init_output_bias
+from .objectives import build_objective
+from .rundir import RunDir
+from .train import build_vae, non_module_params, resolve_device
+
+# Estimators compared by default: name -> config overrides.
+ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
+    "reparam": {"estimator": "reparam", "elbo": "trace"},
+    "meanfield": {"estimator": "reparam", "elbo": "meanfield"},
+    "stl": {"estimator": "reparam", "elbo": "stl"},
+    "score": {"estimator": "score", "elbo": "tracegraph", "baseline": "none"},
+    "score+avg": {"estimator": "score", "elbo": "tracegraph", "baseline": "avg"},
+    "score+nn": {"estimator": "score", "elbo": "tracegraph", "baseline": "nn"},
+    "iwae": {"estimator": "reparam", "elbo": "iwae", "multi_sample": True},
+    "dreg": {"estimator": "reparam", "elbo": "dreg", "multi_sample": True},
+}
+GROUPS = ("encoder", "decoder")
+
+
+class _Moments:
+    """Running sums of x and x^2 per element (float64)."""
+
+    def __init__(self):
+        self.n, self.s, self.sq = 0, None, None
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        self.s = x.clone() if self.s is None else self.s + x
+        self.sq = x * x if self.sq is None else self.sq + x * x
+        self.n += 1
+
+    def summary(self) -> dict[str, float]:
+        mean = self.s / self.n
+        var = ((self.sq - self.n * mean * mean) / (self.n - 1)).clamp_min(0)
+        informative = var > 0
+        snr = mean[informative].abs() / var[informative].sqrt()
+        return {"variance": var.mean().item(), "snr": snr.mean().item(),
+                "mean_grad_norm": mean.norm().item()}
+
+
+def spec_config(base: Config, name: str, num_particles: int) -> Config:
+    """The run's config with estimator ``name`` swapped in."""
+    overrides = dict(ESTIMATOR_SPECS[name])
+    multi_sample = overrides.pop("multi_sample", False)
+    overrides.update(num_particles=num_particles if multi_sample else 1, alpha=None, jit=False)
+    overrides.setdefault("baseline", "none")
+    return validate(dataclasses.replace(base, **overrides))
+
+
+def _warm_up_baseline(vae, elbo, batches, steps: int) -> None:
+    """Let a baseline learn at the fixed model and guide parameters, on random training
+    minibatches as in training: the decaying average settles, the baseline network is fitted by
+    its own Adam (only its parameters move)."""
+    optimizer = torch.optim.Adam(vae.baseline_net.parameters(), lr=1e-3) if vae.baseline_net else None
+    for _ in range(steps):
+        elbo.loss_and_grads(vae.model, vae.guide, batches())
+        if optimizer:
+            optimizer.step()
+        vae.zero_grad(set_to_none=True)
+
+
+def measure(vae_factory, base: Config, x: torch.Tensor, estimators: list[str], repeats: int,
+            num_particles: int = 5, baseline_warmup: int = 100, batches=None,
+            log=print) -> list[dict[str, Any]]:
+    """One row per estimator. ``vae_factory(cfg)`` returns the VAE at the shared weights;
+    ``batches()`` returns a random training minibatch for the baselines' warm-up.
+
+    Pyro keeps the decaying-average baseline per batch position, so on one fixed minibatch it
+    would become a per-image baseline, far stronger than in training. Baselines are therefore
+    warmed up on random minibatches and their state is restored before every measured draw.
+    """
+    rows = []
+    for name in estimators:
+        cfg = spec_config(base, name, num_particles)
+        vae = vae_factory(cfg)
+        elbo = build_objective(cfg)
+        groups = {g: [p for p in getattr(vae, g).parameters()] for g in GROUPS}
+        moments = {g: _Moments() for g in GROUPS}
+        seconds = []
+        with pyro.get_param_store().scope():
+            if cfg.baseline != "none":
+                _warm_up_baseline(vae, elbo, batches or (lambda: x), baseline_warmup)
+            frozen = non_module_params()
+            for _ in range(repeats):
+                for n, value in frozen.items():
+                    pyro.get_param_store()[n] = value.clone()
+                vae.zero_grad(set_to_none=True)
+                start = time.perf_counter()
+                elbo.loss_and_grads(vae.model, vae.guide, x)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+                for g, params in groups.items():
+                    moments[g].add(torch.cat([p.grad.reshape(-1) for p in params]))
+        row = {"estimator": name, "elbo": cfg.elbo, "num_particles": cfg.num_particles,
+               "ms_per_gradient": 1e3 * statistics.median(seconds)}
+        for g in GROUPS:
+            row.update({f"{g}_{k}": v for k, v in moments[g].summary().items()})
+        rows.append(row)
+        log(f"  {name:<10} encoder variance {row['encoder_variance']:.3e} SNR {row['encoder_snr']:.3f} | "
+            f"decoder variance {row['decoder_variance']:.3e} SNR {row['decoder_snr']:.3f} | "
+            f"{row['ms_per_gradient']:.1f} ms")
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| estimator | objective | K | encoder variance | encoder SNR | decoder variance | "
+             "decoder SNR | ms / gradient |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['estimator']} | {r['elbo']} | {r['num_particles']} | "
+                     f"{r['encoder_variance']:.3g} | {r['encoder_snr']:.3f} | "
+                     f"{r['decoder_variance']:.3g} | {r['decoder_snr']:.3f} | {r['ms_per_gradient']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["estimator"] for r in rows]
+    pos = range(len(rows))
+    width = 0.38
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, key, label in ((axes[0], "variance", "gradient variance per parameter (log scale)"),
+                           (axes[1], "snr", "signal-to-noise ratio |mean| / sd (log scale)")):
+        for i, g in enumerate(GROUPS):
+            ax.bar([p + (i - 0.5) * width for p in pos], [r[f"{g}_{key}"] for r in rows], width,
+                   label=g)
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+    axes[2].bar(list(pos), [r["ms_per_gradient"] for r in rows], color="grey")
+    axes[2].set_ylabel("wall time per gradient (ms)")
+    for ax in axes:
+        ax.set_xticks(list(pos), names, rotation=35, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncol=2)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_report(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "grad_variance.json", "markdown": out_dir / "grad_variance.md",
+             "figure": out_dir / "grad_variance.png"}
+    paths["json"].write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    heading = (f"Gradient variance at fixed parameters ({meta['source']}): {meta['repeats']} draws "
+               f"on one minibatch of {meta['batch_size']} images.\n\n")
+    paths["markdown"].write_text(heading + markdown_table(rows))
+    plot(rows, paths["figure"],
+         f"Gradient estimators at {meta['source']} ({meta['repeats']} draws, batch {meta['batch_size']})")
+    return paths
+
+
+def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_file: Optional[str] = None,
+                   estimators: Optional[list[str]] = None, repeats: int = 100,
+                   baseline_warmup: int = 100, log=print) -> dict[str, Path]:
+    """Measure at a run's checkpoint (``run_dir``) or at initialisation (``run_dir`` None).
+
+    ``overrides`` are config keys: ``batch_size`` is the minibatch, ``num_particles`` the K of
+    the multi-sample estimators (default 5), ``out`` where the report goes (default: the run
+    directory, or ``runs/grad-variance-<timestamp>`` at initialisation).
+    """
+    k = overrides.pop("num_particles", 5)
+    if run_dir is not None:
+        state = load_checkpoint(RunDir(run_dir).checkpoint_path)
+        local = {key: overrides[key] for key in ("batch_size", "seed", "device", "data_dir")
+                 if key in overrides}
+        base = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **local})
+        weights, out, source = state["model"], Path(overrides.get("out") or run_dir), \
+            f"{run_dir} (epoch {state['epoch']})"
+    else:
+        base = make_config(overrides, config_file)
+        weights, source = None, "initialisation"
+        out = Path(base.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
+    device = resolve_device(base.device)
+    pyro.set_rng_seed(base.seed)
+    data = load_dataset(base.dataset, base.data_dir, device, limit_test=1)
+    x = data.split("train")[:base.batch_size]
+
+    def batches() -> torch.Tensor:
+        return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
+
+    template = build_vae(base, data.image_shape).to(device)
+    if weights is not None:
+        template.load_state_dict(weights)
+    else:
+        init_output_bias(template.decoder, data.mean_pixel)
+    weights = template.state_dict()
+
+    def vae_factory(cfg: Config):
+        """A VAE for ``cfg`` at the shared weights (and the run's trained baseline network,
+        if it had one and ``cfg`` uses one)."""
+        vae = build_vae(cfg, data.image_shape).to(device)
+        own = vae.state_dict()
+        missing, unexpected = vae.load_state_dict({n: t for n, t in weights.items() if n in own},
+                                                  strict=False)
+        assert all(n.startswith("baseline_net.") for n in missing), missing
+        return vae
+
+    log(f"gradient variance at {source}: {repeats} draws on {len(x)} images, K = {k} for "
+        "multi-sample bounds")
+    rows = measure(vae_factory, base, x, estimators or list(ESTIMATOR_SPECS), repeats, k,
+                   baseline_warmup, batches, log)
+    meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
+            "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}
+    return write_report(rows, out, meta)
