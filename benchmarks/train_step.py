@@ -6,10 +6,10 @@ decoder) with the same optimizer on the same fixed binary minibatch. The Pyro si
 step ``scripts/svi_train.py`` runs (:class:`pyro_vae.train.SVIStep`: ``ELBO.loss_and_grads`` and
 an Adam step); the reference computes the ELBO by hand with the analytic Gaussian KL.
 
-Timing: after warm-up, ``--rounds`` rounds each time ``--steps`` consecutive steps of every
-variant, in a fresh random order per round, so that drifts in machine speed hit all variants
-alike. Reported: the median time per step and the median over rounds of the per-round ratio
-to the reference. Target (issue 2): ``trace`` / reference <= 1.15 on CPU at batch 128.
+Timing (``benchmarks/timing.py``): after warm-up, ``--rounds`` rounds each time ``--steps``
+consecutive steps of every variant, in a fresh random order per round. Reported: the median
+time per step and the median (and quartiles) over rounds of the per-round ratio to the
+reference. Target (issue 2): ``trace`` / reference <= 1.15 on CPU at batch 128.
 
     python benchmarks/train_step.py                   # default MLP, batch 128, CPU
     python benchmarks/train_step.py --device cuda --json out.json
@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import random
-import statistics
-import time
 
 import pyro
 import torch
@@ -31,6 +27,7 @@ from torch.nn import functional as F
 from pyro_vae.config import Config
 from pyro_vae.objectives import build_objective
 from pyro_vae.train import SVIStep, build_vae, make_optimizer, resolve_device
+from timing import interleaved, ratio_summary, write_json
 
 
 class ReferenceStep:
@@ -50,11 +47,6 @@ class ReferenceStep:
         self.optimizer.step()
         self.optimizer.zero_grad()
         return loss.item()
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main(argv=None):
@@ -88,30 +80,13 @@ def main(argv=None):
         vae = copy.deepcopy(template)
         steps[variant] = SVIStep(vae, build_objective(cfg), make_optimizer(cfg, vae))
 
-    # Each variant's VAE gets its own Pyro param store (entered outside the timed region):
-    # otherwise the first VAE's parameters, registered by name, shadow the copies' parameters.
-    store = pyro.get_param_store()
-    scopes = {k: None for k in steps}
+    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
 
-    def timed_block(k, n):
-        with store.scope(scopes[k]) as scopes[k]:
-            start = time.perf_counter()
-            for _ in range(n):
-                steps[k](x)
-            _sync(device)
-            return (time.perf_counter() - start) / n
+    def block(step):
+        return lambda: [step(x) for _ in range(args.steps)]
 
-    for k in steps:
-        timed_block(k, args.warmup)
-
-    per_step = {k: [] for k in steps}
-    order = list(steps)
-    for _ in range(args.rounds):
-        random.shuffle(order)
-        for k in order:
-            per_step[k].append(timed_block(k, args.steps))
-
-    ref = per_step["reference"]
+    times = interleaved({k: block(step) for k, step in steps.items()}, args.rounds,
+                        warmup=max(1, args.warmup // args.steps), sync=sync)
     results = {"device": str(device), "batch_size": args.batch_size, "threads": torch.get_num_threads(),
                "torch": torch.__version__, "pyro": pyro.__version__, "hidden": base.hidden,
                "latent_dim": base.latent_dim, "rounds": args.rounds, "steps_per_round": args.steps,
@@ -119,16 +94,14 @@ def main(argv=None):
     print(f"device {device}, batch {args.batch_size}, MLP 784-{'-'.join(map(str, base.hidden))}-"
           f"{base.latent_dim}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
     print(f"{'variant':<16}{'ms/step':>10}{'ratio':>10}{'ratio IQR':>20}")
-    for k, times in per_step.items():
-        ratios = sorted(t / r for t, r in zip(times, ref))
-        q = statistics.quantiles(ratios, n=4)
-        med = statistics.median(ratios)
-        results["variants"][k] = {"ms_per_step": 1e3 * statistics.median(times), "ratio": med,
-                                  "ratio_q1": q[0], "ratio_q3": q[2]}
-        print(f"{k:<16}{1e3 * statistics.median(times):>10.3f}{med:>10.3f}{f'{q[0]:.3f}-{q[2]:.3f}':>20}")
+    for k, ts in times.items():
+        summary = ratio_summary(ts, times["reference"])
+        ms = 1e3 * summary.pop("seconds") / args.steps
+        results["variants"][k] = {"ms_per_step": ms, **summary}
+        iqr = f"{summary['ratio_q1']:.3f}-{summary['ratio_q3']:.3f}"
+        print(f"{k:<16}{ms:>10.3f}{summary['ratio']:>10.3f}{iqr:>20}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
     return results
 
 

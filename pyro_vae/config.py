@@ -47,6 +47,8 @@ class Config:
     adam_eps: float = 1e-8
     lr_schedule: str = "constant"
     seed: int = 0
+    # evaluation at the end of training
+    eval_samples: Optional[int] = None
     # where and how
     device: str = "auto"
     out: Optional[str] = None
@@ -80,13 +82,14 @@ HELP = {
     "adam_eps": "Adam epsilon",
     "lr_schedule": "constant | iwae (Burda et al.'s staged decay)",
     "seed": "random seed (data order, binarization, samples)",
+    "eval_samples": "after training, estimate log p(x) on the test split with K samples",
     "device": "cpu | cuda | auto",
     "out": "run directory (default runs/<timestamp>)",
     "resume": "continue the run in this run directory",
 }
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
-RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir")
+RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples")
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
@@ -186,7 +189,8 @@ def validate(cfg: Config) -> Config:
         value = getattr(cfg, key)
         if value not in valid:
             raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
-    for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test", "num_particles"):
+    for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test", "num_particles",
+                "eval_samples"):
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")

@@ -61,7 +61,12 @@ def detach_parameters(fn):
     if isinstance(fn, Independent):
         return Independent(detach_parameters(fn.base_dist), fn.reinterpreted_batch_ndims)
     params = {k: getattr(fn, k).detach() for k in fn.arg_constraints if k in fn.__dict__}
-    return type(fn)(**params, validate_args=False)
+    try:
+        return type(fn)(**params, validate_args=False)
+    except (TypeError, ValueError) as e:
+        raise NotImplementedError(
+            f"cannot evaluate log q at fixed parameters for {type(fn).__name__} guide sites "
+            f"({e}); the path-derivative objectives (stl, dreg) support Normal-like guides") from None
 
 
 def _sample_sites(trace: poutine.Trace):
@@ -85,7 +90,13 @@ def log_weights(traces: ParticleTraces, path_only_guide: bool = False) -> torch.
 
 def data_scale(traces: ParticleTraces):
     """The (common) scale Pyro applies to the model's sites, e.g. N/B under subsampling."""
-    scales = {float(site["scale"]) for site in _sample_sites(traces.model)}
+    scales = set()
+    for site in _sample_sites(traces.model):
+        scale = torch.as_tensor(site["scale"])
+        if scale.numel() != 1:
+            raise NotImplementedError("per-datapoint bounds need a scalar scale per site (e.g. the "
+                                      "N/B of a subsampled plate), not a tensor of scales")
+        scales.add(float(scale))
     if len(scales) != 1:
         raise ValueError(f"per-datapoint bounds need one scale for all sites, found {sorted(scales)}")
     return scales.pop()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .estimators import BaselineNet, baseline_infer, latent_distribution
+from .likelihood import BernoulliPixels
 
 # The model has one plate ("data", dim -1); objectives that vectorize over particles put theirs
 # at dim -2, and saying so spares Pyro a shape-guessing trace.
@@ -55,7 +56,7 @@ class VAE(nn.Module):
             z = pyro.sample("z", self.prior())
             logits = self.decoder(z)
             # Bernoulli on logits: log-probabilities by a stable softplus, no clamping needed.
-            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+            pyro.sample("x", BernoulliPixels(logits), obs=x)
         return z
 
     def guide(self, x: torch.Tensor) -> torch.Tensor:

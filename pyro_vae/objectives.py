@@ -122,9 +122,6 @@ def check_compatibility(cfg) -> None:
             with_baselines = [n for n, o in OBJECTIVES.items() if o.baselines]
             raise ConfigError(f"--elbo {name} ignores baselines (Pyro applies them only in "
                               f"TraceGraph_ELBO); use --elbo {' or '.join(with_baselines)}")
-        if cfg.baseline == "nn" and cfg.num_particles > 1:
-            raise ConfigError("--baseline nn gives one value per data point, so it works with "
-                              "--num-particles 1 only; use --baseline avg with several particles")
     if spec.multi_sample and cfg.num_particles < 2:
         raise ConfigError(f"--elbo {name} is a K-sample bound: pass --num-particles K with K >= 2 "
                           "(e.g. 5 or 50); with K = 1 it is the ELBO")
@@ -138,6 +135,9 @@ def check_compatibility(cfg) -> None:
     if (cfg.alpha is not None) != (name == "renyi"):
         raise ConfigError("--elbo renyi needs --alpha A (0 gives the IWAE bound, 1 the ELBO)"
                           if name == "renyi" else "--alpha applies to --elbo renyi only")
+    if cfg.alpha is not None and cfg.alpha < 0:
+        raise ConfigError(f"--alpha {cfg.alpha} < 0 gives an upper bound on log p(x), which "
+                          "training must not maximize; use alpha in [0, 1]")
 
 
 def build_objective(cfg) -> ELBO:

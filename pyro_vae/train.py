@@ -29,6 +29,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .errors import CheckpointError, ConfigError, TrainingDivergedError
+from .evaluate import describe, evaluate_vae, write_results
 from .importance import elbo_per_datapoint
 from .model import VAE
 from .nets import build_nets, init_output_bias
@@ -202,7 +203,19 @@ class Trainer:
                      f"test ELBO {test_elbo:9.3f}  ({seconds:.1f} s)")
         self.log(f"done: test ELBO {self.history[-1]['test_elbo']:.3f} nats/image after "
                  f"{self.epoch} epochs; run directory {self.run.path}")
+        if cfg.eval_samples:
+            self.evaluate_log_likelihood(cfg.eval_samples)
         return self.history
+
+    def evaluate_log_likelihood(self, num_samples: int) -> dict:
+        """log p(x) on the test split (``--eval-samples``), written to eval.json."""
+        self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples}")
+        summary, points = evaluate_vae(self.vae, self.data.test, num_samples,
+                                       seed=self.cfg.seed, log=self.log, progress=self.progress)
+        summary.update(split="test", epoch=self.epoch)
+        write_results(self.run.path, summary, points)
+        self.log(describe(summary))
+        return summary
 
     def _train_epoch(self, epoch: int) -> float:
         n = len(self.data.train)

@@ -43,7 +43,7 @@ def test_model_sites_and_shapes(vae, x):
     obs = tr.nodes["x"]
     assert obs["is_observed"] and torch.equal(obs["value"], x)
     assert obs["fn"].batch_shape == (B,) and obs["fn"].event_shape == (784,)
-    assert isinstance(obs["fn"].base_dist, dist.Bernoulli)
+    assert isinstance(obs["fn"].base_dist, dist.Bernoulli)  # BernoulliPixels: Independent(Bernoulli)
 
 
 def test_parameters_are_registered_under_module_names(vae, x):
@@ -105,3 +105,18 @@ def test_meanfield_removes_the_kl_noise(vae, x):
     assert statistics.stdev(mf) < 1e-3
     se = statistics.stdev(tr) / math.sqrt(R)
     assert abs(statistics.mean(tr) - mf[0]) < 4 * se
+
+
+def test_pixel_likelihood_is_the_bernoulli_on_logits():
+    from pyro_vae.likelihood import BernoulliPixels
+
+    logits = torch.randn(3, 5, 784) * 4
+    x = torch.bernoulli(torch.full((5, 784), 0.3))
+    ours, torchs = BernoulliPixels(logits), dist.Bernoulli(logits=logits).to_event(1)
+    torch.testing.assert_close(ours.log_prob(x), torchs.log_prob(x))
+    assert ours.batch_shape == (3, 5) and ours.event_shape == (784,)
+    assert ours.expand((2, 3, 5)).log_prob(x).shape == (2, 3, 5)
+    assert isinstance(ours.expand((2, 3, 5)), BernoulliPixels)
+    assert set(ours.sample().unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError):  # validation still refuses non-binary observations
+        BernoulliPixels(logits, validate_args=True).log_prob(torch.full((5, 784), 0.5))

@@ -47,6 +47,16 @@ class PerDatapointELBO(ELBO):
         return loss
 
 
+def single_latent(traces) -> None:
+    """Path-derivative estimators here assume one reparameterized latent site: with z2 ~ q(z2|z1)
+    the detached log q would also cut z2's dependence on z1, and DReG's hooks would compound."""
+    from ..importance import reparameterized_latents
+
+    if len(reparameterized_latents(traces)) > 1:
+        raise NotImplementedError("stl and dreg support guides with one reparameterized latent "
+                                  "site; use iwae or trace for hierarchical guides")
+
+
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
     """log (1/K) sum_k w_k per data point, from ``(K, B)`` log-weights."""
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..importance import data_scale, log_weights, reparameterized_latents
-from .base import PerDatapointELBO, iwae_bound, with_value
+from .base import PerDatapointELBO, iwae_bound, single_latent, with_value
 
 
 class DReG_ELBO(PerDatapointELBO):
@@ -28,6 +28,7 @@ class DReG_ELBO(PerDatapointELBO):
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         traces = self._traces(model, guide, args, kwargs)
+        single_latent(traces)
         log_w = log_weights(traces, path_only_guide=True)
         normalized = torch.softmax(log_w.detach(), dim=0)  # w~, shape (K, B)
         for z in reparameterized_latents(traces):

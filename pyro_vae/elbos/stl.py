@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 
 from ..importance import data_scale, log_weights
-from .base import PerDatapointELBO
+from .base import PerDatapointELBO, single_latent
 
 
 class STL_ELBO(PerDatapointELBO):
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         traces = self._traces(model, guide, args, kwargs)
+        single_latent(traces)
         return -data_scale(traces) * log_weights(traces, path_only_guide=True).mean(0).sum()

@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Estimate the test log-likelihood log p(x) of a trained run by importance sampling.
+
+    python scripts/evaluate.py runs/<run>                        # K = 5000 on the test split
+    python scripts/evaluate.py runs/<run> --num-samples 1000 --limit 1000
+
+Prints the estimate with its standard error, the ELBO and the gap, active units and the PSIS
+diagnostics, and writes eval.json and eval_points.npz into the run directory.
+"""
+
+import argparse
+import sys
+
+from pyro_vae.errors import PyroVAEError
+from pyro_vae.evaluate import describe, evaluate_run
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="a run directory written by scripts/svi_train.py")
+    p.add_argument("--num-samples", type=int, default=5000, help="K importance samples per image")
+    p.add_argument("--split", choices=("test", "valid", "train"), default="test")
+    p.add_argument("--limit", type=int, help="only the first N images of the split")
+    p.add_argument("--batch-size", type=int, default=100, help="images per batch")
+    p.add_argument("--max-memory", default="1GiB",
+                   help="activation memory for one chunk of particles, e.g. 512MiB or 8GiB")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the run's")
+    p.add_argument("--seed", type=int, help="default: the run's")
+    p.add_argument("--data-dir", help="default: the run's, else $PYRO_VAE_DATA, else ./data")
+    args = p.parse_args(argv)
+    for name in ("num_samples", "batch_size", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        summary = evaluate_run(args.run_dir, args.num_samples, args.split, args.limit, args.batch_size,
+                               args.device, args.seed, args.max_memory, args.data_dir)
+    except PyroVAEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(summary))
+    print(f"wrote {args.run_dir}/eval.json and eval_points.npz")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

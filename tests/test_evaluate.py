@@ -1,0 +1,189 @@
+"""The importance-weighted log p(x) estimator against closed forms, and its plumbing."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+
+from pyro_vae import evaluate as evaluate_module
+from pyro_vae.config import Config
+from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_vae, parse_memory,
+                               particle_bytes, summarize)
+from pyro_vae.model import VAE
+from pyro_vae.nets import build_nets
+from pyro_vae.train import build_vae, train
+
+from conftest import quiet
+from linear_gaussian import LinearGaussianVAE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def estimate(vae, x, k, **kwargs):
+    kwargs.setdefault("batch_size", len(x))
+    return estimate_log_likelihood(vae.model, vae.guide, x, k, log=quiet, **kwargs)
+
+
+def exact_posterior_guide(vae):
+    """q(z | x) = p(z | x) = N(S W^T (x - b) / sigma^2, S), S = (I + W^T W / sigma^2)^-1."""
+    W, b, s2 = vae.decoder["W"].detach(), vae.decoder["b"].detach(), vae.sigma ** 2
+    S = torch.linalg.inv(torch.eye(vae.d) + W.T @ W / s2)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.MultivariateNormal((x - b) @ W @ S / s2, covariance_matrix=S))
+    return guide
+
+
+def test_matches_the_closed_form_log_likelihood():
+    vae = LinearGaussianVAE()
+    x = vae.sample_data(20)
+    exact = vae.exact_log_likelihood(x).detach().numpy()
+    diff = estimate(vae, x, 2000).log_px - exact
+    se = diff.std(ddof=1) / math.sqrt(len(diff))
+    assert abs(diff.mean()) < 4 * se + 0.01  # measured: -0.04 +- 0.07 nats
+
+
+@pytest.mark.parametrize("k", [1, 7, 50])
+def test_exact_posterior_guide_gives_the_exact_answer_for_any_k(k):
+    vae = LinearGaussianVAE()
+    x = vae.sample_data(10)
+    points = estimate_log_likelihood(vae.model, exact_posterior_guide(vae), x, k, log=quiet)
+    exact = vae.exact_log_likelihood(x).detach().numpy()
+    np.testing.assert_allclose(points.log_px, exact, atol=1e-4)
+    np.testing.assert_allclose(points.elbo, exact, atol=1e-4)  # the bound is tight
+    if k >= 21:
+        assert (points.khat == 0).all()  # equal weights: nothing heavy-tailed
+
+
+def test_estimate_is_above_the_elbo_and_grows_with_k():
+    """log p^(x) >= the ELBO of the same draws, always (Jensen); on average it grows with K from
+    the ELBO (K = 1) towards log p(x). Single-sample log-weights are heavily skewed, so the
+    means are taken over 30 seeds."""
+    vae = LinearGaussianVAE()
+    x = vae.sample_data(10)
+    stats = {}
+    for k in (1, 10, 100):
+        means = []
+        for seed in range(30):
+            torch.manual_seed(seed)
+            points = estimate(vae, x, k)
+            assert (points.log_px >= points.elbo - 1e-5).all()
+            means.append(points.log_px.mean())
+        stats[k] = (np.mean(means), np.std(means, ddof=1) / math.sqrt(len(means)))
+    (m1, s1), (m10, s10), (m100, s100) = stats[1], stats[10], stats[100]
+    assert abs(m1 - vae.exact_elbo(x).item() / len(x)) < 5 * s1  # K = 1 is the ELBO
+    assert m10 > m1 + 5 * math.hypot(s1, s10) and m100 > m10 + 5 * math.hypot(s10, s100)
+    assert m100 < vae.exact_log_likelihood(x).mean().item() + 5 * s100  # still a lower bound
+
+
+def test_chunked_and_unchunked_agree_for_the_same_draws():
+    """Chunks of a draw reproduce one big draw when each chunk's element count is a multiple of
+    16 (the block size of torch's CPU normal sampler): here z has 8 x 2 = 16 numbers per particle."""
+    vae = LinearGaussianVAE()
+    x = vae.sample_data(8)
+    torch.manual_seed(0)
+    whole = estimate(vae, x, 60, chunk_size=60)
+    torch.manual_seed(0)
+    chunked = estimate(vae, x, 60, chunk_size=7)
+    np.testing.assert_allclose(chunked.log_px, whole.log_px, rtol=1e-6)
+    np.testing.assert_allclose(chunked.elbo, whole.elbo, rtol=1e-6)
+    np.testing.assert_allclose(chunked.khat, whole.khat, rtol=1e-6)
+
+
+def test_out_of_memory_shrinks_the_chunk_and_retries(monkeypatch):
+    vae = LinearGaussianVAE()
+    x = vae.sample_data(8)
+    real = evaluate_module.trace_particles
+
+    def small_memory(*args, num_samples, **kwargs):
+        if num_samples > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, num_samples=num_samples, **kwargs)
+
+    torch.manual_seed(0)
+    reference = estimate(vae, x, 40, chunk_size=8)
+    monkeypatch.setattr(evaluate_module, "trace_particles", small_memory)
+    messages = []
+    torch.manual_seed(0)
+    retried = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=8, chunk_size=32,
+                                      log=messages.append)
+    assert messages == ["out of memory: retrying with 16 particles per chunk",
+                        "out of memory: retrying with 8 particles per chunk"]
+    np.testing.assert_allclose(retried.log_px, reference.log_px, rtol=1e-6)
+
+
+class LaplacePrior(nn.Module):
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.log_scale = nn.Parameter(torch.zeros(latent_dim))
+
+    def forward(self):
+        return dist.Laplace(torch.zeros(self.latent_dim), self.log_scale.exp()).to_event(1)
+
+
+def test_a_non_normal_prior():
+    encoder, decoder = build_nets("mlp", (1, 28, 28), [32], 4, "relu")
+    vae = VAE(encoder, decoder, LaplacePrior(4))
+    x = torch.bernoulli(torch.full((6, 784), 0.15))
+    summary, points = evaluate_vae(vae, x, num_samples=64, batch_size=3, log=quiet)
+    assert np.isfinite(points.log_px).all() and (points.log_px >= points.elbo - 1e-5).all()
+    assert summary["latent_dim"] == 4 and "psis" in summary
+
+
+def test_summary_fields_and_trust():
+    vae = LinearGaussianVAE()
+    x = vae.sample_data(40)
+    summary = summarize(estimate(vae, x, 200), 200)
+    assert summary["nll"] == -summary["log_likelihood"]
+    assert summary["gap"] == pytest.approx(summary["log_likelihood"] - summary["elbo"])
+    assert summary["gap"] > 0 and summary["stderr"] > 0
+    assert summary["active_units"] <= summary["latent_dim"] == 2
+    assert 0 <= summary["psis"]["share_khat_above_0.7"] <= 1
+    assert "need K >= 21" in summarize(estimate(vae, x, 10), 10)["trust"]
+
+
+def test_active_units_counts_dimensions_whose_posterior_mean_varies():
+    rng = np.random.default_rng(0)
+    means = np.stack([rng.normal(0, 1, 500), rng.normal(0, 0.05, 500), np.full(500, 0.3)], axis=1)
+    assert active_units(means) == 1  # variances 1, 0.0025 and 0 against the threshold 0.01
+
+
+def test_memory_budget():
+    assert parse_memory("2GiB") == 2 * 2**30 and parse_memory("512MB") == 512 * 10**6
+    assert parse_memory("1e6") == 10**6
+    vae = build_vae(Config(hidden=[400, 400], latent_dim=50))
+    # decoder activations per particle: 400 + 400 (relu) + 400 + 400 (relu) + 784
+    assert particle_bytes(vae.decoder, 50, 784) == 2 * 4 * (2384 + 3 * 784 + 4 * 50)
+
+
+def test_evaluate_script_and_eval_samples(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    train({"data_dir": data_dir, "limit_train": 256, "limit_test": 40, "batch_size": 32,
+           "hidden": [32], "latent_dim": 4, "epochs": 1, "eval_samples": 30, "out": str(run_dir)},
+          log=quiet, progress=False)
+    during = json.loads((run_dir / "eval.json").read_text())
+    assert during["num_samples"] == 30 and during["num_points"] == 40 and during["split"] == "test"
+
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(run_dir),
+                             "--num-samples", "50", "--limit", "20", "--batch-size", "8",
+                             "--data-dir", data_dir], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "log p(x) = " in result.stdout and "PSIS k-hat" in result.stdout
+    summary = json.loads((run_dir / "eval.json").read_text())
+    for key in ("log_likelihood", "stderr", "nll", "elbo", "gap", "active_units", "psis", "trust",
+                "num_samples", "split", "num_points", "device", "seconds"):
+        assert key in summary
+    assert summary["num_points"] == 20 and summary["log_likelihood"] >= summary["elbo"]
+    points = np.load(run_dir / "eval_points.npz")
+    assert {k: points[k].shape for k in points.files} == {k: (20,) for k in ("log_px", "elbo", "khat", "ess")}
+    assert points["log_px"].mean() == pytest.approx(summary["log_likelihood"])
