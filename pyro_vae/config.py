@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,15 @@ class Config:
     hidden: list[int] = field(default_factory=lambda: [400, 400])
     activation: str = "relu"
     latent_dim: int = 50
+    # prior
+    prior: str = "normal"
+    prior_components: Optional[int] = None  # mog: 10, vamp: 500
+    vamp_init: str = "data"
+    flow: str = "spline"
+    flow_depth: int = 4
+    flow_hidden: int = 64
+    prior_df: float = 3.0
+    prior_options: dict[str, Any] = field(default_factory=dict)
     # objective and gradient estimator
     elbo: Optional[str] = None  # None: trace, or tracegraph with estimator "score"
     estimator: str = "reparam"
@@ -68,6 +78,14 @@ HELP = {
     "hidden": "hidden layer sizes, e.g. --hidden 200 200",
     "activation": "relu | tanh | softplus | elu | leaky_relu",
     "latent_dim": "size of z",
+    "prior": "normal | learned-normal | mog | vamp | flow | student-t | laplace | package.module:Class",
+    "prior_components": "components of mog (default 10) or pseudo-inputs of vamp (default 500)",
+    "vamp_init": "data | random: how vamp's pseudo-inputs start",
+    "flow": "spline | affine: the flow prior's coupling layers",
+    "flow_depth": "coupling layers of the flow prior",
+    "flow_hidden": "hidden units of each coupling layer's networks",
+    "prior_df": "degrees of freedom of the student-t prior",
+    "prior_options": "keyword options for a user-defined prior, as JSON on the command line",
     "elbo": "trace | tracegraph | meanfield | iwae | renyi | dreg | stl (default: trace, or "
             "tracegraph with --estimator score)",
     "estimator": "reparam | score (gradient estimator of the guide's z)",
@@ -100,6 +118,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
     if origin is list:
         return f"a list of {_type_name(args[0]).split(' ', 1)[1]}s"
+    if origin is dict:
+        return "a mapping of names to values"
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}[tp]
 
 
@@ -113,6 +133,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is list:
         if isinstance(value, (list, tuple)):
             return [_coerce(key, v, args[0]) for v in value]
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
     elif tp is bool:
         if isinstance(value, bool):
             return value
@@ -174,6 +197,7 @@ def validate(cfg: Config) -> Config:
     from .nets import ACTIVATIONS, ARCHITECTURES
     from .estimators import BASELINES, ESTIMATORS
     from .objectives import check_compatibility, default_objective
+    from .priors import PRIORS, import_prior
     from .schedule import LR_SCHEDULES
 
     choices = {
@@ -184,13 +208,15 @@ def validate(cfg: Config) -> Config:
         "baseline": BASELINES,
         "device": ("cpu", "cuda", "auto"),
         "lr_schedule": LR_SCHEDULES,
+        "vamp_init": ("data", "random"),
+        "flow": ("spline", "affine"),
     }
     for key, valid in choices.items():
         value = getattr(cfg, key)
         if value not in valid:
             raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
     for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test", "num_particles",
-                "eval_samples"):
+                "eval_samples", "prior_components", "flow_depth", "flow_hidden"):
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
@@ -201,6 +227,18 @@ def validate(cfg: Config) -> Config:
     for key in ("lr", "adam_eps"):
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    if cfg.prior not in PRIORS and ":" not in cfg.prior:
+        raise ConfigError(f"unknown prior {cfg.prior!r}; choose one of: {', '.join(PRIORS)}, or give "
+                          "an import path package.module:ClassName")
+    if cfg.prior not in PRIORS:
+        import_prior(cfg.prior)  # a bad path fails now, not after the data have loaded
+    if cfg.prior_options and cfg.prior in PRIORS:
+        raise ConfigError(f"prior_options are for user-defined priors; prior {cfg.prior!r} takes its "
+                          "own keys (prior_components, vamp_init, flow, flow_depth, flow_hidden, prior_df)")
+    if cfg.prior == "flow" and cfg.latent_dim < 2:
+        raise ConfigError("the flow prior needs latent_dim >= 2")
+    if not cfg.prior_df > 0:
+        raise ConfigError(f"prior_df must be positive, got {cfg.prior_df}")
     if not 0 <= cfg.baseline_beta < 1:
         raise ConfigError(f"baseline_beta must be in [0, 1), got {cfg.baseline_beta}")
     if cfg.elbo is None:
@@ -234,11 +272,23 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": HELP[f.name], "dest": f.name}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is dict:
+            kwargs.update(type=_json_mapping, metavar="JSON")
         elif typing.get_origin(base) is list:
             kwargs.update(nargs="+", type=typing.get_args(base)[0], metavar="N")
         else:
             kwargs.update(type=base, metavar=f.name.upper())
         parser.add_argument(flag, **kwargs)
+
+
+def _json_mapping(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"scale\": 2.0}'")
+    return value
 
 
 def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str) -> Config:

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
+from .console import log_line
 from .importance import log_weights, trace_particles
 
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -63,21 +64,28 @@ def parse_memory(text: str | int) -> int:
     return int(float(s))
 
 
-def particle_bytes(decoder: torch.nn.Module, z_dim: int, x_dim: int) -> int:
-    """Bytes that one particle of one data point costs: the decoder's activations (measured by
-    running it once with forward hooks) plus the per-pixel log-likelihood terms, doubled for
+def particle_bytes(vae, z_dim: int, x_dim: int) -> int:
+    """Bytes that one particle of one data point costs: the decoder's and the prior's activations
+    (counted by forward hooks while the decoder and ``prior().log_prob`` run once), the per-pixel
+    log-likelihood terms and a mixture prior's per-component log-densities, doubled for
     temporaries."""
-    floats = [0]
+    device = next(vae.decoder.parameters()).device
+    with torch.no_grad():
+        prior = vae.prior()
+    components = prior.mixture_distribution.logits.shape[-1] if hasattr(prior, "mixture_distribution") else 1
+    floats = [3 * components * z_dim]
 
     def count(_module, _inputs, output):
-        if torch.is_tensor(output):
-            floats[0] += output[0].numel()
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        floats[0] += sum(o[0].numel() for o in outputs if torch.is_tensor(o) and o.dim() > 0)
 
-    leaves = [m for m in decoder.modules() if not list(m.children())]
+    leaves = [m for net in (vae.decoder, vae.prior) for m in net.modules() if not list(m.children())]
     hooks = [m.register_forward_hook(count) for m in leaves]
     try:
         with torch.no_grad():
-            decoder(torch.zeros(1, z_dim, device=next(decoder.parameters()).device))
+            z = torch.zeros(1, z_dim, device=device)
+            vae.decoder(z)
+            vae.prior().log_prob(z)
     finally:
         for h in hooks:
             h.remove()
@@ -92,7 +100,7 @@ class ChunkedLogWeights:
     """Draws K particles per data point in chunks, retrying with smaller chunks on OOM."""
 
     def __init__(self, model: Callable, guide: Callable, chunk_size: int, latent_site: str = "z",
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = log_line):
         self.model, self.guide, self.chunk, self.latent_site, self.log = model, guide, chunk_size, latent_site, log
 
     def __call__(self, x: torch.Tensor, num_samples: int):
@@ -117,11 +125,14 @@ class ChunkedLogWeights:
                 fn = traces.guide.nodes[self.latent_site]["fn"]
                 posterior_mean = fn.mean.reshape(-1, *fn.mean.shape[-2:])[0]
             new_max = torch.maximum(running_max, lw.max(0).values)
-            running_sum = running_sum * torch.exp(running_max - new_max) + torch.exp(lw - new_max).sum(0)
+            shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+            running_sum = running_sum * torch.exp(running_max - shift) + torch.exp(lw - shift).sum(0)
             running_max = new_max
             chunks.append(lw)
             done += n
-        log_px = running_max + torch.log(running_sum) - math.log(num_samples)
+        # with -inf weights only, shift 0 and sum 0 give log_px = -inf (not NaN)
+        shift = torch.where(torch.isfinite(running_max), running_max, torch.zeros_like(running_max))
+        log_px = shift + torch.log(running_sum) - math.log(num_samples)
         return torch.cat(chunks), log_px, posterior_mean
 
 
@@ -145,7 +156,7 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
                             num_samples: int = 5000, batch_size: int = 100,
                             chunk_size: Optional[int] = None, max_memory: int = 2**30,
                             bytes_per_particle: int = 2**14, latent_site: str = "z",
-                            diagnostics: bool = True, log: Callable[[str], None] = print,
+                            diagnostics: bool = True, log: Callable[[str], None] = log_line,
                             progress: bool = False) -> PointEstimates:
     """Per-point log p^(x), ELBO, k-hat and ESS for every row of ``data``.
 
@@ -237,7 +248,7 @@ def summarize(points: PointEstimates, num_samples: int) -> dict:
 
 
 def evaluate_vae(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
-                 max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = print,
+                 max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = log_line,
                  progress: bool = False) -> tuple[dict, PointEstimates]:
     """log p(x) of every row of ``x`` under a :class:`~pyro_vae.model.VAE`, with diagnostics.
 
@@ -245,7 +256,9 @@ def evaluate_vae(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int 
     never disturbs a training run's state, and the same seed gives the same numbers.
     """
     vae.eval()
-    bytes_per_particle = particle_bytes(vae.decoder, vae.prior.latent_dim, x.shape[1])
+    with torch.no_grad():
+        z_dim = vae.encoder(x[:1])[0].shape[-1]
+    bytes_per_particle = particle_bytes(vae, z_dim, x.shape[1])
     devices = [x.device] if x.is_cuda else []
     start = time.perf_counter()
     with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices):
@@ -301,13 +314,14 @@ def describe(summary: dict) -> str:
 def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "test",
                  limit: Optional[int] = None, batch_size: int = 100, device: Optional[str] = None,
                  seed: Optional[int] = None, max_memory: int | str = "1GiB",
-                 data_dir: Optional[str] = None, log: Callable[[str], None] = print,
+                 data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
                  progress: Optional[bool] = None) -> dict:
     """Evaluate the checkpoint in ``run_dir`` and write ``eval.json`` and ``eval_points.npz``."""
     import sys
 
     from .checkpoint import load_checkpoint
     from .config import coerce_overrides, make_config
+    from .errors import CheckpointError
     from .data import load_dataset
     from .rundir import RunDir
     from .train import build_vae, resolve_device
@@ -321,7 +335,11 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
                         limit_test=limit if split == "test" else None)
     x = data.split(split)[:limit]
     vae = build_vae(cfg, data.image_shape).to(torch_device)
-    vae.load_state_dict(state["model"])
+    try:
+        vae.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"the checkpoint in {run.path} does not fit the model its config "
+                              f"describes ({e})") from None
     log(f"evaluating {run.path} (epoch {state['epoch']}) on {len(x)} {split} images, "
         f"K = {num_samples}")
     summary, points = evaluate_vae(vae, x, num_samples, batch_size, max_memory,

@@ -25,6 +25,7 @@ import pyro
 import torch
 
 from .checkpoint import load_checkpoint
+from .console import log_line
 from .config import Config, coerce_overrides, make_config, validate
 from .data import load_dataset
 from .nets import init_output_bias
@@ -90,7 +91,7 @@ def _warm_up_baseline(vae, elbo, batches, steps: int) -> None:
 
 def measure(vae_factory, base: Config, x: torch.Tensor, estimators: list[str], repeats: int,
             num_particles: int = 5, baseline_warmup: int = 100, batches=None,
-            log=print) -> list[dict[str, Any]]:
+            log=log_line) -> list[dict[str, Any]]:
     """One row per estimator. ``vae_factory(cfg)`` returns the VAE at the shared weights;
     ``batches()`` returns a random training minibatch for the baselines' warm-up.
 
@@ -186,7 +187,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]
 
 def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_file: Optional[str] = None,
                    estimators: Optional[list[str]] = None, repeats: int = 100,
-                   baseline_warmup: int = 100, log=print) -> dict[str, Path]:
+                   baseline_warmup: int = 100, log=log_line) -> dict[str, Path]:
     """Measure at a run's checkpoint (``run_dir``) or at initialisation (``run_dir`` None).
 
     ``overrides`` are config keys: ``batch_size`` is the minibatch, ``num_particles`` the K of
@@ -213,7 +214,7 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
     def batches() -> torch.Tensor:
         return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
 
-    template = build_vae(base, data.image_shape).to(device)
+    template = build_vae(base, data.image_shape, data.train).to(device)
     if weights is not None:
         template.load_state_dict(weights)
     else:

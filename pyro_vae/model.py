@@ -59,6 +59,12 @@ class VAE(nn.Module):
             pyro.sample("x", BernoulliPixels(logits), obs=x)
         return z
 
+    @torch.no_grad()
+    def sample_images(self, n: int) -> torch.Tensor:
+        """``n`` images from the model: z ~ p(z), then the decoder's pixel probabilities."""
+        z = self.prior().sample((n,))
+        return torch.sigmoid(self.decoder(z))
+
     def guide(self, x: torch.Tensor) -> torch.Tensor:
         """q(z | x): a diagonal Normal whose loc and scale come from the encoder."""
         pyro.module("encoder", self.encoder)

@@ -1,17 +1,33 @@
-"""Priors over the latent code: modules whose ``forward()`` returns a Pyro distribution.
+"""Priors over the latent code: modules whose ``forward()`` returns a Pyro distribution over z.
 
-A prior is an ``nn.Module`` so that learned priors keep their parameters in the module tree:
-the model registers it with ``pyro.module("prior", ...)``, the optimizer and checkpoints see its
-parameters like any other. ``forward()`` returns a distribution with ``event_shape == (z_dim,)``
-and ``batch_shape == ()``; the model's data plate broadcasts it over the minibatch (and over
-vectorized particles).
+The interface, for the shipped priors and for users' own (``--prior my_pkg.my_mod:MyPrior``):
+
+- The class is an ``nn.Module`` constructed as ``Class(latent_dim=D, **options)``, where the
+  options are the config's ``prior_options`` mapping (plus, for shipped priors, their own keys).
+- ``forward()`` takes no arguments and returns a distribution with ``event_shape == (D,)`` and
+  ``batch_shape == ()``. The model's data plate broadcasts it over the minibatch and over
+  vectorized particles, so ``log_prob`` must accept any leading batch dimensions.
+- Learnable parameters are ordinary ``nn.Parameter``s or submodules: the model registers the prior
+  with ``pyro.module("prior", ...)``, and the optimizer and checkpoints see them like any other.
+- A prior that needs the VAE itself (VampPrior uses the encoder) or training data (to initialise)
+  may define ``bind(vae, train_data)``; it is called once, after the VAE is built.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+import os
+import sys
+from typing import Any, Callable
+
 import pyro.distributions as dist
+import pyro.distributions.transforms as T
 import torch
+from pyro.nn import DenseNN
 from torch import nn
+from torch.distributions import kl_divergence
+from torch.nn import functional as F
 
 from .errors import ConfigError
 
@@ -29,12 +45,230 @@ class StandardNormalPrior(nn.Module):
         return dist.Normal(self.loc, self.scale).to_event(1)
 
 
-PRIORS = {"normal": StandardNormalPrior}
+class LearnedNormalPrior(nn.Module):
+    """A diagonal Normal with learned mean and (softplus) scale, starting at N(0, I)."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.loc = nn.Parameter(torch.zeros(latent_dim))
+        self.raw_scale = nn.Parameter(torch.full((latent_dim,), math.log(math.e - 1)))  # softplus = 1
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, F.softplus(self.raw_scale)).to_event(1)
 
 
-def build_prior(name: str, latent_dim: int) -> nn.Module:
+class MixtureOfGaussiansPrior(nn.Module):
+    """K diagonal Gaussians with learned weights, means and scales."""
+
+    def __init__(self, latent_dim: int, components: int = 10):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.locs = nn.Parameter(torch.randn(components, latent_dim))
+        self.raw_scales = nn.Parameter(torch.zeros(components, latent_dim))
+
+    def forward(self) -> dist.TorchDistribution:
+        components = dist.Normal(self.locs, F.softplus(self.raw_scales)).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+
+
+class VampPrior(nn.Module):
+    """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k), the guide's posteriors
+    at K learned pseudo-inputs u_k.
+
+    Pseudo-inputs stay in the input range [0, 1] as the sigmoid of unconstrained parameters; they
+    start at random training images (``init="data"``) or uniform noise (``"random"``). The
+    encoder is the VAE's own, held by reference (not registered twice).
+    """
+
+    def __init__(self, latent_dim: int, components: int = 500, init: str = "data", x_dim: int = 784):
+        super().__init__()
+        if init not in ("data", "random"):
+            raise ConfigError(f"unknown vamp_init {init!r}; choose data or random")
+        self.latent_dim, self.init = latent_dim, init
+        self.raw_pseudo_inputs = nn.Parameter(torch.logit(torch.rand(components, x_dim) * 0.9 + 0.05))
+        self._encoder: list[nn.Module] = []
+
+    def bind(self, vae: nn.Module, train_data: torch.Tensor | None) -> None:
+        self._encoder[:] = [vae.encoder]
+        if self.init == "data" and train_data is not None:
+            index = torch.randperm(len(train_data))[: len(self.raw_pseudo_inputs)]
+            images = train_data[index].to(self.raw_pseudo_inputs)
+            noise = 0.05 * torch.randn_like(images)
+            with torch.no_grad():
+                self.raw_pseudo_inputs[: len(index)] = torch.logit((images + noise).clamp(0.02, 0.98))
+
+    @property
+    def pseudo_inputs(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw_pseudo_inputs)
+
+    def forward(self) -> dist.TorchDistribution:
+        if not self._encoder:
+            raise RuntimeError("VampPrior.bind(vae, data) must be called before use")
+        loc, scale = self._encoder[0](self.pseudo_inputs)
+        mixing = dist.Categorical(logits=torch.zeros(len(loc), device=loc.device))
+        return dist.MixtureSameFamily(mixing, dist.Normal(loc, scale).to_event(1))
+
+
+class FlowPrior(nn.Module):
+    """A normalizing flow over N(0, I), from Pyro's invertible coupling transforms.
+
+    Coupling layers invert in one pass, so ``log_prob`` of the guide's samples is as cheap as
+    sampling; a fixed permutation between layers lets every dimension be transformed.
+    """
+
+    KINDS = {"spline": T.spline_coupling, "affine": T.affine_coupling}
+
+    def __init__(self, latent_dim: int, flow: str = "spline", depth: int = 4, hidden: int = 64):
+        super().__init__()
+        if flow not in self.KINDS:
+            raise ConfigError(f"unknown flow {flow!r}; choose one of {', '.join(self.KINDS)}")
+        if latent_dim < 2:
+            raise ConfigError("a coupling flow prior needs latent_dim >= 2")
+        self.latent_dim = latent_dim
+        self.register_buffer("loc", torch.zeros(latent_dim))
+        self.register_buffer("scale", torch.ones(latent_dim))
+        self.layers = nn.ModuleList(self.KINDS[flow](latent_dim, hidden_dims=[hidden, hidden])
+                                    for _ in range(depth))
+        self._start_at_identity()
+        for i in range(depth - 1):  # buffers, so that .to(device) moves them
+            self.register_buffer(f"permutation{i}", torch.randperm(latent_dim))
+
+    @torch.no_grad()
+    def _start_at_identity(self) -> None:
+        """Start at exactly N(0, I), as Glow starts its couplings at the identity: Pyro's random
+        initialisation makes spline priors jagged densities with sharp spikes. Zero output layers
+        give uniform bins and zero shifts; a spline's knot slopes are 1e-3 + softplus(u), so
+        u = log(expm1(1 - 1e-3)) makes every slope 1 (the boundary slopes are 1 already)."""
+        unit_slope = math.log(math.expm1(1 - 1e-3))
+        for module in self.layers.modules():
+            if isinstance(module, DenseNN):
+                nn.init.zeros_(module.layers[-1].weight)
+                nn.init.zeros_(module.layers[-1].bias)
+            elif isinstance(module, T.Spline):
+                for parameter in module.parameters(recurse=False):
+                    nn.init.zeros_(parameter)
+                module.unnormalized_derivatives.fill_(unit_slope)
+        for module in self.layers.modules():
+            if isinstance(module, T.ConditionalSpline):  # outputs: widths, heights, slopes, lambdas
+                module.nn.layers[-1].bias[module.nn.param_slices[2]] = unit_slope
+
+    def forward(self) -> dist.TorchDistribution:
+        transforms = []
+        for i, layer in enumerate(self.layers):
+            transforms.append(layer)
+            if i < len(self.layers) - 1:
+                transforms.append(T.Permute(getattr(self, f"permutation{i}")))
+        base = dist.Normal(self.loc, self.scale).to_event(1)
+        return dist.TransformedDistribution(base, transforms)
+
+
+class StudentTPrior(nn.Module):
+    """Independent Student-t(df, 0, 1) coordinates: heavier tails than the Normal."""
+
+    def __init__(self, latent_dim: int, df: float = 3.0):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.register_buffer("df", torch.full((latent_dim,), float(df)))
+        self.register_buffer("loc", torch.zeros(latent_dim))
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.StudentT(self.df, self.loc, torch.ones_like(self.loc)).to_event(1)
+
+
+class LaplacePrior(nn.Module):
+    """Independent Laplace(0, 1) coordinates: a sparsity-inducing, heavy-tailed prior."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.register_buffer("loc", torch.zeros(latent_dim))
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.Laplace(self.loc, torch.ones_like(self.loc)).to_event(1)
+
+
+def _shipped(cfg, x_dim: int) -> dict[str, Callable[[], nn.Module]]:
+    d = cfg.latent_dim
+    return {
+        "normal": lambda: StandardNormalPrior(d),
+        "learned-normal": lambda: LearnedNormalPrior(d),
+        "mog": lambda: MixtureOfGaussiansPrior(d, cfg.prior_components or 10),
+        "vamp": lambda: VampPrior(d, cfg.prior_components or 500, cfg.vamp_init, x_dim),
+        "flow": lambda: FlowPrior(d, cfg.flow, cfg.flow_depth, cfg.flow_hidden),
+        "student-t": lambda: StudentTPrior(d, cfg.prior_df),
+        "laplace": lambda: LaplacePrior(d),
+    }
+
+
+PRIORS = ("normal", "learned-normal", "mog", "vamp", "flow", "student-t", "laplace")
+
+
+def import_prior(path: str) -> type:
+    """``"package.module:ClassName"`` -> the class, or a ConfigError that says what failed."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"prior {path!r}: expected one of {', '.join(PRIORS)} or an import path "
+                          "'package.module:ClassName'")
+    if os.getcwd() not in sys.path:  # a prior file in the working directory is found too
+        sys.path.append(os.getcwd())
     try:
-        factory = PRIORS[name]
-    except KeyError:
-        raise ConfigError(f"unknown prior {name!r}; choose one of {', '.join(PRIORS)}") from None
-    return factory(latent_dim)
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"prior {path!r}: cannot import {module_name} ({e}); is it on PYTHONPATH "
+                          "or installed?") from None
+    except Exception as e:  # a syntax or runtime error in the user's module
+        raise ConfigError(f"prior {path!r}: importing {module_name} failed: "
+                          f"{type(e).__name__}: {e}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"prior {path!r}: {module_name} has no attribute {attr!r}") from None
+
+
+def build_prior(cfg, x_dim: int = 784) -> nn.Module:
+    """The prior module named by ``cfg.prior`` (shipped name or import path)."""
+    if cfg.prior in PRIORS:
+        prior = _shipped(cfg, x_dim)[cfg.prior]()
+    else:
+        cls = import_prior(cfg.prior)
+        try:
+            prior = cls(latent_dim=cfg.latent_dim, **(cfg.prior_options or {}))
+        except Exception as e:  # the user's constructor: any error is a configuration problem
+            raise ConfigError(f"prior {cfg.prior!r} could not be built with latent_dim and "
+                              f"prior_options {cfg.prior_options}: {e}") from None
+        if not isinstance(prior, nn.Module):
+            raise ConfigError(f"prior {cfg.prior!r} must be a torch.nn.Module, got {type(prior).__name__}")
+    return prior
+
+
+def check_prior(prior: nn.Module, latent_dim: int, name: str) -> None:
+    """Refuse a prior that fails or returns the wrong thing, before any training."""
+    try:
+        d = prior()
+    except Exception as e:
+        raise ConfigError(f"prior {name!r}: forward() failed ({type(e).__name__}: {e}); it must take "
+                          "no arguments and return a distribution over z") from None
+    if not isinstance(d, torch.distributions.Distribution):
+        raise ConfigError(f"prior {name!r}: forward() returned {type(d).__name__}, not a distribution")
+    if tuple(d.event_shape) != (latent_dim,) or tuple(d.batch_shape) != ():
+        raise ConfigError(f"prior {name!r} returned a distribution with batch_shape "
+                          f"{tuple(d.batch_shape)} and event_shape {tuple(d.event_shape)}; it must "
+                          f"be batch_shape () and event_shape ({latent_dim},) (use .to_event(1))")
+
+
+def kl_description(guide_site_fn: Any, prior: nn.Module) -> str:
+    """How TraceMeanField_ELBO will treat KL(q(z|x) || p(z)) for this prior: analytic where
+    ``kl_divergence`` is registered for the pair, else a Monte Carlo estimate (silently, in Pyro)."""
+    p = prior()
+    try:
+        kl_divergence(guide_site_fn, p.expand(guide_site_fn.batch_shape))
+        return f"analytic (kl_divergence knows {_describe(guide_site_fn)} vs {_describe(p)})"
+    except NotImplementedError:
+        return f"Monte Carlo (no kl_divergence registered for {_describe(guide_site_fn)} vs {_describe(p)})"
+
+
+def _describe(d) -> str:
+    base = getattr(d, "base_dist", None)
+    return f"{type(d).__name__}({type(base).__name__})" if base is not None else type(d).__name__

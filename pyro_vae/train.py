@@ -21,11 +21,13 @@ from typing import Any, Callable, Optional
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.infer import ELBO
 from torch.distributions import constraints
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .console import log_line
 from .config import Config, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .errors import CheckpointError, ConfigError, TrainingDivergedError
@@ -34,7 +36,7 @@ from .importance import elbo_per_datapoint
 from .model import VAE
 from .nets import build_nets, init_output_bias
 from .objectives import JIT_OBJECTIVES, build_objective
-from .priors import build_prior
+from .priors import build_prior, check_prior, kl_description
 from .rundir import RunDir
 from .schedule import learning_rate
 
@@ -50,10 +52,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_vae(cfg: Config, image_shape=(1, 28, 28)) -> VAE:
+def build_vae(cfg: Config, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> VAE:
+    """The VAE ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp)."""
     encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim, cfg.activation)
-    return VAE(encoder, decoder, build_prior("normal", cfg.latent_dim), cfg.estimator, cfg.baseline,
-               cfg.baseline_beta, x_dim=math.prod(image_shape))
+    prior = build_prior(cfg, math.prod(image_shape))
+    vae = VAE(encoder, decoder, prior, cfg.estimator, cfg.baseline, cfg.baseline_beta,
+              x_dim=math.prod(image_shape))
+    if hasattr(prior, "bind"):
+        prior.bind(vae, train_data)
+    check_prior(prior, cfg.latent_dim, cfg.prior)
+    return vae
 
 
 def make_optimizer(cfg: Config, vae: VAE) -> torch.optim.Optimizer:
@@ -114,7 +122,7 @@ class Trainer:
     """Trains one run. ``Trainer(cfg)`` starts a new run; :meth:`resume` continues one."""
 
     def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None,
-                 log: Callable[[str], None] = print, progress: Optional[bool] = None):
+                 log: Callable[[str], None] = log_line, progress: Optional[bool] = None):
         self.cfg = cfg = validate(cfg)  # also resolves an unset elbo
         self.log = log
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -124,7 +132,7 @@ class Trainer:
         self._param_scope: Optional[dict] = None
         self.data: VAEData = load_dataset(cfg.dataset, cfg.data_dir, self.device,
                                           cfg.limit_train, cfg.limit_test)
-        self.vae = build_vae(cfg, self.data.image_shape).to(self.device)
+        self.vae = build_vae(cfg, self.data.image_shape, self.data.train).to(self.device)
         self.optimizer = make_optimizer(cfg, self.vae)
         self.step = SVIStep(self.vae, build_objective(cfg), self.optimizer)
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
@@ -182,6 +190,8 @@ class Trainer:
                      f"{cfg.epochs}); pass a larger --epochs to continue.")
             return self.history
         self.log(self._describe())
+        if cfg.elbo == "meanfield":
+            self.log(f"  KL(q(z|x) || p(z)) for --elbo meanfield: {self._kl_kind()}")
         self.log("train loss = -ELBO of the training objective; test ELBO = one-sample ELBO on "
                  "the test split (higher is better); both in nats per image")
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
@@ -216,6 +226,14 @@ class Trainer:
         write_results(self.run.path, summary, points)
         self.log(describe(summary))
         return summary
+
+    def _kl_kind(self) -> str:
+        """Analytic or Monte Carlo KL for this guide/prior pair. Tracing the guide draws a sample:
+        the RNG is forked so that a resumed run's random stream stays the uninterrupted one's."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            guide_z = poutine.trace(self.vae.guide).get_trace(self.data.test[:2]).nodes["z"]["fn"]
+        return kl_description(guide_z, self.vae.prior)
 
     def _train_epoch(self, epoch: int) -> float:
         n = len(self.data.train)
@@ -288,7 +306,7 @@ class Trainer:
         action = "resuming at epoch %d" % (self.epoch + 1) if self.epoch else "training"
         return (f"pyro-vae: {action} on {cfg.dataset} ({len(data.train)} train / {len(data.test)} "
                 f"test images, {binarization} binarization) on {self.device}\n"
-                f"  model: {cfg.arch} {sizes} {cfg.activation}, {n_params:,} parameters\n"
+                f"  model: {cfg.arch} {sizes} {cfg.activation}, prior {cfg.prior}, {n_params:,} parameters\n"
                 f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}, batch {cfg.batch_size}\n"
                 f"  run directory: {self.run.path}")
 

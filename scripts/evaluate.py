@@ -12,7 +12,17 @@ import argparse
 import sys
 
 from pyro_vae.errors import PyroVAEError
-from pyro_vae.evaluate import describe, evaluate_run
+from pyro_vae.evaluate import describe, evaluate_run, parse_memory
+
+
+def memory_size(text: str) -> int:
+    try:
+        size = parse_memory(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 512MiB, 8GiB or 1e9") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError("the memory budget must be positive")
+    return size
 
 
 def main(argv=None) -> int:
@@ -22,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=("test", "valid", "train"), default="test")
     p.add_argument("--limit", type=int, help="only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=100, help="images per batch")
-    p.add_argument("--max-memory", default="1GiB",
+    p.add_argument("--max-memory", default="1GiB", type=memory_size,
                    help="activation memory for one chunk of particles, e.g. 512MiB or 8GiB")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the run's")
     p.add_argument("--seed", type=int, help="default: the run's")

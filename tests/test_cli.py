@@ -97,3 +97,21 @@ def test_corrupt_checkpoint_message(data_dir, tmp_path):
     result = svi_train("--resume", str(out), "--epochs", "2", data_dir=data_dir)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "corrupt or truncated" in result.stderr
+
+
+def test_output_lines_are_flushed_as_they_happen(monkeypatch):
+    """Piped to a file, block-buffered stdout would show nothing until the run ends."""
+    import io
+
+    from pyro_vae import console
+
+    class Recorder(io.StringIO):
+        flushes = 0
+
+        def flush(self):
+            Recorder.flushes += 1
+
+    out = Recorder()
+    monkeypatch.setattr(sys, "stdout", out)
+    console.log_line("epoch   1/10  ...")
+    assert out.getvalue() == "epoch   1/10  ...\n" and Recorder.flushes == 1

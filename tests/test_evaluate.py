@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyro
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from pyro_vae import evaluate as evaluate_module
-from pyro_vae.config import Config
+from pyro_vae.config import Config, make_config
 from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_vae, parse_memory,
                                particle_bytes, summarize)
 from pyro_vae.model import VAE
@@ -163,7 +164,32 @@ def test_memory_budget():
     assert parse_memory("1e6") == 10**6
     vae = build_vae(Config(hidden=[400, 400], latent_dim=50))
     # decoder activations per particle: 400 + 400 (relu) + 400 + 400 (relu) + 784
-    assert particle_bytes(vae.decoder, 50, 784) == 2 * 4 * (2384 + 3 * 784 + 4 * 50)
+    assert particle_bytes(vae, 50, 784) == 2 * 4 * (3 * 50 + 2384 + 3 * 784 + 4 * 50)
+    # a flow prior's networks and a mixture prior's components cost memory per particle too
+    flow = build_vae(make_config({"hidden": [400, 400], "latent_dim": 50, "prior": "flow"}))
+    mog = build_vae(make_config({"hidden": [400, 400], "latent_dim": 50, "prior": "mog"}))
+    assert particle_bytes(flow, 50, 784) > particle_bytes(vae, 50, 784) + 2 * 4 * 4 * 64
+    assert particle_bytes(mog, 50, 784) == particle_bytes(vae, 50, 784) + 2 * 4 * 3 * 9 * 50
+
+
+def test_a_chunk_of_impossible_samples_does_not_poison_the_rest(monkeypatch):
+    """A chunk whose log-weights are all -inf (samples outside the prior's support) must not
+    turn the streaming logsumexp into NaN."""
+    chunks = iter([torch.full((2, 3), -math.inf), torch.tensor([[-1.0, -2.0, -math.inf], [-3.0, -2.0, -math.inf]])])
+    no_latents = SimpleNamespace(guide=SimpleNamespace(nodes={}))
+    monkeypatch.setattr(evaluate_module, "trace_particles", lambda *a, num_samples, **k: no_latents)
+    monkeypatch.setattr(evaluate_module, "log_weights", lambda traces: next(chunks))
+    sampler = evaluate_module.ChunkedLogWeights(None, None, chunk_size=2, log=quiet)
+    _, log_px, _ = sampler(torch.zeros(3, 4), num_samples=4)
+    everything = torch.tensor([[-math.inf] * 3, [-math.inf] * 3, [-1.0, -2.0, -math.inf], [-3.0, -2.0, -math.inf]])
+    torch.testing.assert_close(log_px, torch.logsumexp(everything, 0) - math.log(4))
+    assert log_px[2] == -math.inf
+
+
+def test_evaluate_script_refuses_a_malformed_memory_budget(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(tmp_path),
+                             "--max-memory", "lots"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "'lots' is not a size" in result.stderr
 
 
 def test_evaluate_script_and_eval_samples(data_dir, tmp_path):

@@ -69,6 +69,8 @@ def compiled_graphs(elbo):
     {"elbo": "trace"}, {"elbo": "trace", "jit": True}, {"elbo": "meanfield", "jit": True},
     {"estimator": "score", "baseline": "avg"},  # the average lives in Pyro's param store
     {"estimator": "score", "baseline": "nn"}, {"elbo": "dreg", "num_particles": 3},
+    {"prior": "mog", "prior_components": 4}, {"prior": "vamp", "prior_components": 8},
+    {"prior": "flow", "flow_depth": 2, "flow_hidden": 16, "elbo": "meanfield"},
 ], ids=lambda o: "+".join(f"{v}" for v in o.values()))
 def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     jit = options.get("jit", False)
