@@ -57,8 +57,9 @@ class Config:
     adam_eps: float = 1e-8
     lr_schedule: str = "constant"
     seed: int = 0
-    # evaluation at the end of training
+    # evaluation and figures at the end of training
     eval_samples: Optional[int] = None
+    plots: bool = True
     # where and how
     device: str = "auto"
     out: Optional[str] = None
@@ -101,13 +102,14 @@ HELP = {
     "lr_schedule": "constant | iwae (Burda et al.'s staged decay)",
     "seed": "random seed (data order, binarization, samples)",
     "eval_samples": "after training, estimate log p(x) on the test split with K samples",
+    "plots": "draw the run's figures at the end of training (--no-plots to skip)",
     "device": "cpu | cuda | auto",
     "out": "run directory (default runs/<timestamp>)",
     "resume": "continue the run in this run directory",
 }
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
-RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples")
+RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots")
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 

@@ -215,6 +215,11 @@ class Trainer:
                  f"{self.epoch} epochs; run directory {self.run.path}")
         if cfg.eval_samples:
             self.evaluate_log_likelihood(cfg.eval_samples)
+        if cfg.plots:
+            from .plots import plot_run
+
+            figures = plot_run(self.run.path, cfg.data_dir)
+            self.log(f"figures: {', '.join(str(p) for p in figures)}")
         return self.history
 
     def evaluate_log_likelihood(self, num_samples: int) -> dict:

@@ -42,4 +42,4 @@ def quiet(*_args, **_kwargs):
 def small_run(data_dir, tmp_path):
     """Overrides for a run that trains in about a second."""
     return {"data_dir": data_dir, "limit_train": 256, "limit_test": 128, "batch_size": 32,
-            "hidden": [64], "latent_dim": 8, "epochs": 2, "out": str(tmp_path / "run")}
+            "hidden": [64], "latent_dim": 8, "epochs": 2, "plots": False, "out": str(tmp_path / "run")}

@@ -1,0 +1,220 @@
+"""Figures of a run: samples, reconstructions, latent space, manifold, learning curves; and the
+comparison of several runs.
+
+Everything draws with matplotlib's non-interactive Agg backend (no display needed) and writes PNG
+files. Image grids come from ``torchvision.utils.make_grid``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from .errors import ConfigError  # noqa: E402
+
+DPI = 100
+
+
+def _show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: float = 6.0) -> Path:
+    """Pixel probabilities ``(N, 1, 28, 28)`` as one grid image with a title."""
+    grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    fig, ax = plt.subplots(figsize=(size, size * grid.shape[1] / grid.shape[2] + 0.5))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def plot_samples(vae, image_shape, path: Path, n: int = 64) -> Path:
+    images = vae.sample_images(n).reshape(n, *image_shape)
+    return _show_grid(images, int(math.sqrt(n)), f"{n} samples from the model (pixel probabilities)", path)
+
+
+@torch.no_grad()
+def plot_reconstructions(vae, x: torch.Tensor, image_shape, path: Path, n: int = 16) -> Path:
+    """Test images (odd rows) above their reconstructions decoded from the posterior mean."""
+    x = x[:n]
+    loc, _ = vae.encoder(x)
+    recon = torch.sigmoid(vae.decoder(loc))
+    rows = []
+    for i in range(0, len(x), 8):
+        rows += [x[i:i + 8], recon[i:i + 8]]
+    images = torch.cat(rows).reshape(-1, *image_shape)
+    return _show_grid(images, 8, "test images (rows 1, 3) and their reconstructions (rows 2, 4)", path)
+
+
+def _pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centred = points - points.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    explained = s ** 2 / (s ** 2).sum()
+    return centred @ vt[:2].T, explained[:2]
+
+
+@torch.no_grad()
+def plot_latent_space(vae, x: torch.Tensor, labels: Optional[torch.Tensor], path: Path) -> Path:
+    """Posterior means of test images; a 2-D PCA projection when z has more than 2 dimensions."""
+    means = vae.encoder(x)[0].cpu().numpy()
+    if means.shape[1] == 2:
+        xy, axis_names = means, ("z[0]", "z[1]")
+        title = "posterior means E_q[z | x] of test images"
+    else:
+        xy, explained = _pca_2d(means)
+        axis_names = tuple(f"principal component {i + 1} ({100 * e:.0f}% of variance)"
+                           for i, e in enumerate(explained))
+        title = f"posterior means of test images, PCA of {means.shape[1]}-D z"
+    fig, ax = plt.subplots(figsize=(7, 6))
+    if labels is not None:
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4, alpha=0.7,
+                             vmin=-0.5, vmax=9.5)
+        fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit / class label")
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.5)
+        title += " (this dataset has no labels)"
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def plot_manifold(vae, image_shape, path: Path, n: int = 15) -> Path:
+    """For a 2-D latent: images decoded on a grid of the prior's marginal quantiles (5% to 95%).
+
+    Quantiles are estimated from prior samples, so the grid follows any prior, not only N(0, I).
+    """
+    samples = vae.prior().sample((20000,))
+    levels = torch.linspace(0.05, 0.95, n, device=samples.device)
+    q0, q1 = (torch.quantile(samples[:, j], levels) for j in range(2))
+    grid = torch.stack(torch.meshgrid(q1.flip(0), q0, indexing="ij"), -1).reshape(-1, 2)[:, [1, 0]]
+    images = torch.sigmoid(vae.decoder(grid)).reshape(-1, *image_shape)
+    return _show_grid(images, n, "decoded manifold: z on a grid of prior quantiles 5%..95%", path, size=7)
+
+
+def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    epochs = [r["epoch"] for r in history]
+    wall = [r["wall_seconds"] for r in history]
+    train = [r["train_loss"] for r in history]
+    test = [-r["test_elbo"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax, x, xlabel in ((axes[0], epochs, "epoch"), (axes[1], wall, "wall time (s)")):
+        ax.plot(x, train, marker="o", label="train loss (-ELBO of the objective)")
+        ax.plot(x, test, marker="s", label="test -ELBO (one sample)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("nats per image (lower is better)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "learning curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000) -> list[Path]:
+    """All figures of a run into ``RUN_DIR/figures/``."""
+    from .checkpoint import load_checkpoint
+    from .config import coerce_overrides, make_config
+    from .data import load_dataset
+    from .rundir import RunDir
+    from .train import build_vae
+
+    run = RunDir(run_dir)
+    state = load_checkpoint(run.checkpoint_path)
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    cfg = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **overrides, "device": "cpu"})
+    data = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=num_points)
+    vae = build_vae(cfg, data.image_shape)
+    vae.load_state_dict(state["model"])
+    vae.eval()
+    out = run.path / "figures"
+    out.mkdir(exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    shape = data.image_shape
+    paths = [plot_samples(vae, shape, out / "samples.png"),
+             plot_reconstructions(vae, data.test, shape, out / "reconstructions.png"),
+             plot_latent_space(vae, data.test, data.test_labels, out / "latent_space.png"),
+             plot_learning_curves(state["metrics"], out / "learning_curves.png",
+                                  f"{run.path.name}: {cfg.elbo}, {cfg.estimator}, prior {cfg.prior}")]
+    if cfg.latent_dim == 2:
+        paths.append(plot_manifold(vae, shape, out / "manifold.png"))
+    return paths
+
+
+def _label(run_dir: Path, cfg: dict) -> str:
+    parts = [cfg["elbo"]]
+    if cfg.get("estimator") == "score":
+        parts = [f"score/{cfg['elbo']}" + (f"+{cfg['baseline']}" if cfg.get("baseline", "none") != "none" else "")]
+    if cfg.get("num_particles", 1) > 1:
+        parts.append(f"K={cfg['num_particles']}")
+    if cfg.get("prior", "normal") != "normal":
+        parts.append(f"prior {cfg['prior']}")
+    return f"{run_dir.name} ({', '.join(parts)})"
+
+
+def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
+    """One figure of test ELBO against epochs and wall time for several runs, test log p(x) where
+    evaluated, and a markdown table of the final numbers."""
+    from .rundir import RunDir
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    rows = ["| run | objective | epochs | final test ELBO (nats) | test log p(x) (nats) | wall time (s) |",
+            "|---|---|---|---|---|---|"]
+    for i, run_dir in enumerate(map(Path, run_dirs)):
+        run = RunDir(run_dir)
+        history = run.read_metrics()
+        if not history or not run.config_path.exists():
+            raise ConfigError(f"{run_dir} has no metrics.jsonl or config.yaml: is it a run directory "
+                              "written by scripts/svi_train.py?")
+        cfg = yaml.safe_load(run.config_path.read_text())
+        label = _label(run_dir, cfg)
+        color = f"C{i % 10}"
+        epochs = [r["epoch"] for r in history]
+        wall = [r["wall_seconds"] for r in history]
+        elbo = [r["test_elbo"] for r in history]
+        axes[0].plot(epochs, elbo, marker="o", color=color, label=label)
+        axes[1].plot(wall, elbo, marker="o", color=color, label=label)
+        evaluation = run.path / "eval.json"
+        log_px = None
+        if evaluation.exists():
+            log_px = json.loads(evaluation.read_text())
+            for ax, x in ((axes[0], epochs[-1]), (axes[1], wall[-1])):
+                ax.scatter([x], [log_px["log_likelihood"]], marker="*", s=150, color=color, zorder=3)
+        ll = (f"{log_px['log_likelihood']:.2f} +- {log_px['stderr']:.2f} (K = {log_px['num_samples']})"
+              if log_px else "not evaluated")
+        rows.append(f"| {run_dir.name} | {label.split('(', 1)[1].rstrip(')')} | {epochs[-1]} | "
+                    f"{elbo[-1]:.2f} | {ll} | {wall[-1]:.0f} |")
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax, xlabel in ((axes[0], "epoch"), (axes[1], "wall time (s)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test ELBO, nats per image (higher is better)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("test ELBO per run (stars: importance-weighted log p(x), where evaluated)")
+    fig.tight_layout()
+    paths = {"figure": out_dir / "compare.png", "markdown": out_dir / "compare.md"}
+    fig.savefig(paths["figure"], dpi=DPI)
+    plt.close(fig)
+    paths["markdown"].write_text("\n".join(rows) + "\n")
+    return paths
