@@ -27,6 +27,13 @@ from .errors import ConfigError  # noqa: E402
 DPI = 100
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def _show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: float = 6.0) -> Path:
     """Pixel probabilities ``(N, 1, 28, 28)`` as one grid image with a title."""
     grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
@@ -34,10 +41,7 @@ def _show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: fl
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @torch.no_grad()
@@ -89,10 +93,7 @@ def plot_latent_space(vae, x: torch.Tensor, labels: Optional[torch.Tensor], path
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @torch.no_grad()
@@ -124,10 +125,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title or "learning curves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000) -> list[Path]:
