@@ -261,7 +261,7 @@ def evaluate_vae(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int 
     bytes_per_particle = particle_bytes(vae, z_dim, x.shape[1])
     devices = [x.device] if x.is_cuda else []
     start = time.perf_counter()
-    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices):
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), vae.fixed_prior():
         torch.manual_seed(seed)
         points = estimate_log_likelihood(vae.model, vae.guide, x, num_samples, batch_size,
                                          max_memory=parse_memory(max_memory),

@@ -14,6 +14,7 @@ reachable through ``VAE.parameters()``, which is what the optimizer and checkpoi
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Optional
 
 import pyro
@@ -47,13 +48,27 @@ class VAE(nn.Module):
         self.prior = prior
         self.estimator, self.baseline, self.baseline_beta = estimator, baseline, baseline_beta
         self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if baseline == "nn" else None
+        self._fixed_prior: Optional[dist.TorchDistribution] = None
+
+    @contextmanager
+    def fixed_prior(self):
+        """Build p(z) once for many model calls that need no gradient (evaluation): it does not
+        depend on x, and some priors are costly to build (VampPrior encodes all its
+        pseudo-inputs)."""
+        with torch.no_grad():
+            self._fixed_prior = self.prior()
+        try:
+            yield
+        finally:
+            self._fixed_prior = None
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
         """p(z) p(x | z) over a minibatch ``x`` of shape ``(B, x_dim)`` with values in {0, 1}."""
         pyro.module("decoder", self.decoder)
         pyro.module("prior", self.prior)
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", self.prior())
+            prior = self._fixed_prior if self._fixed_prior is not None else self.prior()
+            z = pyro.sample("z", prior)
             logits = self.decoder(z)
             # Bernoulli on logits: log-probabilities by a stable softplus, no clamping needed.
             pyro.sample("x", BernoulliPixels(logits), obs=x)

@@ -213,3 +213,24 @@ def test_evaluate_script_and_eval_samples(data_dir, tmp_path):
     points = np.load(run_dir / "eval_points.npz")
     assert {k: points[k].shape for k in points.files} == {k: (20,) for k in ("log_px", "elbo", "khat", "ess")}
     assert points["log_px"].mean() == pytest.approx(summary["log_likelihood"])
+
+
+def test_the_prior_is_built_once_per_evaluation_with_the_same_result():
+    cfg = make_config({"hidden": [16], "latent_dim": 3, "prior": "vamp", "prior_components": 5})
+    vae = build_vae(cfg, train_data=torch.rand(20, 784))
+    x = torch.bernoulli(torch.full((4, 784), 0.2))
+    calls = []
+    vae.prior.register_forward_hook(lambda *_: calls.append(1))
+    model_calls = []
+    model = vae.model
+    vae.model = lambda *a: (model_calls.append(1), model(*a))[1]
+    evaluate_vae(vae, x, num_samples=40, batch_size=2, max_memory=2 * 10**5, log=quiet)
+    del vae.model
+    assert len(model_calls) >= 8  # many chunks of particles...
+    assert len(calls) == 3  # ...but the prior is built twice by the memory probe, then once
+    torch.manual_seed(0)
+    uncached = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=2, log=quiet)
+    with vae.fixed_prior():
+        torch.manual_seed(0)
+        fixed = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=2, log=quiet)
+    np.testing.assert_allclose(fixed.log_px, uncached.log_px, rtol=1e-5)
