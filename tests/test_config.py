@@ -1,6 +1,5 @@
 import argparse
 import dataclasses
-import dataclasses
 from pathlib import Path
 
 import pytest
