@@ -169,9 +169,13 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
     diagnostics = diagnostics and num_samples >= PSIS_MIN_SAMPLES
     out = {k: [] for k in ("log_px", "elbo", "khat", "ess", "posterior_mean")}
 
+    starts = range(0, len(data), batch_size)
+    report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
     with pyro.validation_enabled(False):
-        for start in tqdm(range(0, len(data), batch_size), disable=not progress, unit="batch",
-                          desc="log p(x)", leave=False):
+        for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",
+                                       desc="log p(x)", leave=False)):
+            if not progress and i and i % report_every == 0:
+                log(f"log p(x): {start} of {len(data)} images done")
             x = data[start:start + batch_size]
             lw, log_px, posterior_mean = sampler(x, num_samples)
             columns = [log_px[:, None], lw.mean(0)[:, None], lw.T]

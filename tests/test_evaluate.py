@@ -234,3 +234,10 @@ def test_the_prior_is_built_once_per_evaluation_with_the_same_result():
         torch.manual_seed(0)
         fixed = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=2, log=quiet)
     np.testing.assert_allclose(fixed.log_px, uncached.log_px, rtol=1e-5)
+
+
+def test_progress_lines_without_a_progress_bar():
+    vae = LinearGaussianVAE()
+    messages = []
+    estimate_log_likelihood(vae.model, vae.guide, vae.sample_data(40), 5, batch_size=2, log=messages.append)
+    assert messages == [f"log p(x): {n} of 40 images done" for n in range(4, 40, 4)]
