@@ -22,10 +22,9 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.checkpoint import load_checkpoint
-from pyro_vae.config import Config, coerce_overrides, make_config
+from pyro_vae.config import Config, make_config
 from pyro_vae.evaluate import estimate_log_likelihood
-from pyro_vae.train import build_vae, resolve_device
+from pyro_vae.train import build_vae, load_run, load_weights, resolve_device
 from timing import interleaved, ratio_summary, write_json
 
 
@@ -68,10 +67,9 @@ def main(argv=None):
     device = resolve_device(args.device)
     pyro.set_rng_seed(0)
     if args.run_dir:
-        state = load_checkpoint(args.run_dir)
-        cfg = make_config(coerce_overrides(state["config"]))
+        state, cfg = load_run(args.run_dir)
         vae = build_vae(cfg).to(device)
-        vae.load_state_dict(state["model"])
+        load_weights(vae, state["model"], args.run_dir)
     else:
         cfg = make_config()
         vae = build_vae(Config()).to(device)

@@ -323,27 +323,19 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
     """Evaluate the checkpoint in ``run_dir`` and write ``eval.json`` and ``eval_points.npz``."""
     import sys
 
-    from .checkpoint import load_checkpoint
-    from .config import coerce_overrides, make_config
-    from .errors import CheckpointError
     from .data import load_dataset
     from .rundir import RunDir
-    from .train import build_vae, resolve_device
+    from .train import build_vae, load_run, load_weights, resolve_device
 
     run = RunDir(run_dir)
-    state = load_checkpoint(run.checkpoint_path)
     overrides = {k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
-    cfg = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **overrides})
+    state, cfg = load_run(run_dir, overrides)
     torch_device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_dir, torch_device,
                         limit_test=limit if split == "test" else None)
     x = data.split(split)[:limit]
     vae = build_vae(cfg, data.image_shape).to(torch_device)
-    try:
-        vae.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"the checkpoint in {run.path} does not fit the model its config "
-                              f"describes ({e})") from None
+    load_weights(vae, state["model"], run.path)
     log(f"evaluating {run.path} (epoch {state['epoch']}) on {len(x)} {split} images, "
         f"K = {num_samples}")
     summary, points = evaluate_vae(vae, x, num_samples, batch_size, max_memory,

@@ -24,14 +24,12 @@ from typing import Any, Optional
 import pyro
 import torch
 
-from .checkpoint import load_checkpoint
 from .console import log_line
-from .config import Config, coerce_overrides, make_config, validate
+from .config import Config, make_config, validate
 from .data import load_dataset
 from .nets import init_output_bias
 from .objectives import build_objective
-from .rundir import RunDir
-from .train import build_vae, non_module_params, resolve_device
+from .train import build_vae, load_run, load_weights, non_module_params, resolve_device
 
 # Estimators compared by default: name -> config overrides.
 ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
@@ -196,10 +194,9 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
     """
     k = overrides.pop("num_particles", 5)
     if run_dir is not None:
-        state = load_checkpoint(RunDir(run_dir).checkpoint_path)
         local = {key: overrides[key] for key in ("batch_size", "seed", "device", "data_dir")
                  if key in overrides}
-        base = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **local})
+        state, base = load_run(run_dir, local)
         weights, out, source = state["model"], Path(overrides.get("out") or run_dir), \
             f"{run_dir} (epoch {state['epoch']})"
     else:
@@ -216,7 +213,7 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
 
     template = build_vae(base, data.image_shape, data.train).to(device)
     if weights is not None:
-        template.load_state_dict(weights)
+        load_weights(template, weights, run_dir)
     else:
         init_output_bias(template.decoder, data.mean_pixel)
     weights = template.state_dict()

@@ -130,19 +130,15 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
 
 def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000) -> list[Path]:
     """All figures of a run into ``RUN_DIR/figures/``."""
-    from .checkpoint import load_checkpoint
-    from .config import coerce_overrides, make_config
     from .data import load_dataset
     from .rundir import RunDir
-    from .train import build_vae
+    from .train import build_vae, load_run, load_weights
 
     run = RunDir(run_dir)
-    state = load_checkpoint(run.checkpoint_path)
-    overrides = {"data_dir": data_dir} if data_dir else {}
-    cfg = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **overrides, "device": "cpu"})
+    state, cfg = load_run(run_dir, {"device": "cpu", **({"data_dir": data_dir} if data_dir else {})})
     data = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=num_points)
     vae = build_vae(cfg, data.image_shape)
-    vae.load_state_dict(state["model"])
+    load_weights(vae, state["model"], run.path)
     vae.eval()
     out = run.path / "figures"
     out.mkdir(exist_ok=True)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .console import log_line
-from .config import Config, merge_values, resume_config, validate
+from .config import Config, coerce_overrides, make_config, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .errors import CheckpointError, ConfigError, TrainingDivergedError
 from .evaluate import describe, evaluate_vae, write_results
@@ -62,6 +62,22 @@ def build_vae(cfg: Config, image_shape=(1, 28, 28), train_data: Optional[torch.T
         prior.bind(vae, train_data)
     check_prior(prior, cfg.latent_dim, cfg.prior)
     return vae
+
+
+def load_run(run_dir, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, Any], Config]:
+    """A run's checkpoint and its saved config, with ``overrides`` (e.g. device, data_dir) applied."""
+    state = load_checkpoint(RunDir(run_dir).checkpoint_path)
+    cfg = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **(overrides or {})})
+    return state, cfg
+
+
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, run_dir) -> None:
+    """``module.load_state_dict(weights)``, or a CheckpointError that names the run."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"the checkpoint in {run_dir} does not fit the model its config "
+                              f"describes ({e})") from None
 
 
 def make_optimizer(cfg: Config, vae: VAE) -> torch.optim.Optimizer:
@@ -151,12 +167,8 @@ class Trainer:
         return cls(resume_config(state["config"], overrides or {}, str(run_dir)), state, **kwargs)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        try:
-            self.vae.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"the checkpoint in {self.run.path} does not fit the model its "
-                                  f"config describes ({e})") from None
+        load_weights(self.vae, state["model"], self.run.path)
+        load_weights(self.optimizer, state["optimizer"], self.run.path)
         self.epoch, self.global_step = state["epoch"], state["step"]
         self.wall_seconds = state.get("wall_seconds", 0.0)
         self.history = list(state["metrics"])
