@@ -11,14 +11,15 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, UntrustedImportError
 
 
 @dataclass
@@ -108,6 +109,10 @@ HELP = {
     "resume": "continue the run in this run directory",
 }
 
+# Keys whose value may be the import path "package.module:Name" of user code. Opening a saved
+# run imports such a path only if the user names it (see check_trusted_imports).
+IMPORT_PATH_KEYS = ("prior",)
+
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
 RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots")
 
@@ -165,15 +170,50 @@ def _unknown_key_error(key: str, where: str) -> ConfigError:
                        f"Valid keys: {', '.join(FIELD_TYPES)}.")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data, no Python objects), except that a key given twice in one
+    mapping is an error instead of the last value silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {first + 1} and "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """The data in a YAML file, or a one-line ConfigError: missing, unreadable, not UTF-8, not
+    valid YAML, or a key given twice."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist" + (" (see configs/ for examples)"
+                                                             if what == "config file" else ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML config file, with keys checked and values typed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (see configs/ for examples)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys to values")
     return coerce_overrides(raw, where=str(path))
@@ -226,9 +266,15 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"hidden layer sizes must be positive, got {cfg.hidden}")
     if cfg.arch == "conv" and not cfg.hidden:
         raise ConfigError("arch 'conv' needs at least one hidden layer size (--hidden)")
+    for key, tp in FIELD_TYPES.items():  # inf and nan parse as floats but are never meant
+        value = getattr(cfg, key)
+        if tp in (float, Optional[float]) and value is not None and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
     for key in ("lr", "adam_eps"):
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2^32 - 1] (NumPy's and PyTorch's seed range), got {cfg.seed}")
     if cfg.prior not in PRIORS and ":" not in cfg.prior:
         raise ConfigError(f"unknown prior {cfg.prior!r}; choose one of: {', '.join(PRIORS)}, or give "
                           "an import path package.module:ClassName")
@@ -283,6 +329,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **kwargs)
 
 
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-import PATH`` (repeatable): an import path that a run's saved config may name
+    and that may therefore be imported when the run is opened (see check_trusted_imports)."""
+    parser.add_argument("--trust-import", action="append", default=[], metavar="PATH",
+                        dest="trust_import",
+                        help="allow the run's saved config to import this package.module:Name "
+                             "(a user prior); repeat for several")
+
+
 def _json_mapping(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -293,17 +348,56 @@ def _json_mapping(text: str) -> dict[str, Any]:
     return value
 
 
-def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str) -> Config:
+def import_paths(values: dict[str, Any]) -> dict[str, str]:
+    """The values of :data:`IMPORT_PATH_KEYS` that are import paths ("package.module:Name")."""
+    return {key: values[key] for key in IMPORT_PATH_KEYS
+            if isinstance(values.get(key), str) and ":" in values[key]}
+
+
+def check_trusted_imports(values: dict[str, Any], trusted: Iterable[str], source: str) -> None:
+    """Refuse the import paths in ``values`` (a saved run's config) that the user did not name.
+
+    A run directory is data that people share, and a checkpoint is read with
+    ``weights_only=True`` so that loading it runs no code. An import path stored in it would
+    undo that: building the run imports the module and calls the name with options from the
+    same file (``logging:basicConfig`` truncates a file of the attacker's choosing). So a saved
+    path is imported only if the person opening the run names it: ``--trust-import PATH``, or
+    the same ``--prior PATH`` when resuming.
+    """
+    trusted = set(trusted)
+    for key, path in import_paths(values).items():
+        if path not in trusted:
+            raise UntrustedImportError(
+                f"{source} names the {key} {path!r}, code that opening the run would import and "
+                f"run; pyro-vae imports only code you name. If you trust it, pass --trust-import "
+                f"{path}")
+
+
+def saved_config(saved: Any, trusted: Iterable[str], source: str) -> dict[str, Any]:
+    """A checkpoint's config as checked, typed values; nothing imported (see
+    :func:`check_trusted_imports`)."""
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{source} holds no config mapping")
+    check_trusted_imports(saved, trusted, source)
+    return coerce_overrides(saved, where=source)
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str,
+                  trusted_imports: Iterable[str] = ()) -> Config:
     """The saved run's config with the few keys that may change on resume replaced.
 
     Changing anything else (the architecture, the objective, the data) would silently make the
-    resumed run a different experiment, so it is refused with the list of offending keys.
+    resumed run a different experiment, so it is refused with the list of offending keys. An
+    import path in the saved config counts as named by the user if ``overrides`` repeat it.
     """
-    cfg = make_config(coerce_overrides(saved, where="the checkpoint's config"))
+    source = f"the checkpoint in {run_dir}"
+    named = [overrides[key] for key in IMPORT_PATH_KEYS if key in overrides]
+    values = saved_config(saved, [*trusted_imports, *named], source)
     out = overrides.get("out")
     if out is not None and Path(out).resolve() != Path(run_dir).resolve():
         raise ConfigError(f"--out {out} differs from the run being resumed ({run_dir}); a resumed "
                           "run continues in its own directory, so drop --out")
+    cfg = make_config(values)
     changed = sorted(k for k, v in overrides.items()
                      if k not in (*RESUME_OVERRIDABLE, "resume", "out") and getattr(cfg, k) != v)
     if changed:

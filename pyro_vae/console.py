@@ -1,7 +1,40 @@
-"""Messages to the user."""
+"""Messages to the user, and the error handling every script shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional
+
+from .errors import InterruptedRunError, PyroVAEError
 
 
 def log_line(message: str) -> None:
     """Print and flush: piped to a file or ``tee``, lines must appear as they happen, not when
     the process exits (Python block-buffers stdout that is not a terminal)."""
     print(message, flush=True)
+
+
+def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing was written") -> int:
+    """A script's exit status for ``work()``: an error the user can cause is one line on stderr
+    and status 2, never a traceback; Ctrl-C says what was kept (``interrupted`` unless the work
+    says more) and gives 130, the shell's status for SIGINT."""
+    try:
+        return work() or 0
+    except InterruptedRunError as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
+    except PyroVAEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
+        return 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (``error: ...; see X --help``, status 2)
+    instead of a usage block that can fill the screen before the one line that matters."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")

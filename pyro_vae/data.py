@@ -20,9 +20,12 @@ files and how to provide them.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -32,6 +35,7 @@ import torch
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity, download_url
 
+from .atomic import write_failure
 from .errors import DatasetCorruptError, DatasetNotFoundError
 
 DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
@@ -118,13 +122,56 @@ def _missing(name: str, root: Path, expected: list[Path], reason: str) -> Datase
         "at a directory that holds them, or run once with internet access to download them.")
 
 
+def _idx_shape(name: str) -> tuple[int, ...]:
+    """The shape an (uncompressed) MNIST-layout IDX file of this name holds."""
+    n = 60000 if name.startswith("train") else 10000
+    return (n, 28, 28) if "images" in name else (n,)
+
+
+def idx_problem(path: Path, shape: tuple[int, ...]) -> Optional[str]:
+    """None if ``path`` is an IDX file of unsigned bytes with ``shape`` (magic 0x0000 08 ndim,
+    big-endian dimensions, then the bytes), else what is wrong with it."""
+    header_size = 4 + 4 * len(shape)
+    try:
+        with open(path, "rb") as f:
+            header, size = f.read(header_size), os.fstat(f.fileno()).st_size
+    except OSError as e:
+        return f"it cannot be read: {e.strerror}"
+    if len(header) < header_size or header[:4] != bytes([0, 0, 8, len(shape)]):
+        return "its header is not that of an IDX file of bytes"
+    dims = struct.unpack(f">{len(shape)}I", header[4:])
+    if dims != shape:
+        return f"its header gives the shape {dims}, expected {shape}"
+    if size != header_size + math.prod(shape):
+        return f"it has {size} bytes, expected {header_size + math.prod(shape)}"
+    return None
+
+
+def _check_extracted(cls, raw: Path) -> None:
+    """Refuse damaged extracted files, naming them. torchvision reads the extracted files when
+    they exist and would report a damaged one as missing archives."""
+    for archive_name, md5 in cls.resources:
+        archive, extracted = raw / archive_name, raw / Path(archive_name).stem
+        if not extracted.exists():
+            continue
+        problem = idx_problem(extracted, _idx_shape(extracted.name))
+        if problem is None:
+            continue
+        if archive.is_file() and check_integrity(str(archive), md5):
+            hint = f"Delete it: the intact archive {archive.name} beside it is then extracted again."
+        else:
+            hint = "Delete it and download it again, or copy a good one there."
+        raise DatasetCorruptError(f"{extracted} is damaged ({problem}). {hint}")
+
+
 def _load_torchvision(cls, folder: str, root: Path, download: bool):
     """(train images, train labels, test images, test labels) as uint8/int64 tensors."""
+    _check_extracted(cls, root / folder / "raw")
     splits = []
     for train in (True, False):
         try:
             ds = cls(str(root), train=train, download=False)
-        except RuntimeError:
+        except (RuntimeError, OSError):
             expected = [root / folder / "raw" / filename for filename, _ in cls.resources]
             damaged = [p for p, (_, md5) in zip(expected, cls.resources)
                        if p.exists() and not check_integrity(str(p), md5)]
@@ -138,6 +185,10 @@ def _load_torchvision(cls, folder: str, root: Path, download: bool):
                 root.mkdir(parents=True, exist_ok=True)
                 # Extracts archives already present (MD5-checked) without touching the network.
                 ds = cls(str(root), train=train, download=True)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise write_failure(e.filename or root / folder / "raw", e) from None
+                raise _missing(cls.__name__, root, expected, f"{type(e).__name__}: {e}") from None
             except Exception as e:  # torchvision raises RuntimeError/URLError/OSError variously
                 raise _missing(cls.__name__, root, expected, f"{type(e).__name__}: {e}") from None
         splits += [ds.data, ds.targets]
@@ -181,9 +232,9 @@ def _load_binarized_split(root: Path, split: str, download: bool) -> torch.Tenso
             raise ValueError("SHA-256 of the uncompressed file differs from the published one")
         return parse_amat(raw, rows=BINARIZED_MNIST_SIZES[split])
     except (OSError, EOFError, ValueError) as e:
-        raise DatasetCorruptError(
-            f"{path} is corrupt ({e}). Delete it and download it again, or copy a good one "
-            "there.") from None
+        hint = (f"Delete it: {packed.name} beside it is then used instead." if path == plain and
+                packed.exists() else "Delete it and download it again, or copy a good one there.")
+        raise DatasetCorruptError(f"{path} is corrupt ({e}). {hint}") from None
 
 
 def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.device = "cpu",

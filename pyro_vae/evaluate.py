@@ -20,12 +20,16 @@ so any prior and likelihood the model samples from is handled by its own ``log_p
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import shutil
+import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import pyro
@@ -34,6 +38,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .console import log_line
+from .errors import WriteError
 from .importance import log_weights, trace_particles
 
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -58,10 +63,15 @@ def parse_memory(text: str | int) -> int:
         return text
     units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
     s = text.strip().lower().replace(" ", "")
-    for unit, factor in units.items():
+    number, factor = s, 1
+    for unit, unit_factor in units.items():
         if s.endswith(unit):
-            return int(float(s[: -len(unit)]) * factor)
-    return int(float(s))
+            number, factor = s[: -len(unit)], unit_factor
+            break
+    value = float(number) * factor
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite size")
+    return int(value)
 
 
 def particle_bytes(vae, z_dim: int, x_dim: int) -> int:
@@ -288,11 +298,45 @@ def _finite_or_none(value):
     return value
 
 
-def write_results(run_dir: Path, summary: dict, points: PointEstimates) -> None:
-    """``eval.json`` (the summary) and ``eval_points.npz`` (per data point) in ``run_dir``."""
-    atomic_write(run_dir / "eval.json", json.dumps(_finite_or_none(summary), indent=2) + "\n")
+def write_results(directory: Path, summary: dict, points: PointEstimates) -> None:
+    """``eval.json`` (the summary) and ``eval_points.npz`` (per data point) in ``directory``."""
+    atomic_write(directory / "eval.json", json.dumps(_finite_or_none(summary), indent=2) + "\n")
     arrays = {"log_px": points.log_px, "elbo": points.elbo, "khat": points.khat, "ess": points.ess}
-    atomic_write(run_dir / "eval_points.npz", lambda f: np.savez(f, **arrays))
+    atomic_write(directory / "eval_points.npz", lambda f: np.savez(f, **arrays))
+
+
+def save_results(directory: Path, summary: dict, points: PointEstimates) -> None:
+    """:func:`write_results`, and if that fails (disk full, read-only), a fresh directory under
+    the system's temporary directory instead: an evaluation's result is never lost. The
+    WriteError then names where the results are (or, if nothing could be written, holds
+    eval.json's content)."""
+    try:
+        write_results(Path(directory), summary, points)
+        return
+    except WriteError as e:
+        failure = e
+    try:
+        fallback = Path(tempfile.mkdtemp(prefix=f"pyro-vae-eval-{Path(directory).resolve().name}-"))
+        write_results(fallback, summary, points)
+    except OSError:
+        content = json.dumps(_finite_or_none(summary))
+        raise WriteError(f"{failure}; no other place could be written either, so here is "
+                         f"eval.json: {content}", failure.errno) from None
+    raise WriteError(f"{failure}. The results were written to {fallback}/eval.json and "
+                     "eval_points.npz instead", failure.errno) from None
+
+
+def check_writable(directory: Path, num_points: int) -> None:
+    """Fail now, not after hours of work, if the results cannot be written into ``directory``:
+    a probe file is written and removed, and the free space must hold the results."""
+    probe = directory / ".write-probe"
+    atomic_write(probe, b"probe")
+    probe.unlink(missing_ok=True)
+    needed = 4 * 8 * num_points + 2**16  # four float64 columns per point, and eval.json
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise WriteError(f"could not write into {directory}: the disk is full ({free} bytes free, "
+                         f"the results need about {needed})", errno.ENOSPC)
 
 
 def describe(summary: dict) -> str:
@@ -319,28 +363,50 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
                  limit: Optional[int] = None, batch_size: int = 100, device: Optional[str] = None,
                  seed: Optional[int] = None, max_memory: int | str = "1GiB",
                  data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
-                 progress: Optional[bool] = None) -> dict:
-    """Evaluate the checkpoint in ``run_dir`` and write ``eval.json`` and ``eval_points.npz``."""
+                 progress: Optional[bool] = None, out_dir: str | Path | None = None,
+                 trusted_imports: Iterable[str] = ()) -> dict:
+    """Evaluate the checkpoint in ``run_dir``; write ``eval.json`` and ``eval_points.npz`` into
+    ``out_dir`` (default: the run directory).
+
+    The output directory is locked and checked for writing before any work; the report is
+    logged before the files are written, and a failed write falls back to a temporary
+    directory (:func:`save_results`). ``trusted_imports`` as for :func:`~pyro_vae.train.load_run`.
+    """
     import sys
 
     from .data import load_dataset
     from .rundir import RunDir
+    from .runlock import RunLock
     from .train import build_vae, load_run, load_weights, resolve_device
 
     run = RunDir(run_dir)
+    target = Path(out_dir) if out_dir is not None else run.path
     overrides = {k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
-    state, cfg = load_run(run_dir, overrides)
-    torch_device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.data_dir, torch_device,
-                        limit_test=limit if split == "test" else None)
-    x = data.split(split)[:limit]
-    vae = build_vae(cfg, data.image_shape).to(torch_device)
-    load_weights(vae, state["model"], run.path)
-    log(f"evaluating {run.path} (epoch {state['epoch']}) on {len(x)} {split} images, "
-        f"K = {num_samples}")
-    summary, points = evaluate_vae(vae, x, num_samples, batch_size, max_memory,
-                                   cfg.seed if seed is None else seed, log,
-                                   sys.stderr.isatty() if progress is None else progress)
-    summary.update(split=split, epoch=state["epoch"])
-    write_results(run.path, summary, points)
+    state, cfg = load_run(run_dir, overrides, trusted_imports)
+    with ExitStack() as stack:
+        try:  # everything that could stop the results from being written, before the work
+            if not target.is_dir():
+                try:
+                    target.mkdir(parents=True)
+                except OSError as e:
+                    raise WriteError(f"cannot create {target}: {e.strerror}", e.errno) from None
+            stack.enter_context(RunLock(target))
+            torch_device = resolve_device(cfg.device)
+            data = load_dataset(cfg.dataset, cfg.data_dir, torch_device,
+                                limit_test=limit if split == "test" else None)
+            x = data.split(split)[:limit]
+            check_writable(target, len(x))
+        except WriteError as e:
+            raise WriteError(f"{e}. Nothing was computed; pass --out DIR to write the results "
+                             "elsewhere", e.errno) from None
+        vae = build_vae(cfg, data.image_shape).to(torch_device)
+        load_weights(vae, state["model"], run.path)
+        log(f"evaluating {run.path} (epoch {state['epoch']}) on {len(x)} {split} images, "
+            f"K = {num_samples}")
+        summary, points = evaluate_vae(vae, x, num_samples, batch_size, max_memory,
+                                       cfg.seed if seed is None else seed, log,
+                                       sys.stderr.isatty() if progress is None else progress)
+        summary.update(split=split, epoch=state["epoch"])
+        log(describe(summary))
+        save_results(target, summary, points)
     return summary

@@ -19,16 +19,19 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import pyro
 import torch
 
+from .atomic import atomic_write, write_failure
 from .console import log_line
 from .config import Config, make_config, validate
 from .data import load_dataset
+from .errors import ConfigError
 from .nets import init_output_bias
 from .objectives import build_objective
+from .runlock import RunLock
 from .train import build_vae, load_run, load_weights, non_module_params, resolve_device
 
 # Estimators compared by default: name -> config overrides.
@@ -171,67 +174,79 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "grad_variance.json", "markdown": out_dir / "grad_variance.md",
              "figure": out_dir / "grad_variance.png"}
-    paths["json"].write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write(paths["json"], json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     heading = (f"Gradient variance at fixed parameters ({meta['source']}): {meta['repeats']} draws "
                f"on one minibatch of {meta['batch_size']} images.\n\n")
-    paths["markdown"].write_text(heading + markdown_table(rows))
-    plot(rows, paths["figure"],
-         f"Gradient estimators at {meta['source']} ({meta['repeats']} draws, batch {meta['batch_size']})")
+    atomic_write(paths["markdown"], heading + markdown_table(rows))
+    try:
+        plot(rows, paths["figure"], f"Gradient estimators at {meta['source']} ({meta['repeats']} "
+                                    f"draws, batch {meta['batch_size']})")
+    except OSError as e:
+        raise write_failure(paths["figure"], e) from None
     return paths
 
 
 def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_file: Optional[str] = None,
                    estimators: Optional[list[str]] = None, repeats: int = 100,
-                   baseline_warmup: int = 100, log=log_line) -> dict[str, Path]:
+                   baseline_warmup: int = 100, log=log_line,
+                   trusted_imports: Iterable[str] = ()) -> dict[str, Path]:
     """Measure at a run's checkpoint (``run_dir``) or at initialisation (``run_dir`` None).
 
     ``overrides`` are config keys: ``batch_size`` is the minibatch, ``num_particles`` the K of
     the multi-sample estimators (default 5), ``out`` where the report goes (default: the run
-    directory, or ``runs/grad-variance-<timestamp>`` at initialisation).
+    directory, or ``runs/grad-variance-<timestamp>`` at initialisation), locked while the
+    diagnostic runs. ``trusted_imports`` as for :func:`~pyro_vae.train.load_run`.
     """
+    if repeats < 2 or baseline_warmup < 0:
+        raise ConfigError(f"repeats must be at least 2 and baseline_warmup at least 0, got "
+                          f"{repeats} and {baseline_warmup}")
     k = overrides.pop("num_particles", 5)
     if run_dir is not None:
         local = {key: overrides[key] for key in ("batch_size", "seed", "device", "data_dir")
                  if key in overrides}
-        state, base = load_run(run_dir, local)
+        state, base = load_run(run_dir, local, trusted_imports)
         weights, out, source = state["model"], Path(overrides.get("out") or run_dir), \
             f"{run_dir} (epoch {state['epoch']})"
     else:
         base = make_config(overrides, config_file)
         weights, source = None, "initialisation"
         out = Path(base.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
-    device = resolve_device(base.device)
-    pyro.set_rng_seed(base.seed)
-    data = load_dataset(base.dataset, base.data_dir, device, limit_test=1)
-    x = data.split("train")[:base.batch_size]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failure(out, e) from None
+    with RunLock(out):
+        device = resolve_device(base.device)
+        pyro.set_rng_seed(base.seed)
+        data = load_dataset(base.dataset, base.data_dir, device, limit_test=1)
+        x = data.split("train")[:base.batch_size]
 
-    def batches() -> torch.Tensor:
-        return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
+        def batches() -> torch.Tensor:
+            return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
 
-    template = build_vae(base, data.image_shape, data.train).to(device)
-    if weights is not None:
-        load_weights(template, weights, run_dir)
-    else:
-        init_output_bias(template.decoder, data.mean_pixel)
-    weights = template.state_dict()
+        template = build_vae(base, data.image_shape, data.train).to(device)
+        if weights is not None:
+            load_weights(template, weights, run_dir)
+        else:
+            init_output_bias(template.decoder, data.mean_pixel)
+        weights = template.state_dict()
 
-    def vae_factory(cfg: Config):
-        """A VAE for ``cfg`` at the shared weights (and the run's trained baseline network,
-        if it had one and ``cfg`` uses one)."""
-        vae = build_vae(cfg, data.image_shape).to(device)
-        own = vae.state_dict()
-        missing, unexpected = vae.load_state_dict({n: t for n, t in weights.items() if n in own},
-                                                  strict=False)
-        assert all(n.startswith("baseline_net.") for n in missing), missing
-        return vae
+        def vae_factory(cfg: Config):
+            """A VAE for ``cfg`` at the shared weights (and the run's trained baseline network,
+            if it had one and ``cfg`` uses one)."""
+            vae = build_vae(cfg, data.image_shape).to(device)
+            own = vae.state_dict()
+            missing, unexpected = vae.load_state_dict({n: t for n, t in weights.items() if n in own},
+                                                      strict=False)
+            assert all(n.startswith("baseline_net.") for n in missing), missing
+            return vae
 
-    log(f"gradient variance at {source}: {repeats} draws on {len(x)} images, K = {k} for "
-        "multi-sample bounds")
-    rows = measure(vae_factory, base, x, estimators or list(ESTIMATOR_SPECS), repeats, k,
-                   baseline_warmup, batches, log)
-    meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
-            "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}
-    return write_report(rows, out, meta)
+        log(f"gradient variance at {source}: {repeats} draws on {len(x)} images, K = {k} for "
+            "multi-sample bounds")
+        rows = measure(vae_factory, base, x, estimators or list(ESTIMATOR_SPECS), repeats, k,
+                       baseline_warmup, batches, log)
+        meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
+                "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}
+        return write_report(rows, out, meta)

@@ -138,6 +138,9 @@ def check_compatibility(cfg) -> None:
     if cfg.alpha is not None and cfg.alpha < 0:
         raise ConfigError(f"--alpha {cfg.alpha} < 0 gives an upper bound on log p(x), which "
                           "training must not maximize; use alpha in [0, 1]")
+    if cfg.alpha is not None and cfg.alpha > 1:
+        raise ConfigError(f"--alpha {cfg.alpha} > 1 gives a bound looser than the ELBO; use alpha "
+                          "in [0, 1] (0 is the IWAE bound, 1 the ELBO)")
 
 
 def build_objective(cfg) -> ELBO:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import matplotlib
 
@@ -19,18 +19,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from .errors import ConfigError  # noqa: E402
+from .atomic import atomic_write, write_failure  # noqa: E402
+from .config import coerce_overrides  # noqa: E402
+from .errors import ConfigError, RunDirError  # noqa: E402
 
 DPI = 100
 
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=DPI)
+    except OSError as e:
+        raise write_failure(path, e) from None
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -128,60 +133,95 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
     return _save(fig, path)
 
 
-def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000) -> list[Path]:
-    """All figures of a run into ``RUN_DIR/figures/``."""
+def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000,
+             trusted_imports: Iterable[str] = ()) -> list[Path]:
+    """All figures of a run into ``RUN_DIR/figures/``, holding the run's lock while drawing.
+    ``trusted_imports`` as for :func:`~pyro_vae.train.load_run`."""
     from .data import load_dataset
     from .rundir import RunDir
     from .train import build_vae, load_run, load_weights
 
+    if num_points < 1:
+        raise ConfigError(f"num_points must be at least 1, got {num_points}")
     run = RunDir(run_dir)
-    state, cfg = load_run(run_dir, {"device": "cpu", **({"data_dir": data_dir} if data_dir else {})})
-    data = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=num_points)
-    vae = build_vae(cfg, data.image_shape)
-    load_weights(vae, state["model"], run.path)
-    vae.eval()
-    out = run.path / "figures"
-    out.mkdir(exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    shape = data.image_shape
-    paths = [plot_samples(vae, shape, out / "samples.png"),
-             plot_reconstructions(vae, data.test, shape, out / "reconstructions.png"),
-             plot_latent_space(vae, data.test, data.test_labels, out / "latent_space.png"),
-             plot_learning_curves(state["metrics"], out / "learning_curves.png",
-                                  f"{run.path.name}: {cfg.elbo}, {cfg.estimator}, prior {cfg.prior}")]
-    if cfg.latent_dim == 2:
-        paths.append(plot_manifold(vae, shape, out / "manifold.png"))
+    state, cfg = load_run(run_dir, {"device": "cpu", **({"data_dir": data_dir} if data_dir else {})},
+                          trusted_imports)
+    with run.lock():
+        data = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=num_points)
+        vae = build_vae(cfg, data.image_shape)
+        load_weights(vae, state["model"], run.path)
+        vae.eval()
+        out = run.path / "figures"
+        try:
+            out.mkdir(exist_ok=True)
+        except OSError as e:
+            raise write_failure(out, e) from None
+        torch.manual_seed(cfg.seed)
+        shape = data.image_shape
+        paths = [plot_samples(vae, shape, out / "samples.png"),
+                 plot_reconstructions(vae, data.test, shape, out / "reconstructions.png"),
+                 plot_latent_space(vae, data.test, data.test_labels, out / "latent_space.png"),
+                 plot_learning_curves(state["metrics"], out / "learning_curves.png",
+                                      f"{run.path.name}: {cfg.elbo}, {cfg.estimator}, prior {cfg.prior}")]
+        if cfg.latent_dim == 2:
+            paths.append(plot_manifold(vae, shape, out / "manifold.png"))
     return paths
 
 
+def _read_evaluation(path: Path) -> Optional[dict[str, Any]]:
+    """eval.json's numbers for the comparison, or None where the run was not evaluated."""
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path} is not readable JSON ({e}); run scripts/evaluate.py again or "
+                          "delete it") from None
+    keys = ("log_likelihood", "num_samples")
+    if not isinstance(result, dict) or not all(isinstance(result.get(k), (int, float)) for k in keys):
+        raise RunDirError(f"{path} lacks {', '.join(keys)}; run scripts/evaluate.py again or delete it")
+    return result
+
+
 def _label(run_dir: Path, cfg: dict) -> str:
-    parts = [cfg["elbo"]]
+    parts = [cfg.get("elbo") or "trace"]
     if cfg.get("estimator") == "score":
-        parts = [f"score/{cfg['elbo']}" + (f"+{cfg['baseline']}" if cfg.get("baseline", "none") != "none" else "")]
-    if cfg.get("num_particles", 1) > 1:
+        parts = [f"score/{parts[0]}" + (f"+{cfg['baseline']}" if cfg.get("baseline", "none") != "none" else "")]
+    if (cfg.get("num_particles") or 1) > 1:
         parts.append(f"K={cfg['num_particles']}")
     if cfg.get("prior", "normal") != "normal":
         parts.append(f"prior {cfg['prior']}")
     return f"{run_dir.name} ({', '.join(parts)})"
 
 
+def _read_run(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], Optional[dict[str, Any]]]:
+    """A run's metrics, config and evaluation, read as data and checked (nothing is imported)."""
+    from .rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.metrics_path.exists() or not run.config_path.exists():
+        raise RunDirError(f"{run_dir} has no metrics.jsonl or config.yaml: is it a run directory "
+                          "written by scripts/svi_train.py?")
+    history = run.read_metrics()
+    if not history:
+        raise RunDirError(f"{run.metrics_path} holds no epoch yet")
+    cfg = coerce_overrides(run.read_config(), where=str(run.config_path))
+    return history, cfg, _read_evaluation(run.path / "eval.json")
+
+
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """One figure of test ELBO against epochs and wall time for several runs, test log p(x) where
     evaluated, and a markdown table of the final numbers."""
-    from .rundir import RunDir
-
+    runs = [(Path(d), *_read_run(Path(d))) for d in run_dirs]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failure(out_dir, e) from None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     rows = ["| run | objective | epochs | final test ELBO (nats) | test log p(x) (nats) | wall time (s) |",
             "|---|---|---|---|---|---|"]
-    for i, run_dir in enumerate(map(Path, run_dirs)):
-        run = RunDir(run_dir)
-        history = run.read_metrics()
-        if not history or not run.config_path.exists():
-            raise ConfigError(f"{run_dir} has no metrics.jsonl or config.yaml: is it a run directory "
-                              "written by scripts/svi_train.py?")
-        cfg = yaml.safe_load(run.config_path.read_text())
+    for i, (run_dir, history, cfg, log_px) in enumerate(runs):
         label = _label(run_dir, cfg)
         color = f"C{i % 10}"
         epochs = [r["epoch"] for r in history]
@@ -189,14 +229,13 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
         elbo = [r["test_elbo"] for r in history]
         axes[0].plot(epochs, elbo, marker="o", color=color, label=label)
         axes[1].plot(wall, elbo, marker="o", color=color, label=label)
-        evaluation = run.path / "eval.json"
-        log_px = None
-        if evaluation.exists():
-            log_px = json.loads(evaluation.read_text())
+        ll = "not evaluated"
+        if log_px is not None:
             for ax, x in ((axes[0], epochs[-1]), (axes[1], wall[-1])):
                 ax.scatter([x], [log_px["log_likelihood"]], marker="*", s=150, color=color, zorder=3)
-        ll = (f"{log_px['log_likelihood']:.2f} +- {log_px['stderr']:.2f} (K = {log_px['num_samples']})"
-              if log_px else "not evaluated")
+            stderr = log_px.get("stderr")
+            ll = (f"{log_px['log_likelihood']:.2f} +- "
+                  f"{stderr if stderr is None else format(stderr, '.2f')} (K = {log_px['num_samples']})")
         rows.append(f"| {run_dir.name} | {label.split('(', 1)[1].rstrip(')')} | {epochs[-1]} | "
                     f"{elbo[-1]:.2f} | {ll} | {wall[-1]:.0f} |")
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -206,9 +245,6 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="lower right")
     fig.suptitle("test ELBO per run (stars: importance-weighted log p(x), where evaluated)")
-    fig.tight_layout()
-    paths = {"figure": out_dir / "compare.png", "markdown": out_dir / "compare.md"}
-    fig.savefig(paths["figure"], dpi=DPI)
-    plt.close(fig)
-    paths["markdown"].write_text("\n".join(rows) + "\n")
+    paths = {"figure": _save(fig, out_dir / "compare.png"), "markdown": out_dir / "compare.md"}
+    atomic_write(paths["markdown"], "\n".join(rows) + "\n")
     return paths

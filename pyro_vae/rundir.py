@@ -3,14 +3,17 @@
 Layout (every later command takes the directory)::
 
     runs/<name>/
-      config.yaml     the resolved configuration (defaults + file + flags)
+      config.yaml     the resolved configuration, written with each checkpoint (they agree)
       metrics.jsonl   one JSON object per finished epoch
       checkpoint.pt   model, prior and optimizer state, epoch, RNG state, config, metrics
+      .lock           locked by the process that writes the directory (see runlock.py)
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +21,18 @@ from typing import Any, Optional
 import yaml
 
 from .atomic import atomic_write
-from .errors import ConfigError
+from .config import read_yaml
+from .errors import ConfigError, RunDirError
+from .runlock import LOCK_NAME, RunLock
+
+# What every line of metrics.jsonl holds (numbers); later commands plot and tabulate these.
+METRIC_KEYS = ("epoch", "step", "train_loss", "test_elbo", "wall_seconds")
+
+
+def _is_leftover(name: str) -> bool:
+    """Files an interrupted pyro-vae process may leave in a directory that holds no run yet:
+    the lock file and temporary files of atomic writes. They do not make it "not empty"."""
+    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
 
 
 class RunDir:
@@ -44,18 +58,51 @@ class RunDir:
         else:
             path = Path(out)
         run = cls(path)
-        if run.checkpoint_path.exists() or run.metrics_path.exists():
-            raise ConfigError(f"{path} already holds a run. Continue it with --resume {path}, "
-                              "or choose another --out.")
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"--out {path} is a file, not a directory")
+        run.check_new()
         return run
 
-    def make(self) -> None:
+    def check_new(self) -> None:
+        """Refuse a directory that holds a run or anything else: a new run writes config.yaml,
+        metrics.jsonl, figures/ and more, and must not overwrite a file of the user's."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {path} is a file, not a directory")
+        if self.checkpoint_path.exists() or self.metrics_path.exists():
+            raise ConfigError(f"{path} already holds a run. Continue it with --resume {path}, "
+                              "or choose another --out.")
+        if not path.exists():
+            return
+        try:
+            others = sorted(p.name for p in path.iterdir() if not _is_leftover(p.name))
+        except OSError as e:
+            raise ConfigError(f"cannot read --out {path}: {e.strerror}") from None
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise ConfigError(f"--out {path} is not empty (it holds {shown}); a new run needs a new "
+                              "or empty directory so that none of your files is overwritten. "
+                              "Choose another --out.")
+
+    def make(self) -> bool:
+        """Create the directory; True if it did not exist before."""
+        existed = self.path.is_dir()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"cannot create the run directory {self.path}: {e.strerror}") from None
+        return not existed
+
+    def lock(self) -> RunLock:
+        """``with run.lock():`` makes this process the directory's only writer."""
+        return RunLock(self.path)
+
+    def checkpoint_signature(self) -> Optional[tuple[int, int, int]]:
+        """Identifies the checkpoint file on disk (each atomic write makes a new file): a process
+        that read it can tell, once it holds the lock, whether another wrote it since."""
+        try:
+            st = os.stat(self.checkpoint_path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))
@@ -64,7 +111,38 @@ class RunDir:
         """Rewrite the whole file: after a resume it matches the checkpoint's history exactly."""
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
+    def read_config(self) -> dict[str, Any]:
+        """config.yaml as a mapping (read as data: nothing in it is imported or run)."""
+        config = read_yaml(self.config_path, "run config")
+        if not isinstance(config, dict):
+            raise RunDirError(f"{self.config_path} must hold a mapping of config keys to values")
+        return config
+
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl, each checked to hold :data:`METRIC_KEYS` as numbers."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        try:
+            lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise RunDirError(f"cannot read {self.metrics_path}: {e}") from None
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RunDirError(f"{self.metrics_path}, line {number}: not JSON ({e.msg}); fix or "
+                                  "delete that line") from None
+            bad = [k for k in METRIC_KEYS if not isinstance(record, dict) or not _is_number(record.get(k))]
+            if bad:
+                raise RunDirError(f"{self.metrics_path}, line {number}: {', '.join(bad)} missing or "
+                                  "not a number; fix or delete that line")
+            records.append(record)
+        return records
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+        isinstance(value, float) and math.isnan(value))

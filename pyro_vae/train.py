@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Optional
+from contextlib import contextmanager, suppress
+from typing import Any, Callable, Iterable, Optional
 
 import pyro
 import torch
@@ -28,10 +28,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .console import log_line
-from .config import Config, coerce_overrides, make_config, merge_values, resume_config, validate
+from .config import (Config, import_paths, make_config, merge_values, resume_config, saved_config,
+                     validate)
 from .data import VAEData, load_dataset
-from .errors import CheckpointError, ConfigError, TrainingDivergedError
-from .evaluate import describe, evaluate_vae, write_results
+from .divergence import likely_cause
+from .errors import (CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError,
+                     WriteError)
+from .evaluate import describe, evaluate_vae, save_results
 from .importance import elbo_per_datapoint
 from .model import VAE
 from .nets import build_nets, init_output_bias
@@ -64,11 +67,16 @@ def build_vae(cfg: Config, image_shape=(1, 28, 28), train_data: Optional[torch.T
     return vae
 
 
-def load_run(run_dir, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, Any], Config]:
-    """A run's checkpoint and its saved config, with ``overrides`` (e.g. device, data_dir) applied."""
+def load_run(run_dir, overrides: Optional[dict[str, Any]] = None,
+             trusted_imports: Iterable[str] = ()) -> tuple[dict[str, Any], Config]:
+    """A run's checkpoint and its saved config, with ``overrides`` (e.g. device, data_dir) applied.
+
+    Import paths in the saved config are imported only if ``trusted_imports`` names them
+    (:func:`~pyro_vae.config.check_trusted_imports`): opening a run runs no code of its author's.
+    """
     state = load_checkpoint(RunDir(run_dir).checkpoint_path)
-    cfg = make_config({**coerce_overrides(state["config"], "the checkpoint's config"), **(overrides or {})})
-    return state, cfg
+    values = saved_config(state["config"], trusted_imports, f"the checkpoint in {run_dir}")
+    return state, make_config({**values, **(overrides or {})})
 
 
 def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, run_dir) -> None:
@@ -100,6 +108,8 @@ class SVIStep:
         with pyro.validation_enabled(not self.validated):
             loss = self.elbo.loss_and_grads(self.model, self.guide, x)
         self.validated = True
+        if not math.isfinite(loss):  # no update: the parameters stay as they were, and the
+            return loss  # gradients stay for the caller to diagnose
         self.optimizer.step()
         self.optimizer.zero_grad()
         return loss
@@ -135,48 +145,63 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 class Trainer:
-    """Trains one run. ``Trainer(cfg)`` starts a new run; :meth:`resume` continues one."""
+    """Trains one run. ``Trainer(cfg)`` starts a new run; :meth:`resume` continues one.
+
+    Nothing is written before :meth:`fit`, which holds the run directory's lock throughout
+    (:mod:`pyro_vae.runlock`). config.yaml is written with every checkpoint, so the two always
+    agree; a new run that stops before its first checkpoint leaves no directory behind.
+    """
 
     def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None,
-                 log: Callable[[str], None] = log_line, progress: Optional[bool] = None):
+                 log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
+                 checkpoint_signature: Optional[tuple] = None):
         self.cfg = cfg = validate(cfg)  # also resolves an unset elbo
         self.log = log
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.device = resolve_device(cfg.device)
         self.run = RunDir(cfg.resume) if checkpoint is not None else RunDir.new(cfg.out)
+        self._signature = checkpoint_signature  # the checkpoint file as read (see fit)
         pyro.set_rng_seed(cfg.seed)
         self._param_scope: Optional[dict] = None
         self.data: VAEData = load_dataset(cfg.dataset, cfg.data_dir, self.device,
                                           cfg.limit_train, cfg.limit_test)
+        n = len(self.data.train)
+        if cfg.batch_size > n:
+            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
+                              f"use --batch-size {n} or less")
         self.vae = build_vae(cfg, self.data.image_shape, self.data.train).to(self.device)
         self.optimizer = make_optimizer(cfg, self.vae)
         self.step = SVIStep(self.vae, build_objective(cfg), self.optimizer)
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
+        self.saved_epoch = 0  # the epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
-        self.run.make()
         if checkpoint is None:
             init_output_bias(self.vae.decoder, self.data.mean_pixel)
         else:
             self._restore(checkpoint)
-        self.run.write_config(cfg.to_dict())
 
     @classmethod
-    def resume(cls, run_dir: str, overrides: Optional[dict[str, Any]] = None, **kwargs) -> "Trainer":
-        """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir."""
-        state = load_checkpoint(RunDir(run_dir).checkpoint_path)
-        return cls(resume_config(state["config"], overrides or {}, str(run_dir)), state, **kwargs)
+    def resume(cls, run_dir: str, overrides: Optional[dict[str, Any]] = None,
+               trusted_imports: Iterable[str] = (), **kwargs) -> "Trainer":
+        """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir.
+        ``trusted_imports``: import paths in the saved config that may be imported."""
+        run = RunDir(run_dir)
+        signature = run.checkpoint_signature()
+        state = load_checkpoint(run.checkpoint_path)
+        cfg = resume_config(state["config"], overrides or {}, str(run_dir), trusted_imports)
+        return cls(cfg, state, checkpoint_signature=signature, **kwargs)
 
     def _restore(self, state: dict[str, Any]) -> None:
         load_weights(self.vae, state["model"], self.run.path)
         load_weights(self.optimizer, state["optimizer"], self.run.path)
         self.epoch, self.global_step = state["epoch"], state["step"]
+        self.saved_epoch = self.epoch
         self.wall_seconds = state.get("wall_seconds", 0.0)
         self.history = list(state["metrics"])
         pyro_params = {k: v.to(self.device) for k, v in state.get("pyro_params", {}).items()}
         self._param_scope = {"params": pyro_params,
                              "constraints": {k: constraints.real for k in pyro_params}}
         _set_rng_state(state["rng"], self.device)
-        self.run.write_metrics(self.history)  # drop any epoch logged after the checkpoint
 
     @contextmanager
     def param_scope(self):
@@ -192,15 +217,43 @@ class Trainer:
 
     def fit(self) -> list[dict[str, Any]]:
         """Train up to ``cfg.epochs``; returns the metrics of every epoch of the run."""
-        with self.param_scope():
-            return self._fit()
+        if self.epoch >= self.cfg.epochs:  # nothing to do, so nothing is written
+            self.log(f"{self.run.path} is already trained to epoch {self.epoch} (--epochs "
+                     f"{self.cfg.epochs}); pass a larger --epochs to continue.")
+            return self.history
+        created = self.run.make()
+        with self.run.lock() as lock:
+            try:
+                self._check_unchanged()
+                with self.param_scope():
+                    return self._fit()
+            except KeyboardInterrupt:
+                raise InterruptedRunError(f"interrupted during epoch {self.epoch + 1}. "
+                                          f"{self._kept()}") from None
+            finally:
+                if self.saved_epoch == 0:  # a new run that saved nothing leaves nothing behind
+                    lock.discard()
+                    if created:
+                        with suppress(OSError):
+                            self.run.path.rmdir()
+
+    def _check_unchanged(self) -> None:
+        """Between reading the directory and locking it, another process may have written it."""
+        if self.saved_epoch == 0:
+            self.run.check_new()
+        elif self._signature is not None and self.run.checkpoint_signature() != self._signature:
+            raise CheckpointError(f"the checkpoint in {self.run.path} changed after this process "
+                                  "read it (another process wrote it); run --resume again")
+
+    def _kept(self, resume_flags: str = "") -> str:
+        """What survives a stop now, and how to go on."""
+        if self.saved_epoch == 0:
+            return "No epoch had finished, so no run directory was kept; start again."
+        return (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is intact: "
+                f"continue with python scripts/svi_train.py --resume {self.run.path}{resume_flags}")
 
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
-        if self.epoch >= cfg.epochs:
-            self.log(f"{self.run.path} is already trained to epoch {self.epoch} (--epochs "
-                     f"{cfg.epochs}); pass a larger --epochs to continue.")
-            return self.history
         self.log(self._describe())
         if cfg.elbo == "meanfield":
             self.log(f"  KL(q(z|x) || p(z)) for --elbo meanfield: {self._kl_kind()}")
@@ -219,20 +272,33 @@ class Trainer:
                       "epoch_seconds": seconds, "wall_seconds": self.wall_seconds}
             self.epoch = epoch
             self.history.append(record)
-            save_checkpoint(self._state(), self.run.checkpoint_path)
-            self.run.write_metrics(self.history)
+            self._save()
             self.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:9.3f}  "
                      f"test ELBO {test_elbo:9.3f}  ({seconds:.1f} s)")
         self.log(f"done: test ELBO {self.history[-1]['test_elbo']:.3f} nats/image after "
                  f"{self.epoch} epochs; run directory {self.run.path}")
-        if cfg.eval_samples:
-            self.evaluate_log_likelihood(cfg.eval_samples)
-        if cfg.plots:
-            from .plots import plot_run
+        try:
+            if cfg.eval_samples:
+                self.evaluate_log_likelihood(cfg.eval_samples)
+            if cfg.plots:
+                from .plots import plot_run
 
-            figures = plot_run(self.run.path, cfg.data_dir)
-            self.log(f"figures: {', '.join(str(p) for p in figures)}")
+                figures = plot_run(self.run.path, cfg.data_dir,
+                                   trusted_imports=import_paths(cfg.to_dict()).values())
+                self.log(f"figures: {', '.join(str(p) for p in figures)}")
+        except WriteError as e:
+            raise WriteError(f"{e}. Training itself finished: {self._kept()}", e.errno) from None
         return self.history
+
+    def _save(self) -> None:
+        """The checkpoint first, then config.yaml and metrics.jsonl from the same state."""
+        try:
+            save_checkpoint(self._state(), self.run.checkpoint_path)
+            self.saved_epoch = self.epoch
+            self.run.write_config(self.cfg.to_dict())
+            self.run.write_metrics(self.history)
+        except WriteError as e:
+            raise WriteError(f"{e}. {self._kept()}", e.errno) from None
 
     def evaluate_log_likelihood(self, num_samples: int) -> dict:
         """log p(x) on the test split (``--eval-samples``), written to eval.json."""
@@ -240,8 +306,8 @@ class Trainer:
         summary, points = evaluate_vae(self.vae, self.data.test, num_samples,
                                        seed=self.cfg.seed, log=self.log, progress=self.progress)
         summary.update(split="test", epoch=self.epoch)
-        write_results(self.run.path, summary, points)
         self.log(describe(summary))
+        save_results(self.run.path, summary, points)
         return summary
 
     def _kl_kind(self) -> str:
@@ -253,8 +319,7 @@ class Trainer:
         return kl_description(guide_z, self.vae.prior)
 
     def _train_epoch(self, epoch: int) -> float:
-        n = len(self.data.train)
-        batch = min(self.cfg.batch_size, n)
+        n, batch = len(self.data.train), self.cfg.batch_size
         # Equal-sized batches only: the JIT objectives compile for one shape. The n % batch
         # examples left out differ from epoch to epoch (fresh permutation).
         num_batches = n // batch
@@ -266,9 +331,16 @@ class Trainer:
         with tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                   disable=not self.progress, file=sys.stderr) as bar:
             for b in range(num_batches):
-                loss = self.step(self.data.train_batch(order[b * batch:(b + 1) * batch]))
+                x = self.data.train_batch(order[b * batch:(b + 1) * batch])
+                try:
+                    loss = self.step(x)
+                except ValueError as e:  # Pyro's validation (first step) saw a NaN parameter
+                    if "found invalid values" not in str(e):
+                        raise
+                    raise self._diverged(epoch, b, "a distribution got invalid parameters ("
+                                         f"{str(e).splitlines()[0].rstrip(':')})", x) from None
                 if not math.isfinite(loss):
-                    raise self._diverged(epoch, b, f"the training loss became {loss}")
+                    raise self._diverged(epoch, b, f"the training loss became {loss}", x)
                 total += loss
                 self.global_step += 1
                 bar.update()
@@ -295,16 +367,22 @@ class Trainer:
         if not finite:
             raise self._diverged(epoch, None, "a parameter became NaN or infinite")
 
-    def _diverged(self, epoch: int, batch: Optional[int], what: str) -> TrainingDivergedError:
+    def _diverged(self, epoch: int, batch: Optional[int], what: str,
+                  x: Optional[torch.Tensor] = None) -> TrainingDivergedError:
+        """The error, with the likely cause (:mod:`pyro_vae.divergence`) and what to do."""
         where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
-        lower = self.cfg.lr / 10
-        if self.epoch > 0:
-            advice = (f"The checkpoint of epoch {self.epoch} in {self.run.path} is intact. Resume "
-                      f"with a lower learning rate: python scripts/svi_train.py --resume "
-                      f"{self.run.path} --lr {lower:g}")
+        with self.param_scope():
+            cause = likely_cause(self.vae, x, self.cfg.prior)
+        if cause.prior:
+            advice = ("Check the prior's settings (prior_df, prior_components, prior_options) or, "
+                      "for a prior of your own, its forward() and log_prob.")
+            kept = self._kept()
         else:
-            advice = f"No epoch had finished. Start again with a lower learning rate (--lr {lower:g})."
-        return TrainingDivergedError(f"training diverged at {where}: {what}. {advice}")
+            lower = f"{self.cfg.lr / 10:g}"
+            advice = f"Lower the learning rate (now {self.cfg.lr:g}), e.g. to {lower}."
+            kept = self._kept(f" --lr {lower}")
+        return TrainingDivergedError(f"training diverged at {where}: {what}. Likely cause: "
+                                     f"{cause.text}. {advice} {kept}")
 
     def _state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
@@ -329,11 +407,12 @@ class Trainer:
 
 
 def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str] = None,
-          **kwargs) -> Trainer:
-    """Defaults < ``config_file`` < ``overrides``; resumes if they name ``resume``. Trains."""
+          trusted_imports: Iterable[str] = (), **kwargs) -> Trainer:
+    """Defaults < ``config_file`` < ``overrides``; resumes if they name ``resume``. Trains.
+    ``trusted_imports``: import paths a resumed run's checkpoint may name (``--trust-import``)."""
     values = merge_values(overrides, config_file)
     if values.get("resume"):
-        trainer = Trainer.resume(values["resume"], values, **kwargs)
+        trainer = Trainer.resume(values["resume"], values, trusted_imports, **kwargs)
     else:
         trainer = Trainer(validate(Config(**values)), **kwargs)
     trainer.fit()

@@ -5,14 +5,15 @@
     python scripts/evaluate.py runs/<run> --num-samples 1000 --limit 1000
 
 Prints the estimate with its standard error, the ELBO and the gap, active units and the PSIS
-diagnostics, and writes eval.json and eval_points.npz into the run directory.
+diagnostics, and writes eval.json and eval_points.npz into the run directory (or --out).
 """
 
 import argparse
 import sys
 
-from pyro_vae.errors import PyroVAEError
-from pyro_vae.evaluate import describe, evaluate_run, parse_memory
+from pyro_vae.config import add_trust_argument
+from pyro_vae.console import ArgumentParser, run_command
+from pyro_vae.evaluate import evaluate_run, parse_memory
 
 
 def memory_size(text: str) -> int:
@@ -26,7 +27,7 @@ def memory_size(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by scripts/svi_train.py")
     p.add_argument("--num-samples", type=int, default=5000, help="K importance samples per image")
     p.add_argument("--split", choices=("test", "valid", "train"), default="test")
@@ -37,20 +38,23 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the run's")
     p.add_argument("--seed", type=int, help="default: the run's")
     p.add_argument("--data-dir", help="default: the run's, else $PYRO_VAE_DATA, else ./data")
+    p.add_argument("--out", help="write eval.json and eval_points.npz here (default: the run directory)")
+    add_trust_argument(p)
     args = p.parse_args(argv)
     for name in ("num_samples", "batch_size", "limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    try:
-        summary = evaluate_run(args.run_dir, args.num_samples, args.split, args.limit, args.batch_size,
-                               args.device, args.seed, args.max_memory, args.data_dir)
-    except PyroVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(describe(summary))
-    print(f"wrote {args.run_dir}/eval.json and eval_points.npz")
-    return 0
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        p.error("--seed must be in [0, 2^32 - 1]")
+
+    def work() -> None:
+        evaluate_run(args.run_dir, args.num_samples, args.split, args.limit, args.batch_size,
+                     args.device, args.seed, args.max_memory, args.data_dir, out_dir=args.out,
+                     trusted_imports=args.trust_import)
+        print(f"wrote {args.out or args.run_dir}/eval.json and eval_points.npz")
+
+    return run_command(work, interrupted="nothing was written")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ model at --init; --batch-size sets the minibatch and --num-particles the K of iw
 import argparse
 import sys
 
-from pyro_vae.config import add_config_arguments
-from pyro_vae.errors import PyroVAEError
+from pyro_vae.config import add_config_arguments, add_trust_argument
+from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.grad_variance import ESTIMATOR_SPECS, run_diagnostic
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("run_dir", nargs="?", help="a run directory with a checkpoint")
@@ -29,21 +29,25 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-warmup", type=int, default=100,
                         help="draws that let a baseline settle before measuring")
     parser.add_argument("--config", help="YAML config for --init")
+    add_trust_argument(parser)
     add_config_arguments(parser)
     args = vars(parser.parse_args(argv))
     run_dir, init = args.pop("run_dir"), args.pop("init")
     estimators, repeats = args.pop("estimators"), args.pop("repeats")
     warmup, config_file = args.pop("baseline_warmup"), args.pop("config")
+    trusted = args.pop("trust_import")
     if repeats < 2:
         parser.error("--repeats must be at least 2")
-    try:
-        paths = run_diagnostic(None if init else run_dir, args, config_file, estimators, repeats, warmup)
-    except PyroVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(paths["markdown"].read_text())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    if warmup < 0:
+        parser.error("--baseline-warmup must be at least 0")
+
+    def work() -> None:
+        paths = run_diagnostic(None if init else run_dir, args, config_file, estimators, repeats,
+                               warmup, trusted_imports=trusted)
+        print(paths["markdown"].read_text())
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+    return run_command(work, interrupted="the report was not written")
 
 
 if __name__ == "__main__":

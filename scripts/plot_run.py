@@ -8,23 +8,26 @@ curves, and (for a 2-D latent) the decoded manifold.
 import argparse
 import sys
 
-from pyro_vae.errors import PyroVAEError
+from pyro_vae.config import add_trust_argument
+from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.plots import plot_run
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--data-dir", help="default: the run's, else $PYRO_VAE_DATA, else ./data")
     p.add_argument("--num-points", type=int, default=2000, help="test images in the latent-space plot")
+    add_trust_argument(p)
     args = p.parse_args(argv)
-    try:
-        paths = plot_run(args.run_dir, args.data_dir, args.num_points)
-    except PyroVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(str(path) for path in paths))
-    return 0
+    if args.num_points < 1:
+        p.error("--num-points must be at least 1")
+
+    def work() -> None:
+        paths = plot_run(args.run_dir, args.data_dir, args.num_points, trusted_imports=args.trust_import)
+        print("\n".join(str(path) for path in paths))
+
+    return run_command(work, interrupted="some figures may not have been redrawn")
 
 
 if __name__ == "__main__":

@@ -12,28 +12,24 @@ Every flag is also a key of the YAML config; flags override the file. See the RE
 import argparse
 import sys
 
-from pyro_vae.config import add_config_arguments
-from pyro_vae.errors import PyroVAEError
+from pyro_vae.config import add_config_arguments, add_trust_argument
+from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.train import train
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config file (see configs/)")
+    add_trust_argument(parser)
     add_config_arguments(parser)
     args = vars(parser.parse_args(argv))
-    config_file = args.pop("config", None)
-    try:
-        train(args, config_file=config_file)
-    except PyroVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted. If an epoch had finished, its checkpoint is intact: continue with "
-              "--resume RUN_DIR; otherwise start again.", file=sys.stderr)
-        return 130
-    return 0
+    config_file, trusted = args.pop("config", None), args.pop("trust_import")
+
+    def work() -> None:
+        train(args, config_file=config_file, trusted_imports=trusted)
+
+    return run_command(work, interrupted="training had not started; nothing was written")
 
 
 if __name__ == "__main__":

@@ -166,8 +166,9 @@ def test_user_defined_prior_end_to_end(data_dir, tmp_path):
     assert "KL(q(z|x) || p(z)) for --elbo meanfield: analytic" in trained.stdout
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert torch.allclose(state["model"]["prior.log_scale"].exp(), torch.tensor(0.5), atol=0.05)
-    assert run("svi_train.py", "--resume", str(out), "--epochs", "2").returncode == 0
-    evaluated = run("evaluate.py", str(out), "--num-samples", "30", "--limit", "16")
+    trust = ["--trust-import", "custom_prior:LearnedLaplacePrior"]  # reopening imports only named code
+    assert run("svi_train.py", "--resume", str(out), "--epochs", "2", *trust).returncode == 0
+    evaluated = run("evaluate.py", str(out), "--num-samples", "30", "--limit", "16", *trust)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((out / "eval.json").read_text())["num_points"] == 16
 
