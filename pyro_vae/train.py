@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from contextlib import contextmanager, suppress
 from typing import Any, Callable, Iterable, Optional
 
@@ -222,14 +223,18 @@ class Trainer:
                      f"{self.cfg.epochs}); pass a larger --epochs to continue.")
             return self.history
         created = self.run.make()
-        with self.run.lock() as lock:
+        with self.run.lock() as lock, warnings.catch_warnings():
+            # Every non-finite loss stops training with a message of ours (_diverged), so
+            # Pyro's "Encountered NaN" warnings would only print lines of noise before it.
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             try:
                 self._check_unchanged()
                 with self.param_scope():
                     return self._fit()
             except KeyboardInterrupt:
-                raise InterruptedRunError(f"interrupted during epoch {self.epoch + 1}. "
-                                          f"{self._kept()}") from None
+                when = (f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else
+                        "after training, while evaluating or drawing figures")
+                raise InterruptedRunError(f"interrupted {when}. {self._kept()}") from None
             finally:
                 if self.saved_epoch == 0:  # a new run that saved nothing leaves nothing behind
                     lock.discard()

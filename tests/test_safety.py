@@ -6,7 +6,6 @@ them (``--trust-import PATH``, or the same ``--prior PATH`` on resume).
 """
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from pyro_vae.plots import compare_runs, plot_run
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import Trainer, train
 
-from conftest import quiet
+from conftest import quiet, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,18 +102,17 @@ def test_compare_reads_a_crafted_run_as_data(trained_run, tmp_path, monkeypatch)
     assert "prior evil_prior_module:Prior" in (tmp_path / "comparison" / "compare.md").read_text()
 
 
-def test_crafted_checkpoint_from_the_command_line(trained_run, data_dir, tmp_path):
+def test_crafted_checkpoint_from_the_command_line(trained_run, data_dir, tmp_path, capsys):
     prior, options, mark = payloads(tmp_path)["logging"]
     run = copy_run(trained_run, tmp_path / "shared-run")
     craft(run, prior, options)
-    for script, args in (("evaluate.py", [str(run), "--num-samples", "5"]),
-                         ("svi_train.py", ["--resume", str(run), "--epochs", "2"]),
-                         ("plot_run.py", [str(run)]), ("grad_variance.py", [str(run)])):
-        result = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args, "--data-dir", data_dir],
-                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
-        assert result.returncode == 2, (script, result.stderr)
-        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
-        assert "pass --trust-import logging:basicConfig" in result.stderr
+    for script, args in (("evaluate", [run, "--num-samples", "5"]),
+                         ("svi_train", ["--resume", run, "--epochs", "2"]),
+                         ("plot_run", [run]), ("grad_variance", [run])):
+        status, stderr = run_script(capsys, script, *args, "--data-dir", data_dir)
+        assert status == 2, (script, stderr)
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+        assert "pass --trust-import logging:basicConfig" in stderr
         assert not mark.exists()
 
 

@@ -6,7 +6,6 @@ fix; argparse's own errors (a usage line, then the message) exit 2 too, on one l
 """
 
 import gzip
-import importlib.util
 import math
 import shutil
 from pathlib import Path
@@ -20,25 +19,10 @@ from pyro_vae.errors import ConfigError, DatasetCorruptError, TrainingDivergedEr
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import Trainer, train
 
-from conftest import quiet
+from conftest import quiet, run_script
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def cli(capsys, name: str, *args: str) -> tuple[int, str]:
-    """Exit status and stderr of ``scripts/<name>.py args``."""
-    try:
-        status = script(name).main([str(a) for a in args])
-    except SystemExit as e:  # argparse's errors
-        status = e.code
-    return status, capsys.readouterr().err
+def cli(capsys, name: str, *args) -> tuple[int, str]:
+    return run_script(capsys, name, *args)
 
 
 def assert_user_error(status: int, stderr: str, message: str) -> None:
@@ -237,7 +221,6 @@ def test_no_op_and_failed_resumes_leave_config_yaml_alone(small_run):
         {k: v for k, v in torch.load(run.checkpoint_path, weights_only=True)["config"].items()})
 
 
-@pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_divergence_before_the_first_epoch_leaves_no_directory(small_run):
     trainer = Trainer(make_config(small_run), log=quiet, progress=False)
     trainer.step.elbo.loss_and_grads = lambda *args, **kwargs: float("inf")
@@ -246,7 +229,6 @@ def test_divergence_before_the_first_epoch_leaves_no_directory(small_run):
     assert not Path(small_run["out"]).exists()
 
 
-@pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_divergence_advice_names_a_prior_that_returns_nan(small_run):
     import pyro.distributions as dist
 
@@ -260,7 +242,6 @@ def test_divergence_advice_names_a_prior_that_returns_nan(small_run):
     assert "Check the prior's settings" in message and "learning rate" not in message
 
 
-@pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_divergence_advice_names_the_decoder_and_the_learning_rate(small_run):
     trainer = Trainer(make_config({**small_run, "lr": 0.5}), log=quiet, progress=False)
     with torch.no_grad():
