@@ -383,3 +383,13 @@ def test_bytes_overwritten_in_place_are_detected(data_dir, tmp_path):
         result = run(script, *args, data_dir=data_dir)
         assert result.returncode == 2
         assert "do not match the SHA-256 checksum" in one_line_error(result)
+
+
+def test_leftovers_of_a_run_killed_in_its_first_epoch_do_not_block_the_same_out(small_run):
+    """kill -9 before the first checkpoint leaves the lock file (and maybe a temporary file of a
+    write): the same --out is still a fresh directory."""
+    out = Path(small_run["out"])
+    out.mkdir()
+    (out / ".lock").write_text("process 1 on elsewhere since then (killed)")
+    (out / ".checkpoint.pt.1-abcd1234.tmp").write_bytes(b"half")
+    assert train(small_run, log=quiet, progress=False).epoch == 2
