@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from pyro_vae.config import Config, make_config
 from pyro_vae.evaluate import estimate_log_likelihood
-from pyro_vae.train import build_vae, load_run, load_weights, resolve_device
+from pyro_vae.build import build_vae, load_run, load_weights, resolve_device
 from timing import interleaved, ratio_summary, write_json
 
 

@@ -26,7 +26,8 @@ from torch.nn import functional as F
 
 from pyro_vae.config import Config
 from pyro_vae.objectives import build_objective
-from pyro_vae.train import SVIStep, build_vae, make_optimizer, resolve_device
+from pyro_vae.build import build_vae, resolve_device
+from pyro_vae.train import SVIStep, make_optimizer
 from timing import interleaved, ratio_summary, write_json
 
 

@@ -24,6 +24,7 @@ import errno
 import json
 import math
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -37,9 +38,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
+from .build import build_vae, load_run, load_weights, resolve_device
 from .console import log_line
+from .data import load_dataset
 from .errors import WriteError
 from .importance import log_weights, trace_particles
+from .rundir import RunDir
+from .runlock import RunLock
 
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
 PSIS_MIN_SAMPLES = 21  # ArviZ fits the Pareto tail to ceil(min(K/5, 3 sqrt(K))) >= 5 weights
@@ -370,15 +375,8 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
 
     The output directory is locked and checked for writing before any work; the report is
     logged before the files are written, and a failed write falls back to a temporary
-    directory (:func:`save_results`). ``trusted_imports`` as for :func:`~pyro_vae.train.load_run`.
+    directory (:func:`save_results`). ``trusted_imports`` as for :func:`~pyro_vae.build.load_run`.
     """
-    import sys
-
-    from .data import load_dataset
-    from .rundir import RunDir
-    from .runlock import RunLock
-    from .train import build_vae, load_run, load_weights, resolve_device
-
     run = RunDir(run_dir)
     target = Path(out_dir) if out_dir is not None else run.path
     overrides = {k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}

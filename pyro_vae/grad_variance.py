@@ -25,6 +25,7 @@ import pyro
 import torch
 
 from .atomic import atomic_write, write_failure
+from .build import build_vae, load_run, load_weights, resolve_device
 from .console import log_line
 from .config import Config, make_config, validate
 from .data import load_dataset
@@ -32,7 +33,7 @@ from .errors import ConfigError
 from .nets import init_output_bias
 from .objectives import build_objective
 from .runlock import RunLock
-from .train import build_vae, load_run, load_weights, non_module_params, resolve_device
+from .train import non_module_params
 
 # Estimators compared by default: name -> config overrides.
 ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
@@ -197,7 +198,7 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
     ``overrides`` are config keys: ``batch_size`` is the minibatch, ``num_particles`` the K of
     the multi-sample estimators (default 5), ``out`` where the report goes (default: the run
     directory, or ``runs/grad-variance-<timestamp>`` at initialisation), locked while the
-    diagnostic runs. ``trusted_imports`` as for :func:`~pyro_vae.train.load_run`.
+    diagnostic runs. ``trusted_imports`` as for :func:`~pyro_vae.build.load_run`.
     """
     if repeats < 2 or baseline_warmup < 0:
         raise ConfigError(f"repeats must be at least 2 and baseline_warmup at least 0, got "

@@ -22,8 +22,11 @@ import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from .atomic import atomic_write, write_failure  # noqa: E402
+from .build import build_vae, load_run, load_weights  # noqa: E402
 from .config import coerce_overrides  # noqa: E402
+from .data import load_dataset  # noqa: E402
 from .errors import ConfigError, RunDirError  # noqa: E402
+from .rundir import RunDir  # noqa: E402
 
 DPI = 100
 
@@ -136,11 +139,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
 def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000,
              trusted_imports: Iterable[str] = ()) -> list[Path]:
     """All figures of a run into ``RUN_DIR/figures/``, holding the run's lock while drawing.
-    ``trusted_imports`` as for :func:`~pyro_vae.train.load_run`."""
-    from .data import load_dataset
-    from .rundir import RunDir
-    from .train import build_vae, load_run, load_weights
-
+    ``trusted_imports`` as for :func:`~pyro_vae.build.load_run`."""
     if num_points < 1:
         raise ConfigError(f"num_points must be at least 1, got {num_points}")
     run = RunDir(run_dir)
@@ -196,8 +195,6 @@ def _label(run_dir: Path, cfg: dict) -> str:
 
 def _read_run(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], Optional[dict[str, Any]]]:
     """A run's metrics, config and evaluation, read as data and checked (nothing is imported)."""
-    from .rundir import RunDir
-
     run = RunDir(run_dir)
     if not run.metrics_path.exists() or not run.config_path.exists():
         raise RunDirError(f"{run_dir} has no metrics.jsonl or config.yaml: is it a run directory "

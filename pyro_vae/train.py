@@ -27,10 +27,10 @@ from pyro.infer import ELBO
 from torch.distributions import constraints
 from tqdm.auto import tqdm
 
+from .build import build_vae, load_weights, resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .console import log_line
-from .config import (Config, import_paths, make_config, merge_values, resume_config, saved_config,
-                     validate)
+from .config import Config, import_paths, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .divergence import likely_cause
 from .errors import (CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError,
@@ -38,55 +38,14 @@ from .errors import (CheckpointError, ConfigError, InterruptedRunError, Training
 from .evaluate import describe, evaluate_vae, save_results
 from .importance import elbo_per_datapoint
 from .model import VAE
-from .nets import build_nets, init_output_bias
+from .nets import init_output_bias
 from .objectives import JIT_OBJECTIVES, build_objective
-from .priors import build_prior, check_prior, kl_description
+from .plots import plot_run
+from .priors import kl_description
 from .rundir import RunDir
 from .schedule import learning_rate
 
 EVAL_BATCH_SIZE = 1000
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use "
-                          "--device cpu (or auto)")
-    return torch.device(name)
-
-
-def build_vae(cfg: Config, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> VAE:
-    """The VAE ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp)."""
-    encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim, cfg.activation)
-    prior = build_prior(cfg, math.prod(image_shape))
-    vae = VAE(encoder, decoder, prior, cfg.estimator, cfg.baseline, cfg.baseline_beta,
-              x_dim=math.prod(image_shape))
-    if hasattr(prior, "bind"):
-        prior.bind(vae, train_data)
-    check_prior(prior, cfg.latent_dim, cfg.prior)
-    return vae
-
-
-def load_run(run_dir, overrides: Optional[dict[str, Any]] = None,
-             trusted_imports: Iterable[str] = ()) -> tuple[dict[str, Any], Config]:
-    """A run's checkpoint and its saved config, with ``overrides`` (e.g. device, data_dir) applied.
-
-    Import paths in the saved config are imported only if ``trusted_imports`` names them
-    (:func:`~pyro_vae.config.check_trusted_imports`): opening a run runs no code of its author's.
-    """
-    state = load_checkpoint(RunDir(run_dir).checkpoint_path)
-    values = saved_config(state["config"], trusted_imports, f"the checkpoint in {run_dir}")
-    return state, make_config({**values, **(overrides or {})})
-
-
-def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, run_dir) -> None:
-    """``module.load_state_dict(weights)``, or a CheckpointError that names the run."""
-    try:
-        module.load_state_dict(weights)
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"the checkpoint in {run_dir} does not fit the model its config "
-                              f"describes ({e})") from None
 
 
 def make_optimizer(cfg: Config, vae: VAE) -> torch.optim.Optimizer:
@@ -286,8 +245,6 @@ class Trainer:
             if cfg.eval_samples:
                 self.evaluate_log_likelihood(cfg.eval_samples)
             if cfg.plots:
-                from .plots import plot_run
-
                 figures = plot_run(self.run.path, cfg.data_dir,
                                    trusted_imports=import_paths(cfg.to_dict()).values())
                 self.log(f"figures: {', '.join(str(p) for p in figures)}")

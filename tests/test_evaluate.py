@@ -20,7 +20,8 @@ from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_v
                                particle_bytes, summarize)
 from pyro_vae.model import VAE
 from pyro_vae.nets import build_nets
-from pyro_vae.train import build_vae, train
+from pyro_vae.build import build_vae
+from pyro_vae.train import train
 
 from conftest import quiet
 from linear_gaussian import LinearGaussianVAE

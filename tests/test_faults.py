@@ -21,7 +21,6 @@ import torch
 from pyro_vae import checkpoint as checkpoint_module
 from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.errors import CheckpointError, RunLockedError, WriteError
-from pyro_vae.evaluate import evaluate_run
 from pyro_vae.rundir import RunDir
 from pyro_vae.runlock import RunLock
 from pyro_vae.train import Trainer, train

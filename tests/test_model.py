@@ -10,7 +10,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyro_vae.config import Config
 from pyro_vae.importance import elbo_per_datapoint, log_importance_weights
-from pyro_vae.train import build_vae
+from pyro_vae.build import build_vae
 
 B, D = 6, 3
 

@@ -4,7 +4,7 @@ from torch import nn
 
 from pyro_vae.config import Config
 from pyro_vae.nets import init_output_bias
-from pyro_vae.train import build_vae
+from pyro_vae.build import build_vae
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])

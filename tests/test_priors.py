@@ -16,7 +16,7 @@ from pyro.infer import Trace_ELBO
 from pyro_vae.config import make_config
 from pyro_vae.errors import ConfigError
 from pyro_vae.priors import PRIORS, kl_description
-from pyro_vae.train import build_vae
+from pyro_vae.build import build_vae
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"mog": {"prior_components": 3}, "vamp": {"prior_components": 4},

@@ -17,7 +17,6 @@ from pyro_vae.errors import CheckpointError, UntrustedImportError
 from pyro_vae.evaluate import evaluate_run
 from pyro_vae.grad_variance import run_diagnostic
 from pyro_vae.plots import compare_runs, plot_run
-from pyro_vae.rundir import RunDir
 from pyro_vae.train import Trainer, train
 
 from conftest import quiet, run_script
