@@ -41,6 +41,16 @@ def write_failure(path: Union[str, Path], error: OSError) -> WriteError:
     return WriteError(f"could not write {path}: {reason}", error.errno)
 
 
+def make_directory(path: Union[str, Path]) -> Path:
+    """``mkdir -p path``, or a WriteError that names the cause."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failure(path, e) from None
+    return path
+
+
 def atomic_write(path: Union[str, Path], content: Union[bytes, str, Callable[[BinaryIO], None]]) -> None:
     """Write ``content`` (bytes, text, or a function that writes to a binary file) to ``path``."""
     path = Path(path)

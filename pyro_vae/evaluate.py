@@ -37,7 +37,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write
+from .atomic import atomic_write, make_directory
 from .build import build_vae, load_run, load_weights, resolve_device
 from .console import log_line
 from .data import load_dataset
@@ -383,12 +383,7 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
     state, cfg = load_run(run_dir, overrides, trusted_imports)
     with ExitStack() as stack:
         try:  # everything that could stop the results from being written, before the work
-            if not target.is_dir():
-                try:
-                    target.mkdir(parents=True)
-                except OSError as e:
-                    raise WriteError(f"cannot create {target}: {e.strerror}", e.errno) from None
-            stack.enter_context(RunLock(target))
+            stack.enter_context(RunLock(make_directory(target)))
             torch_device = resolve_device(cfg.device)
             data = load_dataset(cfg.dataset, cfg.data_dir, torch_device,
                                 limit_test=limit if split == "test" else None)

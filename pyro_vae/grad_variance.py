@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional
 import pyro
 import torch
 
-from .atomic import atomic_write, write_failure
+from .atomic import atomic_write, make_directory, write_failure
 from .build import build_vae, load_run, load_weights, resolve_device
 from .console import log_line
 from .config import Config, make_config, validate
@@ -214,11 +214,7 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
         base = make_config(overrides, config_file)
         weights, source = None, "initialisation"
         out = Path(base.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_failure(out, e) from None
-    with RunLock(out):
+    with RunLock(make_directory(out)):
         device = resolve_device(base.device)
         pyro.set_rng_seed(base.seed)
         data = load_dataset(base.dataset, base.data_dir, device, limit_test=1)

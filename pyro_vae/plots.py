@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from .atomic import atomic_write, write_failure  # noqa: E402
+from .atomic import atomic_write, make_directory, write_failure  # noqa: E402
 from .build import build_vae, load_run, load_weights  # noqa: E402
 from .config import coerce_overrides  # noqa: E402
 from .data import load_dataset  # noqa: E402
@@ -150,11 +150,7 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
         vae = build_vae(cfg, data.image_shape)
         load_weights(vae, state["model"], run.path)
         vae.eval()
-        out = run.path / "figures"
-        try:
-            out.mkdir(exist_ok=True)
-        except OSError as e:
-            raise write_failure(out, e) from None
+        out = make_directory(run.path / "figures")
         torch.manual_seed(cfg.seed)
         shape = data.image_shape
         paths = [plot_samples(vae, shape, out / "samples.png"),
@@ -210,11 +206,7 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
     """One figure of test ELBO against epochs and wall time for several runs, test log p(x) where
     evaluated, and a markdown table of the final numbers."""
     runs = [(Path(d), *_read_run(Path(d))) for d in run_dirs]
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_failure(out_dir, e) from None
+    out_dir = make_directory(out_dir)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     rows = ["| run | objective | epochs | final test ELBO (nats) | test log p(x) (nats) | wall time (s) |",
             "|---|---|---|---|---|---|"]

@@ -5,8 +5,8 @@ it while they work and write. A second process that wants to write the same dire
 refused at once with the holder's PID and command, instead of both writing half-finished files
 over each other.
 
-The lock is ``flock(2)`` (Linux, macOS; Windows has none and is not protected): the kernel releases it when the holder
-exits, however it exits, so the lock of a process that was killed (``kill -9``, a crash, a lost
+The lock is ``flock(2)`` (Linux, macOS; Windows has none and is not protected): the kernel
+releases it when the holder exits, however it exits, so the lock of a process that was killed (``kill -9``, a crash, a lost
 machine) is stale by construction and the next process simply takes it. The file's text (PID,
 host, start time, command) only describes the holder for the refusal message. The file stays
 behind after a clean exit (deleting a lock file races with a process about to take it); a
