@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from pyro_vae.config import Config, make_config
 from pyro_vae.evaluate import estimate_log_likelihood
-from pyro_vae.build import build_vae, load_run, load_weights, resolve_device
+from pyro_vae.build import build_model, load_run, load_weights, resolve_device
 from timing import interleaved, ratio_summary, write_json
 
 
@@ -68,11 +68,11 @@ def main(argv=None):
     pyro.set_rng_seed(0)
     if args.run_dir:
         state, cfg = load_run(args.run_dir)
-        vae = build_vae(cfg).to(device)
+        vae = build_model(cfg).to(device)
         load_weights(vae, state["model"], args.run_dir)
     else:
         cfg = make_config()
-        vae = build_vae(Config()).to(device)
+        vae = build_model(Config()).to(device)
     vae.eval()
     data = torch.bernoulli(torch.full((args.num_images, 784), 0.13)).to(device)
     k, b, c = args.num_samples, args.batch_size, args.chunk

@@ -1,7 +1,7 @@
 """pyro-vae: variational autoencoders as Pyro model/guide programs, trained by SVI.
 
 The pipeline runs one way, one module per stage: ``config`` -> ``data`` -> ``nets`` -> ``priors``
--> ``model`` (model and guide) -> ``objectives`` -> ``train``. ``scripts/svi_train.py`` is the
+-> ``models`` (model and guide programs) -> ``objectives`` -> ``train`` -> ``evaluate`` -> ``plots``. ``scripts/svi_train.py`` is the
 command-line front end; everything it does is importable from here.
 """
 

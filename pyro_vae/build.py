@@ -1,4 +1,4 @@
-"""Building a VAE from a config, and reopening a trained run: the one place both happen.
+"""Building a model from a config, and reopening a trained run: the one place both happen.
 
 Training, evaluation, figures and the gradient diagnostic all build models and reopen runs;
 they import this module, which imports none of them (no import cycle). Reopening goes through
@@ -8,7 +8,6 @@ it (:func:`~pyro_vae.config.check_trusted_imports`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Optional
 
 import torch
@@ -16,10 +15,12 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import Config, make_config, saved_config
 from .errors import CheckpointError, ConfigError
-from .model import VAE
-from .nets import build_nets
-from .priors import build_prior, check_prior
+from .models import build_model
+from .objectives import check_structure
 from .rundir import RunDir
+from .sites import Structure, probe
+
+__all__ = ["build_model", "load_run", "load_weights", "model_structure", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -31,16 +32,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_vae(cfg: Config, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> VAE:
-    """The VAE ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp)."""
-    encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim, cfg.activation)
-    prior = build_prior(cfg, math.prod(image_shape))
-    vae = VAE(encoder, decoder, prior, cfg.estimator, cfg.baseline, cfg.baseline_beta,
-              x_dim=math.prod(image_shape))
-    if hasattr(prior, "bind"):
-        prior.bind(vae, train_data)
-    check_prior(prior, cfg.latent_dim, cfg.prior)
-    return vae
+def model_structure(model, cfg: Config, x: torch.Tensor) -> Structure:
+    """The model's latent sites, checked against the site rules, and refused where the objective
+    cannot train them (:func:`~pyro_vae.objectives.check_structure`). ``x``: a few data points."""
+    structure = probe(model.model, model.guide, x, cfg.model)
+    check_structure(cfg, structure)
+    return structure
 
 
 def load_run(run_dir, overrides: Optional[dict[str, Any]] = None,

@@ -29,11 +29,14 @@ class Config:
     data_dir: Optional[str] = None
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
-    # networks
+    # model and networks (None: the model family's default, see pyro_vae.models)
+    model: str = "vae"
+    model_options: dict[str, Any] = field(default_factory=dict)
     arch: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [400, 400])
-    activation: str = "relu"
-    latent_dim: int = 50
+    hidden: Optional[list[int]] = None
+    upper_hidden: Optional[list[int]] = None
+    activation: Optional[str] = None
+    latent_dim: Optional[list[int]] = None
     # prior
     prior: str = "normal"
     prior_components: Optional[int] = None  # mog: 10, vamp: 500
@@ -66,6 +69,17 @@ class Config:
     out: Optional[str] = None
     resume: Optional[str] = None
 
+    def __post_init__(self):
+        """Fill what the model family decides (``hidden``, ``latent_dim``, ``activation``, ...)
+        where it was not given; a single latent size may be given as a number."""
+        from .models import model_defaults
+
+        if isinstance(self.latent_dim, int) and not isinstance(self.latent_dim, bool):
+            self.latent_dim = [self.latent_dim]
+        for key, value in model_defaults(self.model).items():
+            if getattr(self, key) is None:
+                setattr(self, key, list(value) if isinstance(value, list) else value)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -76,10 +90,15 @@ HELP = {
     "data_dir": "dataset directory (else $PYRO_VAE_DATA, else ./data)",
     "limit_train": "use only the first N training examples",
     "limit_test": "use only the first N test examples",
-    "arch": "mlp | conv",
-    "hidden": "hidden layer sizes, e.g. --hidden 200 200",
-    "activation": "relu | tanh | softplus | elu | leaky_relu",
-    "latent_dim": "size of z",
+    "model": "vae | hvae | package.module:Class (a model of your own)",
+    "model_options": "keyword options for a user-defined model, as JSON on the command line",
+    "arch": "mlp | conv (the networks next to x)",
+    "hidden": "hidden layer sizes between x and the first latent layer, e.g. --hidden 200 200 "
+              "(default: vae 400 400, hvae 200 200)",
+    "upper_hidden": "hvae: hidden layer sizes between consecutive latent layers (default 100 100)",
+    "activation": "relu | tanh | softplus | elu | leaky_relu (default: vae relu, hvae tanh)",
+    "latent_dim": "latent sizes, bottom layer first: one for vae (default 50), one per layer for "
+                  "hvae (default 100 50); --latent-dims is the same flag",
     "prior": "normal | learned-normal | mog | vamp | flow | student-t | laplace | package.module:Class",
     "prior_components": "components of mog (default 10) or pseudo-inputs of vamp (default 500)",
     "vamp_init": "data | random: how vamp's pseudo-inputs start",
@@ -111,7 +130,10 @@ HELP = {
 
 # Keys whose value may be the import path "package.module:Name" of user code. Opening a saved
 # run imports such a path only if the user names it (see check_trusted_imports).
-IMPORT_PATH_KEYS = ("prior",)
+IMPORT_PATH_KEYS = ("prior", "model")
+
+# Other spellings accepted for a key (YAML and command line).
+ALIASES = {"latent_dims": "latent_dim"}
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
 RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots")
@@ -140,6 +162,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is list:
         if isinstance(value, (list, tuple)):
             return [_coerce(key, v, args[0]) for v in value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # one size: [size]
+            return [_coerce(key, value, args[0])]
     elif origin is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return dict(value)
@@ -227,6 +251,7 @@ def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str,
     out = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
+        name = ALIASES.get(name, name)
         if name not in FIELD_TYPES:
             raise _unknown_key_error(str(key), where)
         out[name] = _coerce(name, value, FIELD_TYPES[name])
@@ -257,13 +282,15 @@ def validate(cfg: Config) -> Config:
         value = getattr(cfg, key)
         if value not in valid:
             raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
-    for key in ("epochs", "batch_size", "latent_dim", "limit_train", "limit_test", "num_particles",
+    for key in ("epochs", "batch_size", "limit_train", "limit_test", "num_particles",
                 "eval_samples", "prior_components", "flow_depth", "flow_hidden"):
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
-    if any(h < 1 for h in cfg.hidden):
-        raise ConfigError(f"hidden layer sizes must be positive, got {cfg.hidden}")
+    for key in ("hidden", "upper_hidden", "latent_dim"):
+        if any(size < 1 for size in getattr(cfg, key)):
+            raise ConfigError(f"{key} sizes must be positive, got {getattr(cfg, key)}")
+    _validate_model(cfg)
     if cfg.arch == "conv" and not cfg.hidden:
         raise ConfigError("arch 'conv' needs at least one hidden layer size (--hidden)")
     for key, tp in FIELD_TYPES.items():  # inf and nan parse as floats but are never meant
@@ -283,8 +310,8 @@ def validate(cfg: Config) -> Config:
     if cfg.prior_options and cfg.prior in PRIORS:
         raise ConfigError(f"prior_options are for user-defined priors; prior {cfg.prior!r} takes its "
                           "own keys (prior_components, vamp_init, flow, flow_depth, flow_hidden, prior_df)")
-    if cfg.prior == "flow" and cfg.latent_dim < 2:
-        raise ConfigError("the flow prior needs latent_dim >= 2")
+    if cfg.prior == "flow" and cfg.latent_dim[-1] < 2:
+        raise ConfigError("the flow prior needs a top latent layer of size >= 2 (latent_dim)")
     if not cfg.prior_df > 0:
         raise ConfigError(f"prior_df must be positive, got {cfg.prior_df}")
     if not 0 <= cfg.baseline_beta < 1:
@@ -293,6 +320,29 @@ def validate(cfg: Config) -> Config:
         cfg = dataclasses.replace(cfg, elbo=default_objective(cfg.estimator))
     check_compatibility(cfg)
     return cfg
+
+
+def _validate_model(cfg: Config) -> None:
+    """The model family exists (or its import path imports), its latent layers fit it, and
+    model_options go only to a model of the user's own."""
+    from .models import MODELS, check_user_model
+
+    if cfg.model not in MODELS and ":" not in cfg.model:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}, or give "
+                          "an import path package.module:ClassName")
+    if cfg.model not in MODELS:
+        check_user_model(cfg)  # a bad path fails now, not after the data have loaded
+        return
+    if cfg.model_options:
+        raise ConfigError(f"model_options are for user-defined models; model {cfg.model!r} takes "
+                          "its own keys (hidden, upper_hidden, latent_dim, activation, arch)")
+    low, high = MODELS[cfg.model].layers
+    layers = len(cfg.latent_dim)
+    if layers < low or (high is not None and layers > high):
+        wanted = f"{low}" if low == high else f"at least {low}"
+        raise ConfigError(f"model {cfg.model!r} has {wanted} latent layer(s) but latent_dim gives "
+                          f"{layers} sizes ({cfg.latent_dim}); e.g. --latent-dim "
+                          f"{' '.join(map(str, [100, 50][-low:] if low > 1 else [50]))}")
 
 
 def merge_values(overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
@@ -326,7 +376,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(nargs="+", type=typing.get_args(base)[0], metavar="N")
         else:
             kwargs.update(type=base, metavar=f.name.upper())
-        parser.add_argument(flag, **kwargs)
+        aliases = ["--" + a.replace("_", "-") for a, name in ALIASES.items() if name == f.name]
+        parser.add_argument(flag, *aliases, **kwargs)
 
 
 def add_trust_argument(parser: argparse.ArgumentParser) -> None:
@@ -335,7 +386,7 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-import", action="append", default=[], metavar="PATH",
                         dest="trust_import",
                         help="allow the run's saved config to import this package.module:Name "
-                             "(a user prior); repeat for several")
+                             "(a user prior or model); repeat for several")
 
 
 def _json_mapping(text: str) -> dict[str, Any]:
@@ -362,7 +413,7 @@ def check_trusted_imports(values: dict[str, Any], trusted: Iterable[str], source
     undo that: building the run imports the module and calls the name with options from the
     same file (``logging:basicConfig`` truncates a file of the attacker's choosing). So a saved
     path is imported only if the person opening the run names it: ``--trust-import PATH``, or
-    the same ``--prior PATH`` when resuming.
+    the same ``--prior PATH`` or ``--model PATH`` when resuming.
     """
     trusted = set(trusted)
     for key, path in import_paths(values).items():

@@ -24,10 +24,10 @@ class Cause:
     prior: bool  # the prior is to blame (its settings or code), not the optimizer
 
 
-def non_finite_modules(vae: nn.Module) -> dict[str, list[str]]:
-    """``{"parameters": [...], "gradients": [...]}``: the VAE's submodules with a NaN or inf."""
+def non_finite_modules(model: nn.Module) -> dict[str, list[str]]:
+    """``{"parameters": [...], "gradients": [...]}``: the model's submodules with a NaN or inf."""
     found: dict[str, list[str]] = {"parameters": [], "gradients": []}
-    for name, module in vae.named_children():
+    for name, module in model.named_children():
         params = list(module.parameters())
         if any(not torch.isfinite(p).all() for p in params):
             found["parameters"].append(name)
@@ -54,15 +54,16 @@ def first_non_finite_site(model, guide, x: torch.Tensor) -> Optional[tuple[str, 
     return None
 
 
-def likely_cause(vae, x: Optional[torch.Tensor], prior_name: str) -> Cause:
-    """The most specific explanation that the parameters, gradients and sites support."""
-    modules = non_finite_modules(vae)
+def likely_cause(model, x: Optional[torch.Tensor], prior_name: str, top_site: str) -> Cause:
+    """The most specific explanation that the parameters, gradients and sites support.
+    ``top_site``: the model's top latent site, the one drawn from the prior."""
+    modules = non_finite_modules(model)
     if modules["parameters"]:
         owners = " and ".join(modules["parameters"])
         return Cause(f"the {owners} parameters became NaN or infinite after an update",
                      prior=False)
-    site = first_non_finite_site(vae.model, vae.guide, x) if x is not None else None
-    if site == ("model", "z"):
+    site = first_non_finite_site(model.model, model.guide, x) if x is not None else None
+    if site == ("model", top_site):
         return Cause(f"the prior {prior_name!r} gave a NaN or infinite log-density for the "
                      "guide's samples", prior=True)
     if site is not None and site[0] == "guide":
@@ -70,8 +71,8 @@ def likely_cause(vae, x: Optional[torch.Tensor], prior_name: str) -> Cause:
                      "log-density are not finite: the encoder's scale collapsed or overflowed)",
                      prior=False)
     if site is not None:
-        return Cause(f"the model's log-density of site {site[1]!r} is not finite (the decoder's "
-                     "outputs overflowed)", prior=False)
+        return Cause(f"the model's log-density of site {site[1]!r} is not finite (the network "
+                     "that parameterizes it overflowed)", prior=False)
     if modules["gradients"]:
         return Cause(f"the gradients of the {' and '.join(modules['gradients'])} overflowed",
                      prior=False)

@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -35,16 +35,18 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 import pyro
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write, make_directory
-from .build import build_vae, load_run, load_weights, resolve_device
+from .build import build_model, load_run, load_weights, resolve_device
 from .console import log_line
 from .data import load_dataset
 from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .rundir import RunDir
 from .runlock import RunLock
+from .sites import latent_sites, sample_sites
 
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
 PSIS_MIN_SAMPLES = 21  # ArviZ fits the Pareto tail to ceil(min(K/5, 3 sqrt(K))) >= 5 weights
@@ -59,7 +61,7 @@ class PointEstimates:
     elbo: np.ndarray  # mean over the K samples of the log-weights: an ELBO estimate
     khat: np.ndarray  # PSIS Pareto shape of the K weights
     ess: np.ndarray  # effective sample size of the PSIS-smoothed weights
-    posterior_mean: Optional[np.ndarray]  # E_q[z | x], (N, D), for active units
+    posterior_mean: dict[str, np.ndarray]  # per latent site, E_q[z | x] (N, D_site): active units
 
 
 def parse_memory(text: str | int) -> int:
@@ -79,32 +81,38 @@ def parse_memory(text: str | int) -> int:
     return int(value)
 
 
-def particle_bytes(vae, z_dim: int, x_dim: int) -> int:
-    """Bytes that one particle of one data point costs: the decoder's and the prior's activations
-    (counted by forward hooks while the decoder and ``prior().log_prob`` run once), the per-pixel
-    log-likelihood terms and a mixture prior's per-component log-densities, doubled for
-    temporaries."""
-    device = next(vae.decoder.parameters()).device
-    with torch.no_grad():
-        prior = vae.prior()
-    components = prior.mixture_distribution.logits.shape[-1] if hasattr(prior, "mixture_distribution") else 1
-    floats = [3 * components * z_dim]
+def particle_bytes(model, x: torch.Tensor) -> int:
+    """Bytes that one particle of one data point costs, measured on the model itself: the outputs
+    of every leaf module (forward hooks) while the guide and model run with two particles on one
+    data point and the log-weights are computed, per particle, plus three floats per value of
+    every sample site (values, log-density terms) and per mixture component, doubled for
+    temporaries. Modules that run once per data point (the encoder of x) count half: an
+    overestimate that keeps the budget safe."""
+    floats = [0]
 
     def count(_module, _inputs, output):
         outputs = output if isinstance(output, (tuple, list)) else (output,)
-        floats[0] += sum(o[0].numel() for o in outputs if torch.is_tensor(o) and o.dim() > 0)
+        floats[0] += sum(o.numel() for o in outputs if torch.is_tensor(o))
 
-    leaves = [m for net in (vae.decoder, vae.prior) for m in net.modules() if not list(m.children())]
+    leaves = [m for m in model.modules() if not list(m.children())] if isinstance(model, nn.Module) else []
     hooks = [m.register_forward_hook(count) for m in leaves]
+    devices = [x.device] if x.is_cuda else []
     try:
-        with torch.no_grad():
-            z = torch.zeros(1, z_dim, device=device)
-            vae.decoder(z)
-            vae.prior().log_prob(z)
+        with torch.no_grad(), pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices):
+            traces = trace_particles(model.model, model.guide, x[:1], num_samples=2)
+            log_weights(traces)
     finally:
         for h in hooks:
             h.remove()
-    return 2 * 4 * (floats[0] + 3 * x_dim + 4 * z_dim)
+    for trace in (traces.guide, traces.model):
+        for site in sample_sites(trace):
+            fn = site["fn"]
+            mixture = getattr(fn, "mixture_distribution", None)
+            components = mixture.logits.shape[-1] if mixture is not None else 1
+            shape = torch.broadcast_shapes(site["value"].shape, fn.batch_shape + fn.event_shape)
+            floats[0] += 3 * components * math.prod(shape)
+    per_particle = floats[0] // 2
+    return 2 * 4 * per_particle
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -114,13 +122,14 @@ def _is_out_of_memory(error: BaseException) -> bool:
 class ChunkedLogWeights:
     """Draws K particles per data point in chunks, retrying with smaller chunks on OOM."""
 
-    def __init__(self, model: Callable, guide: Callable, chunk_size: int, latent_site: str = "z",
+    def __init__(self, model: Callable, guide: Callable, chunk_size: int,
                  log: Callable[[str], None] = log_line):
-        self.model, self.guide, self.chunk, self.latent_site, self.log = model, guide, chunk_size, latent_site, log
+        self.model, self.guide, self.chunk, self.log = model, guide, chunk_size, log
 
     def __call__(self, x: torch.Tensor, num_samples: int):
-        """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, and E_q[z] ``(B, D)``."""
-        chunks, done, posterior_mean = [], 0, None
+        """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, and E_q[z | x] ``(B, D_site)``
+        of every latent site (see :func:`add_site_means`)."""
+        chunks, done, sums = [], 0, {}
         running_max = torch.full((x.shape[0],), -math.inf, device=x.device)
         running_sum = torch.zeros(x.shape[0], device=x.device)
         while done < num_samples:
@@ -136,9 +145,7 @@ class ChunkedLogWeights:
                     torch.cuda.empty_cache()
                 self.log(f"out of memory: retrying with {self.chunk} particles per chunk")
                 continue
-            if posterior_mean is None and self.latent_site in traces.guide.nodes:
-                fn = traces.guide.nodes[self.latent_site]["fn"]
-                posterior_mean = fn.mean.reshape(-1, *fn.mean.shape[-2:])[0]
+            add_site_means(sums, traces.guide, n, x.shape[0])
             new_max = torch.maximum(running_max, lw.max(0).values)
             shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
             running_sum = running_sum * torch.exp(running_max - shift) + torch.exp(lw - shift).sum(0)
@@ -148,7 +155,24 @@ class ChunkedLogWeights:
         # with -inf weights only, shift 0 and sum 0 give log_px = -inf (not NaN)
         shift = torch.where(torch.isfinite(running_max), running_max, torch.zeros_like(running_max))
         log_px = shift + torch.log(running_sum) - math.log(num_samples)
-        return torch.cat(chunks), log_px, posterior_mean
+        return torch.cat(chunks), log_px, {name: total / num_samples for name, total in sums.items()}
+
+
+def add_site_means(sums: dict[str, torch.Tensor], guide_trace, num_samples: int, batch: int) -> None:
+    """Add each latent site's conditional mean, summed over the particles, to ``sums``.
+
+    The mean of q(z_l | parents) averaged over the particles' parents is E_q[z_l | x] (tower
+    rule), with less noise than averaging the samples; for a first-layer site it is exact.
+    Distributions without a ``mean`` contribute their samples.
+    """
+    for site in latent_sites(guide_trace):
+        value = site["value"]
+        try:
+            mean = site["fn"].mean
+        except NotImplementedError:
+            mean = value
+        total = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
+        sums[site["name"]] = sums[site["name"]] + total if site["name"] in sums else total
 
 
 def psis(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +194,7 @@ def psis(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor,
                             num_samples: int = 5000, batch_size: int = 100,
                             chunk_size: Optional[int] = None, max_memory: int = 2**30,
-                            bytes_per_particle: int = 2**14, latent_site: str = "z",
-                            diagnostics: bool = True, log: Callable[[str], None] = log_line,
+                            bytes_per_particle: int = 2**14, diagnostics: bool = True, log: Callable[[str], None] = log_line,
                             progress: bool = False) -> PointEstimates:
     """Per-point log p^(x), ELBO, k-hat and ESS for every row of ``data``.
 
@@ -180,9 +203,10 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
     """
     if chunk_size is None:
         chunk_size = max(1, min(num_samples, max_memory // (batch_size * bytes_per_particle)))
-    sampler = ChunkedLogWeights(model, guide, chunk_size, latent_site, log)
+    sampler = ChunkedLogWeights(model, guide, chunk_size, log)
     diagnostics = diagnostics and num_samples >= PSIS_MIN_SAMPLES
-    out = {k: [] for k in ("log_px", "elbo", "khat", "ess", "posterior_mean")}
+    out = {k: [] for k in ("log_px", "elbo", "khat", "ess")}
+    means: dict[str, list[np.ndarray]] = {}
 
     starts = range(0, len(data), batch_size)
     report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
@@ -192,10 +216,8 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
             if not progress and i and i % report_every == 0:
                 log(f"log p(x): {start} of {len(data)} images done")
             x = data[start:start + batch_size]
-            lw, log_px, posterior_mean = sampler(x, num_samples)
-            columns = [log_px[:, None], lw.mean(0)[:, None], lw.T]
-            if posterior_mean is not None:
-                columns.append(posterior_mean)
+            lw, log_px, site_means = sampler(x, num_samples)
+            columns = [log_px[:, None], lw.mean(0)[:, None], lw.T, *site_means.values()]
             packed = torch.cat(columns, dim=1).cpu().numpy()  # the batch's one host transfer
             out["log_px"].append(packed[:, 0])
             out["elbo"].append(packed[:, 1])
@@ -203,13 +225,15 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
                 khat, ess = psis(packed[:, 2:2 + num_samples])
                 out["khat"].append(khat)
                 out["ess"].append(ess)
-            if posterior_mean is not None:
-                out["posterior_mean"].append(packed[:, 2 + num_samples:])
+            start_column = 2 + num_samples
+            for name, mean in site_means.items():
+                means.setdefault(name, []).append(packed[:, start_column:start_column + mean.shape[1]])
+                start_column += mean.shape[1]
     cat = {k: np.concatenate(v) if v else None for k, v in out.items()}
     empty = np.full(len(data), np.nan)
     return PointEstimates(cat["log_px"], cat["elbo"],
                           cat["khat"] if diagnostics else empty, cat["ess"] if diagnostics else empty,
-                          cat["posterior_mean"])
+                          {name: np.concatenate(parts) for name, parts in means.items()})
 
 
 def active_units(posterior_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
@@ -248,9 +272,12 @@ def summarize(points: PointEstimates, num_samples: int) -> dict:
         "num_samples": num_samples,
         "num_points": n,
     }
-    if points.posterior_mean is not None and n > 1:
-        summary["active_units"] = active_units(points.posterior_mean)
-        summary["latent_dim"] = int(points.posterior_mean.shape[1])
+    if points.posterior_mean and n > 1:
+        per_site = {name: active_units(mean) for name, mean in points.posterior_mean.items()}
+        summary["active_units"] = sum(per_site.values())
+        summary["latent_dim"] = sum(int(m.shape[1]) for m in points.posterior_mean.values())
+        summary["active_units_per_site"] = per_site
+        summary["latent_dim_per_site"] = {name: int(m.shape[1]) for name, m in points.posterior_mean.items()}
     khat = points.khat
     if not np.isnan(khat).all():
         summary["psis"] = {
@@ -266,23 +293,23 @@ def summarize(points: PointEstimates, num_samples: int) -> dict:
     return summary
 
 
-def evaluate_vae(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
-                 max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = log_line,
-                 progress: bool = False) -> tuple[dict, PointEstimates]:
-    """log p(x) of every row of ``x`` under a :class:`~pyro_vae.model.VAE`, with diagnostics.
+def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
+                   max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = log_line,
+                   progress: bool = False) -> tuple[dict, PointEstimates]:
+    """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with diagnostics.
 
     Runs in a param-store scope of its own and a forked RNG seeded with ``seed``: evaluating
-    never disturbs a training run's state, and the same seed gives the same numbers.
+    never disturbs a training run's state, and the same seed gives the same numbers. A model's
+    optional ``fixed_prior()`` context is entered throughout.
     """
-    vae.eval()
-    with torch.no_grad():
-        z_dim = vae.encoder(x[:1])[0].shape[-1]
-    bytes_per_particle = particle_bytes(vae, z_dim, x.shape[1])
+    model.eval()
+    bytes_per_particle = particle_bytes(model, x)
     devices = [x.device] if x.is_cuda else []
     start = time.perf_counter()
-    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), vae.fixed_prior():
+    fixed_prior = getattr(model, "fixed_prior", nullcontext)
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), fixed_prior():
         torch.manual_seed(seed)
-        points = estimate_log_likelihood(vae.model, vae.guide, x, num_samples, batch_size,
+        points = estimate_log_likelihood(model.model, model.guide, x, num_samples, batch_size,
                                          max_memory=parse_memory(max_memory),
                                          bytes_per_particle=bytes_per_particle, log=log,
                                          progress=progress)
@@ -344,6 +371,16 @@ def check_writable(directory: Path, num_points: int) -> None:
                          f"the results need about {needed})", errno.ENOSPC)
 
 
+def describe_active_units(summary: dict) -> str:
+    """"12 of 50", or per site as Burda et al. write it: "16+5 of 100+50 (z1+z2)"."""
+    per_site = summary.get("active_units_per_site") or {}
+    if len(per_site) < 2:
+        return f"{summary['active_units']} of {summary['latent_dim']}"
+    sizes = summary["latent_dim_per_site"]
+    return (f"{'+'.join(str(v) for v in per_site.values())} of "
+            f"{'+'.join(str(sizes[k]) for k in per_site)} ({'+'.join(per_site)})")
+
+
 def describe(summary: dict) -> str:
     """The human-readable report that scripts print."""
     lines = [f"log p(x) = {summary['log_likelihood']:.3f} +- {summary['stderr']:.3f} nats "
@@ -352,7 +389,7 @@ def describe(summary: dict) -> str:
              f"ELBO     = {summary['elbo']:.3f} +- {summary['elbo_stderr']:.3f}; gap (mean KL(q || "
              f"p(z|x))) = {summary['gap']:.3f}"]
     if "active_units" in summary:
-        lines.append(f"active units: {summary['active_units']} of {summary['latent_dim']}")
+        lines.append(f"active units: {describe_active_units(summary)}")
     if "psis" in summary:
         p = summary["psis"]
         lines.append(f"PSIS k-hat: median {p['khat_median']:.3f}, 90% {p['khat_q90']:.3f}, max "
@@ -392,11 +429,11 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
         except WriteError as e:
             raise WriteError(f"{e}. Nothing was computed; pass --out DIR to write the results "
                              "elsewhere", e.errno) from None
-        vae = build_vae(cfg, data.image_shape).to(torch_device)
-        load_weights(vae, state["model"], run.path)
+        model = build_model(cfg, data.image_shape).to(torch_device)
+        load_weights(model, state["model"], run.path)
         log(f"evaluating {run.path} (epoch {state['epoch']}) on {len(x)} {split} images, "
             f"K = {num_samples}")
-        summary, points = evaluate_vae(vae, x, num_samples, batch_size, max_memory,
+        summary, points = evaluate_model(model, x, num_samples, batch_size, max_memory,
                                        cfg.seed if seed is None else seed, log,
                                        sys.stderr.isatty() if progress is None else progress)
         summary.update(split=split, epoch=state["epoch"])

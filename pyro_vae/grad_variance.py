@@ -2,7 +2,8 @@
 
 For each estimator, the same network (same weights) draws R independent gradients on the same
 minibatch. Per parameter element we estimate the mean and variance of the gradient, and report
-for the encoder's and the decoder's parameters separately:
+for the encoder's (the guide's) and the decoder's (the generative model's, prior included)
+parameters separately, for any model (:func:`parameter_groups` reads them off its traces):
 
 - ``variance``: the per-element gradient variance, averaged over elements;
 - ``snr``: |mean| / standard deviation per element, averaged over elements (Rainforth et al.
@@ -23,16 +24,17 @@ from typing import Any, Iterable, Optional
 
 import pyro
 import torch
+from pyro import poutine
 
 from .atomic import atomic_write, make_directory, write_failure
-from .build import build_vae, load_run, load_weights, resolve_device
+from .build import build_model, load_run, load_weights, resolve_device
 from .console import log_line
 from .config import Config, make_config, validate
 from .data import load_dataset
 from .errors import ConfigError
-from .nets import init_output_bias
-from .objectives import build_objective
+from .objectives import build_objective, check_structure
 from .runlock import RunLock
+from .sites import probe
 from .train import non_module_params
 
 # Estimators compared by default: name -> config overrides.
@@ -79,22 +81,44 @@ def spec_config(base: Config, name: str, num_particles: int) -> Config:
     return validate(dataclasses.replace(base, **overrides))
 
 
-def _warm_up_baseline(vae, elbo, batches, steps: int) -> None:
+def parameter_groups(model, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """The model's parameters by the program that registers them, read off one trace of each:
+    "encoder" (the guide's), "decoder" (the generative model's, the prior's included) and
+    "baseline" (the networks of score-function baselines, named in the guide sites' ``infer``).
+    A parameter the guide and the model share (VampPrior's encoder) counts as the guide's."""
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        guide_trace = poutine.trace(model.guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x)
+    baseline = {id(p): p for site in guide_trace.nodes.values() if site["type"] == "sample"
+                for net in [site["infer"].get("baseline", {}).get("nn_baseline")] if net is not None
+                for p in net.parameters()}
+    groups: dict[str, dict[int, torch.Tensor]] = {"encoder": {}, "decoder": {}}
+    for group, trace in (("encoder", guide_trace), ("decoder", model_trace)):
+        for site in trace.nodes.values():
+            if site["type"] != "param":
+                continue
+            value = site["value"]
+            if id(value) not in baseline and all(id(value) not in g for g in groups.values()):
+                groups[group][id(value)] = value
+    return {**{g: list(params.values()) for g, params in groups.items()}, "baseline": list(baseline.values())}
+
+
+def _warm_up_baseline(model, elbo, batches, steps: int, baseline_params: list[torch.Tensor]) -> None:
     """Let a baseline learn at the fixed model and guide parameters, on random training
     minibatches as in training: the decaying average settles, the baseline network is fitted by
     its own Adam (only its parameters move)."""
-    optimizer = torch.optim.Adam(vae.baseline_net.parameters(), lr=1e-3) if vae.baseline_net else None
+    optimizer = torch.optim.Adam(baseline_params, lr=1e-3) if baseline_params else None
     for _ in range(steps):
-        elbo.loss_and_grads(vae.model, vae.guide, batches())
+        elbo.loss_and_grads(model.model, model.guide, batches())
         if optimizer:
             optimizer.step()
-        vae.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
 
 
-def measure(vae_factory, base: Config, x: torch.Tensor, estimators: list[str], repeats: int,
+def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str], repeats: int,
             num_particles: int = 5, baseline_warmup: int = 100, batches=None,
             log=log_line) -> list[dict[str, Any]]:
-    """One row per estimator. ``vae_factory(cfg)`` returns the VAE at the shared weights;
+    """One row per estimator. ``model_factory(cfg)`` returns the model at the shared weights;
     ``batches()`` returns a random training minibatch for the baselines' warm-up.
 
     Pyro keeps the decaying-average baseline per batch position, so on one fixed minibatch it
@@ -103,15 +127,20 @@ def measure(vae_factory, base: Config, x: torch.Tensor, estimators: list[str], r
     """
     rows = []
     for name in estimators:
-        cfg = spec_config(base, name, num_particles)
-        vae = vae_factory(cfg)
+        try:
+            cfg = spec_config(base, name, num_particles)
+            vae = model_factory(cfg)
+            check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model))
+        except ConfigError as e:  # e.g. meanfield on a hierarchical guide
+            log(f"  {name:<10} skipped: {e}")
+            continue
         elbo = build_objective(cfg)
-        groups = {g: [p for p in getattr(vae, g).parameters()] for g in GROUPS}
+        groups = parameter_groups(vae, x)
         moments = {g: _Moments() for g in GROUPS}
         seconds = []
         with pyro.get_param_store().scope():
             if cfg.baseline != "none":
-                _warm_up_baseline(vae, elbo, batches or (lambda: x), baseline_warmup)
+                _warm_up_baseline(vae, elbo, batches or (lambda: x), baseline_warmup, groups["baseline"])
             frozen = non_module_params()
             for _ in range(repeats):
                 for n, value in frozen.items():
@@ -122,8 +151,8 @@ def measure(vae_factory, base: Config, x: torch.Tensor, estimators: list[str], r
                 if x.is_cuda:
                     torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - start)
-                for g, params in groups.items():
-                    moments[g].add(torch.cat([p.grad.reshape(-1) for p in params]))
+                for g in GROUPS:
+                    moments[g].add(torch.cat([_grad(p) for p in groups[g]]))
         row = {"estimator": name, "elbo": cfg.elbo, "num_particles": cfg.num_particles,
                "ms_per_gradient": 1e3 * statistics.median(seconds)}
         for g in GROUPS:
@@ -133,6 +162,11 @@ def measure(vae_factory, base: Config, x: torch.Tensor, estimators: list[str], r
             f"decoder variance {row['decoder_variance']:.3e} SNR {row['decoder_snr']:.3f} | "
             f"{row['ms_per_gradient']:.1f} ms")
     return rows
+
+
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    """The flattened gradient; zeros for a parameter this estimator's loss does not reach."""
+    return (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -223,26 +257,24 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
         def batches() -> torch.Tensor:
             return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
 
-        template = build_vae(base, data.image_shape, data.train).to(device)
+        template = build_model(base, data.image_shape, data.train).to(device)
         if weights is not None:
             load_weights(template, weights, run_dir)
-        else:
-            init_output_bias(template.decoder, data.mean_pixel)
+        elif hasattr(template, "init_from_data"):
+            template.init_from_data(data.mean_pixel)
         weights = template.state_dict()
 
-        def vae_factory(cfg: Config):
-            """A VAE for ``cfg`` at the shared weights (and the run's trained baseline network,
+        def model_factory(cfg: Config):
+            """The model for ``cfg`` at the shared weights (and the run's trained baseline network,
             if it had one and ``cfg`` uses one)."""
-            vae = build_vae(cfg, data.image_shape).to(device)
-            own = vae.state_dict()
-            missing, unexpected = vae.load_state_dict({n: t for n, t in weights.items() if n in own},
-                                                      strict=False)
-            assert all(n.startswith("baseline_net.") for n in missing), missing
-            return vae
+            model = build_model(cfg, data.image_shape).to(device)
+            own = model.state_dict()
+            model.load_state_dict({n: t for n, t in weights.items() if n in own}, strict=False)
+            return model
 
         log(f"gradient variance at {source}: {repeats} draws on {len(x)} images, K = {k} for "
             "multi-sample bounds")
-        rows = measure(vae_factory, base, x, estimators or list(ESTIMATOR_SPECS), repeats, k,
+        rows = measure(model_factory, base, x, estimators or list(ESTIMATOR_SPECS), repeats, k,
                        baseline_warmup, batches, log)
         meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
                 "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}

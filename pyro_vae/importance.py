@@ -21,10 +21,8 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
-from torch.distributions import Independent
 
-from .model import MAX_PLATE_NESTING
+from .sites import MAX_PLATE_NESTING, sample_sites
 
 
 @dataclass
@@ -34,64 +32,49 @@ class ParticleTraces:
     num_samples: int
 
 
+def particles_plate(num_samples: int, max_plate_nesting: int = MAX_PLATE_NESTING) -> pyro.plate:
+    """The outer plate of vectorized particles, at ``dim=-(max_plate_nesting+1)``: the networks
+    see ``(K, B, ...)`` inputs."""
+    return pyro.plate("particles", num_samples, dim=-(max_plate_nesting + 1))
+
+
+def trace_guide(guide: Callable, *args, num_samples: int = 1,
+                max_plate_nesting: int = MAX_PLATE_NESTING, **kwargs) -> poutine.Trace:
+    """The guide's trace with ``num_samples`` particles drawn at once."""
+    with particles_plate(num_samples, max_plate_nesting):
+        return poutine.trace(guide).get_trace(*args, **kwargs)
+
+
+def replay_model(model: Callable, guide_trace: poutine.Trace, *args, num_samples: int = 1,
+                 max_plate_nesting: int = MAX_PLATE_NESTING, **kwargs) -> poutine.Trace:
+    """The model's trace at the latent values of ``guide_trace``."""
+    with particles_plate(num_samples, max_plate_nesting):
+        return poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+
+
 def trace_particles(model: Callable, guide: Callable, *args, num_samples: int = 1,
                     max_plate_nesting: int = MAX_PLATE_NESTING, **kwargs) -> ParticleTraces:
-    """Guide and replayed model traces with ``num_samples`` particles drawn at once.
-
-    The particles plate sits at ``dim=-(max_plate_nesting+1)``, so the networks see
-    ``(K, B, ...)`` inputs.
-    """
-    particles = pyro.plate("particles", num_samples, dim=-(max_plate_nesting + 1))
-
-    def vectorized(fn):
-        def wrapped(*a, **k):
-            with particles:
-                return fn(*a, **k)
-        return wrapped
-
-    guide_trace = poutine.trace(vectorized(guide)).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(vectorized(model), trace=guide_trace)
-                                ).get_trace(*args, **kwargs)
+    """Guide and replayed model traces with ``num_samples`` particles drawn at once."""
+    options = {"num_samples": num_samples, "max_plate_nesting": max_plate_nesting}
+    guide_trace = trace_guide(guide, *args, **options, **kwargs)
+    model_trace = replay_model(model, guide_trace, *args, **options, **kwargs)
     return ParticleTraces(model_trace, guide_trace, num_samples)
 
 
-def detach_parameters(fn):
-    """The same distribution with its parameters detached: log q(z) then depends on the
-    variational parameters only through z (the "path derivative" of STL and DReG)."""
-    if isinstance(fn, Independent):
-        return Independent(detach_parameters(fn.base_dist), fn.reinterpreted_batch_ndims)
-    params = {k: getattr(fn, k).detach() for k in fn.arg_constraints if k in fn.__dict__}
-    try:
-        return type(fn)(**params, validate_args=False)
-    except (TypeError, ValueError) as e:
-        raise NotImplementedError(
-            f"cannot evaluate log q at fixed parameters for {type(fn).__name__} guide sites "
-            f"({e}); the path-derivative objectives (stl, dreg) support Normal-like guides") from None
+def log_density(trace: poutine.Trace) -> torch.Tensor:
+    """Sum over a trace's sample sites of log-densities, per particle and data point."""
+    return sum(site["fn"].log_prob(site["value"]) for site in sample_sites(trace))
 
 
-def _sample_sites(trace: poutine.Trace):
-    """Sample sites proper (a plate's own subsample site is left out)."""
-    return [site for site in trace.nodes.values()
-            if site["type"] == "sample" and not site_is_subsample(site)]
-
-
-def _log_density(trace: poutine.Trace, path_only: bool = False) -> torch.Tensor:
-    total = 0.0
-    for site in _sample_sites(trace):
-        fn = detach_parameters(site["fn"]) if path_only else site["fn"]
-        total = total + fn.log_prob(site["value"])
-    return total
-
-
-def log_weights(traces: ParticleTraces, path_only_guide: bool = False) -> torch.Tensor:
-    """``(K, B)`` log-weights; with ``path_only_guide`` log q is taken at detached parameters."""
-    return _log_density(traces.model) - _log_density(traces.guide, path_only_guide)
+def log_weights(traces: ParticleTraces) -> torch.Tensor:
+    """``(K, B)`` log-weights log p(x, z) - log q(z | x)."""
+    return log_density(traces.model) - log_density(traces.guide)
 
 
 def data_scale(traces: ParticleTraces):
     """The (common) scale Pyro applies to the model's sites, e.g. N/B under subsampling."""
     scales = set()
-    for site in _sample_sites(traces.model):
+    for site in sample_sites(traces.model):
         scale = torch.as_tensor(site["scale"])
         if scale.numel() != 1:
             raise NotImplementedError("per-datapoint bounds need a scalar scale per site (e.g. the "
@@ -100,12 +83,6 @@ def data_scale(traces: ParticleTraces):
     if len(scales) != 1:
         raise ValueError(f"per-datapoint bounds need one scale for all sites, found {sorted(scales)}")
     return scales.pop()
-
-
-def reparameterized_latents(traces: ParticleTraces) -> list[torch.Tensor]:
-    """The values of the guide's reparameterized latent sites (for gradient hooks)."""
-    return [site["value"] for site in _sample_sites(traces.guide)
-            if not site["is_observed"] and site["fn"].has_rsample]
 
 
 def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 1,

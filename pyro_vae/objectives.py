@@ -22,7 +22,7 @@ from pyro.infer import (ELBO, JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanFie
 
 from .elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
 from .errors import ConfigError
-from .model import MAX_PLATE_NESTING
+from .sites import MAX_PLATE_NESTING, Structure
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,25 @@ def check_compatibility(cfg) -> None:
     if cfg.alpha is not None and cfg.alpha > 1:
         raise ConfigError(f"--alpha {cfg.alpha} > 1 gives a bound looser than the ELBO; use alpha "
                           "in [0, 1] (0 is the IWAE bound, 1 the ELBO)")
+
+
+def check_structure(cfg, structure: Structure) -> None:
+    """Refuse an objective that is not sound for the model's latent structure, saying why."""
+    spec = OBJECTIVES[cfg.elbo]
+    score_sites = structure.score_function_sites
+    if score_sites and not spec.score_function:
+        score_ok = [n for n, o in OBJECTIVES.items() if o.score_function]
+        raise ConfigError(f"--elbo {cfg.elbo} needs reparameterized guide sites, but model "
+                          f"{cfg.model!r} samples {', '.join(score_sites)} without "
+                          f"reparameterization; use --elbo {' or '.join(score_ok)}")
+    if cfg.elbo == "meanfield" and not structure.mean_field:
+        dependent = next(s for s in structure.latents if s.depends_on)
+        raise ConfigError(
+            f"--elbo meanfield is not sound for model {cfg.model!r}: TraceMeanField_ELBO assumes a "
+            f"mean-field guide, but q({dependent.name} | ...) depends on the sampled "
+            f"{', '.join(sorted(dependent.depends_on))}, and its analytic KL terms would treat "
+            "them as independent (a biased gradient); use --elbo trace (the same ELBO with "
+            "Monte Carlo KL terms), stl, iwae or dreg")
 
 
 def build_objective(cfg) -> ELBO:

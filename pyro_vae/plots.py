@@ -22,11 +22,13 @@ import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from .atomic import atomic_write, make_directory, write_failure  # noqa: E402
-from .build import build_vae, load_run, load_weights  # noqa: E402
+from .build import build_model, load_run, load_weights  # noqa: E402
 from .config import coerce_overrides  # noqa: E402
 from .data import load_dataset  # noqa: E402
+from .decode import decode, posterior_mean_trace, prior_samples, reconstruct, sample_images  # noqa: E402
 from .errors import ConfigError, RunDirError  # noqa: E402
 from .rundir import RunDir  # noqa: E402
+from .sites import probe  # noqa: E402
 
 DPI = 100
 
@@ -52,18 +54,15 @@ def _show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: fl
     return _save(fig, path)
 
 
-@torch.no_grad()
-def plot_samples(vae, image_shape, path: Path, n: int = 64) -> Path:
-    images = vae.sample_images(n).reshape(n, *image_shape)
+def plot_samples(model, image_shape, path: Path, n: int = 64) -> Path:
+    images = sample_images(model, n, math.prod(image_shape)).reshape(n, *image_shape)
     return _show_grid(images, int(math.sqrt(n)), f"{n} samples from the model (pixel probabilities)", path)
 
 
-@torch.no_grad()
-def plot_reconstructions(vae, x: torch.Tensor, image_shape, path: Path, n: int = 16) -> Path:
-    """Test images (odd rows) above their reconstructions decoded from the posterior mean."""
+def plot_reconstructions(model, x: torch.Tensor, image_shape, path: Path, n: int = 16) -> Path:
+    """Test images (odd rows) above their reconstructions, decoded from the guide's mean path."""
     x = x[:n]
-    loc, _ = vae.encoder(x)
-    recon = torch.sigmoid(vae.decoder(loc))
+    recon = reconstruct(model, x)
     rows = []
     for i in range(0, len(x), 8):
         rows += [x[i:i + 8], recon[i:i + 8]]
@@ -78,18 +77,21 @@ def _pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ vt[:2].T, explained[:2]
 
 
-@torch.no_grad()
-def plot_latent_space(vae, x: torch.Tensor, labels: Optional[torch.Tensor], path: Path) -> Path:
-    """Posterior means of test images; a 2-D PCA projection when z has more than 2 dimensions."""
-    means = vae.encoder(x)[0].cpu().numpy()
+def plot_latent_space(model, x: torch.Tensor, labels: Optional[torch.Tensor], path: Path,
+                      site: str = "z", layers: int = 1) -> Path:
+    """Posterior means of test images in latent ``site`` (the top layer); a 2-D PCA projection
+    when it has more than 2 dimensions. ``layers``: how many latent layers the model has."""
+    value = posterior_mean_trace(model, x).nodes[site]["value"]
+    means = value.reshape(len(x), -1).cpu().numpy()
+    where = f" (top of {layers} latent layers)" if layers > 1 else ""
     if means.shape[1] == 2:
-        xy, axis_names = means, ("z[0]", "z[1]")
-        title = "posterior means E_q[z | x] of test images"
+        xy, axis_names = means, (f"{site}[0]", f"{site}[1]")
+        title = f"posterior means E_q[{site} | x] of test images{where}"
     else:
         xy, explained = _pca_2d(means)
         axis_names = tuple(f"principal component {i + 1} ({100 * e:.0f}% of variance)"
                            for i, e in enumerate(explained))
-        title = f"posterior means of test images, PCA of {means.shape[1]}-D z"
+        title = f"posterior means of test images, PCA of {means.shape[1]}-D {site}{where}"
     fig, ax = plt.subplots(figsize=(7, 6))
     if labels is not None:
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4, alpha=0.7,
@@ -104,18 +106,20 @@ def plot_latent_space(vae, x: torch.Tensor, labels: Optional[torch.Tensor], path
     return _save(fig, path)
 
 
-@torch.no_grad()
-def plot_manifold(vae, image_shape, path: Path, n: int = 15) -> Path:
-    """For a 2-D latent: images decoded on a grid of the prior's marginal quantiles (5% to 95%).
+def plot_manifold(model, image_shape, path: Path, site: str = "z", n: int = 15) -> Path:
+    """For a 2-D top latent layer: images decoded on a grid of its marginal quantiles under the
+    generative model (5% to 95%), every layer below at its conditional mean.
 
     Quantiles are estimated from prior samples, so the grid follows any prior, not only N(0, I).
     """
-    samples = vae.prior().sample((20000,))
+    x_dim = math.prod(image_shape)
+    samples = prior_samples(model, site, 20000, x_dim)
     levels = torch.linspace(0.05, 0.95, n, device=samples.device)
     q0, q1 = (torch.quantile(samples[:, j], levels) for j in range(2))
     grid = torch.stack(torch.meshgrid(q1.flip(0), q0, indexing="ij"), -1).reshape(-1, 2)[:, [1, 0]]
-    images = torch.sigmoid(vae.decoder(grid)).reshape(-1, *image_shape)
-    return _show_grid(images, n, "decoded manifold: z on a grid of prior quantiles 5%..95%", path, size=7)
+    images = decode(model, site, grid, x_dim).reshape(-1, *image_shape)
+    return _show_grid(images, n, f"decoded manifold: {site} on a grid of prior quantiles 5%..95%",
+                      path, size=7)
 
 
 def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
@@ -147,19 +151,23 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
                           trusted_imports)
     with run.lock():
         data = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=num_points)
-        vae = build_vae(cfg, data.image_shape)
-        load_weights(vae, state["model"], run.path)
-        vae.eval()
+        model = build_model(cfg, data.image_shape)
+        load_weights(model, state["model"], run.path)
+        model.eval()
+        structure = probe(model.model, model.guide, data.test, cfg.model)
+        top, layers = structure.top, len(structure.latents)
         out = make_directory(run.path / "figures")
         torch.manual_seed(cfg.seed)
         shape = data.image_shape
-        paths = [plot_samples(vae, shape, out / "samples.png"),
-                 plot_reconstructions(vae, data.test, shape, out / "reconstructions.png"),
-                 plot_latent_space(vae, data.test, data.test_labels, out / "latent_space.png"),
+        paths = [plot_samples(model, shape, out / "samples.png"),
+                 plot_reconstructions(model, data.test, shape, out / "reconstructions.png"),
+                 plot_latent_space(model, data.test, data.test_labels, out / "latent_space.png",
+                                   top.name, layers),
                  plot_learning_curves(state["metrics"], out / "learning_curves.png",
-                                      f"{run.path.name}: {cfg.elbo}, {cfg.estimator}, prior {cfg.prior}")]
-        if cfg.latent_dim == 2:
-            paths.append(plot_manifold(vae, shape, out / "manifold.png"))
+                                      f"{run.path.name}: {cfg.model}, {cfg.elbo}, {cfg.estimator}, "
+                                      f"prior {cfg.prior}")]
+        if top.size == 2:
+            paths.append(plot_manifold(model, shape, out / "manifold.png", top.name))
     return paths
 
 
@@ -186,6 +194,8 @@ def _label(run_dir: Path, cfg: dict) -> str:
         parts.append(f"K={cfg['num_particles']}")
     if cfg.get("prior", "normal") != "normal":
         parts.append(f"prior {cfg['prior']}")
+    if cfg.get("model", "vae") != "vae":
+        parts.insert(0, cfg["model"])
     return f"{run_dir.name} ({', '.join(parts)})"
 
 

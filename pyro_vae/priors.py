@@ -9,16 +9,14 @@ The interface, for the shipped priors and for users' own (``--prior my_pkg.my_mo
   vectorized particles, so ``log_prob`` must accept any leading batch dimensions.
 - Learnable parameters are ordinary ``nn.Parameter``s or submodules: the model registers the prior
   with ``pyro.module("prior", ...)``, and the optimizer and checkpoints see them like any other.
-- A prior that needs the VAE itself (VampPrior uses the encoder) or training data (to initialise)
-  may define ``bind(vae, train_data)``; it is called once, after the VAE is built.
+- A prior that needs the model itself (VampPrior uses its ``encode_top``) or training data (to
+  initialise) may define ``bind(model, train_data)``; it is called once, after the model is built.
+- The prior is over the top latent layer: ``latent_dim`` is the last of the config's latent sizes.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
-import sys
 from typing import Any, Callable
 
 import pyro.distributions as dist
@@ -30,6 +28,7 @@ from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
 from .errors import ConfigError
+from .imports import import_path
 
 
 class StandardNormalPrior(nn.Module):
@@ -88,10 +87,10 @@ class VampPrior(nn.Module):
             raise ConfigError(f"unknown vamp_init {init!r}; choose data or random")
         self.latent_dim, self.init = latent_dim, init
         self.raw_pseudo_inputs = nn.Parameter(torch.logit(torch.rand(components, x_dim) * 0.9 + 0.05))
-        self._encoder: list[nn.Module] = []
+        self._encoder: list = []
 
     def bind(self, vae: nn.Module, train_data: torch.Tensor | None) -> None:
-        self._encoder[:] = [vae.encoder]
+        self._encoder[:] = [vae.encode_top]
         if self.init == "data" and train_data is not None:
             index = torch.randperm(len(train_data))[: len(self.raw_pseudo_inputs)]
             images = train_data[index].to(self.raw_pseudo_inputs)
@@ -190,7 +189,7 @@ class LaplacePrior(nn.Module):
 
 
 def _shipped(cfg, x_dim: int) -> dict[str, Callable[[], nn.Module]]:
-    d = cfg.latent_dim
+    d = cfg.latent_dim[-1]  # the top latent layer
     return {
         "normal": lambda: StandardNormalPrior(d),
         "learned-normal": lambda: LearnedNormalPrior(d),
@@ -207,24 +206,7 @@ PRIORS = ("normal", "learned-normal", "mog", "vamp", "flow", "student-t", "lapla
 
 def import_prior(path: str) -> type:
     """``"package.module:ClassName"`` -> the class, or a ConfigError that says what failed."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"prior {path!r}: expected one of {', '.join(PRIORS)} or an import path "
-                          "'package.module:ClassName'")
-    if os.getcwd() not in sys.path:  # a prior file in the working directory is found too
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"prior {path!r}: cannot import {module_name} ({e}); is it on PYTHONPATH "
-                          "or installed?") from None
-    except Exception as e:  # a syntax or runtime error in the user's module
-        raise ConfigError(f"prior {path!r}: importing {module_name} failed: "
-                          f"{type(e).__name__}: {e}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"prior {path!r}: {module_name} has no attribute {attr!r}") from None
+    return import_path(path, "prior", PRIORS)
 
 
 def build_prior(cfg, x_dim: int = 784) -> nn.Module:
@@ -234,7 +216,7 @@ def build_prior(cfg, x_dim: int = 784) -> nn.Module:
     else:
         cls = import_prior(cfg.prior)
         try:
-            prior = cls(latent_dim=cfg.latent_dim, **(cfg.prior_options or {}))
+            prior = cls(latent_dim=cfg.latent_dim[-1], **(cfg.prior_options or {}))
         except Exception as e:  # the user's constructor: any error is a configuration problem
             raise ConfigError(f"prior {cfg.prior!r} could not be built with latent_dim and "
                               f"prior_options {cfg.prior_options}: {e}") from None
@@ -258,15 +240,15 @@ def check_prior(prior: nn.Module, latent_dim: int, name: str) -> None:
                           f"be batch_shape () and event_shape ({latent_dim},) (use .to_event(1))")
 
 
-def kl_description(guide_site_fn: Any, prior: nn.Module) -> str:
-    """How TraceMeanField_ELBO will treat KL(q(z|x) || p(z)) for this prior: analytic where
-    ``kl_divergence`` is registered for the pair, else a Monte Carlo estimate (silently, in Pyro)."""
-    p = prior()
+def kl_description(q: Any, p: Any) -> str:
+    """How TraceMeanField_ELBO treats KL(q || p) for a guide site's q and the model site's p:
+    analytic where ``kl_divergence`` is registered for the pair, else a Monte Carlo estimate
+    (silently, in Pyro)."""
     try:
-        kl_divergence(guide_site_fn, p.expand(guide_site_fn.batch_shape))
-        return f"analytic (kl_divergence knows {_describe(guide_site_fn)} vs {_describe(p)})"
+        kl_divergence(q, p)
+        return f"analytic (kl_divergence knows {_describe(q)} vs {_describe(p)})"
     except NotImplementedError:
-        return f"Monte Carlo (no kl_divergence registered for {_describe(guide_site_fn)} vs {_describe(p)})"
+        return f"Monte Carlo (no kl_divergence registered for {_describe(q)} vs {_describe(p)})"
 
 
 def _describe(d) -> str:

@@ -27,7 +27,7 @@ from pyro.infer import ELBO
 from torch.distributions import constraints
 from tqdm.auto import tqdm
 
-from .build import build_vae, load_weights, resolve_device
+from .build import build_model, load_weights, model_structure, resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .console import log_line
 from .config import Config, import_paths, merge_values, resume_config, validate
@@ -35,10 +35,8 @@ from .data import VAEData, load_dataset
 from .divergence import likely_cause
 from .errors import (CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError,
                      WriteError)
-from .evaluate import describe, evaluate_vae, save_results
+from .evaluate import describe, evaluate_model, save_results
 from .importance import elbo_per_datapoint
-from .model import VAE
-from .nets import init_output_bias
 from .objectives import JIT_OBJECTIVES, build_objective
 from .plots import plot_run
 from .priors import kl_description
@@ -48,18 +46,18 @@ from .schedule import learning_rate
 EVAL_BATCH_SIZE = 1000
 
 
-def make_optimizer(cfg: Config, vae: VAE) -> torch.optim.Optimizer:
-    return torch.optim.Adam(vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
 
 
 class SVIStep:
     """One stochastic-variational-inference step; returns the minibatch loss (-ELBO, summed)."""
 
-    def __init__(self, vae: VAE, elbo: ELBO, optimizer: torch.optim.Optimizer):
+    def __init__(self, model: torch.nn.Module, elbo: ELBO, optimizer: torch.optim.Optimizer):
         self.elbo, self.optimizer = elbo, optimizer
-        # Bind once: ``vae.model`` makes a new bound-method object on every access, and Pyro's
+        # Bind once: ``model.model`` makes a new bound-method object on every access, and Pyro's
         # JIT objectives key their compiled-function cache on id(model) and id(guide).
-        self.model, self.guide = vae.model, vae.guide
+        self.model, self.guide = model.model, model.guide
         self.validated = False
 
     def __call__(self, x: torch.Tensor) -> float:
@@ -129,14 +127,17 @@ class Trainer:
         if cfg.batch_size > n:
             raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
                               f"use --batch-size {n} or less")
-        self.vae = build_vae(cfg, self.data.image_shape, self.data.train).to(self.device)
-        self.optimizer = make_optimizer(cfg, self.vae)
-        self.step = SVIStep(self.vae, build_objective(cfg), self.optimizer)
+        self.model = build_model(cfg, self.data.image_shape, self.data.train).to(self.device)
+        self.structure = model_structure(self.model, cfg, self.data.test[:2])
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.step = SVIStep(self.model, build_objective(cfg), self.optimizer)
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
         self.saved_epoch = 0  # the epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
         if checkpoint is None:
-            init_output_bias(self.vae.decoder, self.data.mean_pixel)
+            init = getattr(self.model, "init_from_data", None)  # optional (see pyro_vae.models)
+            if init is not None:
+                init(self.data.mean_pixel)
         else:
             self._restore(checkpoint)
 
@@ -152,7 +153,7 @@ class Trainer:
         return cls(cfg, state, checkpoint_signature=signature, **kwargs)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        load_weights(self.vae, state["model"], self.run.path)
+        load_weights(self.model, state["model"], self.run.path)
         load_weights(self.optimizer, state["optimizer"], self.run.path)
         self.epoch, self.global_step = state["epoch"], state["step"]
         self.saved_epoch = self.epoch
@@ -220,7 +221,8 @@ class Trainer:
         cfg = self.cfg
         self.log(self._describe())
         if cfg.elbo == "meanfield":
-            self.log(f"  KL(q(z|x) || p(z)) for --elbo meanfield: {self._kl_kind()}")
+            for line in self._kl_kinds():
+                self.log(f"  --elbo meanfield: {line}")
         self.log("train loss = -ELBO of the training objective; test ELBO = one-sample ELBO on "
                  "the test split (higher is better); both in nats per image")
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
@@ -265,20 +267,25 @@ class Trainer:
     def evaluate_log_likelihood(self, num_samples: int) -> dict:
         """log p(x) on the test split (``--eval-samples``), written to eval.json."""
         self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples}")
-        summary, points = evaluate_vae(self.vae, self.data.test, num_samples,
+        summary, points = evaluate_model(self.model, self.data.test, num_samples,
                                        seed=self.cfg.seed, log=self.log, progress=self.progress)
         summary.update(split="test", epoch=self.epoch)
         self.log(describe(summary))
         save_results(self.run.path, summary, points)
         return summary
 
-    def _kl_kind(self) -> str:
-        """Analytic or Monte Carlo KL for this guide/prior pair. Tracing the guide draws a sample:
-        the RNG is forked so that a resumed run's random stream stays the uninterrupted one's."""
+    def _kl_kinds(self) -> list[str]:
+        """Analytic or Monte Carlo KL for each latent site's guide/model pair. Tracing draws
+        samples: the RNG is forked so that a resumed run's random stream stays the uninterrupted
+        one's."""
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            guide_z = poutine.trace(self.vae.guide).get_trace(self.data.test[:2]).nodes["z"]["fn"]
-        return kl_description(guide_z, self.vae.prior)
+        x = self.data.test[:2]
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            guide_trace = poutine.trace(self.model.guide).get_trace(x)
+            model_trace = poutine.trace(poutine.replay(self.model.model, trace=guide_trace)).get_trace(x)
+        return [f"KL term of site {s.name!r}: "
+                f"{kl_description(guide_trace.nodes[s.name]['fn'], model_trace.nodes[s.name]['fn'])}"
+                for s in self.structure.latents]
 
     def _train_epoch(self, epoch: int) -> float:
         n, batch = len(self.data.train), self.cfg.batch_size
@@ -289,7 +296,7 @@ class Trainer:
             group["lr"] = learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch)
         order = torch.randperm(n, device=self.device)
         total = 0.0
-        self.vae.train()
+        self.model.train()
         with tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                   disable=not self.progress, file=sys.stderr) as bar:
             for b in range(num_batches):
@@ -316,16 +323,16 @@ class Trainer:
         Every epoch is scored with the same noise, and training's RNG stream is left untouched,
         so a resumed run reproduces an uninterrupted one exactly.
         """
-        self.vae.eval()
+        self.model.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         with self.param_scope(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
-            values = elbo_per_datapoint(self.vae.model, self.vae.guide, self.data.test,
+            values = elbo_per_datapoint(self.model.model, self.model.guide, self.data.test,
                                         batch_size=EVAL_BATCH_SIZE)
         return values.mean().item()
 
     def _check_parameters(self, epoch: int) -> None:
-        finite = torch.stack([torch.isfinite(p).all() for p in self.vae.parameters()]).all()
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
         if not finite:
             raise self._diverged(epoch, None, "a parameter became NaN or infinite")
 
@@ -334,7 +341,7 @@ class Trainer:
         """The error, with the likely cause (:mod:`pyro_vae.divergence`) and what to do."""
         where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
         with self.param_scope():
-            cause = likely_cause(self.vae, x, self.cfg.prior)
+            cause = likely_cause(self.model, x, self.cfg.prior, self.structure.top.name)
         if cause.prior:
             advice = ("Check the prior's settings (prior_df, prior_components, prior_options) or, "
                       "for a prior of your own, its forward() and log_prob.")
@@ -348,22 +355,39 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
-                "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": _rng_state(self.device), "metrics": self.history,
                 "wall_seconds": self.wall_seconds, "pyro_params": non_module_params()}
 
+    def _network_description(self) -> str:
+        """"mlp 784-400-400-50 relu" (vae), "hvae mlp 784-200-200-(z1 100)-100-100-(z2 50) tanh",
+        or a user model's name and latent sites."""
+        cfg, x_dim = self.cfg, self.data.train.shape[1]
+        if cfg.model == "vae":
+            sizes = "-".join(str(s) for s in [x_dim, *cfg.hidden, cfg.latent_dim[0]])
+            if cfg.arch == "conv":
+                sizes = f"conv(32, 64 channels)-{sizes.split('-', 1)[1]}"
+            return f"{cfg.arch} {sizes} {cfg.activation}"
+        if cfg.model == "hvae":
+            parts = [str(x_dim), *map(str, cfg.hidden), f"(z1 {cfg.latent_dim[0]})"]
+            for layer, size in enumerate(cfg.latent_dim[1:], start=2):
+                parts += [*map(str, cfg.upper_hidden), f"(z{layer} {size})"]
+            return f"hvae {cfg.arch} {'-'.join(parts)} {cfg.activation}"
+        order = self.structure.guide_order
+        latents = ", ".join(f"{s.name} {s.size}" for s in sorted(self.structure.latents,
+                                                                 key=lambda s: order.index(s.name)))
+        return f"{cfg.model} (latent sites {latents})"
+
     def _describe(self) -> str:
         cfg, data = self.cfg, self.data
-        n_params = sum(p.numel() for p in self.vae.parameters())
-        sizes = "-".join(str(s) for s in [data.train.shape[1], *cfg.hidden, cfg.latent_dim])
-        if cfg.arch == "conv":
-            sizes = f"conv(32, 64 channels)-{sizes.split('-', 1)[1]}"
+        n_params = sum(p.numel() for p in self.model.parameters())
+        nets = self._network_description()
         binarization = "dynamic" if data.dynamic_binarization else "static"
         elbo = type(self.step.elbo).__name__
         action = "resuming at epoch %d" % (self.epoch + 1) if self.epoch else "training"
         return (f"pyro-vae: {action} on {cfg.dataset} ({len(data.train)} train / {len(data.test)} "
                 f"test images, {binarization} binarization) on {self.device}\n"
-                f"  model: {cfg.arch} {sizes} {cfg.activation}, prior {cfg.prior}, {n_params:,} parameters\n"
+                f"  model: {nets}, prior {cfg.prior}, {n_params:,} parameters\n"
                 f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}, batch {cfg.batch_size}\n"
                 f"  run directory: {self.run.path}")
 

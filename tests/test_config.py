@@ -34,7 +34,9 @@ def test_default_yaml_spells_out_the_defaults():
 
 def test_iwae_paper_architecture():
     cfg = make_config(config_file=REPO / "configs" / "iwae_paper.yaml")
-    assert (cfg.arch, cfg.hidden, cfg.latent_dim, cfg.activation) == ("mlp", [200, 200], 50, "tanh")
+    assert (cfg.arch, cfg.hidden, cfg.latent_dim, cfg.activation) == ("mlp", [200, 200], [50], "tanh")
+    two = make_config(config_file=REPO / "configs" / "iwae_paper_2layer.yaml")
+    assert (two.model, two.hidden, two.upper_hidden, two.latent_dim) == ("hvae", [200, 200], [100, 100], [100, 50])
 
 
 def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):

@@ -1,4 +1,5 @@
-"""The README documents every config key and flag (in its configuration table)."""
+"""The README documents every config key and flag (in its configuration table), and its
+examples are the files the tests run."""
 
 import dataclasses
 from pathlib import Path
@@ -7,7 +8,8 @@ import pytest
 
 from pyro_vae.config import Config
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Config)])
@@ -20,3 +22,11 @@ def test_quick_start_has_the_three_commands():
     quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
     for command in ('pip install -e ".[dev]"', "python scripts/svi_train.py", "pytest"):
         assert command in quick
+
+
+@pytest.mark.parametrize("heading, path", [("### Your own prior", "examples/custom_prior.py"),
+                                           ("### Your own model", "examples/custom_model.py")])
+def test_readme_examples_are_the_tested_files(heading, path):
+    section = README.split(heading, 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code == (REPO / path).read_text()

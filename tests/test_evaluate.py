@@ -16,11 +16,11 @@ from torch import nn
 
 from pyro_vae import evaluate as evaluate_module
 from pyro_vae.config import Config, make_config
-from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_vae, parse_memory,
+from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_model, parse_memory,
                                particle_bytes, summarize)
-from pyro_vae.model import VAE
+from pyro_vae.models.vae import VAE
 from pyro_vae.nets import build_nets
-from pyro_vae.build import build_vae
+from pyro_vae.build import build_model
 from pyro_vae.train import train
 
 from conftest import quiet
@@ -137,7 +137,7 @@ def test_a_non_normal_prior():
     encoder, decoder = build_nets("mlp", (1, 28, 28), [32], 4, "relu")
     vae = VAE(encoder, decoder, LaplacePrior(4))
     x = torch.bernoulli(torch.full((6, 784), 0.15))
-    summary, points = evaluate_vae(vae, x, num_samples=64, batch_size=3, log=quiet)
+    summary, points = evaluate_model(vae, x, num_samples=64, batch_size=3, log=quiet)
     assert np.isfinite(points.log_px).all() and (points.log_px >= points.elbo - 1e-5).all()
     assert summary["latent_dim"] == 4 and "psis" in summary
 
@@ -163,14 +163,17 @@ def test_active_units_counts_dimensions_whose_posterior_mean_varies():
 def test_memory_budget():
     assert parse_memory("2GiB") == 2 * 2**30 and parse_memory("512MB") == 512 * 10**6
     assert parse_memory("1e6") == 10**6
-    vae = build_vae(Config(hidden=[400, 400], latent_dim=50))
-    # decoder activations per particle: 400 + 400 (relu) + 400 + 400 (relu) + 784
-    assert particle_bytes(vae, 50, 784) == 2 * 4 * (3 * 50 + 2384 + 3 * 784 + 4 * 50)
+    vae = build_model(Config(hidden=[400, 400], latent_dim=50))
+    x = torch.zeros(1, 784)
+    # per particle: the decoder's 400 + 400 (relu) + 400 + 400 (relu) + 784 outputs; the encoder
+    # of x runs once for both probe particles (half of 400 + 400 + 400 + 400 + 100); three floats
+    # per value of z in the guide and the model and of x; x2 for temporaries, 4 bytes each
+    assert particle_bytes(vae, x) == 2 * 4 * (2384 + 1700 // 2 + 3 * (50 + 50 + 784))
     # a flow prior's networks and a mixture prior's components cost memory per particle too
-    flow = build_vae(make_config({"hidden": [400, 400], "latent_dim": 50, "prior": "flow"}))
-    mog = build_vae(make_config({"hidden": [400, 400], "latent_dim": 50, "prior": "mog"}))
-    assert particle_bytes(flow, 50, 784) > particle_bytes(vae, 50, 784) + 2 * 4 * 4 * 64
-    assert particle_bytes(mog, 50, 784) == particle_bytes(vae, 50, 784) + 2 * 4 * 3 * 9 * 50
+    flow = build_model(make_config({"hidden": [400, 400], "latent_dim": 50, "prior": "flow"}))
+    mog = build_model(make_config({"hidden": [400, 400], "latent_dim": 50, "prior": "mog"}))
+    assert particle_bytes(flow, x) > particle_bytes(vae, x) + 2 * 4 * 4 * 64
+    assert particle_bytes(mog, x) == particle_bytes(vae, x) + 2 * 4 * 3 * 9 * 50
 
 
 def test_a_chunk_of_impossible_samples_does_not_poison_the_rest(monkeypatch):
@@ -218,17 +221,17 @@ def test_evaluate_script_and_eval_samples(data_dir, tmp_path):
 
 def test_the_prior_is_built_once_per_evaluation_with_the_same_result():
     cfg = make_config({"hidden": [16], "latent_dim": 3, "prior": "vamp", "prior_components": 5})
-    vae = build_vae(cfg, train_data=torch.rand(20, 784))
+    vae = build_model(cfg, train_data=torch.rand(20, 784))
     x = torch.bernoulli(torch.full((4, 784), 0.2))
     calls = []
     vae.prior.register_forward_hook(lambda *_: calls.append(1))
     model_calls = []
     model = vae.model
     vae.model = lambda *a: (model_calls.append(1), model(*a))[1]
-    evaluate_vae(vae, x, num_samples=40, batch_size=2, max_memory=2 * 10**5, log=quiet)
+    evaluate_model(vae, x, num_samples=40, batch_size=2, max_memory=2 * 10**5, log=quiet)
     del vae.model
     assert len(model_calls) >= 8  # many chunks of particles...
-    assert len(calls) == 3  # ...but the prior is built twice by the memory probe, then once
+    assert len(calls) == 2  # ...but the prior is built once by the memory probe, then once
     torch.manual_seed(0)
     uncached = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=2, log=quiet)
     with vae.fixed_prior():

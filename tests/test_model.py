@@ -10,14 +10,14 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyro_vae.config import Config
 from pyro_vae.importance import elbo_per_datapoint, log_importance_weights
-from pyro_vae.build import build_vae
+from pyro_vae.build import build_model
 
 B, D = 6, 3
 
 
 @pytest.fixture
 def vae():
-    return build_vae(Config(hidden=[16], latent_dim=D))
+    return build_model(Config(hidden=[16], latent_dim=D))
 
 
 @pytest.fixture

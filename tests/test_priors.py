@@ -16,7 +16,8 @@ from pyro.infer import Trace_ELBO
 from pyro_vae.config import make_config
 from pyro_vae.errors import ConfigError
 from pyro_vae.priors import PRIORS, kl_description
-from pyro_vae.build import build_vae
+from pyro_vae.build import build_model
+from pyro_vae.decode import sample_images
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"mog": {"prior_components": 3}, "vamp": {"prior_components": 4},
@@ -24,7 +25,7 @@ OPTIONS = {"mog": {"prior_components": 3}, "vamp": {"prior_components": 4},
 
 def vae_with(prior, latent_dim=2, **extra):
     cfg = make_config({"prior": prior, "latent_dim": latent_dim, "hidden": [16], **OPTIONS.get(prior, {}), **extra})
-    return build_vae(cfg, train_data=torch.rand(50, 784))
+    return build_model(cfg, train_data=torch.rand(50, 784))
 
 
 def weighted_mean(values, weights):
@@ -86,21 +87,22 @@ def test_gradients_reach_every_prior_parameter(prior):
     ("flow", False), ("student-t", False)])
 def test_meanfield_kl_message(prior, analytic):
     vae = vae_with(prior, latent_dim=3)
-    guide_z = poutine.trace(vae.guide).get_trace(torch.rand(2, 784)).nodes["z"]["fn"]
-    message = kl_description(guide_z, vae.prior)
+    guide = poutine.trace(vae.guide).get_trace(torch.rand(2, 784))
+    model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(torch.rand(2, 784))
+    message = kl_description(guide.nodes["z"]["fn"], model.nodes["z"]["fn"])
     assert message.startswith("analytic" if analytic else "Monte Carlo"), message
 
 
 @pytest.mark.parametrize("prior", PRIORS)
 def test_every_prior_generates_images(prior):
-    images = vae_with(prior).sample_images(5)
+    images = sample_images(vae_with(prior), 5, 784)
     assert images.shape == (5, 784) and ((images >= 0) & (images <= 1)).all()
 
 
 def test_vamp_pseudo_inputs_start_from_data_and_stay_in_range():
     data = torch.bernoulli(torch.full((50, 784), 0.3))
     cfg = make_config({"prior": "vamp", "latent_dim": 2, "hidden": [16], "prior_components": 4})
-    u = build_vae(cfg, train_data=data).prior.pseudo_inputs
+    u = build_model(cfg, train_data=data).prior.pseudo_inputs
     assert ((u > 0) & (u < 1)).all()
     nearest = torch.cdist(u, data).min(1).values  # each is a noisy copy of a training image
     assert (nearest < 0.1 * math.sqrt(784)).all()
@@ -130,7 +132,7 @@ class UnbatchedPrior(torch.nn.Module):
     ({"prior": "torch.nn:Identity"}, "forward\\(\\) failed"),
     ({"prior": "test_priors:UnbatchedPrior"}, "must be batch_shape \\(\\) and event_shape \\(2,\\)"),
     ({"prior": "mog", "prior_options": {"a": 1}}, "prior_options are for user-defined priors"),
-    ({"prior": "flow", "latent_dim": 1}, "needs latent_dim >= 2"),
+    ({"prior": "flow", "latent_dim": 1}, "needs a top latent layer of size >= 2"),
     ({"prior": "test_priors:UnbatchedPrior", "prior_options": {"scale": 2}}, "could not be built"),
     ({"prior": "test_priors:PickyPrior", "prior_options": {"scale": "abc"}}, "could not be built.*abc"),
     ({"prior": "broken_prior_module:Prior"}, "importing broken_prior_module failed: ZeroDivisionError"),
@@ -139,7 +141,7 @@ def test_prior_errors(overrides, message, tmp_path, monkeypatch):
     (tmp_path / "broken_prior_module.py").write_text("1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match=message):
-        build_vae(make_config({"hidden": [8], "latent_dim": 2, **overrides}))
+        build_model(make_config({"hidden": [8], "latent_dim": 2, **overrides}))
 
 
 def test_readme_shows_the_example_prior_verbatim():
@@ -163,7 +165,7 @@ def test_user_defined_prior_end_to_end(data_dir, tmp_path):
                   "--hidden", "32", "--latent-dim", "4", "--epochs", "1", "--elbo", "meanfield", "--out", str(out))
     assert trained.returncode == 0, trained.stderr
     assert "prior custom_prior:LearnedLaplacePrior" in trained.stdout
-    assert "KL(q(z|x) || p(z)) for --elbo meanfield: analytic" in trained.stdout
+    assert "--elbo meanfield: KL term of site 'z': analytic" in trained.stdout
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert torch.allclose(state["model"]["prior.log_scale"].exp(), torch.tensor(0.5), atol=0.05)
     trust = ["--trust-import", "custom_prior:LearnedLaplacePrior"]  # reopening imports only named code
@@ -188,7 +190,7 @@ def test_every_prior_trains_resumes_and_is_evaluated(prior, data_dir, tmp_path):
     summary = evaluate_run(out, num_samples=30, limit=16, data_dir=data_dir, log=quiet, progress=False)
     assert math.isfinite(summary["log_likelihood"]) and summary["num_points"] == 16
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-    assert {n for n in saved if n.startswith("prior.")} == {f"prior.{n}" for n in resumed.vae.prior.state_dict()}
+    assert {n for n in saved if n.startswith("prior.")} == {f"prior.{n}" for n in resumed.model.prior.state_dict()}
 
 
 @pytest.mark.parametrize("flow", ["spline", "affine"])

@@ -31,7 +31,7 @@ def test_a_few_hundred_steps_improve_the_test_elbo(data_dir, tmp_path):
     trainer.fit()
     assert trainer.global_step == 300
     with trainer.param_scope():
-        per_image = elbo_per_datapoint(trainer.vae.model, trainer.vae.guide, trainer.data.test)
+        per_image = elbo_per_datapoint(trainer.model.model, trainer.model.guide, trainer.data.test)
     stderr = per_image.std().item() / math.sqrt(len(per_image))
     after = trainer.history[-1]["test_elbo"]
     assert after - before > 10 * stderr, (before, after, stderr)  # measured: ~55 nats, stderr ~2
@@ -48,7 +48,7 @@ def test_run_directory_contents(small_run):
     state = load_checkpoint(rundir.checkpoint_path)
     assert state["epoch"] == 2 and state["config"] == trainer.cfg.to_dict()
     assert state["metrics"] == records
-    assert "latent_dim: 8" in rundir.config_path.read_text()
+    assert "latent_dim:\n- 8\n" in rundir.config_path.read_text()
 
 
 def test_same_seed_same_metrics(small_run, tmp_path):
@@ -71,6 +71,9 @@ def compiled_graphs(elbo):
     {"estimator": "score", "baseline": "nn"}, {"elbo": "dreg", "num_particles": 3},
     {"prior": "mog", "prior_components": 4}, {"prior": "vamp", "prior_components": 8},
     {"prior": "flow", "flow_depth": 2, "flow_hidden": 16, "elbo": "meanfield"},
+    {"model": "hvae", "latent_dim": [6, 3], "elbo": "dreg", "num_particles": 3},
+    {"model": "hvae", "latent_dim": [6, 3], "elbo": "trace", "jit": True},
+    {"model": "hvae", "latent_dim": [6, 3], "estimator": "score", "baseline": "nn"},
 ], ids=lambda o: "+".join(f"{v}" for v in o.values()))
 def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     jit = options.get("jit", False)
@@ -82,8 +85,8 @@ def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     if jit:  # compiled once, not once per step
         assert compiled_graphs(whole.step.elbo) == compiled_graphs(resumed.step.elbo) == 1
     assert without_times(resumed.history) == without_times(whole.history)
-    for name, value in whole.vae.state_dict().items():
-        assert torch.equal(value, resumed.vae.state_dict()[name]), name
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert without_times(RunDir(part).read_metrics()) == without_times(whole.history)
 
 
@@ -154,7 +157,7 @@ def test_nan_parameters_are_caught_before_saving(small_run):
         calls.append(1)
         if len(calls) == 256 // 32:
             with torch.no_grad():
-                trainer.vae.encoder.head.weight[0, 0] = float("nan")
+                trainer.model.encoder.head.weight[0, 0] = float("nan")
 
     trainer.optimizer.step = poisoned_step
     with pytest.raises(TrainingDivergedError, match="epoch 1: a parameter became NaN.*No epoch had finished"):

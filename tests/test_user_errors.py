@@ -233,8 +233,8 @@ def test_divergence_advice_names_a_prior_that_returns_nan(small_run):
     import pyro.distributions as dist
 
     trainer = Trainer(make_config({**small_run, "prior": "student-t"}), log=quiet, progress=False)
-    df = trainer.vae.prior.df
-    trainer.vae.prior.forward = lambda: dist.StudentT(df, torch.full_like(df, math.nan), torch.ones_like(df)).to_event(1)
+    df = trainer.model.prior.df
+    trainer.model.prior.forward = lambda: dist.StudentT(df, torch.full_like(df, math.nan), torch.ones_like(df)).to_event(1)
     with pytest.raises(TrainingDivergedError) as error:
         trainer.fit()
     message = str(error.value)
@@ -245,7 +245,7 @@ def test_divergence_advice_names_a_prior_that_returns_nan(small_run):
 def test_divergence_advice_names_the_decoder_and_the_learning_rate(small_run):
     trainer = Trainer(make_config({**small_run, "lr": 0.5}), log=quiet, progress=False)
     with torch.no_grad():
-        for p in trainer.vae.decoder.parameters():
+        for p in trainer.model.decoder.parameters():
             p.mul_(1e30)  # logits overflow: log p(x | z) is -inf
     with pytest.raises(TrainingDivergedError) as error:
         trainer.fit()

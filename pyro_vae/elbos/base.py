@@ -14,8 +14,9 @@ from pyro.infer import ELBO
 from pyro.infer.util import torch_item
 from pyro.util import warn_if_nan
 
-from ..importance import ParticleTraces, trace_particles
-from ..model import MAX_PLATE_NESTING
+from ..importance import ParticleTraces, log_density, replay_model, trace_guide, trace_particles
+from ..sites import MAX_PLATE_NESTING
+from .path import path_log_density, with_values
 
 
 class PerDatapointELBO(ELBO):
@@ -26,6 +27,26 @@ class PerDatapointELBO(ELBO):
     def _traces(self, model, guide, args, kwargs) -> ParticleTraces:
         return trace_particles(model, guide, *args, num_samples=self.num_particles,
                                max_plate_nesting=self.max_plate_nesting, **kwargs)
+
+    def _path_traces(self, model, guide, args, kwargs, primed: bool = False):
+        """``(K, B)`` log-weights with log q at stopped guide parameters (the path derivative,
+        :mod:`pyro_vae.elbos.path`), and the reparameterized latent values they depend on.
+
+        With ``primed``, each reparameterized value enters the log-weight through an identity
+        node of its own (``z.view_as(z)``, returned): a hook there scales only the gradient that
+        flows from the log-weight into that site, not again the part that reached it through a
+        site sampled from it (q(z2 | z1) in a hierarchical guide).
+        """
+        options = {"num_samples": self.num_particles, "max_plate_nesting": self.max_plate_nesting}
+        guide_trace = trace_guide(guide, *args, **options, **kwargs)
+        values = {s["name"]: s["value"] for s in guide_trace.nodes.values()
+                  if s["type"] == "sample" and not s["is_observed"] and s["fn"].has_rsample}
+        if primed:
+            values = {name: value.view_as(value) for name, value in values.items()}
+            guide_trace = with_values(guide_trace, values)
+        model_trace = replay_model(model, guide_trace, *args, **options, **kwargs)
+        log_q = path_log_density(guide, guide_trace, args, kwargs, **options)
+        return log_density(model_trace) - log_q, ParticleTraces(model_trace, guide_trace, self.num_particles), values
 
     def _get_trace(self, model, guide, args, kwargs):
         """Pyro's hook: the (model, guide) trace pair, here with all particles vectorized."""
@@ -45,16 +66,6 @@ class PerDatapointELBO(ELBO):
         loss = torch_item(loss)
         warn_if_nan(loss, "loss")
         return loss
-
-
-def single_latent(traces) -> None:
-    """Path-derivative estimators here assume one reparameterized latent site: with z2 ~ q(z2|z1)
-    the detached log q would also cut z2's dependence on z1, and DReG's hooks would compound."""
-    from ..importance import reparameterized_latents
-
-    if len(reparameterized_latents(traces)) > 1:
-        raise NotImplementedError("stl and dreg support guides with one reparameterized latent "
-                                  "site; use iwae or trace for hierarchical guides")
 
 
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:

@@ -10,16 +10,19 @@ with w~_k the normalized weights and log q evaluated at *fixed* phi (only the pa
 z_k). The model's parameters keep the usual IWAE gradient sum_k w~_k grad_theta log w_k.
 
 Both come out of one backward pass: the surrogate sum_k stop(w~_k) log w_k gives the model's
-gradient, and a hook on each reparameterized z_k multiplies what flows into it by a further
-w~_k, which makes the guide's weight w~_k^2. The loss value is the IWAE bound itself.
+gradient, and a hook on each reparameterized z_k multiplies what flows into it from log w_k by
+a further w~_k, which makes the guide's weight w~_k^2. With several sites (z2 ~ q(z2 | z1)) the
+hooks sit on identity nodes through which each value enters log w (see
+``PerDatapointELBO._path_traces``), so the gradient that reaches z1 through z2 is scaled once,
+not twice. The loss value is the IWAE bound itself.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..importance import data_scale, log_weights, reparameterized_latents
-from .base import PerDatapointELBO, iwae_bound, single_latent, with_value
+from ..importance import data_scale
+from .base import PerDatapointELBO, iwae_bound, with_value
 
 
 class DReG_ELBO(PerDatapointELBO):
@@ -27,11 +30,9 @@ class DReG_ELBO(PerDatapointELBO):
         super().__init__(num_particles=num_particles, **kwargs)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        traces = self._traces(model, guide, args, kwargs)
-        single_latent(traces)
-        log_w = log_weights(traces, path_only_guide=True)
+        log_w, traces, values = self._path_traces(model, guide, args, kwargs, primed=True)
         normalized = torch.softmax(log_w.detach(), dim=0)  # w~, shape (K, B)
-        for z in reparameterized_latents(traces):
+        for z in values.values():
             if z.requires_grad:
                 extra_dims = (1,) * (z.dim() - normalized.dim())
                 z.register_hook(lambda grad, w=normalized.reshape(normalized.shape + extra_dims): grad * w)

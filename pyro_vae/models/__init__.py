@@ -1,0 +1,167 @@
+"""Model families: a registry from ``--model`` names to builders, and users' own models.
+
+A model is an ``nn.Module`` with two Pyro methods, ``model(x)`` and ``guide(x)``, that follow the
+site rules of :mod:`pyro_vae.sites`. Nothing else about it is assumed: training, evaluation and
+figures read its traces. Two hooks are optional and looked up by name: ``init_from_data(mean_pixel)``
+(called once when a new run starts) and ``fixed_prior()`` (a context manager entered while
+evaluating, for a prior that is costly to build).
+
+A user model is named by import path (``--model my_pkg.my_mod:MyVAE``) and built as
+``MyVAE(**arguments, **model_options)``, where ``arguments`` are those of :data:`MODEL_ARGUMENTS`
+that its constructor declares by name (all of them if it takes ``**kwargs``)::
+
+    class MyVAE(nn.Module):
+        def __init__(self, x_dim, latent_dim, prior, scale=1.0):  # scale from model_options
+            ...
+
+Shipped families register the same way as objectives do::
+
+    @register_model("my-family", defaults={"hidden": [500], "latent_dim": [20], "activation": "relu"})
+    def _my_family(cfg, image_shape, prior):
+        return MyFamily(...)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..imports import import_path
+from ..nets import build_nets
+from ..priors import build_prior, check_prior
+from .hvae import HierarchicalVAE
+from .vae import VAE
+
+# Constructor arguments a user model may declare, and what they hold.
+MODEL_ARGUMENTS = {
+    "x_dim": "pixels per image (784 for MNIST)",
+    "image_shape": "(channels, height, width)",
+    "latent_dim": "the latent sizes, a list (one per layer, bottom first)",
+    "hidden": "hidden layer sizes of the networks next to x",
+    "activation": "the activation's name (relu, tanh, ...)",
+    "prior": "the prior module over the top latent layer (--prior), built for latent_dim[-1]",
+    "estimator": "reparam or score: how the guide's sites should be differentiated",
+    "baseline": "none, avg or nn: a baseline for score-function sites",
+    "baseline_beta": "the decay of the avg baseline",
+}
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    builder: Callable[..., nn.Module]  # (cfg, image_shape, prior) -> the model
+    defaults: dict[str, Any] = field(default_factory=dict)  # config values it changes
+    layers: Optional[tuple[int, Optional[int]]] = (1, 1)  # (min, max) latent layers; None: any
+
+
+MODELS: dict[str, ModelFamily] = {}
+# What every family (and a user model) starts from, before its own defaults.
+COMMON_DEFAULTS = {"hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100]}
+
+
+def register_model(name: str, **options) -> Callable[[Callable], Callable]:
+    def register(builder: Callable) -> Callable:
+        MODELS[name] = ModelFamily(builder, **options)
+        return builder
+    return register
+
+
+@register_model("vae")
+def _vae(cfg, image_shape, prior) -> nn.Module:
+    encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim[0], cfg.activation)
+    return VAE(encoder, decoder, prior, cfg.estimator, cfg.baseline, cfg.baseline_beta,
+               x_dim=math.prod(image_shape))
+
+
+@register_model("hvae", layers=(2, None),
+                defaults={"hidden": [200, 200], "latent_dim": [100, 50], "activation": "tanh"})
+def _hvae(cfg, image_shape, prior) -> nn.Module:
+    return HierarchicalVAE(image_shape, cfg.latent_dim, cfg.hidden, cfg.upper_hidden, cfg.activation,
+                           prior, cfg.arch, cfg.estimator, cfg.baseline, cfg.baseline_beta)
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The config values that ``--model name`` implies where the user gave none."""
+    family = MODELS.get(name)
+    return {**COMMON_DEFAULTS, **(family.defaults if family else {})}
+
+
+def import_model(path: str) -> type:
+    return import_path(path, "model", list(MODELS))
+
+
+def declared_arguments(cls: type) -> Optional[set[str]]:
+    """The constructor's named parameters, or None if it takes ``**kwargs`` (gets everything)."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def check_user_model(cfg) -> None:
+    """Refuse config keys a user model would silently ignore (it does not declare them)."""
+    cls = import_model(cfg.model)
+    declared = declared_arguments(cls)
+    if declared is None:
+        return
+    ignored = {"prior": cfg.prior != "normal" or cfg.prior_options,
+               "estimator": cfg.estimator != "reparam",
+               "baseline": cfg.baseline != "none"}
+    for argument, given in ignored.items():
+        if given and argument not in declared:
+            raise ConfigError(f"model {cfg.model!r} does not take a {argument!r} argument, so "
+                              f"--{argument} would be ignored; drop it or add {argument} to the "
+                              "model's constructor")
+
+
+def _build_user_model(cfg, image_shape) -> nn.Module:
+    cls = import_model(cfg.model)
+    declared = declared_arguments(cls)
+    available = {"x_dim": lambda: math.prod(image_shape), "image_shape": lambda: tuple(image_shape),
+                 "latent_dim": lambda: list(cfg.latent_dim), "hidden": lambda: list(cfg.hidden),
+                 "activation": lambda: cfg.activation,
+                 "prior": lambda: build_prior(cfg, math.prod(image_shape)),
+                 "estimator": lambda: cfg.estimator, "baseline": lambda: cfg.baseline,
+                 "baseline_beta": lambda: cfg.baseline_beta}
+    arguments = {k: make() for k, make in available.items() if declared is None or k in declared}
+    clash = set(arguments) & set(cfg.model_options)
+    if clash:
+        raise ConfigError(f"model_options {sorted(clash)} are set from the config already; "
+                          f"use --{sorted(clash)[0].replace('_', '-')} instead")
+    try:
+        model = cls(**arguments, **cfg.model_options)
+    except Exception as e:  # the user's constructor: any error is a configuration problem
+        raise ConfigError(f"model {cfg.model!r} could not be built with {sorted(arguments)} and "
+                          f"model_options {cfg.model_options}: {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model {cfg.model!r} must be a torch.nn.Module, got {type(model).__name__}")
+    for method in ("model", "guide"):
+        if not callable(getattr(model, method, None)):
+            raise ConfigError(f"model {cfg.model!r} has no {method}(x) method")
+    return model
+
+
+def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> nn.Module:
+    """The model ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp)."""
+    if cfg.model in MODELS:
+        model = MODELS[cfg.model].builder(cfg, image_shape, build_prior(cfg, math.prod(image_shape)))
+    else:
+        model = _build_user_model(cfg, image_shape)
+    prior = getattr(model, "prior", None)
+    if isinstance(prior, nn.Module):
+        if hasattr(prior, "bind"):
+            try:
+                prior.bind(model, train_data)
+            except AttributeError as e:  # e.g. VampPrior with a user model that has no encode_top
+                raise ConfigError(f"prior {cfg.prior!r} cannot be used with model {cfg.model!r}: "
+                                  f"{e}") from None
+        check_prior(prior, cfg.latent_dim[-1], cfg.prior)
+    return model
