@@ -45,12 +45,16 @@ def _pixels(trace: poutine.Trace) -> torch.Tensor:
     return trace.nodes[OBSERVED_SITE]["fn"].mean
 
 
+def _generative_trace(model, n: int, x_dim: int, device: Optional[torch.device]) -> poutine.Trace:
+    """The model's trace for ``n`` images, every latent layer drawn from the generative model."""
+    with _quiet():
+        return poutine.trace(model.model).get_trace(torch.zeros(n, x_dim, device=device))
+
+
 def sample_images(model, n: int, x_dim: int, device: Optional[torch.device] = None) -> torch.Tensor:
     """``(n, x_dim)`` pixel probabilities of images drawn from the model: every latent layer
     sampled from the generative model (ancestral sampling), then the mean of p(x | z)."""
-    with _quiet():
-        trace = poutine.trace(model.model).get_trace(torch.zeros(n, x_dim, device=device))
-    return _pixels(trace)
+    return _pixels(_generative_trace(model, n, x_dim, device))
 
 
 def posterior_mean_trace(model, x: torch.Tensor) -> poutine.Trace:
@@ -69,9 +73,7 @@ def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
 
 def prior_samples(model, site: str, n: int, x_dim: int, device: Optional[torch.device] = None) -> torch.Tensor:
     """``(n, D)`` draws of latent ``site`` from the generative model."""
-    with _quiet():
-        trace = poutine.trace(model.model).get_trace(torch.zeros(n, x_dim, device=device))
-    return trace.nodes[site]["value"]
+    return _generative_trace(model, n, x_dim, device).nodes[site]["value"]
 
 
 def decode(model, site: str, values: torch.Tensor, x_dim: int) -> torch.Tensor:

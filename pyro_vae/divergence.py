@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import pyro
 import torch
-from pyro import poutine
 from torch import nn
+
+from .sites import trace_once
 
 
 @dataclass
@@ -40,10 +40,7 @@ def non_finite_modules(model: nn.Module) -> dict[str, list[str]]:
 def first_non_finite_site(model, guide, x: torch.Tensor) -> Optional[tuple[str, str]]:
     """``("guide" or "model", site name)`` of the first sample site whose value or log-density
     is not finite: the guide's sites first (the model scores the guide's values)."""
-    devices = [x.device] if x.is_cuda else []
-    with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    model_trace, guide_trace = trace_once(model, guide, x, validate=False)
     for program, trace in (("guide", guide_trace), ("model", model_trace)):
         for name, site in trace.nodes.items():
             if site["type"] != "sample":

@@ -46,7 +46,7 @@ from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .rundir import RunDir
 from .runlock import RunLock
-from .sites import latent_sites, sample_sites
+from .sites import isolated, latent_sites, sample_sites
 
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
 PSIS_MIN_SAMPLES = 21  # ArviZ fits the Pareto tail to ceil(min(K/5, 3 sqrt(K))) >= 5 weights
@@ -96,9 +96,8 @@ def particle_bytes(model, x: torch.Tensor) -> int:
 
     leaves = [m for m in model.modules() if not list(m.children())] if isinstance(model, nn.Module) else []
     hooks = [m.register_forward_hook(count) for m in leaves]
-    devices = [x.device] if x.is_cuda else []
     try:
-        with torch.no_grad(), pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices):
+        with torch.no_grad(), isolated(x):
             traces = trace_particles(model.model, model.guide, x[:1], num_samples=2)
             log_weights(traces)
     finally:

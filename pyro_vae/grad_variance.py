@@ -24,7 +24,6 @@ from typing import Any, Iterable, Optional
 
 import pyro
 import torch
-from pyro import poutine
 
 from .atomic import atomic_write, make_directory, write_failure
 from .build import build_model, load_run, load_weights, resolve_device
@@ -34,7 +33,7 @@ from .data import load_dataset
 from .errors import ConfigError
 from .objectives import build_objective, check_structure
 from .runlock import RunLock
-from .sites import probe
+from .sites import probe, trace_once
 from .train import non_module_params
 
 # Estimators compared by default: name -> config overrides.
@@ -86,9 +85,7 @@ def parameter_groups(model, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     "encoder" (the guide's), "decoder" (the generative model's, the prior's included) and
     "baseline" (the networks of score-function baselines, named in the guide sites' ``infer``).
     A parameter the guide and the model share (VampPrior's encoder) counts as the guide's."""
-    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-        guide_trace = poutine.trace(model.guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x)
+    model_trace, guide_trace = trace_once(model.model, model.guide, x)
     baseline = {id(p): p for site in guide_trace.nodes.values() if site["type"] == "sample"
                 for net in [site["infer"].get("baseline", {}).get("nn_baseline")] if net is not None
                 for p in net.parameters()}

@@ -19,6 +19,7 @@ guide, and which guide sites each depends on directly, from Pyro's own provenanc
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -88,24 +89,40 @@ def _in_data_plate(site: dict) -> bool:
     return any(frame.name == DATA_PLATE and frame.dim == -1 for frame in site["cond_indep_stack"])
 
 
+@contextmanager
+def isolated(x: torch.Tensor, validate: bool = True):
+    """A throwaway param store, a forked RNG (on ``x``'s device) and Pyro's validation on or off:
+    running a model only to look at it changes no state (a resumed run's random stream included)."""
+    devices = [x.device] if x.is_cuda else []
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), \
+            pyro.validation_enabled(validate):
+        yield
+
+
+def trace_once(model: Callable, guide: Callable, x: torch.Tensor,
+               validate: bool = True) -> tuple[poutine.Trace, poutine.Trace]:
+    """``(model_trace, guide_trace)``: the guide traced at ``x`` and the model replayed on it,
+    :func:`isolated`."""
+    with isolated(x, validate):
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    return model_trace, guide_trace
+
+
 def probe(model: Callable, guide: Callable, x: torch.Tensor, name: str) -> Structure:
     """Trace ``model`` and ``guide`` on the first two rows of ``x`` and check the site rules.
 
-    Runs in a throwaway param store and a forked RNG: probing changes no state. ``name`` names
-    the model in error messages.
+    Runs :func:`isolated`: probing changes no state. ``name`` names the model in error messages.
     """
     x = x[:2]
-    devices = [x.device] if x.is_cuda else []
-    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), \
-            pyro.validation_enabled(True):
-        try:
-            guide_trace = poutine.trace(guide).get_trace(x)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    try:
+        model_trace, guide_trace = trace_once(model, guide, x)
+        with isolated(x):
             dependencies = get_dependencies(guide, (x,))["prior_dependencies"]
-        except Exception as e:  # the user's code: any failure is a modelling error to report
-            message = str(e).splitlines()[0] if str(e) else ""
-            raise ConfigError(f"model {name!r}: running model(x) and guide(x) on two images failed "
-                              f"({type(e).__name__}: {message})") from None
+    except Exception as e:  # the user's code: any failure is a modelling error to report
+        message = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"model {name!r}: running model(x) and guide(x) on two images failed "
+                          f"({type(e).__name__}: {message})") from None
     _check_rules(model_trace, guide_trace, len(x), name)
     guide_latents = {site["name"]: site for site in latent_sites(guide_trace)}
     latents = tuple(

@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Optional
 
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import ELBO
 from torch.distributions import constraints
 from tqdm.auto import tqdm
@@ -42,6 +41,7 @@ from .plots import plot_run
 from .priors import kl_description
 from .rundir import RunDir
 from .schedule import learning_rate
+from .sites import trace_once
 
 EVAL_BATCH_SIZE = 1000
 
@@ -275,14 +275,10 @@ class Trainer:
         return summary
 
     def _kl_kinds(self) -> list[str]:
-        """Analytic or Monte Carlo KL for each latent site's guide/model pair. Tracing draws
-        samples: the RNG is forked so that a resumed run's random stream stays the uninterrupted
-        one's."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        x = self.data.test[:2]
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            guide_trace = poutine.trace(self.model.guide).get_trace(x)
-            model_trace = poutine.trace(poutine.replay(self.model.model, trace=guide_trace)).get_trace(x)
+        """Analytic or Monte Carlo KL for each latent site's guide/model pair (traced in isolation,
+        so that a resumed run's random stream stays the uninterrupted one's)."""
+        with torch.no_grad():
+            model_trace, guide_trace = trace_once(self.model.model, self.model.guide, self.data.test[:2])
         return [f"KL term of site {s.name!r}: "
                 f"{kl_description(guide_trace.nodes[s.name]['fn'], model_trace.nodes[s.name]['fn'])}"
                 for s in self.structure.latents]

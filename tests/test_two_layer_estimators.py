@@ -285,18 +285,24 @@ def run_recording(elbo, vae, x, seed):
     return loss, [p.grad.clone() for p in vae.gradient_params()], recorder.values
 
 
+def same_draws(objective, vae, x):
+    """The objective's loss and gradients, and the reference path log-weights and the latent
+    values they were computed at (same seed), after checking that both drew the same z1 and z2."""
+    loss, grads, drawn = run_recording(objective, vae, x, seed=0)
+    log_w, live = path_log_weights(vae, x, objective.num_particles, seed=0)
+    for name in LATENTS:
+        # (Pyro's ELBO adds a plate level for vectorized particles: the objective's particle dim
+        # may sit one further left, past a singleton)
+        assert torch.equal(drawn[name].reshape(live[name].shape), live[name].detach()), name
+    return loss, grads, log_w, live
+
+
 def test_dreg_gradients_are_exactly_the_doubly_reparameterized_ones():
     """Same draws (same seed): DReG's encoder gradient is that of -sum stop(w~^2) log w and its
     decoder gradient that of -sum stop(w~) log w, log q at stopped parameters but a function of
     the sampled z1 in q(z2 | z1); its loss is the IWAE bound of those log-weights."""
     vae = TwoLayerGaussianVAE()
-    x = vae.sample_data(4)
-    loss, dreg, drawn = run_recording(DReG_ELBO(num_particles=6), vae, x, seed=0)
-    log_w, live = path_log_weights(vae, x, 6, seed=0)
-    for name in LATENTS:
-        # (Pyro's ELBO adds a plate level for vectorized particles: the objective's particle dim
-        # may sit one further left, past a singleton)
-        assert torch.equal(drawn[name].reshape(live[name].shape), live[name].detach()), name
+    loss, dreg, log_w, _ = same_draws(DReG_ELBO(num_particles=6), vae, vae.sample_data(4))
     assert loss == pytest.approx(-(torch.logsumexp(log_w, 0) - math.log(6)).sum().item(), rel=1e-5)
     w = torch.softmax(log_w.detach(), dim=0)
     assert w.max(0).values.min() < 0.9  # not one-hot: w~ and w~^2 differ here
@@ -312,12 +318,7 @@ def test_stl_gradients_are_exactly_the_path_derivative():
     parameters but a function of the sampled z1 in q(z2 | z1) (the decoder's is the plain ELBO's)."""
     vae = TwoLayerGaussianVAE()
     x = vae.sample_data(4)
-    loss, stl, drawn = run_recording(STL_ELBO(num_particles=6), vae, x, seed=0)
-    log_w, live = path_log_weights(vae, x, 6, seed=0)
-    for name in LATENTS:
-        # (Pyro's ELBO adds a plate level for vectorized particles: the objective's particle dim
-        # may sit one further left, past a singleton)
-        assert torch.equal(drawn[name].reshape(live[name].shape), live[name].detach()), name
+    loss, stl, log_w, live = same_draws(STL_ELBO(num_particles=6), vae, x)
     assert loss == pytest.approx(-log_w.mean(0).sum().item(), rel=1e-5)
     expected = torch.autograd.grad(-log_w.mean(0).sum(), vae.gradient_params(), retain_graph=True)
     for got, want in zip(stl, expected):
