@@ -53,7 +53,7 @@ class Config:
     baseline_beta: float = 0.9
     num_particles: int = 1
     alpha: Optional[float] = None
-    jit: bool = False
+    compile: bool = True
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -114,7 +114,8 @@ HELP = {
     "baseline_beta": "decay of the avg baseline's moving average",
     "num_particles": "K: samples of z per data point and step",
     "alpha": "Renyi alpha (--elbo renyi)",
-    "jit": "use the JIT-compiled variant of the objective",
+    "compile": "run each step as one traced graph of tensor operations (--no-compile: Pyro's "
+               "eager step); --jit is the same flag",
     "epochs": "total number of epochs (a resumed run stops at this epoch)",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -133,10 +134,10 @@ HELP = {
 IMPORT_PATH_KEYS = ("prior", "model")
 
 # Other spellings accepted for a key (YAML and command line).
-ALIASES = {"latent_dims": "latent_dim"}
+ALIASES = {"latent_dims": "latent_dim", "jit": "compile"}
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
-RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots")
+RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots", "compile")
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 

@@ -75,7 +75,7 @@ def spec_config(base: Config, name: str, num_particles: int) -> Config:
     """The run's config with estimator ``name`` swapped in."""
     overrides = dict(ESTIMATOR_SPECS[name])
     multi_sample = overrides.pop("multi_sample", False)
-    overrides.update(num_particles=num_particles if multi_sample else 1, alpha=None, jit=False)
+    overrides.update(num_particles=num_particles if multi_sample else 1, alpha=None)
     overrides.setdefault("baseline", "none")
     return validate(dataclasses.replace(base, **overrides))
 

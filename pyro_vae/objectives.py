@@ -3,7 +3,7 @@
 A factory takes the run's :class:`~pyro_vae.config.Config` and returns an object with Pyro's ELBO
 interface (``loss`` and ``loss_and_grads(model, guide, *args)``), so anything ``pyro.infer.SVI``
 accepts works here. Each entry also says what it supports (score-function guides, baselines,
-JIT, K-sample bounds), and :func:`check_compatibility` refuses every other combination before
+K-sample bounds), and :func:`check_compatibility` refuses every other combination before
 any work is done, with a message that says what would work. New objectives register the same
 way::
 
@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from pyro.infer import (ELBO, JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO, Trace_ELBO,
-                        TraceGraph_ELBO, TraceMeanField_ELBO)
+from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
 from .elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
 from .errors import ConfigError
@@ -31,7 +30,6 @@ class Objective:
     score_function: bool = True  # accepts a guide whose z is not reparameterized
     baselines: bool = False  # honours the baselines of score-function sites
     multi_sample: bool = False  # a K-sample bound: needs num_particles >= 2
-    jit: bool = False  # has a JIT-compiled variant (--jit)
 
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -51,40 +49,21 @@ def register_objective(name: str, **capabilities) -> Callable[[Callable], Callab
     return register
 
 
-class _JitTraceMeanField_ELBO(JitTraceMeanField_ELBO):
-    """``JitTraceMeanField_ELBO`` that compiles once.
-
-    In pyro-ppl 1.9.2 its ``differentiable_loss`` checks ``_loss_and_surrogate_loss`` to decide
-    whether to compile but stores the compiled function as ``_differentiable_loss``, so it
-    recompiles on every call. Setting the attribute it checks makes it reuse the compiled one.
-    """
-
-    def differentiable_loss(self, model, guide, *args, **kwargs):
-        loss = super().differentiable_loss(model, guide, *args, **kwargs)
-        self._loss_and_surrogate_loss = self._differentiable_loss
-        return loss
-
-
-JIT_OBJECTIVES = (JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO)
-
-
-def _pyro_elbo(eager, jit):
-    """A factory for one of Pyro's own ELBOs, with vectorized particles when K > 1."""
+def _pyro_elbo(cls):
+    """A factory for one of Pyro's own ELBOs, with vectorized particles when K > 1. (Compiling is
+    not the objective's business: :mod:`pyro_vae.lowering` compiles any of them.)"""
     def factory(cfg) -> ELBO:
         k = cfg.num_particles
-        options = {"num_particles": k, "vectorize_particles": k > 1,
-                   "max_plate_nesting": MAX_PLATE_NESTING}
-        return jit(ignore_jit_warnings=True, **options) if cfg.jit else eager(**options)
+        return cls(num_particles=k, vectorize_particles=k > 1, max_plate_nesting=MAX_PLATE_NESTING)
     return factory
 
 
 # Monte Carlo ELBO: log p(x,z) - log q(z|x) at z ~ q (REINFORCE for a score-function guide).
-register_objective("trace", jit=True)(_pyro_elbo(Trace_ELBO, JitTrace_ELBO))
+register_objective("trace")(_pyro_elbo(Trace_ELBO))
 # The same, with Rao-Blackwellization and the baselines of score-function sites.
-register_objective("tracegraph", baselines=True, jit=True)(_pyro_elbo(TraceGraph_ELBO, JitTraceGraph_ELBO))
+register_objective("tracegraph", baselines=True)(_pyro_elbo(TraceGraph_ELBO))
 # KL(q || p) analytic where kl_divergence knows the pair; reparameterized guides only.
-register_objective("meanfield", score_function=False, jit=True)(
-    _pyro_elbo(TraceMeanField_ELBO, _JitTraceMeanField_ELBO))
+register_objective("meanfield", score_function=False)(_pyro_elbo(TraceMeanField_ELBO))
 register_objective("iwae", score_function=False, multi_sample=True)(
     lambda cfg: IWAE_ELBO(num_particles=cfg.num_particles))
 register_objective("renyi", score_function=False, multi_sample=True)(
@@ -125,13 +104,6 @@ def check_compatibility(cfg) -> None:
     if spec.multi_sample and cfg.num_particles < 2:
         raise ConfigError(f"--elbo {name} is a K-sample bound: pass --num-particles K with K >= 2 "
                           "(e.g. 5 or 50); with K = 1 it is the ELBO")
-    if cfg.jit and cfg.baseline != "none":
-        raise ConfigError(f"--jit cannot compile --baseline {cfg.baseline} (Pyro updates the "
-                          "decaying average in the param store inside the compiled function); "
-                          "drop --jit")
-    if cfg.jit and not spec.jit:
-        jittable = [n for n, o in OBJECTIVES.items() if o.jit]
-        raise ConfigError(f"--jit is available for --elbo {', '.join(jittable)}, not {name}")
     if (cfg.alpha is not None) != (name == "renyi"):
         raise ConfigError("--elbo renyi needs --alpha A (0 gives the IWAE bound, 1 the ELBO)"
                           if name == "renyi" else "--alpha applies to --elbo renyi only")

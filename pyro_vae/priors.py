@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from .errors import ConfigError
 from .imports import import_path
+from .mixture import DiagonalNormalMixture
 
 
 class StandardNormalPrior(nn.Module):
@@ -68,8 +69,7 @@ class MixtureOfGaussiansPrior(nn.Module):
         self.raw_scales = nn.Parameter(torch.zeros(components, latent_dim))
 
     def forward(self) -> dist.TorchDistribution:
-        components = dist.Normal(self.locs, F.softplus(self.raw_scales)).to_event(1)
-        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+        return DiagonalNormalMixture(self.logits, self.locs, F.softplus(self.raw_scales))
 
 
 class VampPrior(nn.Module):
@@ -106,8 +106,7 @@ class VampPrior(nn.Module):
         if not self._encoder:
             raise RuntimeError("VampPrior.bind(vae, data) must be called before use")
         loc, scale = self._encoder[0](self.pseudo_inputs)
-        mixing = dist.Categorical(logits=torch.zeros(len(loc), device=loc.device))
-        return dist.MixtureSameFamily(mixing, dist.Normal(loc, scale).to_event(1))
+        return DiagonalNormalMixture(torch.zeros(len(loc), device=loc.device, dtype=loc.dtype), loc, scale)
 
 
 class FlowPrior(nn.Module):

@@ -1,13 +1,14 @@
 """SVI training: the loop, per-epoch evaluation, metrics, checkpoints and resume.
 
-One step is what ``pyro.infer.SVI.step`` does: ``elbo.loss_and_grads(model, guide, x)`` followed
-by an optimizer step. The only difference is the optimizer: one ``torch.optim.Adam`` over
+One step computes what ``pyro.infer.SVI.step`` does, the objective's loss and gradients followed
+by an optimizer step; by default from a graph traced once (:mod:`pyro_vae.lowering`), with
+``--no-compile`` by ``elbo.loss_and_grads(model, guide, x)``. The optimizer differs from SVI's: one ``torch.optim.Adam`` over
 ``VAE.parameters()`` instead of ``pyro.optim.Adam``, which keeps a separate optimizer per
 parameter tensor. A single torch optimizer has a plain ``state_dict`` for checkpoints and is the
 same optimizer the hand-written PyTorch reference in ``benchmarks/`` uses.
 
-Pyro's validation (distribution arguments, site shapes) runs on the first step of every run,
-where a modelling mistake would show, and is then switched off: on an MLP-sized model it costs
+Pyro's validation (distribution arguments, site shapes) runs on the first step of every run
+(compiled: while tracing), where a modelling mistake would show, and is then switched off: on an MLP-sized model it costs
 about 5% of a step. NaN and inf are caught by our own check on every loss instead.
 """
 
@@ -36,7 +37,9 @@ from .errors import (CheckpointError, ConfigError, InterruptedRunError, Training
                      WriteError)
 from .evaluate import describe, evaluate_model, save_results
 from .importance import elbo_per_datapoint
-from .objectives import JIT_OBJECTIVES, build_objective
+from .graphed import READ_EVERY, GraphedSteps, portable_state, set_learning_rate, use_tensor_learning_rate
+from .lowering import LoweredStep, LoweringFailed, lowering_problem
+from .objectives import build_objective
 from .plots import plot_run
 from .priors import kl_description
 from .rundir import RunDir
@@ -51,18 +54,51 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
 
 
 class SVIStep:
-    """One stochastic-variational-inference step; returns the minibatch loss (-ELBO, summed)."""
+    """One stochastic-variational-inference step; returns the minibatch loss (-ELBO, summed).
 
-    def __init__(self, model: torch.nn.Module, elbo: ELBO, optimizer: torch.optim.Optimizer):
+    Compiled (the default): the loss and gradients come from one traced graph per input shape
+    (:mod:`pyro_vae.lowering`), then the optimizer steps. Eager: ``elbo.loss_and_grads`` as in
+    ``pyro.infer.SVI.step``. ``reason`` says why a step asked to compile runs eagerly (None if
+    compiled); a model that cannot be traced falls back to eager on its first step.
+    """
+
+    def __init__(self, model: torch.nn.Module, elbo: ELBO, optimizer: torch.optim.Optimizer,
+                 compile: bool = True, reason: Optional[str] = None):
         self.elbo, self.optimizer = elbo, optimizer
-        # Bind once: ``model.model`` makes a new bound-method object on every access, and Pyro's
-        # JIT objectives key their compiled-function cache on id(model) and id(guide).
+        # Bind once: ``model.model`` makes a new bound-method object on every access.
         self.model, self.guide = model.model, model.guide
+        self.params = list(model.parameters())
+        self.lowered = LoweredStep(elbo, self.model, self.guide, self.params) \
+            if compile and reason is None else None
+        self.reason = reason if compile else "--no-compile"
         self.validated = False
 
+    def prepare(self, x: torch.Tensor) -> str:
+        """Compile for ``x``'s shape now (random stream untouched); returns how steps will run."""
+        if self.lowered is not None:
+            try:
+                return f"compiled ({self.lowered.operations(x)} tensor operations per step)"
+            except LoweringFailed as e:
+                self.lowered, self.reason = None, f"the model could not be traced ({e})"
+        return f"eager ({self.reason})"
+
     def __call__(self, x: torch.Tensor) -> float:
-        if not self.validated and isinstance(self.elbo, JIT_OBJECTIVES):
-            self._compile(x)
+        if self.lowered is None:
+            return self._eager(x)
+        try:
+            loss_tensor, grads = self.lowered(x)  # traced on the first step of a shape
+        except LoweringFailed as e:
+            self.lowered, self.reason = None, f"the model could not be traced ({e})"
+            return self._eager(x)
+        for p, g in zip(self.params, grads):  # replaced on every step: no zero_grad needed
+            p.grad = g
+        loss = loss_tensor.item()
+        if not math.isfinite(loss):  # no update; the gradients stay for the caller to diagnose
+            return loss
+        self.optimizer.step()
+        return loss
+
+    def _eager(self, x: torch.Tensor) -> float:
         with pyro.validation_enabled(not self.validated):
             loss = self.elbo.loss_and_grads(self.model, self.guide, x)
         self.validated = True
@@ -72,16 +108,10 @@ class SVIStep:
         self.optimizer.zero_grad()
         return loss
 
-    def _compile(self, x: torch.Tensor) -> None:
-        """Compile the JIT objective on a throwaway step, with the RNG forked.
 
-        Compiling runs the model and guide several times and so draws random numbers; it
-        happens on the first step of a run *and* of a resumed run, and must not shift the
-        random stream, or a resumed run would differ from an uninterrupted one.
-        """
-        with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-            self.elbo.loss_and_grads(self.model, self.guide, x)
-        self.optimizer.zero_grad()
+def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> SVIStep:
+    """The run's step: compiled unless ``--no-compile`` or the configuration cannot be traced."""
+    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg))
 
 
 def non_module_params() -> dict[str, torch.Tensor]:
@@ -110,6 +140,10 @@ class Trainer:
     agree; a new run that stops before its first checkpoint leaves no directory behind.
     """
 
+    # Run each epoch's steps on the device as GraphedSteps (pyro_vae.graphed): None means on CUDA
+    # only, where they are captured as a CUDA graph; True runs them uncaptured on the CPU (tests).
+    device_loop: Optional[bool] = None
+
     def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None,
                  log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
                  checkpoint_signature: Optional[tuple] = None):
@@ -130,7 +164,8 @@ class Trainer:
         self.model = build_model(cfg, self.data.image_shape, self.data.train).to(self.device)
         self.structure = model_structure(self.model, cfg, self.data.test[:2])
         self.optimizer = make_optimizer(cfg, self.model)
-        self.step = SVIStep(self.model, build_objective(cfg), self.optimizer)
+        self.step = make_step(cfg, self.model, self.optimizer)
+        self.graphed: Optional[GraphedSteps] = None
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
         self.saved_epoch = 0  # the epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
@@ -170,7 +205,7 @@ class Trainer:
 
         ``pyro.module`` registers parameters by name in Pyro's global store; a second VAE in the
         same process (tests, notebooks, benchmarks) would find the first one's tensors there and
-        shadow its own (and the JIT would compile against the wrong ones).
+        shadow its own.
         """
         with pyro.get_param_store().scope(self._param_scope) as scope:
             self._param_scope = scope
@@ -223,6 +258,16 @@ class Trainer:
         if cfg.elbo == "meanfield":
             for line in self._kl_kinds():
                 self.log(f"  --elbo meanfield: {line}")
+        self.log(f"  step: {self._prepare_step()}")
+        if self.step.lowered is not None and (self.device_loop or (self.device_loop is None and
+                                                                   self.device.type == "cuda")):
+            capture = self.device.type == "cuda"
+            if capture:
+                use_tensor_learning_rate(self.optimizer, capturable=True)
+            self.graphed = GraphedSteps(self.step.lowered, self.optimizer, self.data.train,
+                                        cfg.batch_size, self.data.dynamic_binarization, capture)
+            self.log(f"  the whole step runs on the device{' as one CUDA graph' if capture else ''}; "
+                     f"the loss is read every {READ_EVERY} steps")
         self.log("train loss = -ELBO of the training objective; test ELBO = one-sample ELBO on "
                  "the test split (higher is better); both in nats per image")
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
@@ -283,27 +328,39 @@ class Trainer:
                 f"{kl_description(guide_trace.nodes[s.name]['fn'], model_trace.nodes[s.name]['fn'])}"
                 for s in self.structure.latents]
 
+    def _prepare_step(self) -> str:
+        """Compile the step for the training batch shape (random stream untouched)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            x = self.data.train_batch(torch.arange(self.cfg.batch_size, device=self.device))
+        return self._guarded(self.step.prepare, x, self.epoch + 1, 0)
+
+    def _guarded(self, step: Callable, x: torch.Tensor, epoch: int, batch: int):
+        """``step(x)``, with Pyro's validation errors about NaN parameters as a divergence."""
+        try:
+            return step(x)
+        except ValueError as e:  # Pyro's validation (first step) saw a NaN parameter
+            if "found invalid values" not in str(e):
+                raise
+            raise self._diverged(epoch, batch, "a distribution got invalid parameters ("
+                                 f"{str(e).splitlines()[0].rstrip(':')})", x) from None
+
     def _train_epoch(self, epoch: int) -> float:
         n, batch = len(self.data.train), self.cfg.batch_size
-        # Equal-sized batches only: the JIT objectives compile for one shape. The n % batch
+        # Equal-sized batches only: the compiled step is traced for one shape. The n % batch
         # examples left out differ from epoch to epoch (fresh permutation).
         num_batches = n // batch
-        for group in self.optimizer.param_groups:  # derived from the epoch: resume needs no state
-            group["lr"] = learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch)
+        # derived from the epoch: resume needs no state
+        set_learning_rate(self.optimizer, learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch))
         order = torch.randperm(n, device=self.device)
         total = 0.0
         self.model.train()
         with tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                   disable=not self.progress, file=sys.stderr) as bar:
+            if self.graphed is not None:
+                return self._train_epoch_on_device(epoch, order, num_batches, bar)
             for b in range(num_batches):
                 x = self.data.train_batch(order[b * batch:(b + 1) * batch])
-                try:
-                    loss = self.step(x)
-                except ValueError as e:  # Pyro's validation (first step) saw a NaN parameter
-                    if "found invalid values" not in str(e):
-                        raise
-                    raise self._diverged(epoch, b, "a distribution got invalid parameters ("
-                                         f"{str(e).splitlines()[0].rstrip(':')})", x) from None
+                loss = self._guarded(self.step, x, epoch, b)
                 if not math.isfinite(loss):
                     raise self._diverged(epoch, b, f"the training loss became {loss}", x)
                 total += loss
@@ -311,6 +368,25 @@ class Trainer:
                 bar.update()
                 if b % 20 == 0:
                     bar.set_postfix(loss=f"{loss / batch:.2f}")
+        return total / (num_batches * batch)
+
+    def _train_epoch_on_device(self, epoch: int, order: torch.Tensor, num_batches: int, bar) -> float:
+        """The epoch's steps as :class:`~pyro_vae.graphed.GraphedSteps`, the loss read every
+        READ_EVERY steps (the NaN guard)."""
+        batch, done = self.cfg.batch_size, 0
+        self.graphed.start_epoch(order)
+        while done < num_batches:
+            steps = min(READ_EVERY, num_batches - done)
+            self.graphed.run(steps)
+            total, bad = self.graphed.read()
+            if bad is not None:
+                index, loss = bad
+                x = self.data.train_batch(order[index * batch:(index + 1) * batch])
+                raise self._diverged(epoch, index, f"the training loss became {loss}", x)
+            done += steps
+            self.global_step += steps
+            bar.update(steps)
+            bar.set_postfix(loss=f"{total / (done * batch):.2f}")
         return total / (num_batches * batch)
 
     def evaluate(self) -> float:
@@ -351,7 +427,7 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": self.model.state_dict(), "optimizer": portable_state(self.optimizer),
                 "rng": _rng_state(self.device), "metrics": self.history,
                 "wall_seconds": self.wall_seconds, "pyro_params": non_module_params()}
 

@@ -3,7 +3,7 @@
 
     python scripts/svi_train.py                               # defaults: MNIST, MLP, Trace_ELBO
     python scripts/svi_train.py --config configs/iwae_paper.yaml --epochs 5
-    python scripts/svi_train.py --elbo meanfield --jit
+    python scripts/svi_train.py --elbo meanfield --no-compile    # Pyro's eager step
     python scripts/svi_train.py --resume runs/<run>            # continue where it stopped
 
 Every flag is also a key of the YAML config; flags override the file. See the README.

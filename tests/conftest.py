@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyro
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
@@ -57,3 +58,13 @@ def run_script(capsys, name: str, *args) -> tuple[int, str]:
     except SystemExit as e:
         status = e.code
     return status, capsys.readouterr().err
+
+
+def poison_losses(monkeypatch, trainer, value: float) -> None:
+    """Every training step of ``trainer`` reports the loss ``value`` (nan, inf) and updates nothing,
+    whether the step is compiled or eager."""
+    from pyro_vae.lowering import LoweredStep
+
+    trainer.step.elbo.loss_and_grads = lambda *args, **kwargs: value
+    monkeypatch.setattr(LoweredStep, "__call__",
+                        lambda self, x: (torch.tensor(value), [None] * len(self.params)))

@@ -46,7 +46,7 @@ def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
         load_yaml(path)
 
 
-@pytest.mark.parametrize("text, key", [("epochs: ten\n", "epochs"), ("jit: 1\n", "jit"),
+@pytest.mark.parametrize("text, key", [("epochs: ten\n", "epochs"), ("compile: 1\n", "compile"),
                                        ("hidden: [1.5]\n", "hidden"), ("batch_size: 3.0\n", "batch_size")])
 def test_wrong_type_is_named(tmp_path, text, key):
     path = tmp_path / "c.yaml"
@@ -64,13 +64,22 @@ def test_yaml_scientific_notation_string_is_a_number(tmp_path):
 def test_cli_overrides_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 7\nhidden: [10, 20]\nelbo: meanfield\n")
-    cfg = make_config(parse(["--epochs", "3", "--hidden", "5", "--jit"]), config_file=path)
-    assert (cfg.epochs, cfg.hidden, cfg.elbo, cfg.jit) == (3, [5], "meanfield", True)
+    cfg = make_config(parse(["--epochs", "3", "--hidden", "5", "--no-compile"]), config_file=path)
+    assert (cfg.epochs, cfg.hidden, cfg.elbo, cfg.compile) == (3, [5], "meanfield", False)
 
 
 def test_only_given_flags_override():
     assert parse([]) == {}
-    assert parse(["--no-jit", "--limit-train", "5"]) == {"jit": False, "limit_train": 5}
+    assert parse(["--no-compile", "--limit-train", "5"]) == {"compile": False, "limit_train": 5}
+    assert parse(["--no-jit"]) == parse(["--no-compile"])  # the old name of the flag
+
+
+def test_old_jit_key_is_the_compile_key(tmp_path):
+    """Runs saved before --compile stored ``jit: false`` (Pyro's eager objective): they resume
+    eagerly, as they were trained."""
+    path = tmp_path / "c.yaml"
+    path.write_text("jit: false\n")
+    assert make_config(config_file=path).compile is False
 
 
 @pytest.mark.parametrize("overrides, message", [

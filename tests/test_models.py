@@ -170,7 +170,7 @@ HVAE_OBJECTIVES = [
     {"elbo": "renyi", "alpha": 0.5, "num_particles": 3}, {"elbo": "dreg", "num_particles": 3},
     {"elbo": "stl", "num_particles": 2}, {"estimator": "score"}, {"estimator": "score", "elbo": "trace"},
     {"estimator": "score", "baseline": "avg"}, {"estimator": "score", "baseline": "nn"},
-    {"elbo": "trace", "jit": True}, {"prior": "vamp", "prior_components": 4, "elbo": "dreg", "num_particles": 2},
+    {"elbo": "trace", "num_particles": 2}, {"prior": "vamp", "prior_components": 4, "elbo": "dreg", "num_particles": 2},
 ]
 
 

@@ -19,7 +19,7 @@ from pyro_vae.errors import ConfigError, DatasetCorruptError, TrainingDivergedEr
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import Trainer, train
 
-from conftest import quiet, run_script
+from conftest import poison_losses, quiet, run_script
 
 def cli(capsys, name: str, *args) -> tuple[int, str]:
     return run_script(capsys, name, *args)
@@ -206,14 +206,14 @@ def test_damaged_file_without_a_good_archive(mnist_copy):
 
 # Training: config.yaml agrees with the checkpoint; divergence advice names the cause ------------
 
-def test_no_op_and_failed_resumes_leave_config_yaml_alone(small_run):
+def test_no_op_and_failed_resumes_leave_config_yaml_alone(small_run, monkeypatch):
     train(small_run, log=quiet, progress=False)
     run = RunDir(small_run["out"])
     saved = run.config_path.read_bytes()
     train({"resume": small_run["out"], "epochs": 1, "lr": 0.5}, log=quiet, progress=False)  # no-op
     assert run.config_path.read_bytes() == saved
     trainer = Trainer.resume(small_run["out"], {"epochs": 3, "lr": 1e-4}, log=quiet, progress=False)
-    trainer.step.elbo.loss_and_grads = lambda *args, **kwargs: float("nan")
+    poison_losses(monkeypatch, trainer, float("nan"))
     with pytest.raises(TrainingDivergedError):
         trainer.fit()
     assert run.config_path.read_bytes() == saved
@@ -221,9 +221,9 @@ def test_no_op_and_failed_resumes_leave_config_yaml_alone(small_run):
         {k: v for k, v in torch.load(run.checkpoint_path, weights_only=True)["config"].items()})
 
 
-def test_divergence_before_the_first_epoch_leaves_no_directory(small_run):
+def test_divergence_before_the_first_epoch_leaves_no_directory(small_run, monkeypatch):
     trainer = Trainer(make_config(small_run), log=quiet, progress=False)
-    trainer.step.elbo.loss_and_grads = lambda *args, **kwargs: float("inf")
+    poison_losses(monkeypatch, trainer, float("inf"))
     with pytest.raises(TrainingDivergedError, match="No epoch had finished, so no run directory was kept"):
         trainer.fit()
     assert not Path(small_run["out"]).exists()
