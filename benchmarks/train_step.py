@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import statistics
 
 import pyro
 import torch
@@ -194,14 +195,13 @@ def main(argv=None):
     print(f"{'variant':<22}{'ms/step':>10}{'hand ms':>10}{'ratio':>9}{'ratio IQR':>16}"
           + (f"{'vs ' + first:>12}" if len(args.priors) > 1 else ""))
     for key, (prior, variant, hand) in pairs.items():
-        ms = 1e3 * ratio_summary(times[key], times[key])["seconds"] / args.steps
+        ms = 1e3 * statistics.median(times[key]) / args.steps
         entry = {"ms_per_step": ms, "step": steps[key].prepare(x)}
         line = f"{key:<22}{ms:>10.3f}"
         if hand in times:
             summary = ratio_summary(times[key], times[hand])
             summary.pop("seconds")
-            hand_ms = 1e3 * ratio_summary(times[hand], times[hand])["seconds"] / args.steps
-            entry.update(hand_ms_per_step=hand_ms, **summary)
+            entry.update(hand_ms_per_step=1e3 * statistics.median(times[hand]) / args.steps, **summary)
             line += (f"{entry['hand_ms_per_step']:>10.3f}{summary['ratio']:>9.3f}"
                      f"{summary['ratio_q1']:>8.3f}-{summary['ratio_q3']:.3f}")
         else:

@@ -15,8 +15,10 @@ draw the same numbers).
 The model stays a Pyro program: it is traced, not rewritten. What tracing cannot see is Python
 state that changes between calls (a counter inside the model, a decaying average kept in the
 param store): the graph replays the first call's choices. :func:`lowering_problem` refuses the
-one such case pyro-vae ships (``--baseline avg``), and a model whose Python control flow reads
-tensor values fails to trace and is run eagerly (see :class:`~pyro_vae.train.SVIStep`).
+cases pyro-vae ships (``--baseline avg`` and ``nn``), tracing refuses a model that replaces
+param-store entries or whose result shapes depend on the data, and a model whose Python control
+flow reads tensor values fails to trace; all of them run eagerly (see
+:class:`~pyro_vae.train.SVIStep`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import pyro.infer.tracegraph_elbo
 import torch
 from pyro.infer import ELBO, TraceGraph_ELBO
 from torch.fx.experimental.proxy_tensor import make_fx
+
+from .sites import isolated
 
 # Pyro modules whose loss code reads tensors into Python numbers (``torch_item``) or checks them
 # for NaN (``warn_if_nan``): both need a value, which does not exist while tracing.
@@ -140,9 +144,10 @@ class LoweredStep:
     ``params``, from one traced graph per input shape (see the module docstring).
 
     Tracing runs the model and guide twice (once with Pyro's validation on, which checks the
-    distributions' arguments and the sites' shapes, then once recording) with the random number
-    generator forked, so compiling leaves the run's random stream where it was: a resumed run
-    draws what an uninterrupted one would.
+    distributions' arguments and the sites' shapes, then once recording), isolated
+    (:func:`~pyro_vae.sites.isolated`: a throwaway param store and a forked random number
+    generator), so compiling leaves the run's state where it was: a resumed run draws what an
+    uninterrupted one would.
     """
 
     def __init__(self, elbo: ELBO, model: Callable, guide: Callable,
@@ -164,27 +169,24 @@ class LoweredStep:
         """
         key = (x.shape, x.dtype, x.device)
         if key not in self.graphs:
-            devices = [x.device] if x.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                with pyro.validation_enabled(True), tensor_items():
-                    self._joint(self.params, x)  # validation: a modelling error shows here
-                self.graphs[key] = self._trace(x)
+            # A throwaway param store: what the model writes there while it is traced (e.g. a
+            # decaying average) is discarded; the graph reads the parameters passed to it.
+            with isolated(x, validate=True), tensor_items():
+                self._joint(self.params, x)  # validation: a modelling error shows here
+                with pyro.validation_enabled(False):
+                    self.graphs[key] = self._trace(x)
         return self.graphs[key]
 
     def _trace(self, x: torch.Tensor) -> torch.fx.GraphModule:
         before = _param_store_state()
-        with pyro.validation_enabled(False), tensor_items(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
             try:
                 graph = simplify(make_fx(lambda p, data: self._joint(p, data))(self.params, x))
             except Exception as e:  # whatever the user's model did that tracing cannot follow
                 reason = (str(e).strip().splitlines() or [""])[0]
                 raise LoweringFailed(f"{type(e).__name__}: {reason}") from e
-            finally:  # undo what the traced call wrote (its tensors belong to the trace)
-                after = _param_store_state()
-                for name, value in before.items():
-                    if after.get(name) is not value:  # unconstrained, as stored
-                        pyro.get_param_store()._params[name] = value
+        after = _param_store_state()
         replaced = sorted(name for name, value in before.items() if after.get(name) is not value)
         if replaced:
             raise LoweringFailed(f"the step replaces Pyro params {', '.join(replaced)} in Python on "

@@ -1,15 +1,15 @@
 """SVI training: the loop, per-epoch evaluation, metrics, checkpoints and resume.
 
 One step computes what ``pyro.infer.SVI.step`` does, the objective's loss and gradients followed
-by an optimizer step; by default from a graph traced once (:mod:`pyro_vae.lowering`), with
-``--no-compile`` by ``elbo.loss_and_grads(model, guide, x)``. The optimizer differs from SVI's: one ``torch.optim.Adam`` over
-``VAE.parameters()`` instead of ``pyro.optim.Adam``, which keeps a separate optimizer per
-parameter tensor. A single torch optimizer has a plain ``state_dict`` for checkpoints and is the
+by an optimizer step: by default from a graph traced once (:mod:`pyro_vae.lowering`), with
+``--no-compile`` by ``elbo.loss_and_grads(model, guide, x)``. The optimizer differs from SVI's:
+one ``torch.optim.Adam`` over ``VAE.parameters()`` instead of ``pyro.optim.Adam``, which keeps a
+separate optimizer per parameter tensor. A single torch optimizer has a plain ``state_dict`` for checkpoints and is the
 same optimizer the hand-written PyTorch reference in ``benchmarks/`` uses.
 
 Pyro's validation (distribution arguments, site shapes) runs on the first step of every run
-(compiled: while tracing), where a modelling mistake would show, and is then switched off: on an MLP-sized model it costs
-about 5% of a step. NaN and inf are caught by our own check on every loss instead.
+(compiled: while tracing), where a modelling mistake would show, and is then switched off: on an
+MLP-sized model it costs about 5% of a step. NaN and inf are caught by our own check on every loss instead.
 """
 
 from __future__ import annotations
@@ -79,8 +79,11 @@ class SVIStep:
             try:
                 return f"compiled ({self.lowered.operations(x)} tensor operations per step)"
             except LoweringFailed as e:
-                self.lowered, self.reason = None, f"the model could not be traced ({e})"
+                self._fall_back(e)
         return f"eager ({self.reason})"
+
+    def _fall_back(self, error: LoweringFailed) -> None:
+        self.lowered, self.reason = None, f"the model could not be traced ({error})"
 
     def __call__(self, x: torch.Tensor) -> float:
         if self.lowered is None:
@@ -88,7 +91,7 @@ class SVIStep:
         try:
             loss_tensor, grads = self.lowered(x)  # traced on the first step of a shape
         except LoweringFailed as e:
-            self.lowered, self.reason = None, f"the model could not be traced ({e})"
+            self._fall_back(e)
             return self._eager(x)
         for p, g in zip(self.params, grads):  # replaced on every step: no zero_grad needed
             p.grad = g
