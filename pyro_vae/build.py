@@ -8,6 +8,7 @@ it (:func:`~pyro_vae.config.check_trusted_imports`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import torch
@@ -40,14 +41,28 @@ def model_structure(model, cfg: Config, x: torch.Tensor) -> Structure:
     return structure
 
 
+CHECKPOINTS = ("best", "last")
+
+
+def checkpoint_path(run_dir, checkpoint: str = "last") -> Path:
+    """The file of ``checkpoint``: "last" is checkpoint.pt; "best" is best.pt (the epoch with the
+    best validation ELBO), or checkpoint.pt for a run that has no best.pt (no validation split)."""
+    run = RunDir(run_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"unknown checkpoint {checkpoint!r}; choose one of {', '.join(CHECKPOINTS)}")
+    return run.best_path if checkpoint == "best" and run.best_path.exists() else run.checkpoint_path
+
+
 def load_run(run_dir, overrides: Optional[dict[str, Any]] = None,
-             trusted_imports: Iterable[str] = ()) -> tuple[dict[str, Any], Config]:
-    """A run's checkpoint and its saved config, with ``overrides`` (e.g. device, data_dir) applied.
+             trusted_imports: Iterable[str] = (), checkpoint: str = "last"
+             ) -> tuple[dict[str, Any], Config]:
+    """A run's checkpoint (see :func:`checkpoint_path`) and its saved config, with ``overrides``
+    (e.g. device, data_dir) applied.
 
     Import paths in the saved config are imported only if ``trusted_imports`` names them
     (:func:`~pyro_vae.config.check_trusted_imports`): opening a run runs no code of its author's.
     """
-    state = load_checkpoint(RunDir(run_dir).checkpoint_path)
+    state = load_checkpoint(checkpoint_path(run_dir, checkpoint))
     values = saved_config(state["config"], trusted_imports, f"the checkpoint in {run_dir}")
     return state, make_config({**values, **(overrides or {})})
 

@@ -29,6 +29,7 @@ class Config:
     data_dir: Optional[str] = None
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
+    valid_size: Optional[int] = None
     # model and networks (None: the model family's default, see pyro_vae.models)
     model: str = "vae"
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -37,6 +38,7 @@ class Config:
     upper_hidden: Optional[list[int]] = None
     activation: Optional[str] = None
     latent_dim: Optional[list[int]] = None
+    logvar_range: Optional[list[float]] = None
     # prior
     prior: str = "normal"
     prior_components: Optional[int] = None  # mog: 10, vamp: 500
@@ -59,7 +61,11 @@ class Config:
     batch_size: int = 128
     lr: float = 1e-3
     adam_eps: float = 1e-8
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     lr_schedule: str = "constant"
+    lr_schedule_scale: float = 1.0
+    kl_warmup: float = 0.0
+    early_stopping: Optional[int] = None
     seed: int = 0
     # evaluation and figures at the end of training
     eval_samples: Optional[int] = None
@@ -89,16 +95,21 @@ HELP = {
     "dataset": "mnist | binarized-mnist | fashion-mnist",
     "data_dir": "dataset directory (else $PYRO_VAE_DATA, else ./data)",
     "limit_train": "use only the first N training examples",
-    "limit_test": "use only the first N test examples",
+    "limit_test": "use only the first N test (and validation) examples",
+    "valid_size": "hold out the last N training images as a validation split (mnist, fashion-mnist; "
+                  "binarized-mnist has its own)",
     "model": "vae | hvae | package.module:Class (a model of your own)",
     "model_options": "keyword options for a user-defined model, as JSON on the command line",
     "arch": "mlp | conv (the networks next to x)",
     "hidden": "hidden layer sizes between x and the first latent layer, e.g. --hidden 200 200 "
               "(default: vae 400 400, hvae 200 200)",
     "upper_hidden": "hvae: hidden layer sizes between consecutive latent layers (default 100 100)",
-    "activation": "relu | tanh | softplus | elu | leaky_relu (default: vae relu, hvae tanh)",
+    "activation": "relu | tanh | softplus | elu | leaky_relu | gated (GatedDense layers; default: "
+                  "vae relu, hvae tanh)",
     "latent_dim": "latent sizes, bottom layer first: one for vae (default 50), one per layer for "
                   "hvae (default 100 50); --latent-dims is the same flag",
+    "logvar_range": "clamp the guide's log-variance to [LOW, HIGH] (hardtanh), e.g. -6 2 as in the "
+                    "VampPrior code (default: softplus scale, no clamp)",
     "prior": "normal | learned-normal | mog | vamp | flow | student-t | laplace | package.module:Class",
     "prior_components": "components of mog (default 10) or pseudo-inputs of vamp (default 500)",
     "vamp_init": "data | random: how vamp's pseudo-inputs start",
@@ -120,7 +131,13 @@ HELP = {
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
     "adam_eps": "Adam epsilon",
+    "adam_betas": "Adam's beta1 beta2, e.g. --adam-betas 0.9 0.999",
     "lr_schedule": "constant | iwae (Burda et al.'s staged decay)",
+    "lr_schedule_scale": "iwae schedule: stage i lasts 3^i x this many epochs (0.1: 328 epochs in all)",
+    "kl_warmup": "epochs E of KL warm-up: latent terms weighted by min(1, epochs done / E) (trace, "
+                 "tracegraph, meanfield; 0: none)",
+    "early_stopping": "stop after P epochs without a better validation ELBO (needs a validation "
+                      "split); the best epoch is kept as best.pt",
     "seed": "random seed (data order, binarization, samples)",
     "eval_samples": "after training, estimate log p(x) on the test split with K samples",
     "plots": "draw the run's figures at the end of training (--no-plots to skip)",
@@ -236,12 +253,27 @@ def read_yaml(path: str | Path, what: str = "config file") -> Any:
         raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML config file, with keys checked and values typed."""
+# A config file may carry this mapping: the published result it reproduces (see
+# scripts/reproduce.py). It describes the run; it is not a setting, so training ignores it.
+REFERENCE_KEY = "reference"
+
+
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, reference): a YAML config file's checked, typed keys and its ``reference``
+    mapping (empty if absent)."""
     raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    return coerce_overrides(raw, where=str(path))
+    reference = raw.pop(REFERENCE_KEY, None) or {}
+    if not isinstance(reference, dict):
+        raise ConfigError(f"{REFERENCE_KEY!r} in config file {path} must be a mapping, e.g. "
+                          "{paper: ..., nll: 86.76}")
+    return coerce_overrides(raw, where=str(path)), reference
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The settings in a YAML config file, with keys checked and values typed."""
+    return read_config_file(path)[0]
 
 
 def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str, Any]:
@@ -262,7 +294,7 @@ def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str,
 def validate(cfg: Config) -> Config:
     """Check choices, ranges and combinations; return ``cfg`` with ``elbo`` resolved."""
     from .data import DATASETS
-    from .nets import ACTIVATIONS, ARCHITECTURES
+    from .nets import ARCHITECTURES, GATED, LAYER_KINDS
     from .estimators import BASELINES, ESTIMATORS
     from .objectives import check_compatibility, default_objective
     from .priors import PRIORS, import_prior
@@ -271,7 +303,7 @@ def validate(cfg: Config) -> Config:
     choices = {
         "dataset": DATASETS,
         "arch": ARCHITECTURES,
-        "activation": ACTIVATIONS,
+        "activation": LAYER_KINDS,
         "estimator": ESTIMATORS,
         "baseline": BASELINES,
         "device": ("cpu", "cuda", "auto"),
@@ -283,7 +315,7 @@ def validate(cfg: Config) -> Config:
         value = getattr(cfg, key)
         if value not in valid:
             raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
-    for key in ("epochs", "batch_size", "limit_train", "limit_test", "num_particles",
+    for key in ("epochs", "batch_size", "limit_train", "limit_test", "valid_size", "num_particles",
                 "eval_samples", "prior_components", "flow_depth", "flow_hidden"):
         value = getattr(cfg, key)
         if value is not None and value < 1:
@@ -292,6 +324,18 @@ def validate(cfg: Config) -> Config:
         if any(size < 1 for size in getattr(cfg, key)):
             raise ConfigError(f"{key} sizes must be positive, got {getattr(cfg, key)}")
     _validate_model(cfg)
+    if cfg.valid_size is not None and cfg.dataset == "binarized-mnist":
+        raise ConfigError("binarized-mnist has its own validation split (10,000 images); drop "
+                          "valid_size")
+    if cfg.valid_size is not None and cfg.valid_size >= 60000:
+        raise ConfigError(f"valid_size {cfg.valid_size} leaves no training images (60,000 in all)")
+    if cfg.arch == "conv" and cfg.activation == GATED:
+        raise ConfigError("activation 'gated' makes the MLP layers gated; the conv layers need a "
+                          "plain activation (e.g. --activation relu), or use --arch mlp")
+    if cfg.logvar_range is not None and (len(cfg.logvar_range) != 2 or
+                                         not cfg.logvar_range[0] < cfg.logvar_range[1]):
+        raise ConfigError(f"logvar_range must be two numbers LOW HIGH with LOW < HIGH, e.g. -6 2; "
+                          f"got {cfg.logvar_range}")
     if cfg.arch == "conv" and not cfg.hidden:
         raise ConfigError("arch 'conv' needs at least one hidden layer size (--hidden)")
     for key, tp in FIELD_TYPES.items():  # inf and nan parse as floats but are never meant
@@ -301,6 +345,18 @@ def validate(cfg: Config) -> Config:
     for key in ("lr", "adam_eps"):
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
+        raise ConfigError(f"adam_betas must be two numbers in [0, 1), e.g. 0.9 0.999; got {cfg.adam_betas}")
+    if cfg.kl_warmup < 0:
+        raise ConfigError(f"kl_warmup must be 0 (none) or a positive number of epochs, got {cfg.kl_warmup}")
+    if cfg.early_stopping is not None:
+        if cfg.early_stopping < 1:
+            raise ConfigError(f"early_stopping must be at least 1 epoch, got {cfg.early_stopping}")
+        if cfg.valid_size is None and cfg.dataset != "binarized-mnist":
+            raise ConfigError(f"early_stopping watches the validation ELBO, and {cfg.dataset} has "
+                              "no validation split: add --valid-size N (e.g. 10000)")
+    if not cfg.lr_schedule_scale > 0:
+        raise ConfigError(f"lr_schedule_scale must be positive, got {cfg.lr_schedule_scale}")
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2^32 - 1] (NumPy's and PyTorch's seed range), got {cfg.seed}")
     if cfg.prior not in PRIORS and ":" not in cfg.prior:

@@ -239,11 +239,14 @@ def _load_binarized_split(root: Path, split: str, download: bool) -> torch.Tenso
 
 def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.device = "cpu",
                  limit_train: Optional[int] = None, limit_test: Optional[int] = None,
-                 download: bool = True) -> VAEData:
+                 download: bool = True, valid_size: Optional[int] = None) -> VAEData:
     """Load ``name`` from the resolved data directory onto ``device``.
 
     ``limit_train``/``limit_test`` keep the first N examples of each split (the test split is
     binarized before it is cut, so the first N images are the same whatever N is).
+    ``valid_size`` holds out the last N training images as the validation split (grey-level
+    datasets only; binarized-mnist has its own): binarized once, like the test split, as in the
+    VampPrior code, and cut before ``limit_train``, so it is the same whatever that is.
     """
     root = resolve_data_dir(data_dir)
     download = downloads_allowed(download)
@@ -253,8 +256,18 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
         x_train, y_train, x_test, y_test = _load_torchvision(cls, folder, root, download)
         train = x_train.reshape(len(x_train), -1).float().div_(255)
         test = _binarize_fixed(x_test.reshape(len(x_test), -1).float().div_(255))
-        data = VAEData(name, train, test, None, y_train, y_test, dynamic_binarization=True)
+        valid = None
+        if valid_size:
+            if not valid_size < len(train):
+                raise ValueError(f"valid_size {valid_size} leaves no training images "
+                                 f"({len(train)} in all)")
+            cut = len(train) - valid_size
+            train, valid, y_train = train[:cut], _binarize_fixed(train[cut:]), y_train[:cut]
+        data = VAEData(name, train, test, valid, y_train, y_test, dynamic_binarization=True)
     elif name == "binarized-mnist":
+        if valid_size:
+            raise ValueError("binarized-mnist has its own validation split (10,000 images); "
+                             "drop valid_size")
         train, valid, test = (_load_binarized_split(root, s, download)
                               for s in ("train", "valid", "test"))
         data = VAEData(name, train, test, valid)

@@ -39,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write, make_directory
-from .build import build_model, load_run, load_weights, resolve_device
+from .build import build_model, checkpoint_path, load_run, load_weights, resolve_device
 from .console import log_line
 from .data import load_dataset
 from .errors import WriteError
@@ -405,9 +405,10 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
                  seed: Optional[int] = None, max_memory: int | str = "1GiB",
                  data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
                  progress: Optional[bool] = None, out_dir: str | Path | None = None,
-                 trusted_imports: Iterable[str] = ()) -> dict:
-    """Evaluate the checkpoint in ``run_dir``; write ``eval.json`` and ``eval_points.npz`` into
-    ``out_dir`` (default: the run directory).
+                 trusted_imports: Iterable[str] = (), checkpoint: str = "best") -> dict:
+    """Evaluate a checkpoint in ``run_dir``; write ``eval.json`` and ``eval_points.npz`` into
+    ``out_dir`` (default: the run directory). ``checkpoint``: "best" (best.pt, the epoch with the
+    best validation ELBO, where the run has one; else the last) or "last" (checkpoint.pt).
 
     The output directory is locked and checked for writing before any work; the report is
     logged before the files are written, and a failed write falls back to a temporary
@@ -416,13 +417,16 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
     run = RunDir(run_dir)
     target = Path(out_dir) if out_dir is not None else run.path
     overrides = {k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
-    state, cfg = load_run(run_dir, overrides, trusted_imports)
+    path = checkpoint_path(run_dir, checkpoint)
+    state, cfg = load_run(run_dir, overrides, trusted_imports, checkpoint)
+    which = "best" if path == run.best_path else "last"
     with ExitStack() as stack:
         try:  # everything that could stop the results from being written, before the work
             stack.enter_context(RunLock(make_directory(target)))
             torch_device = resolve_device(cfg.device)
             data = load_dataset(cfg.dataset, cfg.data_dir, torch_device,
-                                limit_test=limit if split == "test" else None)
+                                limit_test=limit if split == "test" else None,
+                                valid_size=cfg.valid_size)
             x = data.split(split)[:limit]
             check_writable(target, len(x))
         except WriteError as e:
@@ -430,12 +434,13 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
                              "elsewhere", e.errno) from None
         model = build_model(cfg, data.image_shape).to(torch_device)
         load_weights(model, state["model"], run.path)
-        log(f"evaluating {run.path} (epoch {state['epoch']}) on {len(x)} {split} images, "
-            f"K = {num_samples}")
+        note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
+        log(f"evaluating {run.path} ({path.name}, epoch {state['epoch']}{note}) on {len(x)} {split} "
+            f"images, K = {num_samples}")
         summary, points = evaluate_model(model, x, num_samples, batch_size, max_memory,
                                        cfg.seed if seed is None else seed, log,
                                        sys.stderr.isatty() if progress is None else progress)
-        summary.update(split=split, epoch=state["epoch"])
+        summary.update(split=split, epoch=state["epoch"], checkpoint=which)
         log(describe(summary))
         save_results(target, summary, points)
     return summary

@@ -37,6 +37,7 @@ from pyro.infer import ELBO, TraceGraph_ELBO
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from .sites import isolated
+from .warmup import LatentScale
 
 # Pyro modules whose loss code reads tensors into Python numbers (``torch_item``) or checks them
 # for NaN (``warn_if_nan``): both need a value, which does not exist while tracing.
@@ -148,16 +149,30 @@ class LoweredStep:
     (:func:`~pyro_vae.sites.isolated`: a throwaway param store and a forked random number
     generator), so compiling leaves the run's state where it was: a resumed run draws what an
     uninterrupted one would.
+
+    ``scale``: the :class:`~pyro_vae.warmup.LatentScale` that ``model`` and ``guide`` run under
+    (KL warm-up), if any; its beta becomes an input of the graph, read anew on every call.
     """
 
     def __init__(self, elbo: ELBO, model: Callable, guide: Callable,
-                 params: Sequence[torch.nn.Parameter]):
+                 params: Sequence[torch.nn.Parameter], scale: Optional[LatentScale] = None):
         self.elbo, self.model, self.guide = elbo, model, guide
         self.params = list(params)
+        self.scale = scale
         self.graphs: dict[tuple, torch.fx.GraphModule] = {}
 
-    def _joint(self, params, x):
-        loss = differentiable_loss(self.elbo, self.model, self.guide, x)
+    def _inputs(self) -> list[torch.Tensor]:
+        """The graph's inputs besides the parameters and the data."""
+        return [self.scale.beta] if self.scale is not None else []
+
+    def _joint(self, params, x, inputs=()):
+        if self.scale is not None:  # while tracing, beta is the graph's input (a proxy)
+            beta, self.scale.beta = self.scale.beta, inputs[0]
+        try:
+            loss = differentiable_loss(self.elbo, self.model, self.guide, x)
+        finally:
+            if self.scale is not None:
+                self.scale.beta = beta
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return loss.detach(), grads
 
@@ -172,7 +187,7 @@ class LoweredStep:
             # A throwaway param store: what the model writes there while it is traced (e.g. a
             # decaying average) is discarded; the graph reads the parameters passed to it.
             with isolated(x, validate=True), tensor_items():
-                self._joint(self.params, x)  # validation: a modelling error shows here
+                self._joint(self.params, x, self._inputs())  # validation: modelling errors show here
                 with pyro.validation_enabled(False):
                     self.graphs[key] = self._trace(x)
         return self.graphs[key]
@@ -182,7 +197,8 @@ class LoweredStep:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
             try:
-                graph = simplify(make_fx(lambda p, data: self._joint(p, data))(self.params, x))
+                graph = simplify(make_fx(lambda p, data, inputs: self._joint(p, data, inputs))(
+                    self.params, x, self._inputs()))
             except Exception as e:  # whatever the user's model did that tracing cannot follow
                 reason = (str(e).strip().splitlines() or [""])[0]
                 raise LoweringFailed(f"{type(e).__name__}: {reason}") from e
@@ -206,4 +222,4 @@ class LoweredStep:
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[Optional[torch.Tensor], ...]]:
         graph = self.graphs.get((x.shape, x.dtype, x.device)) or self.compile(x)
         with torch.no_grad():
-            return graph.forward(self.params, x)  # forward: no module hooks to run
+            return graph.forward(self.params, x, self._inputs())  # forward: no module hooks to run

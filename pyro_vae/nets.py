@@ -9,7 +9,7 @@ convolutional nets reshape internally.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -25,13 +25,41 @@ ACTIVATIONS = {
 ARCHITECTURES = ("mlp", "conv")
 
 
-def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
-    """Linear layers with ``activation`` between them (none after the last)."""
+class GatedDense(nn.Module):
+    """h * sigmoid(g) with h, g two linear maps of the input: the gated (GLU-style) unit of
+    Tomczak & Welling's VampPrior networks (Dauphin et al. 2017). ``--activation gated`` makes
+    every hidden layer one of these, with no other nonlinearity."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.h = nn.Linear(n_in, n_out)
+        self.g = nn.Linear(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+GATED = "gated"
+LAYER_KINDS = (*ACTIVATIONS, GATED)  # what --activation accepts
+
+
+def hidden_layer(n_in: int, n_out: int, activation: str) -> list[nn.Module]:
+    """One hidden layer: a linear map and ``activation``, or a :class:`GatedDense` unit."""
+    if activation == GATED:
+        return [GatedDense(n_in, n_out)]
+    return [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+
+
+def mlp(sizes: Sequence[int], activation: str, activate_last: bool = False) -> nn.Sequential:
+    """Hidden layers (:func:`hidden_layer`) from ``sizes[0]`` to ``sizes[-1]``; the last map is a
+    plain linear one unless ``activate_last``."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    for i, (n_in, n_out) in enumerate(pairs):
+        if i == len(pairs) - 1 and not activate_last:
+            layers.append(nn.Linear(n_in, n_out))
+        else:
+            layers += hidden_layer(n_in, n_out, activation)
     return nn.Sequential(*layers)
 
 
@@ -41,17 +69,25 @@ def _positive(raw: torch.Tensor) -> torch.Tensor:
 
 
 class MLPEncoder(nn.Module):
-    """x -> (loc, scale) of a diagonal Normal over z, through ``hidden`` layers."""
+    """x -> (loc, scale) of a diagonal Normal over z, through ``hidden`` layers.
 
-    def __init__(self, x_dim: int, hidden: Sequence[int], z_dim: int, activation: str = "relu"):
+    The scale is softplus of the network's output, or, with ``logvar_range = (low, high)``,
+    exp(log-variance / 2) with the log-variance clamped to [low, high] by a hardtanh, as in
+    Tomczak & Welling's code (-6, 2): the guide can then neither collapse nor explode.
+    """
+
+    def __init__(self, x_dim: int, hidden: Sequence[int], z_dim: int, activation: str = "relu",
+                 logvar_range: Optional[Sequence[float]] = None):
         super().__init__()
-        self.body = mlp([x_dim, *hidden], activation)
-        self.act = ACTIVATIONS[activation]() if hidden else nn.Identity()
+        self.body = mlp([x_dim, *hidden], activation, activate_last=True) if hidden else nn.Identity()
         self.head = nn.Linear(hidden[-1] if hidden else x_dim, 2 * z_dim)
+        self.logvar_range = tuple(logvar_range) if logvar_range is not None else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw_scale = self.head(self.act(self.body(x))).chunk(2, dim=-1)
-        return loc, _positive(raw_scale)
+        loc, raw_scale = self.head(self.body(x)).chunk(2, dim=-1)
+        if self.logvar_range is None:
+            return loc, _positive(raw_scale)
+        return loc, torch.exp(0.5 * F.hardtanh(raw_scale, *self.logvar_range))
 
 
 class MLPDecoder(nn.Module):
@@ -76,7 +112,8 @@ class ConvEncoder(nn.Module):
     """
 
     def __init__(self, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
-                 activation: str = "relu", channels: Sequence[int] = (32, 64)):
+                 activation: str = "relu", channels: Sequence[int] = (32, 64),
+                 logvar_range: Optional[Sequence[float]] = None):
         super().__init__()
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
@@ -86,7 +123,7 @@ class ConvEncoder(nn.Module):
             nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1), act(),
         )
         flat = channels[1] * math.ceil(h / 4) * math.ceil(w / 4)
-        self.mlp = MLPEncoder(flat, hidden, z_dim, activation)
+        self.mlp = MLPEncoder(flat, hidden, z_dim, activation, logvar_range)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch_shape = x.shape[:-1]
@@ -123,14 +160,15 @@ class ConvDecoder(nn.Module):
 
 
 def build_nets(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
-               activation: str) -> tuple[nn.Module, nn.Module]:
+               activation: str, logvar_range: Optional[Sequence[float]] = None
+               ) -> tuple[nn.Module, nn.Module]:
     """The (encoder, decoder) pair for ``arch``."""
     x_dim = math.prod(image_shape)
     if arch == "mlp":
-        return (MLPEncoder(x_dim, hidden, z_dim, activation),
+        return (MLPEncoder(x_dim, hidden, z_dim, activation, logvar_range),
                 MLPDecoder(z_dim, hidden, x_dim, activation))
     if arch == "conv":
-        return (ConvEncoder(image_shape, hidden, z_dim, activation),
+        return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
                 ConvDecoder(z_dim, hidden, image_shape, activation))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 

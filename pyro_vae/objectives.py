@@ -30,6 +30,7 @@ class Objective:
     score_function: bool = True  # accepts a guide whose z is not reparameterized
     baselines: bool = False  # honours the baselines of score-function sites
     multi_sample: bool = False  # a K-sample bound: needs num_particles >= 2
+    kl_warmup: bool = False  # a sum of site terms, so --kl-warmup can scale the latent ones
 
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -59,11 +60,11 @@ def _pyro_elbo(cls):
 
 
 # Monte Carlo ELBO: log p(x,z) - log q(z|x) at z ~ q (REINFORCE for a score-function guide).
-register_objective("trace")(_pyro_elbo(Trace_ELBO))
+register_objective("trace", kl_warmup=True)(_pyro_elbo(Trace_ELBO))
 # The same, with Rao-Blackwellization and the baselines of score-function sites.
-register_objective("tracegraph", baselines=True)(_pyro_elbo(TraceGraph_ELBO))
+register_objective("tracegraph", baselines=True, kl_warmup=True)(_pyro_elbo(TraceGraph_ELBO))
 # KL(q || p) analytic where kl_divergence knows the pair; reparameterized guides only.
-register_objective("meanfield", score_function=False)(_pyro_elbo(TraceMeanField_ELBO))
+register_objective("meanfield", score_function=False, kl_warmup=True)(_pyro_elbo(TraceMeanField_ELBO))
 register_objective("iwae", score_function=False, multi_sample=True)(
     lambda cfg: IWAE_ELBO(num_particles=cfg.num_particles))
 register_objective("renyi", score_function=False, multi_sample=True)(
@@ -104,6 +105,13 @@ def check_compatibility(cfg) -> None:
     if spec.multi_sample and cfg.num_particles < 2:
         raise ConfigError(f"--elbo {name} is a K-sample bound: pass --num-particles K with K >= 2 "
                           "(e.g. 5 or 50); with K = 1 it is the ELBO")
+    if cfg.kl_warmup and not spec.kl_warmup:
+        with_warmup = [n for n, o in OBJECTIVES.items() if o.kl_warmup]
+        why = ("in a K-sample bound the latent terms sit inside a log-mean-exp, where scaling them "
+               "is a different bound, not warm-up" if spec.multi_sample else
+               "it does not weight its terms by Pyro's site scales")
+        raise ConfigError(f"--kl-warmup does not apply to --elbo {name}: {why}; use --elbo "
+                          f"{' or '.join(with_warmup)}, or drop --kl-warmup")
     if (cfg.alpha is not None) != (name == "renyi"):
         raise ConfigError("--elbo renyi needs --alpha A (0 gives the IWAE bound, 1 the ELBO)"
                           if name == "renyi" else "--alpha applies to --elbo renyi only")

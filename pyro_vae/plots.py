@@ -140,6 +140,32 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
     return _save(fig, path)
 
 
+def plot_reproduction(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Test -ELBO (one sample, each epoch) against training time for every row of a reproduction
+    table, with the row's final NLL (K-sample estimate) as a marker and the paper's NLL as a
+    dashed line in the same colour."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, row in enumerate(rows):
+        color = f"C{i % 10}"
+        hours = [p["hours"] for p in row["curve"]]
+        label = Path(row["config"]).stem
+        ax.plot(hours, [p["test_nelbo"] for p in row["curve"]], color=color, alpha=0.6,
+                label=f"{label}: test -ELBO")
+        ax.errorbar([row["hours_to_evaluated_epoch"]], [row["nll"]], yerr=[row["stderr"]], fmt="o",
+                    color=color, label=f"{label}: NLL {row['nll']:.2f} (K = {row['num_samples']})")
+        if row.get("paper_nll") is not None:
+            ax.axhline(row["paper_nll"], color=color, linestyle="--", linewidth=1)
+    values = [row["nll"] for row in rows] + [row["paper_nll"] for row in rows if row.get("paper_nll")]
+    if values:  # the interesting range: from below the best number to well above it
+        ax.set_ylim(min(values) - 2, max(values) + 12)
+    ax.set_xlabel("training wall time (hours)")
+    ax.set_ylabel("nats per test image (lower is better)")
+    ax.set_title("reproduction: -ELBO per epoch, final NLL (dots), paper NLL (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000,
              trusted_imports: Iterable[str] = ()) -> list[Path]:
     """All figures of a run into ``RUN_DIR/figures/``, holding the run's lock while drawing.

@@ -6,6 +6,7 @@ Layout (every later command takes the directory)::
       config.yaml     the resolved configuration, written with each checkpoint (they agree)
       metrics.jsonl   one JSON object per finished epoch
       checkpoint.pt   model, prior and optimizer state, epoch, RNG state, config, metrics
+      best.pt         the same, of the epoch with the best validation ELBO (runs with one)
       .lock           locked by the process that writes the directory (see runlock.py)
 """
 
@@ -42,6 +43,7 @@ class RunDir:
     config_path = property(lambda self: self.path / "config.yaml")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    best_path = property(lambda self: self.path / "best.pt")
 
     @classmethod
     def new(cls, out: Optional[str]) -> "RunDir":

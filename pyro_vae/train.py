@@ -14,6 +14,7 @@ MLP-sized model it costs about 5% of a step. NaN and inf are caught by our own c
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -45,12 +46,13 @@ from .priors import kl_description
 from .rundir import RunDir
 from .schedule import learning_rate
 from .sites import trace_once
+from .warmup import LatentScale, warmup_beta
 
 EVAL_BATCH_SIZE = 1000
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
 
 
 class SVIStep:
@@ -63,12 +65,16 @@ class SVIStep:
     """
 
     def __init__(self, model: torch.nn.Module, elbo: ELBO, optimizer: torch.optim.Optimizer,
-                 compile: bool = True, reason: Optional[str] = None):
+                 compile: bool = True, reason: Optional[str] = None,
+                 scale: Optional[LatentScale] = None):
         self.elbo, self.optimizer = elbo, optimizer
         # Bind once: ``model.model`` makes a new bound-method object on every access.
         self.model, self.guide = model.model, model.guide
+        self.scale = scale  # KL warm-up: the latent sites of model and guide weighted by its beta
+        if scale is not None:
+            self.model, self.guide = scale(self.model), scale(self.guide)
         self.params = list(model.parameters())
-        self.lowered = LoweredStep(elbo, self.model, self.guide, self.params) \
+        self.lowered = LoweredStep(elbo, self.model, self.guide, self.params, scale) \
             if compile and reason is None else None
         self.reason = reason if compile else "--no-compile"
         self.validated = False
@@ -81,6 +87,10 @@ class SVIStep:
             except LoweringFailed as e:
                 self._fall_back(e)
         return f"eager ({self.reason})"
+
+    def set_beta(self, beta: float) -> None:
+        """The KL warm-up weight of the next steps (in place: a compiled step reads it)."""
+        self.scale.beta.fill_(beta)
 
     def _fall_back(self, error: LoweringFailed) -> None:
         self.lowered, self.reason = None, f"the model could not be traced ({error})"
@@ -113,8 +123,13 @@ class SVIStep:
 
 
 def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> SVIStep:
-    """The run's step: compiled unless ``--no-compile`` or the configuration cannot be traced."""
-    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg))
+    """The run's step: compiled unless ``--no-compile`` or the configuration cannot be traced;
+    with ``--kl-warmup``, under a :class:`~pyro_vae.warmup.LatentScale`."""
+    scale = None
+    if cfg.kl_warmup > 0:
+        device = next(model.parameters()).device
+        scale = LatentScale(torch.ones((), device=device))
+    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg), scale)
 
 
 def non_module_params() -> dict[str, torch.Tensor]:
@@ -159,7 +174,7 @@ class Trainer:
         pyro.set_rng_seed(cfg.seed)
         self._param_scope: Optional[dict] = None
         self.data: VAEData = load_dataset(cfg.dataset, cfg.data_dir, self.device,
-                                          cfg.limit_train, cfg.limit_test)
+                                          cfg.limit_train, cfg.limit_test, valid_size=cfg.valid_size)
         n = len(self.data.train)
         if cfg.batch_size > n:
             raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
@@ -172,6 +187,8 @@ class Trainer:
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
         self.saved_epoch = 0  # the epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
+        # The epoch with the highest validation ELBO so far, {"epoch", "valid_elbo"} (best.pt).
+        self.best: Optional[dict[str, Any]] = None
         if checkpoint is None:
             init = getattr(self.model, "init_from_data", None)  # optional (see pyro_vae.models)
             if init is not None:
@@ -197,6 +214,7 @@ class Trainer:
         self.saved_epoch = self.epoch
         self.wall_seconds = state.get("wall_seconds", 0.0)
         self.history = list(state["metrics"])
+        self.best = state.get("best")
         pyro_params = {k: v.to(self.device) for k, v in state.get("pyro_params", {}).items()}
         self._param_scope = {"params": pyro_params,
                              "constraints": {k: constraints.real for k in pyro_params}}
@@ -219,6 +237,10 @@ class Trainer:
         if self.epoch >= self.cfg.epochs:  # nothing to do, so nothing is written
             self.log(f"{self.run.path} is already trained to epoch {self.epoch} (--epochs "
                      f"{self.cfg.epochs}); pass a larger --epochs to continue.")
+            return self.history
+        if self.stopped_early():
+            self.log(f"{self.run.path} stopped early at epoch {self.epoch}: {self.stop_reason()}. "
+                     "Its best weights are in best.pt; nothing to do.")
             return self.history
         created = self.run.make()
         with self.run.lock() as lock, warnings.catch_warnings():
@@ -262,8 +284,12 @@ class Trainer:
             for line in self._kl_kinds():
                 self.log(f"  --elbo meanfield: {line}")
         self.log(f"  step: {self._prepare_step()}")
-        if self.step.lowered is not None and (self.device_loop or (self.device_loop is None and
-                                                                   self.device.type == "cuda")):
+        device_loop = self.step.lowered is not None and (
+            self.device_loop or (self.device_loop is None and self.device.type == "cuda"))
+        if device_loop and self.step.scale is not None:
+            self.log("  KL warm-up changes beta every step, so each step is launched from the host "
+                     "(no whole-step CUDA graph)")
+        elif device_loop:
             capture = self.device.type == "cuda"
             if capture:
                 use_tensor_learning_rate(self.optimizer, capturable=True)
@@ -271,26 +297,44 @@ class Trainer:
                                         cfg.batch_size, self.data.dynamic_binarization, capture)
             self.log(f"  the whole step runs on the device{' as one CUDA graph' if capture else ''}; "
                      f"the loss is read every {READ_EVERY} steps")
-        self.log("train loss = -ELBO of the training objective; test ELBO = one-sample ELBO on "
-                 "the test split (higher is better); both in nats per image")
+        self.log("train loss = -ELBO of the training objective" +
+                 (" (with the warm-up's beta)" if cfg.kl_warmup else "") +
+                 "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
+                 "better); all in nats per image" + ("; * marks a new best validation ELBO "
+                                                     "(best.pt)" if self.data.valid is not None else ""))
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
             start = time.perf_counter()
             train_loss = self._train_epoch(epoch)
             train_seconds = time.perf_counter() - start
             self._check_parameters(epoch)
-            test_elbo = self.evaluate()
+            record = {"epoch": epoch, "step": self.global_step, "train_loss": train_loss,
+                      "test_elbo": self.evaluate()}
+            if self.data.valid is not None:
+                record["valid_elbo"] = self.evaluate(self.data.valid)
+            if cfg.kl_warmup:
+                record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.kl_warmup)
             seconds = time.perf_counter() - start
             self.wall_seconds += seconds
-            record = {"epoch": epoch, "step": self.global_step, "train_loss": train_loss,
-                      "test_elbo": test_elbo, "train_seconds": train_seconds,
-                      "epoch_seconds": seconds, "wall_seconds": self.wall_seconds}
+            record.update(train_seconds=train_seconds, epoch_seconds=seconds,
+                          wall_seconds=self.wall_seconds)
             self.epoch = epoch
             self.history.append(record)
-            self._save()
+            improved = "valid_elbo" in record and (self.best is None or
+                                                   record["valid_elbo"] > self.best["valid_elbo"])
+            if improved:
+                self.best = {"epoch": epoch, "valid_elbo": record["valid_elbo"]}
+            self._save(best=improved)
+            valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
+                     if "valid_elbo" in record else "")
             self.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:9.3f}  "
-                     f"test ELBO {test_elbo:9.3f}  ({seconds:.1f} s)")
+                     f"test ELBO {record['test_elbo']:9.3f}{valid}  ({seconds:.1f} s)")
+            if self.stopped_early():
+                self.log(f"early stopping: {self.stop_reason()}")
+                break
         self.log(f"done: test ELBO {self.history[-1]['test_elbo']:.3f} nats/image after "
-                 f"{self.epoch} epochs; run directory {self.run.path}")
+                 f"{self.epoch} epochs; run directory {self.run.path}" +
+                 (f"; best validation ELBO {self.best['valid_elbo']:.3f} at epoch "
+                  f"{self.best['epoch']} (best.pt)" if self.best else ""))
         try:
             if cfg.eval_samples:
                 self.evaluate_log_likelihood(cfg.eval_samples)
@@ -302,10 +346,24 @@ class Trainer:
             raise WriteError(f"{e}. Training itself finished: {self._kept()}", e.errno) from None
         return self.history
 
-    def _save(self) -> None:
-        """The checkpoint first, then config.yaml and metrics.jsonl from the same state."""
+    def stopped_early(self) -> bool:
+        """Whether ``early_stopping`` epochs have passed without a better validation ELBO."""
+        patience = self.cfg.early_stopping
+        return bool(patience and self.best and self.epoch - self.best["epoch"] >= patience)
+
+    def stop_reason(self) -> str:
+        return (f"no better validation ELBO for {self.cfg.early_stopping} epochs; the best was "
+                f"{self.best['valid_elbo']:.3f} at epoch {self.best['epoch']}")
+
+    def _save(self, best: bool = False) -> None:
+        """best.pt if ``best`` (this epoch has the best validation ELBO), then the checkpoint,
+        then config.yaml and metrics.jsonl, all from the same state. best.pt comes first so that
+        the checkpoint never names a best epoch that is not on disk."""
         try:
-            save_checkpoint(self._state(), self.run.checkpoint_path)
+            state = self._state()
+            if best:
+                save_checkpoint(state, self.run.best_path)
+            save_checkpoint(state, self.run.checkpoint_path)
             self.saved_epoch = self.epoch
             self.run.write_config(self.cfg.to_dict())
             self.run.write_metrics(self.history)
@@ -313,11 +371,17 @@ class Trainer:
             raise WriteError(f"{e}. {self._kept()}", e.errno) from None
 
     def evaluate_log_likelihood(self, num_samples: int) -> dict:
-        """log p(x) on the test split (``--eval-samples``), written to eval.json."""
-        self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples}")
-        summary, points = evaluate_model(self.model, self.data.test, num_samples,
+        """log p(x) on the test split (``--eval-samples``), written to eval.json: of the best
+        epoch's weights where the run keeps them (best.pt), as ``evaluate.py`` does."""
+        model, epoch, which = self.model, self.epoch, "last"
+        if self.best is not None:
+            model, epoch, which = copy.deepcopy(self.model), self.best["epoch"], "best"
+            load_weights(model, load_checkpoint(self.run.best_path)["model"], self.run.path)
+        self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples} "
+                 f"({which} checkpoint, epoch {epoch})")
+        summary, points = evaluate_model(model, self.data.test, num_samples,
                                        seed=self.cfg.seed, log=self.log, progress=self.progress)
-        summary.update(split="test", epoch=self.epoch)
+        summary.update(split="test", epoch=epoch, checkpoint=which)
         self.log(describe(summary))
         save_results(self.run.path, summary, points)
         return summary
@@ -347,14 +411,17 @@ class Trainer:
             raise self._diverged(epoch, batch, "a distribution got invalid parameters ("
                                  f"{str(e).splitlines()[0].rstrip(':')})", x) from None
 
-    def _train_epoch(self, epoch: int) -> float:
-        n, batch = len(self.data.train), self.cfg.batch_size
+    def _batches_per_epoch(self) -> int:
         # Equal-sized batches only: the compiled step is traced for one shape. The n % batch
         # examples left out differ from epoch to epoch (fresh permutation).
-        num_batches = n // batch
+        return len(self.data.train) // self.cfg.batch_size
+
+    def _train_epoch(self, epoch: int) -> float:
+        batch, num_batches = self.cfg.batch_size, self._batches_per_epoch()
         # derived from the epoch: resume needs no state
-        set_learning_rate(self.optimizer, learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch))
-        order = torch.randperm(n, device=self.device)
+        set_learning_rate(self.optimizer, learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch,
+                                                         self.cfg.lr_schedule_scale))
+        order = torch.randperm(len(self.data.train), device=self.device)
         total = 0.0
         self.model.train()
         with tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
@@ -362,6 +429,8 @@ class Trainer:
             if self.graphed is not None:
                 return self._train_epoch_on_device(epoch, order, num_batches, bar)
             for b in range(num_batches):
+                if self.step.scale is not None:
+                    self.step.set_beta(warmup_beta(self.global_step, num_batches, self.cfg.kl_warmup))
                 x = self.data.train_batch(order[b * batch:(b + 1) * batch])
                 loss = self._guarded(self.step, x, epoch, b)
                 if not math.isfinite(loss):
@@ -392,8 +461,9 @@ class Trainer:
             bar.set_postfix(loss=f"{total / (done * batch):.2f}")
         return total / (num_batches * batch)
 
-    def evaluate(self) -> float:
-        """Mean one-sample ELBO over the test split, with RNG forked at the run's seed.
+    def evaluate(self, x: Optional[torch.Tensor] = None) -> float:
+        """Mean one-sample ELBO over ``x`` (default: the test split), with RNG forked at the
+        run's seed; the true ELBO (no warm-up weight).
 
         Every epoch is scored with the same noise, and training's RNG stream is left untouched,
         so a resumed run reproduces an uninterrupted one exactly.
@@ -402,7 +472,8 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with self.param_scope(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
-            values = elbo_per_datapoint(self.model.model, self.model.guide, self.data.test,
+            values = elbo_per_datapoint(self.model.model, self.model.guide,
+                                        self.data.test if x is None else x,
                                         batch_size=EVAL_BATCH_SIZE)
         return values.mean().item()
 
@@ -432,7 +503,8 @@ class Trainer:
         return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
                 "model": self.model.state_dict(), "optimizer": portable_state(self.optimizer),
                 "rng": _rng_state(self.device), "metrics": self.history,
-                "wall_seconds": self.wall_seconds, "pyro_params": non_module_params()}
+                "wall_seconds": self.wall_seconds, "pyro_params": non_module_params(),
+                "best": self.best}
 
     def _network_description(self) -> str:
         """"mlp 784-400-400-50 relu" (vae), "hvae mlp 784-200-200-(z1 100)-100-100-(z2 50) tanh",
@@ -460,10 +532,18 @@ class Trainer:
         binarization = "dynamic" if data.dynamic_binarization else "static"
         elbo = type(self.step.elbo).__name__
         action = "resuming at epoch %d" % (self.epoch + 1) if self.epoch else "training"
-        return (f"pyro-vae: {action} on {cfg.dataset} ({len(data.train)} train / {len(data.test)} "
+        valid = f" / {len(data.valid)} validation" if data.valid is not None else ""
+        schedule = "" if cfg.lr_schedule == "constant" else (
+            f", {cfg.lr_schedule} schedule" + (f" x{cfg.lr_schedule_scale:g}" if cfg.lr_schedule_scale != 1 else ""))
+        extras = [f"KL warm-up over {cfg.kl_warmup:g} epochs"] if cfg.kl_warmup else []
+        if cfg.early_stopping:
+            extras.append(f"early stopping after {cfg.early_stopping} epochs without improvement")
+        return (f"pyro-vae: {action} on {cfg.dataset} ({len(data.train)} train{valid} / {len(data.test)} "
                 f"test images, {binarization} binarization) on {self.device}\n"
                 f"  model: {nets}, prior {cfg.prior}, {n_params:,} parameters\n"
-                f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}, batch {cfg.batch_size}\n"
+                f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}{schedule}, betas "
+                f"{cfg.adam_betas[0]:g}/{cfg.adam_betas[1]:g}, batch {cfg.batch_size}"
+                f"{''.join(', ' + e for e in extras)}\n"
                 f"  run directory: {self.run.path}")
 
 

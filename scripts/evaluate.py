@@ -3,6 +3,7 @@
 
     python scripts/evaluate.py runs/<run>                        # K = 5000 on the test split
     python scripts/evaluate.py runs/<run> --num-samples 1000 --limit 1000
+    python scripts/evaluate.py runs/<run> --checkpoint last      # not best.pt
 
 Prints the estimate with its standard error, the ELBO and the gap, active units and the PSIS
 diagnostics, and writes eval.json and eval_points.npz into the run directory (or --out).
@@ -31,6 +32,9 @@ def main(argv=None) -> int:
     p.add_argument("run_dir", help="a run directory written by scripts/svi_train.py")
     p.add_argument("--num-samples", type=int, default=5000, help="K importance samples per image")
     p.add_argument("--split", choices=("test", "valid", "train"), default="test")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="best: best.pt, the epoch with the best validation ELBO (runs with a "
+                        "validation split; else the last); last: checkpoint.pt")
     p.add_argument("--limit", type=int, help="only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=100, help="images per batch")
     p.add_argument("--max-memory", default="1GiB", type=memory_size,
@@ -51,7 +55,7 @@ def main(argv=None) -> int:
     def work() -> None:
         evaluate_run(args.run_dir, args.num_samples, args.split, args.limit, args.batch_size,
                      args.device, args.seed, args.max_memory, args.data_dir, out_dir=args.out,
-                     trusted_imports=args.trust_import)
+                     trusted_imports=args.trust_import, checkpoint=args.checkpoint)
         print(f"wrote {args.out or args.run_dir}/eval.json and eval_points.npz")
 
     return run_command(work, interrupted="nothing was written")

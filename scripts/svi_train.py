@@ -2,7 +2,7 @@
 """Train a Pyro VAE with SVI and leave a run directory behind.
 
     python scripts/svi_train.py                               # defaults: MNIST, MLP, Trace_ELBO
-    python scripts/svi_train.py --config configs/iwae_paper.yaml --epochs 5
+    python scripts/svi_train.py --config configs/papers/burda_1layer_vae_k1.yaml --epochs 5
     python scripts/svi_train.py --elbo meanfield --no-compile    # Pyro's eager step
     python scripts/svi_train.py --resume runs/<run>            # continue where it stopped
 

@@ -33,9 +33,9 @@ def test_default_yaml_spells_out_the_defaults():
 
 
 def test_iwae_paper_architecture():
-    cfg = make_config(config_file=REPO / "configs" / "iwae_paper.yaml")
+    cfg = make_config(config_file=REPO / "configs" / "papers" / "burda_1layer_vae_k1.yaml")
     assert (cfg.arch, cfg.hidden, cfg.latent_dim, cfg.activation) == ("mlp", [200, 200], [50], "tanh")
-    two = make_config(config_file=REPO / "configs" / "iwae_paper_2layer.yaml")
+    two = make_config(config_file=REPO / "configs" / "papers" / "burda_2layer_vae_k1.yaml")
     assert (two.model, two.hidden, two.upper_hidden, two.latent_dim) == ("hvae", [200, 200], [100, 100], [100, 50])
 
 

@@ -73,7 +73,8 @@ def register_model(name: str, **options) -> Callable[[Callable], Callable]:
 
 @register_model("vae")
 def _vae(cfg, image_shape, prior) -> nn.Module:
-    encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim[0], cfg.activation)
+    encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim[0], cfg.activation,
+                                  cfg.logvar_range)
     return VAE(encoder, decoder, prior, cfg.estimator, cfg.baseline, cfg.baseline_beta,
                x_dim=math.prod(image_shape))
 
@@ -82,7 +83,8 @@ def _vae(cfg, image_shape, prior) -> nn.Module:
                 defaults={"hidden": [200, 200], "latent_dim": [100, 50], "activation": "tanh"})
 def _hvae(cfg, image_shape, prior) -> nn.Module:
     return HierarchicalVAE(image_shape, cfg.latent_dim, cfg.hidden, cfg.upper_hidden, cfg.activation,
-                           prior, cfg.arch, cfg.estimator, cfg.baseline, cfg.baseline_beta)
+                           prior, cfg.arch, cfg.estimator, cfg.baseline, cfg.baseline_beta,
+                            cfg.logvar_range)
 
 
 def model_defaults(name: str) -> dict[str, Any]:

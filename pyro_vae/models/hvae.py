@@ -35,15 +35,17 @@ from .base import PriorModel
 class HierarchicalVAE(PriorModel):
     def __init__(self, image_shape: Sequence[int], latent_dims: Sequence[int], hidden: Sequence[int],
                  upper_hidden: Sequence[int], activation: str, prior: nn.Module, arch: str = "mlp",
-                 estimator: str = "reparam", baseline: str = "none", baseline_beta: float = 0.9):
+                 estimator: str = "reparam", baseline: str = "none", baseline_beta: float = 0.9,
+                 logvar_range: Optional[Sequence[float]] = None):
         super().__init__()
         if len(latent_dims) < 2:
             raise ValueError(f"hvae needs at least two latent layers, got latent sizes {list(latent_dims)}")
         x_dim = math.prod(image_shape)
-        encoder, decoder = build_nets(arch, image_shape, hidden, latent_dims[0], activation)
+        encoder, decoder = build_nets(arch, image_shape, hidden, latent_dims[0], activation,
+                                      logvar_range)
         # encoders[l]: layer l (x for l = 0) -> q(z_{l+1}); decoders[l]: z_{l+1} -> p(layer l)
         self.encoders = nn.ModuleList([encoder] + [
-            MLPEncoder(lower, upper_hidden, upper, activation)
+            MLPEncoder(lower, upper_hidden, upper, activation, logvar_range)
             for lower, upper in zip(latent_dims[:-1], latent_dims[1:])])
         self.decoders = nn.ModuleList([decoder] + [
             MLPEncoder(upper, list(reversed(upper_hidden)), lower, activation)
