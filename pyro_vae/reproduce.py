@@ -27,7 +27,7 @@ from .config import Config, read_config_file, validate
 from .console import log_line
 from .data import load_dataset
 from .errors import ConfigError
-from .evaluate import evaluate_run
+from .evaluate import describe_active_units, evaluate_run
 from .plots import plot_reproduction
 from .rundir import RunDir
 from .train import train
@@ -130,6 +130,7 @@ def make_row(config: Path, run: RunDir, reference: dict[str, Any], summary: dict
         "num_points": summary["num_points"], "num_samples": summary["num_samples"],
         "active_units": summary.get("active_units"), "latent_dim": summary.get("latent_dim"),
         "active_units_per_site": summary.get("active_units_per_site"),
+        "active_units_text": describe_active_units(summary) if "active_units" in summary else None,
         "khat_median": psis.get("khat_median"), "share_khat_above_0.7": psis.get("share_khat_above_0.7"),
         "curve": [{"hours": r["wall_seconds"] / 3600, "test_nelbo": -r["test_elbo"]} for r in metrics],
     }
@@ -137,13 +138,6 @@ def make_row(config: Path, run: RunDir, reference: dict[str, Any], summary: dict
 
 def _fmt(value, spec: str, empty: str = "-") -> str:
     return empty if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
-def _units(row: dict[str, Any]) -> str:
-    per_site = row.get("active_units_per_site")
-    if per_site and len(per_site) > 1:
-        return "+".join(str(v) for v in per_site.values())
-    return _fmt(row.get("active_units"), "d")
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -159,7 +153,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['paper'] or '-'}{' (' + r['table'] + ')' if r['table'] else ''} "
             f"| {_fmt(r['paper_nll'], '.2f')} | {r['nll']:.2f} +- {r['stderr']:.2f} "
             f"| {_fmt(r['gap'], '+.2f')} | {epochs} ({_fmt(r['paper_epochs'], 'd')}) "
-            f"| {r['train_hours'] * 60:.0f} min | {r['device']} | {_units(r)} of {_fmt(r['latent_dim'], 'd')} "
+            f"| {r['train_hours'] * 60:.0f} min | {r['device']} | {r['active_units_text'] or '-'} "
             f"| {_fmt(r['khat_median'], '.2f')} / {'-' if share is None else f'{100 * share:.0f}%'} |")
     detail = {r["num_samples"] for r in rows}, {r["num_points"] for r in rows}
     lines.append("")
