@@ -302,6 +302,9 @@ class Trainer:
                  "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
                  "better); all in nats per image" + ("; * marks a new best validation ELBO "
                                                      "(best.pt)" if self.data.valid is not None else ""))
+        # An epoch's seconds run from the end of the previous epoch's record, so that the previous
+        # checkpoint write and log line are counted too: wall_seconds is the run's training time.
+        clock = time.perf_counter()
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
             start = time.perf_counter()
             train_loss = self._train_epoch(epoch)
@@ -313,7 +316,8 @@ class Trainer:
                 record["valid_elbo"] = self.evaluate(self.data.valid)
             if cfg.kl_warmup:
                 record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.kl_warmup)
-            seconds = time.perf_counter() - start
+            now = time.perf_counter()
+            seconds, clock = now - clock, now
             self.wall_seconds += seconds
             record.update(train_seconds=train_seconds, epoch_seconds=seconds,
                           wall_seconds=self.wall_seconds)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pyro_vae.checkpoint import load_checkpoint
+from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.config import Config
 from pyro_vae.errors import CheckpointError, ConfigError, TrainingDivergedError
 from pyro_vae.importance import elbo_per_datapoint
@@ -49,6 +49,24 @@ def test_run_directory_contents(small_run):
     assert state["epoch"] == 2 and state["config"] == trainer.cfg.to_dict()
     assert state["metrics"] == records
     assert "latent_dim:\n- 8\n" in rundir.config_path.read_text()
+
+
+def test_epoch_seconds_count_the_checkpoint_write(small_run, monkeypatch):
+    """An epoch's seconds run from the previous record, so a slow checkpoint write (a network
+    disk, fsync under load) shows in the training time instead of disappearing from it."""
+    import time
+    import pyro_vae.train as train_module
+    pause = 0.3
+
+    def slow_save(state, path):
+        time.sleep(pause)
+        save_checkpoint(state, path)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", slow_save)
+    records = run({**small_run, "epochs": 3}).history
+    for previous, record in zip(records, records[1:]):
+        assert record["epoch_seconds"] >= record["train_seconds"] + pause
+    assert records[-1]["wall_seconds"] == pytest.approx(sum(r["epoch_seconds"] for r in records))
 
 
 def test_same_seed_same_metrics(small_run, tmp_path):
