@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -114,7 +114,7 @@ def particle_bytes(model, x: torch.Tensor) -> int:
     return 2 * 4 * per_particle
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
+def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
 
 
@@ -137,7 +137,7 @@ class ChunkedLogWeights:
                 traces = trace_particles(self.model, self.guide, x, num_samples=n)
                 lw = log_weights(traces).expand(n, x.shape[0])
             except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not _is_out_of_memory(e) or self.chunk == 1:
+                if not is_out_of_memory(e) or self.chunk == 1:
                     raise
                 self.chunk = max(1, self.chunk // 2)
                 if x.is_cuda:
@@ -329,32 +329,37 @@ def _finite_or_none(value):
     return value
 
 
-def write_results(directory: Path, summary: dict, points: PointEstimates) -> None:
-    """``eval.json`` (the summary) and ``eval_points.npz`` (per data point) in ``directory``."""
-    atomic_write(directory / "eval.json", json.dumps(_finite_or_none(summary), indent=2) + "\n")
-    arrays = {"log_px": points.log_px, "elbo": points.elbo, "khat": points.khat, "ess": points.ess}
-    atomic_write(directory / "eval_points.npz", lambda f: np.savez(f, **arrays))
+def write_outputs(directory: Path, stem: str, summary: dict, arrays: dict[str, np.ndarray]) -> None:
+    """``<stem>.json`` (the summary) and ``<stem>_points.npz`` (per data point) in ``directory``."""
+    atomic_write(directory / f"{stem}.json", json.dumps(_finite_or_none(summary), indent=2) + "\n")
+    atomic_write(directory / f"{stem}_points.npz", lambda f: np.savez(f, **arrays))
 
 
-def save_results(directory: Path, summary: dict, points: PointEstimates) -> None:
-    """:func:`write_results`, and if that fails (disk full, read-only), a fresh directory under
+def save_outputs(directory: Path, stem: str, summary: dict, arrays: dict[str, np.ndarray]) -> None:
+    """:func:`write_outputs`, and if that fails (disk full, read-only), a fresh directory under
     the system's temporary directory instead: an evaluation's result is never lost. The
     WriteError then names where the results are (or, if nothing could be written, holds
-    eval.json's content)."""
+    the summary's content)."""
     try:
-        write_results(Path(directory), summary, points)
+        write_outputs(Path(directory), stem, summary, arrays)
         return
     except WriteError as e:
         failure = e
     try:
-        fallback = Path(tempfile.mkdtemp(prefix=f"pyro-vae-eval-{Path(directory).resolve().name}-"))
-        write_results(fallback, summary, points)
+        fallback = Path(tempfile.mkdtemp(prefix=f"pyro-vae-{stem}-{Path(directory).resolve().name}-"))
+        write_outputs(fallback, stem, summary, arrays)
     except OSError:
         content = json.dumps(_finite_or_none(summary))
         raise WriteError(f"{failure}; no other place could be written either, so here is "
-                         f"eval.json: {content}", failure.errno) from None
-    raise WriteError(f"{failure}. The results were written to {fallback}/eval.json and "
-                     "eval_points.npz instead", failure.errno) from None
+                         f"{stem}.json: {content}", failure.errno) from None
+    raise WriteError(f"{failure}. The results were written to {fallback}/{stem}.json and "
+                     f"{stem}_points.npz instead", failure.errno) from None
+
+
+def save_results(directory: Path, summary: dict, points: PointEstimates) -> None:
+    """``eval.json`` and ``eval_points.npz`` (see :func:`save_outputs`)."""
+    arrays = {"log_px": points.log_px, "elbo": points.elbo, "khat": points.khat, "ess": points.ess}
+    save_outputs(directory, "eval", summary, arrays)
 
 
 def check_writable(directory: Path, num_points: int) -> None:
@@ -400,20 +405,29 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "test",
-                 limit: Optional[int] = None, batch_size: int = 100, device: Optional[str] = None,
-                 seed: Optional[int] = None, max_memory: int | str = "1GiB",
-                 data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
-                 progress: Optional[bool] = None, out_dir: str | Path | None = None,
-                 trusted_imports: Iterable[str] = (), checkpoint: str = "best") -> dict:
-    """Evaluate a checkpoint in ``run_dir``; write ``eval.json`` and ``eval_points.npz`` into
-    ``out_dir`` (default: the run directory). ``checkpoint``: "best" (best.pt, the epoch with the
-    best validation ELBO, where the run has one; else the last) or "last" (checkpoint.pt).
+@dataclass
+class OpenedRun:
+    """A trained run made ready for evaluation (see :func:`open_for_evaluation`)."""
 
-    The output directory is locked and checked for writing before any work; the report is
-    logged before the files are written, and a failed write falls back to a temporary
-    directory (:func:`save_results`). ``trusted_imports`` as for :func:`~pyro_vae.build.load_run`.
-    """
+    run: RunDir
+    target: Path  # where the results go
+    state: dict  # the checkpoint
+    cfg: object  # the run's Config, with the overrides
+    model: nn.Module  # with the checkpoint's weights, on the device
+    x: torch.Tensor  # the images to evaluate
+    which: str  # "best" or "last"
+    description: str  # "runs/x (best.pt, epoch 12)"
+
+
+@contextmanager
+def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optional[int] = None,
+                        device: Optional[str] = None, data_dir: Optional[str] = None,
+                        out_dir: str | Path | None = None, trusted_imports: Iterable[str] = (),
+                        checkpoint: str = "best"):
+    """Open a run for an evaluation whose results go to ``out_dir`` (default: the run
+    directory): the output directory is locked and checked for writing before any work, and
+    the model is built with the checkpoint's weights. ``checkpoint``: "best" (best.pt, the epoch
+    with the best validation ELBO, where the run has one; else the last) or "last"."""
     run = RunDir(run_dir)
     target = Path(out_dir) if out_dir is not None else run.path
     overrides = {k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
@@ -435,12 +449,30 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
         model = build_model(cfg, data.image_shape).to(torch_device)
         load_weights(model, state["model"], run.path)
         note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
-        log(f"evaluating {run.path} ({path.name}, epoch {state['epoch']}{note}) on {len(x)} {split} "
-            f"images, K = {num_samples}")
-        summary, points = evaluate_model(model, x, num_samples, batch_size, max_memory,
-                                       cfg.seed if seed is None else seed, log,
-                                       sys.stderr.isatty() if progress is None else progress)
-        summary.update(split=split, epoch=state["epoch"], checkpoint=which)
+        yield OpenedRun(run, target, state, cfg, model, x, which,
+                        f"{run.path} ({path.name}, epoch {state['epoch']}{note})")
+
+
+def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "test",
+                 limit: Optional[int] = None, batch_size: int = 100, device: Optional[str] = None,
+                 seed: Optional[int] = None, max_memory: int | str = "1GiB",
+                 data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
+                 progress: Optional[bool] = None, out_dir: str | Path | None = None,
+                 trusted_imports: Iterable[str] = (), checkpoint: str = "best") -> dict:
+    """Evaluate a checkpoint in ``run_dir``; write ``eval.json`` and ``eval_points.npz`` into
+    ``out_dir`` (default: the run directory). ``checkpoint`` as for :func:`open_for_evaluation`.
+
+    The report is logged before the files are written, and a failed write falls back to a
+    temporary directory (:func:`save_results`). ``trusted_imports`` as for
+    :func:`~pyro_vae.build.load_run`.
+    """
+    with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
+                             checkpoint) as opened:
+        log(f"evaluating {opened.description} on {len(opened.x)} {split} images, K = {num_samples}")
+        summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
+                                         opened.cfg.seed if seed is None else seed, log,
+                                         sys.stderr.isatty() if progress is None else progress)
+        summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
         log(describe(summary))
-        save_results(target, summary, points)
+        save_results(opened.target, summary, points)
     return summary

@@ -1,0 +1,377 @@
+"""Annealed importance sampling (AIS) estimates of log p(x), and bidirectional Monte Carlo (BDMC)
+bounds: the gold standard that the importance-weighted estimate is checked against.
+
+AIS (Neal 2001) moves C chains per image from a normalized start density p_0(z) (the guide
+q(z | x), or the prior p(z)) to the posterior p(z | x) through the geometric path
+
+    f_t(z) = p_0(z)^(1 - beta_t) p(x, z)^beta_t,    0 = beta_0 < beta_1 < ... < beta_T = 1,
+
+with an HMC transition leaving each f_t invariant (:mod:`pyro_vae.hmc`). Each chain's weight
+sum_t (beta_t - beta_{t-1}) (log p(x, z_{t-1}) - log p_0(z_{t-1})) is an unbiased estimate of
+p(x) in exp-space, so logmeanexp over the chains is a stochastic *lower* bound on log p(x) that
+tightens as T grows; T = 1 is plain importance sampling from p_0. The beta schedule is
+sigmoidal (Grosse et al. 2015), denser at both ends.
+
+BDMC (Grosse et al. 2015) brackets log p(x) on data simulated from the model, where an exact
+posterior sample is known (the z that generated x): AIS run backwards from it to p_0 gives an
+unbiased estimate of 1 / p(x), hence a stochastic *upper* bound; forward AIS gives the lower
+one. The gap between the two bounds is an upper bound (in expectation) on either one's error,
+so it says whether the chains were long enough. It is valid on simulated data only.
+
+The log-densities come from Pyro traces of the model and the guide with the latent sites
+conditioned on the chains' positions (all latent sites, concatenated into one vector per chain),
+so every model whose latent sites are real-valued works, whatever its prior or depth.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from torch.distributions import constraints
+from tqdm.auto import tqdm
+
+from .console import log_line
+from .errors import ConfigError
+from .evaluate import is_out_of_memory, parse_memory, particle_bytes
+from .hmc import STEP_SIZE_INIT, Point, adapt_step_size, hmc_transition
+from .importance import log_density, particles_plate
+from .sites import OBSERVED_SITE, latent_sites, sample_sites
+
+STARTS = ("guide", "prior")
+SIGMOID_SCHEDULE_SHARPNESS = 4.0  # Grosse et al. 2015; eval_gen's default
+
+
+def sigmoid_schedule(num_steps: int, sharpness: float = SIGMOID_SCHEDULE_SHARPNESS) -> list[float]:
+    """beta_0 = 0, ..., beta_T = 1 along a rescaled sigmoid (denser where the path bends most)."""
+    if num_steps < 1:
+        raise ValueError("AIS needs at least one step")
+    t = torch.linspace(-sharpness, sharpness, num_steps + 1, dtype=torch.float64)
+    s = torch.sigmoid(t)
+    betas = ((s - s[0]) / (s[-1] - s[0])).tolist()
+    betas[0], betas[-1] = 0.0, 1.0
+    return betas
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """Where each latent site lives in the flat state vector of a chain."""
+
+    names: tuple[str, ...]
+    event_shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, trace: poutine.Trace) -> "LatentLayout":
+        sites = latent_sites(trace)
+        for site in sites:
+            support = inner = site["fn"].support
+            while hasattr(inner, "base_constraint"):  # independent(...), mixtures of ...
+                inner = inner.base_constraint
+            if inner is not constraints.real:
+                raise ConfigError(f"AIS moves the latent sites with Hamiltonian Monte Carlo, which "
+                                  f"needs real-valued sites; site {site['name']!r} has support "
+                                  f"{support}. Use --method iwae for this model.")
+        return cls(tuple(s["name"] for s in sites), tuple(tuple(s["fn"].event_shape) for s in sites))
+
+    @property
+    def sizes(self) -> list[int]:
+        return [math.prod(shape) for shape in self.event_shapes]
+
+    def flatten(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{site: (..., *event_shape)}`` -> ``(..., D)``."""
+        parts = [values[name].reshape(*values[name].shape[:values[name].dim() - len(shape)], -1)
+                 for name, shape in zip(self.names, self.event_shapes)]
+        return torch.cat(parts, dim=-1)
+
+    def unflatten(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        pieces = torch.split(z, self.sizes, dim=-1)
+        return {name: piece.reshape(*z.shape[:-1], *shape)
+                for name, piece, shape in zip(self.names, pieces, self.event_shapes)}
+
+
+class AnnealingPath:
+    """The path from p_0(z) to p(x, z) for a batch of images ``x``, with C chains per image.
+
+    :meth:`ends` evaluates both ends and their gradients at once (one model trace, one guide
+    trace when p_0 is the guide); :meth:`point` combines them for any beta, so moving along the
+    path costs no new evaluation.
+    """
+
+    def __init__(self, model: Callable, guide: Callable, x: torch.Tensor, num_chains: int,
+                 start: str = "guide", layout: Optional[LatentLayout] = None):
+        if start not in STARTS:
+            raise ConfigError(f"unknown AIS start {start!r}; choose one of {', '.join(STARTS)}")
+        self.model, self.guide, self.x, self.num_chains, self.start = model, guide, x, num_chains, start
+        self.layout = layout
+
+    def _trace(self, program: Callable, values: Optional[dict] = None) -> poutine.Trace:
+        if values is not None:
+            program = poutine.condition(program, data=values)
+        with particles_plate(self.num_chains):
+            return poutine.trace(program).get_trace(self.x)
+
+    def sample_start(self) -> torch.Tensor:
+        """``(C, B, D)`` draws from p_0: the guide's latent sites, or the model's (the prior)."""
+        trace = self._trace(self.guide if self.start == "guide" else poutine.block(
+            self.model, hide=[OBSERVED_SITE]))
+        if self.layout is None:
+            self.layout = LatentLayout.of(trace)
+        values = {name: trace.nodes[name]["value"] for name in self.layout.names}
+        shape = (self.num_chains, len(self.x))
+        return self.layout.flatten({k: v.expand(*shape, *v.shape[2:]) for k, v in values.items()}).detach()
+
+    def ends(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(log p_0(z), log p(x, z), their gradients)`` at ``z`` of shape ``(C, B, D)``."""
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            values = self.layout.unflatten(z)
+            model_trace = self._trace(self.model, values)
+            log_joint = log_density(model_trace)
+            if self.start == "guide":
+                log_start = log_density(self._trace(self.guide, values))
+            else:
+                log_start = sum(site["fn"].log_prob(site["value"]) for site in sample_sites(model_trace)
+                                if site["name"] in self.layout.names)
+            shape = z.shape[:2]
+            log_start, log_joint = log_start.expand(shape), log_joint.expand(shape)
+            grad_joint, = torch.autograd.grad(log_joint.sum(), z, retain_graph=True)
+            grad_start, = torch.autograd.grad(log_start.sum(), z, allow_unused=True)
+        if grad_start is None:
+            grad_start = torch.zeros_like(z)
+        return log_start.detach(), log_joint.detach(), grad_start, grad_joint
+
+    @staticmethod
+    def point(z: torch.Tensor, ends: tuple[torch.Tensor, ...], beta: float) -> Point:
+        """The point of f_beta at ``z``; ``ends`` from :meth:`ends` at ``z``."""
+        log_start, log_joint, grad_start, grad_joint = ends
+        return Point(z, log_start + beta * (log_joint - log_start),
+                     grad_start + beta * (grad_joint - grad_start), ends)
+
+    def log_density(self, beta: float) -> Callable[[torch.Tensor], Point]:
+        return lambda z: self.point(z, self.ends(z), beta)
+
+
+@dataclass
+class AnnealingResult:
+    log_weights: torch.Tensor  # (C, B)
+    acceptance: torch.Tensor  # (B,) mean acceptance rate of the image's transitions
+    step_size: torch.Tensor  # (B,) the final adapted step size
+
+
+def anneal(path: AnnealingPath, z: torch.Tensor, betas: list[float], num_leapfrog: int,
+           step_size: float = STEP_SIZE_INIT) -> AnnealingResult:
+    """Run every chain from ``z`` (a draw from f_{betas[0]}) along ``betas``; the log-weights
+    estimate log(Z_last / Z_first) per chain. Ascending betas are forward AIS, descending ones
+    reverse AIS. No transition is made at the last beta: it would not change the weights."""
+    ends = path.ends(z)
+    log_w = torch.zeros_like(ends[0])
+    steps = torch.full((z.shape[1],), step_size, device=z.device, dtype=z.dtype)
+    accepted = torch.zeros_like(steps)
+    for t in range(1, len(betas)):
+        log_start, log_joint = ends[0], ends[1]
+        log_w = log_w + (betas[t] - betas[t - 1]) * (log_joint - log_start)
+        if t == len(betas) - 1:
+            break
+        point, accept = hmc_transition(path.point(z, ends, betas[t]), path.log_density(betas[t]),
+                                       steps, num_leapfrog)
+        z, ends = point.z, point.parts
+        steps = adapt_step_size(steps, accept)
+        accepted += accept.float().mean(0)
+    transitions = len(betas) - 2
+    acceptance = accepted / transitions if transitions else torch.full_like(steps, math.nan)
+    return AnnealingResult(log_w, acceptance, steps)
+
+
+def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
+    """logmeanexp over the chains (dim 0)."""
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """The module's parameters without gradients while AIS differentiates only the latent
+    positions (no graph through the weights), restored afterwards."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def evaluation_context(model, device: torch.device, seed: int):
+    """Eval mode, frozen weights, a private param store, a forked RNG seeded with ``seed``, the
+    model's fixed prior and no Pyro validation: evaluation changes no state and repeats exactly."""
+    model.eval()
+    devices = [device] if device.type == "cuda" else []
+    fixed_prior = getattr(model, "fixed_prior", nullcontext)
+    with ExitStack() as stack:
+        stack.enter_context(pyro.get_param_store().scope())
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(seed)
+        if isinstance(model, torch.nn.Module):
+            stack.enter_context(frozen(model))
+        stack.enter_context(fixed_prior())
+        stack.enter_context(pyro.validation_enabled(False))
+        yield
+
+
+def images_per_batch(model, x: torch.Tensor, num_chains: int, batch_size: int,
+                     max_memory: int | str) -> int:
+    """At most ``batch_size`` images, as many as ``max_memory`` holds: each chain costs the
+    activations of one particle (:func:`~pyro_vae.evaluate.particle_bytes`), three times over
+    for the gradient's graph and the carried gradients."""
+    per_image = 3 * num_chains * particle_bytes(model, x[:1])
+    return max(1, min(batch_size, parse_memory(max_memory) // per_image))
+
+
+@dataclass
+class AISPoints:
+    """Per-image AIS results, numpy arrays of length N."""
+
+    log_px: np.ndarray
+    acceptance: np.ndarray
+    step_size: np.ndarray
+
+
+def ais_batches(model, x: torch.Tensor, num_steps: int, num_chains: int, num_leapfrog: int,
+                start: str, batch_size: int, log: Callable[[str], None] = log_line,
+                progress: bool = False, z_start: Optional[torch.Tensor] = None,
+                layout: Optional[LatentLayout] = None) -> AISPoints:
+    """Forward AIS on every row of ``x`` (or, with ``z_start`` of shape ``(N, D)`` laid out as
+    ``layout``, reverse AIS from those exact posterior draws: ``log_px`` then holds the upper
+    bound), in batches."""
+    betas = sigmoid_schedule(num_steps)
+    if z_start is not None:
+        betas = betas[::-1]
+    out: dict[str, list[np.ndarray]] = {"log_px": [], "acceptance": [], "step_size": []}
+    done, reported = 0, 0
+    with tqdm(total=len(x), disable=not progress, unit="image", desc="AIS", leave=False) as bar:
+        while done < len(x):
+            batch = x[done:done + batch_size]
+            path = AnnealingPath(model.model, model.guide, batch, num_chains, start, layout)
+            try:
+                if z_start is None:
+                    z = path.sample_start()
+                else:
+                    z = z_start[done:done + len(batch)].expand(num_chains, len(batch), -1)
+                result = anneal(path, z, betas, num_leapfrog)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not is_out_of_memory(e) or batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                if x.is_cuda:
+                    torch.cuda.empty_cache()
+                log(f"out of memory: retrying with {batch_size} images per batch")
+                continue
+            estimate = log_mean_exp(result.log_weights)
+            out["log_px"].append((-estimate if z_start is not None else estimate).cpu().numpy())
+            out["acceptance"].append(result.acceptance.cpu().numpy())
+            out["step_size"].append(result.step_size.cpu().numpy())
+            done += len(batch)
+            bar.update(len(batch))
+            if not progress and done < len(x) and 10 * done // len(x) > reported:
+                reported = 10 * done // len(x)
+                log(f"AIS: {done} of {len(x)} images done")
+    return AISPoints(**{k: np.concatenate(v) for k, v in out.items()})
+
+
+def simulate(model, num: int, x_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, LatentLayout]:
+    """``num`` images x ~ p(x) from the model, with the latent draws that generated them
+    (flat, ``(num, D)``): exact posterior samples for BDMC's reverse chains."""
+    placeholder = torch.zeros(num, x_dim, device=device)
+    trace = poutine.trace(poutine.uncondition(model.model)).get_trace(placeholder)
+    layout = LatentLayout.of(poutine.trace(model.model).get_trace(placeholder[:1]))
+    x = trace.nodes[OBSERVED_SITE]["value"].detach()
+    return x, layout.flatten({name: trace.nodes[name]["value"] for name in layout.names}).detach(), layout
+
+
+def nan_mean(a: np.ndarray) -> float:
+    """The mean of the non-NaN values; NaN if there are none (T = 1 makes no transition)."""
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if len(a) else float("nan")
+
+
+def ais_summary(points: AISPoints, num_steps: int, num_chains: int, num_leapfrog: int, start: str) -> dict:
+    ll = points.log_px.astype(np.float64)
+    n = len(ll)
+    return {
+        "method": "ais",
+        "log_likelihood": float(ll.mean()),
+        "stderr": float(ll.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "nll": float(-ll.mean()),
+        "num_points": n,
+        "ais_steps": num_steps, "ais_chains": num_chains, "leapfrog": num_leapfrog, "start": start,
+        "schedule": f"sigmoid({SIGMOID_SCHEDULE_SHARPNESS:g})",
+        "acceptance_rate": nan_mean(points.acceptance),
+        "step_size_median": float(np.median(points.step_size)) if n else float("nan"),
+    }
+
+
+def estimate_ais(model, x: torch.Tensor, num_steps: int, num_chains: int = 16, num_leapfrog: int = 10,
+                 start: str = "guide", batch_size: int = 100, seed: int = 0,
+                 max_memory: int | str = "1GiB", log: Callable[[str], None] = log_line,
+                 progress: bool = False) -> tuple[dict, AISPoints]:
+    """AIS log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), in batches
+    of at most ``batch_size`` images that fit ``max_memory``."""
+    begin = time.perf_counter()
+    with evaluation_context(model, x.device, seed):
+        batch_size = images_per_batch(model, x, num_chains, batch_size, max_memory)
+        points = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log, progress)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    summary = ais_summary(points, num_steps, num_chains, num_leapfrog, start)
+    summary.update(device=str(x.device), seconds=time.perf_counter() - begin, seed=seed,
+                   batch_size=batch_size)
+    return summary, points
+
+
+@dataclass
+class BDMCPoints:
+    x: torch.Tensor  # the simulated images
+    lower: AISPoints  # forward AIS
+    upper: AISPoints  # reverse AIS from the simulating z
+
+    @property
+    def gap(self) -> np.ndarray:
+        return self.upper.log_px - self.lower.log_px
+
+
+def estimate_bdmc(model, num: int, x_dim: int, device: torch.device, num_steps: int,
+                  num_chains: int = 16, num_leapfrog: int = 10, start: str = "guide",
+                  batch_size: int = 100, seed: int = 0, max_memory: int | str = "1GiB",
+                  log: Callable[[str], None] = log_line,
+                  progress: bool = False) -> tuple[dict, BDMCPoints]:
+    """BDMC bounds on log p(x) of ``num`` images simulated from the model."""
+    begin = time.perf_counter()
+    with evaluation_context(model, device, seed):
+        x, z_true, layout = simulate(model, num, x_dim, device)
+        batch_size = images_per_batch(model, x, num_chains, batch_size, max_memory)
+        lower = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log, progress)
+        upper = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log,
+                            progress, z_start=z_true, layout=layout)
+    points = BDMCPoints(x, lower, upper)
+    lo, hi, gap = (a.astype(np.float64) for a in (lower.log_px, upper.log_px, points.gap))
+    se = (lambda a: float(a.std(ddof=1) / math.sqrt(num)) if num > 1 else float("nan"))
+    summary = {
+        "method": "bdmc", "num_points": num, "data": "simulated from the model",
+        "lower": float(lo.mean()), "lower_stderr": se(lo),
+        "upper": float(hi.mean()), "upper_stderr": se(hi),
+        "gap": float(gap.mean()), "gap_stderr": se(gap), "gap_max": float(gap.max()),
+        "ais_steps": num_steps, "ais_chains": num_chains, "leapfrog": num_leapfrog, "start": start,
+        "schedule": f"sigmoid({SIGMOID_SCHEDULE_SHARPNESS:g})",
+        "acceptance_rate": nan_mean(np.concatenate([lower.acceptance, upper.acceptance])),
+        "device": str(device), "seconds": time.perf_counter() - begin, "seed": seed,
+        "batch_size": batch_size,
+    }
+    return summary, points

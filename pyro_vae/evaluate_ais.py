@@ -1,0 +1,176 @@
+"""AIS and BDMC evaluations of a trained run: ``evaluate.py RUN --method ais|bdmc``.
+
+``eval_ais.json`` sits beside the importance-weighted ``eval.json``. When that file is there for
+the same checkpoint and split, the per-image difference AIS - IWAE is reported, and set against
+each image's PSIS k-hat: the question this answers is whether a k-hat above 0.7 marks images
+whose IWAE estimate really falls short, or whether the diagnostic is only alarmed.
+``eval_bdmc.json`` holds BDMC's lower and upper bounds on images simulated from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from .ais import estimate_ais, estimate_bdmc
+from .console import log_line
+from .evaluate import KHAT_BAD, open_for_evaluation, save_outputs
+
+# Steps of the annealing schedule when none is given: on a CPU, few enough that a few hundred
+# test images take minutes, not hours (README, Performance, has the measured cost); on a GPU ten
+# times more, as in the papers that use AIS as their reference.
+DEFAULT_AIS_STEPS = {"cpu": 500, "cuda": 5000}
+DEFAULT_BDMC_IMAGES = 100
+
+
+def default_steps(device: str) -> int:
+    return DEFAULT_AIS_STEPS.get(device, DEFAULT_AIS_STEPS["cpu"])
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(a))
+    ranks[np.argsort(a, kind="stable")] = np.arange(len(a))
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (ties broken by order: the values here are continuous)."""
+    if len(a) < 3:
+        return float("nan")
+    return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
+
+
+def compare_with_iwae(directory: Path, summary: dict, ais_log_px: np.ndarray) -> Optional[dict]:
+    """AIS - IWAE per image against ``eval.json`` / ``eval_points.npz`` in ``directory``, when
+    they evaluated the same checkpoint epoch and split (on the first images of it, as
+    ``--limit`` does); None otherwise."""
+    try:
+        iwae = json.loads((directory / "eval.json").read_text())
+        with np.load(directory / "eval_points.npz") as points:
+            iwae_log_px, khat = points["log_px"], points["khat"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if iwae.get("split") != summary["split"] or iwae.get("epoch") != summary["epoch"] \
+            or iwae.get("checkpoint") != summary["checkpoint"]:
+        return None
+    n = min(len(ais_log_px), len(iwae_log_px))
+    diff = ais_log_px[:n].astype(np.float64) - iwae_log_px[:n]
+    se = (lambda a: float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan"))
+    result = {"num_samples": iwae.get("num_samples"), "num_points": n,
+              "iwae_log_likelihood": float(iwae_log_px[:n].mean()),
+              "ais_minus_iwae": float(diff.mean()), "ais_minus_iwae_stderr": se(diff),
+              "ais_minus_iwae_max": float(diff.max())}
+    khat = khat[:n]
+    if not np.isnan(khat).all():
+        bad = khat > KHAT_BAD
+        result["khat"] = {
+            "spearman_khat_vs_shortfall": spearman(khat, diff),
+            "above_0.7": {"num_points": int(bad.sum()),
+                          "ais_minus_iwae": float(diff[bad].mean()) if bad.any() else None},
+            "at_most_0.7": {"num_points": int((~bad).sum()),
+                            "ais_minus_iwae": float(diff[~bad].mean()) if (~bad).any() else None},
+        }
+    return result
+
+
+def describe_ais(summary: dict) -> str:
+    lines = [f"AIS log p(x) = {summary['log_likelihood']:.3f} +- {summary['stderr']:.3f} nats "
+             f"(NLL {summary['nll']:.3f}) on {summary['num_points']} {summary['split']} images",
+             f"{summary['ais_steps']} annealing steps, {summary['ais_chains']} chains, "
+             f"{summary['leapfrog']} leapfrog steps, from the {summary['start']}; HMC acceptance "
+             f"{summary['acceptance_rate']:.2f}, median final step size {summary['step_size_median']:.3g}"]
+    iwae = summary.get("iwae")
+    if iwae:
+        lines.append(f"IWAE (K = {iwae['num_samples']}) on the same {iwae['num_points']} images: "
+                     f"{iwae['iwae_log_likelihood']:.3f}; it is {iwae['ais_minus_iwae']:.3f} +- "
+                     f"{iwae['ais_minus_iwae_stderr']:.3f} nats below AIS per image on average "
+                     f"(at most {iwae['ais_minus_iwae_max']:.3f})")
+        k = iwae.get("khat")
+        if k:
+            parts = [f"{k[key]['num_points']} images with k-hat {label}: AIS - IWAE "
+                     f"{k[key]['ais_minus_iwae']:.3f}" for key, label in
+                     (("above_0.7", "> 0.7"), ("at_most_0.7", "<= 0.7")) if k[key]["num_points"]]
+            lines.append("; ".join(parts) + f"; rank correlation of k-hat with AIS - IWAE "
+                                            f"{k['spearman_khat_vs_shortfall']:.2f}")
+    else:
+        lines.append("(no eval.json of the same checkpoint here: run evaluate.py without --method "
+                     "first to compare with the importance-weighted estimate)")
+    lines.append(f"{summary['seconds']:.1f} s on {summary['device']}")
+    return "\n".join(lines)
+
+
+def describe_bdmc(summary: dict) -> str:
+    return "\n".join([
+        f"BDMC on {summary['num_points']} images simulated from the model: lower bound "
+        f"{summary['lower']:.3f} +- {summary['lower_stderr']:.3f}, upper bound {summary['upper']:.3f} "
+        f"+- {summary['upper_stderr']:.3f} nats",
+        f"gap (upper - lower) {summary['gap']:.3f} +- {summary['gap_stderr']:.3f} nats per image on "
+        f"average, at most {summary['gap_max']:.3f}: either bound is that close to log p(x) in "
+        "expectation" + ("" if summary['gap'] < 1 else "; longer chains (--ais-steps) would tighten it"),
+        f"{summary['ais_steps']} annealing steps each way, {summary['ais_chains']} chains, "
+        f"{summary['leapfrog']} leapfrog steps, from the {summary['start']}; HMC acceptance "
+        f"{summary['acceptance_rate']:.2f}",
+        f"{summary['seconds']:.1f} s on {summary['device']}"])
+
+
+def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: int = 16,
+            num_leapfrog: int = 10, start: str = "guide", split: str = "test",
+            limit: Optional[int] = None, batch_size: int = 100, max_memory: int | str = "1GiB",
+            device: Optional[str] = None, seed: Optional[int] = None, data_dir: Optional[str] = None,
+            log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
+            out_dir: str | Path | None = None, trusted_imports: Iterable[str] = (),
+            checkpoint: str = "best") -> dict:
+    """AIS log p(x) of a run's checkpoint; writes ``eval_ais.json`` and ``eval_ais_points.npz``
+    (per image: the AIS estimate, HMC acceptance, final step size, and AIS - IWAE where
+    ``eval.json`` allows)."""
+    with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
+                             checkpoint) as opened:
+        steps = num_steps or default_steps(opened.x.device.type)
+        log(f"AIS on {opened.description}: {len(opened.x)} {split} images, {steps} steps, "
+            f"{num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
+        summary, points = estimate_ais(opened.model, opened.x, steps, num_chains, num_leapfrog, start,
+                                       batch_size, opened.cfg.seed if seed is None else seed,
+                                       max_memory, log,
+                                       sys.stderr.isatty() if progress is None else progress)
+        summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
+        arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
+        comparison = compare_with_iwae(opened.target, summary, points.log_px)
+        if comparison:
+            summary["iwae"] = comparison
+            n = comparison["num_points"]
+            with np.load(opened.target / "eval_points.npz") as iwae:
+                arrays.update(iwae_log_px=iwae["log_px"][:n], khat=iwae["khat"][:n])
+        log(describe_ais(summary))
+        save_outputs(opened.target, "eval_ais", summary, arrays)
+    return summary
+
+
+def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
+             num_steps: Optional[int] = None, num_chains: int = 16, num_leapfrog: int = 10,
+             start: str = "guide", batch_size: int = 100, max_memory: int | str = "1GiB",
+             device: Optional[str] = None, seed: Optional[int] = None, data_dir: Optional[str] = None,
+             log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
+             out_dir: str | Path | None = None, trusted_imports: Iterable[str] = (),
+             checkpoint: str = "best") -> dict:
+    """BDMC bounds on ``num_points`` images simulated from a run's model; writes
+    ``eval_bdmc.json`` and ``eval_bdmc_points.npz`` (per image: lower, upper bound)."""
+    with open_for_evaluation(run_dir, "test", 1, device, data_dir, out_dir, trusted_imports,
+                             checkpoint) as opened:
+        steps = num_steps or default_steps(opened.x.device.type)
+        log(f"BDMC on {opened.description}: {num_points} simulated images, {steps} steps each "
+            f"way, {num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
+        summary, points = estimate_bdmc(opened.model, num_points, opened.x.shape[1], opened.x.device,
+                                        steps, num_chains, num_leapfrog, start, batch_size,
+                                        opened.cfg.seed if seed is None else seed, max_memory, log,
+                                        sys.stderr.isatty() if progress is None else progress)
+        summary.update(epoch=opened.state["epoch"], checkpoint=opened.which)
+        log(describe_bdmc(summary))
+        save_outputs(opened.target, "eval_bdmc", summary,
+                     {"lower": points.lower.log_px, "upper": points.upper.log_px,
+                      "images": points.x.cpu().numpy()})
+    return summary
