@@ -2,6 +2,7 @@
 examples are the files the tests run."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,9 @@ def test_readme_examples_are_the_tested_files(heading, path):
     section = README.split(heading, 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert code == (REPO / path).read_text()
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (REPO / "scripts").glob("*.py")))
+def test_every_script_flag_is_in_the_readme(script):
+    flags = re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', (REPO / "scripts" / f"{script}.py").read_text())
+    assert [f for f in flags if f not in README] == []
