@@ -196,3 +196,49 @@ def test_the_command_writes_ais_and_bdmc_results_and_compares_with_iwae(small_ru
 def test_flag_mistakes_are_one_line_errors(capsys, tmp_path, args, message):
     status, err = run_script(capsys, "evaluate", tmp_path, *args)
     assert status == 2 and message in err and "Traceback" not in err
+
+
+def test_out_of_memory_halves_the_batch_of_images_and_retries(monkeypatch):
+    import pyro_vae.ais as ais_module
+    real = ais_module.anneal
+
+    def small_memory(path, z, *args, **kwargs):
+        if z.shape[1] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(path, z, *args, **kwargs)
+
+    monkeypatch.setattr(ais_module, "anneal", small_memory)
+    vae = LinearGaussianVAE()
+    messages = []
+    summary, points = estimate_ais(vae, vae.sample_data(7), 3, num_chains=2, batch_size=8, log=messages.append)
+    assert [m for m in messages if m.startswith("out of memory")] == [
+        "out of memory: retrying with 4 images per batch", "out of memory: retrying with 2 images per batch"]
+    assert len(points.log_px) == 7 and np.isfinite(points.log_px).all()
+
+
+def test_the_memory_budget_sets_the_images_per_batch():
+    """Three particles' activations per chain (forward, the gradient's graph, the carried
+    gradients): ten images' worth of budget is ten images, twice the chains half as many."""
+    from pyro_vae.ais import images_per_batch
+    from pyro_vae.evaluate import particle_bytes
+    model = build_model(make_config({"hidden": [32], "latent_dim": 4}))
+    x = torch.zeros(50, 784)
+    per_image = 3 * 16 * particle_bytes(model, x[:1])
+    assert images_per_batch(model, x, 16, 100, 10 * per_image) == 10
+    assert images_per_batch(model, x, 32, 100, 10 * per_image) == 5
+    assert images_per_batch(model, x, 16, 100, "100GiB") == 100
+    assert images_per_batch(model, x, 16, 100, "1KiB") == 1
+
+
+def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
+    from pyro_vae.evaluate_ais import compare_with_iwae
+    (tmp_path / "eval.json").write_text(json.dumps({"split": "test", "epoch": 3, "checkpoint": "last",
+                                                    "num_samples": 10}))
+    np.savez(tmp_path / "eval_points.npz", log_px=np.array([-3.0, -2.0]), khat=np.array([0.9, 0.2]))
+    summary = {"split": "test", "epoch": 3, "checkpoint": "last"}
+    same = compare_with_iwae(tmp_path, summary, np.array([-2.5, -2.0, -1.0]))
+    assert same["num_points"] == 2 and same["ais_minus_iwae"] == pytest.approx(0.25)
+    assert same["khat"]["above_0.7"] == {"num_points": 1, "ais_minus_iwae": 0.5}
+    assert compare_with_iwae(tmp_path, {**summary, "epoch": 4}, np.zeros(2)) is None
+    assert compare_with_iwae(tmp_path, {**summary, "split": "valid"}, np.zeros(2)) is None
+    assert compare_with_iwae(tmp_path / "elsewhere", summary, np.zeros(2)) is None
