@@ -24,10 +24,10 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.ais import AnnealingPath, anneal, evaluation_context, log_mean_exp, sigmoid_schedule
-from pyro_vae.build import build_model, load_run, load_weights, resolve_device
-from pyro_vae.config import make_config
-from timing import interleaved, ratio_summary, write_json
+from pyro_vae.ais import AnnealingPath, anneal, log_mean_exp, sigmoid_schedule
+from pyro_vae.build import resolve_device
+from pyro_vae.evaluate import evaluation_context
+from timing import benchmark_model, interleaved, ratio_summary, write_json
 
 
 class HandWrittenPath:
@@ -77,13 +77,8 @@ def main(argv=None):
 
     device = resolve_device(args.device)
     pyro.set_rng_seed(0)
-    if args.run_dir:
-        state, cfg = load_run(args.run_dir)
-        vae = build_model(cfg).to(device)
-        load_weights(vae, state["model"], args.run_dir)
-    else:  # Burda et al.'s one-layer network
-        cfg = make_config({"hidden": [200, 200], "activation": "tanh", "latent_dim": 50})
-        vae = build_model(cfg).to(device)
+    burda_1layer = {"hidden": [200, 200], "activation": "tanh", "latent_dim": 50}
+    cfg, vae = benchmark_model(args.run_dir, device, burda_1layer)
     if cfg.model != "vae" or cfg.prior != "normal":
         p.error("the hand-written reference is the one-layer VAE with the normal prior")
     x = torch.bernoulli(torch.full((args.num_images, 784), 0.13)).to(device)

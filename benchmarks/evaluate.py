@@ -28,11 +28,10 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.config import make_config
 from pyro_vae.evaluate import estimate_log_likelihood
 from pyro_vae.mixture import DiagonalNormalMixture
-from pyro_vae.build import build_model, load_run, load_weights, resolve_device
-from timing import interleaved, ratio_summary, write_json
+from pyro_vae.build import resolve_device
+from timing import benchmark_model, interleaved, ratio_summary, write_json
 
 
 @torch.no_grad()
@@ -75,13 +74,9 @@ def main(argv=None):
 
     device = resolve_device(args.device)
     pyro.set_rng_seed(0)
-    if args.run_dir:
-        state, cfg = load_run(args.run_dir)
-        vae = build_model(cfg).to(device)
-        load_weights(vae, state["model"], args.run_dir)
-    else:
-        cfg = make_config({"prior": args.prior, "prior_components": args.prior_components})
-        vae = build_model(cfg, train_data=torch.rand(1000, 784)).to(device)
+    cfg, vae = benchmark_model(args.run_dir, device,
+                               {"prior": args.prior, "prior_components": args.prior_components},
+                               train_data=torch.rand(1000, 784))
     vae.eval()
     data = torch.bernoulli(torch.full((args.num_images, 784), 0.13)).to(device)
     k, b, c = args.num_samples, args.batch_size, args.chunk

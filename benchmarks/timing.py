@@ -13,9 +13,27 @@ import json
 import random
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import pyro
+import torch
+
+from pyro_vae.build import build_model, load_run, load_weights
+from pyro_vae.config import make_config
+
+
+def benchmark_model(run_dir: Optional[str], device: torch.device, settings: dict,
+                    train_data: Optional[torch.Tensor] = None):
+    """``(cfg, model)``: a run's trained networks, or a fresh model of ``settings`` (random
+    weights; ``train_data`` for priors that start from data), on ``device``."""
+    if run_dir:
+        state, cfg = load_run(run_dir)
+        model = build_model(cfg).to(device)
+        load_weights(model, state["model"], run_dir)
+    else:
+        cfg = make_config(settings)
+        model = build_model(cfg, train_data=train_data).to(device)
+    return cfg, model
 
 
 def interleaved(variants: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
-import pyro
 import torch
 from pyro import poutine
 from torch.distributions import constraints
@@ -40,7 +38,8 @@ from tqdm.auto import tqdm
 
 from .console import log_line
 from .errors import ConfigError
-from .evaluate import is_out_of_memory, parse_memory, particle_bytes
+from .evaluate import (evaluation_context, halved_after_out_of_memory, parse_memory, particle_bytes,
+                       standard_error)
 from .hmc import STEP_SIZE_INIT, Point, adapt_step_size, hmc_transition
 from .importance import log_density, particles_plate
 from .sites import OBSERVED_SITE, latent_sites, sample_sites
@@ -194,38 +193,6 @@ def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
 
 
-@contextmanager
-def frozen(module: torch.nn.Module):
-    """The module's parameters without gradients while AIS differentiates only the latent
-    positions (no graph through the weights), restored afterwards."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-@contextmanager
-def evaluation_context(model, device: torch.device, seed: int):
-    """Eval mode, frozen weights, a private param store, a forked RNG seeded with ``seed``, the
-    model's fixed prior and no Pyro validation: evaluation changes no state and repeats exactly."""
-    model.eval()
-    devices = [device] if device.type == "cuda" else []
-    fixed_prior = getattr(model, "fixed_prior", nullcontext)
-    with ExitStack() as stack:
-        stack.enter_context(pyro.get_param_store().scope())
-        stack.enter_context(torch.random.fork_rng(devices=devices))
-        torch.manual_seed(seed)
-        if isinstance(model, torch.nn.Module):
-            stack.enter_context(frozen(model))
-        stack.enter_context(fixed_prior())
-        stack.enter_context(pyro.validation_enabled(False))
-        yield
-
-
 def images_per_batch(model, x: torch.Tensor, num_chains: int, batch_size: int,
                      max_memory: int | str) -> int:
     """At most ``batch_size`` images, as many as ``max_memory`` holds: each chain costs the
@@ -267,12 +234,7 @@ def ais_batches(model, x: torch.Tensor, num_steps: int, num_chains: int, num_lea
                     z = z_start[done:done + len(batch)].expand(num_chains, len(batch), -1)
                 result = anneal(path, z, betas, num_leapfrog)
             except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not is_out_of_memory(e) or batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                if x.is_cuda:
-                    torch.cuda.empty_cache()
-                log(f"out of memory: retrying with {batch_size} images per batch")
+                batch_size = halved_after_out_of_memory(e, batch_size, "images per batch", x.is_cuda, log)
                 continue
             estimate = log_mean_exp(result.log_weights)
             out["log_px"].append((-estimate if z_start is not None else estimate).cpu().numpy())
@@ -302,17 +264,22 @@ def nan_mean(a: np.ndarray) -> float:
     return float(a.mean()) if len(a) else float("nan")
 
 
+def ais_settings(num_steps: int, num_chains: int, num_leapfrog: int, start: str) -> dict:
+    """How the chains were run, as AIS and BDMC summaries both record it."""
+    return {"ais_steps": num_steps, "ais_chains": num_chains, "leapfrog": num_leapfrog,
+            "start": start, "schedule": f"sigmoid({SIGMOID_SCHEDULE_SHARPNESS:g})"}
+
+
 def ais_summary(points: AISPoints, num_steps: int, num_chains: int, num_leapfrog: int, start: str) -> dict:
     ll = points.log_px.astype(np.float64)
     n = len(ll)
     return {
         "method": "ais",
         "log_likelihood": float(ll.mean()),
-        "stderr": float(ll.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "stderr": standard_error(ll),
         "nll": float(-ll.mean()),
         "num_points": n,
-        "ais_steps": num_steps, "ais_chains": num_chains, "leapfrog": num_leapfrog, "start": start,
-        "schedule": f"sigmoid({SIGMOID_SCHEDULE_SHARPNESS:g})",
+        **ais_settings(num_steps, num_chains, num_leapfrog, start),
         "acceptance_rate": nan_mean(points.acceptance),
         "step_size_median": float(np.median(points.step_size)) if n else float("nan"),
     }
@@ -362,14 +329,12 @@ def estimate_bdmc(model, num: int, x_dim: int, device: torch.device, num_steps: 
                             progress, z_start=z_true, layout=layout)
     points = BDMCPoints(x, lower, upper)
     lo, hi, gap = (a.astype(np.float64) for a in (lower.log_px, upper.log_px, points.gap))
-    se = (lambda a: float(a.std(ddof=1) / math.sqrt(num)) if num > 1 else float("nan"))
     summary = {
         "method": "bdmc", "num_points": num, "data": "simulated from the model",
-        "lower": float(lo.mean()), "lower_stderr": se(lo),
-        "upper": float(hi.mean()), "upper_stderr": se(hi),
-        "gap": float(gap.mean()), "gap_stderr": se(gap), "gap_max": float(gap.max()),
-        "ais_steps": num_steps, "ais_chains": num_chains, "leapfrog": num_leapfrog, "start": start,
-        "schedule": f"sigmoid({SIGMOID_SCHEDULE_SHARPNESS:g})",
+        "lower": float(lo.mean()), "lower_stderr": standard_error(lo),
+        "upper": float(hi.mean()), "upper_stderr": standard_error(hi),
+        "gap": float(gap.mean()), "gap_stderr": standard_error(gap), "gap_max": float(gap.max()),
+        **ais_settings(num_steps, num_chains, num_leapfrog, start),
         "acceptance_rate": nan_mean(np.concatenate([lower.acceptance, upper.acceptance])),
         "device": str(device), "seconds": time.perf_counter() - begin, "seed": seed,
         "batch_size": batch_size,

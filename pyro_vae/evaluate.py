@@ -118,6 +118,19 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
 
 
+def halved_after_out_of_memory(error: BaseException, size: int, unit: str, on_cuda: bool,
+                               log: Callable[[str], None]) -> int:
+    """The work size to retry with after ``error``: half of ``size``, said in the log; re-raises
+    ``error`` if it is not an out-of-memory error or the size cannot shrink."""
+    if not is_out_of_memory(error) or size == 1:
+        raise error
+    size = max(1, size // 2)
+    if on_cuda:
+        torch.cuda.empty_cache()
+    log(f"out of memory: retrying with {size} {unit}")
+    return size
+
+
 class ChunkedLogWeights:
     """Draws K particles per data point in chunks, retrying with smaller chunks on OOM."""
 
@@ -137,12 +150,8 @@ class ChunkedLogWeights:
                 traces = trace_particles(self.model, self.guide, x, num_samples=n)
                 lw = log_weights(traces).expand(n, x.shape[0])
             except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not is_out_of_memory(e) or self.chunk == 1:
-                    raise
-                self.chunk = max(1, self.chunk // 2)
-                if x.is_cuda:
-                    torch.cuda.empty_cache()
-                self.log(f"out of memory: retrying with {self.chunk} particles per chunk")
+                self.chunk = halved_after_out_of_memory(e, self.chunk, "particles per chunk",
+                                                        x.is_cuda, self.log)
                 continue
             add_site_means(sums, traces.guide, n, x.shape[0])
             new_max = torch.maximum(running_max, lw.max(0).values)
@@ -257,16 +266,22 @@ def trust_sentence(khat: np.ndarray, num_samples: int) -> Optional[str]:
     return None
 
 
+def standard_error(values: np.ndarray) -> float:
+    """The standard error of the mean of ``values`` (NaN for fewer than two)."""
+    n = len(values)
+    return float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+
 def summarize(points: PointEstimates, num_samples: int) -> dict:
     """The numbers of ``eval.json`` (besides where and how long)."""
     n = len(points.log_px)
     ll, elbo = points.log_px.astype(np.float64), points.elbo.astype(np.float64)
     summary = {
         "log_likelihood": float(ll.mean()),
-        "stderr": float(ll.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "stderr": standard_error(ll),
         "nll": float(-ll.mean()),
         "elbo": float(elbo.mean()),
-        "elbo_stderr": float(elbo.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "elbo_stderr": standard_error(elbo),
         "gap": float((ll - elbo).mean()),
         "num_samples": num_samples,
         "num_points": n,
@@ -292,22 +307,47 @@ def summarize(points: PointEstimates, num_samples: int) -> dict:
     return summary
 
 
+@contextmanager
+def frozen(module: nn.Module):
+    """The module's parameters without gradients (an evaluation that differentiates, like AIS,
+    then builds no graph through the weights), restored afterwards."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def evaluation_context(model, device: torch.device, seed: int):
+    """Eval mode, frozen weights, a private param store, a forked RNG seeded with ``seed``, the
+    model's optional ``fixed_prior()`` and no Pyro validation: evaluating never disturbs a
+    training run's state, and the same seed gives the same numbers."""
+    model.eval()
+    devices = [device] if device.type == "cuda" else []
+    fixed_prior = getattr(model, "fixed_prior", nullcontext)
+    with ExitStack() as stack:
+        stack.enter_context(pyro.get_param_store().scope())
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(seed)
+        if isinstance(model, nn.Module):
+            stack.enter_context(frozen(model))
+        stack.enter_context(fixed_prior())
+        stack.enter_context(pyro.validation_enabled(False))
+        yield
+
+
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = log_line,
                    progress: bool = False) -> tuple[dict, PointEstimates]:
-    """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with diagnostics.
-
-    Runs in a param-store scope of its own and a forked RNG seeded with ``seed``: evaluating
-    never disturbs a training run's state, and the same seed gives the same numbers. A model's
-    optional ``fixed_prior()`` context is entered throughout.
-    """
-    model.eval()
+    """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with
+    diagnostics, in the :func:`evaluation_context`."""
     bytes_per_particle = particle_bytes(model, x)
-    devices = [x.device] if x.is_cuda else []
     start = time.perf_counter()
-    fixed_prior = getattr(model, "fixed_prior", nullcontext)
-    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), fixed_prior():
-        torch.manual_seed(seed)
+    with evaluation_context(model, x.device, seed):
         points = estimate_log_likelihood(model.model, model.guide, x, num_samples, batch_size,
                                          max_memory=parse_memory(max_memory),
                                          bytes_per_particle=bytes_per_particle, log=log,

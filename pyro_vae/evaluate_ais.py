@@ -10,7 +10,6 @@ whose IWAE estimate really falls short, or whether the diagnostic is only alarme
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -19,7 +18,7 @@ import numpy as np
 
 from .ais import estimate_ais, estimate_bdmc
 from .console import log_line
-from .evaluate import KHAT_BAD, open_for_evaluation, save_outputs
+from .evaluate import KHAT_BAD, open_for_evaluation, save_outputs, standard_error
 
 # Steps of the annealing schedule when none is given: on a CPU, few enough that a few hundred
 # test images take minutes, not hours (README, Performance, has the measured cost); on a GPU ten
@@ -45,10 +44,12 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
 
 
-def compare_with_iwae(directory: Path, summary: dict, ais_log_px: np.ndarray) -> Optional[dict]:
+def compare_with_iwae(directory: Path, summary: dict,
+                      ais_log_px: np.ndarray) -> Optional[tuple[dict, dict[str, np.ndarray]]]:
     """AIS - IWAE per image against ``eval.json`` / ``eval_points.npz`` in ``directory``, when
     they evaluated the same checkpoint epoch and split (on the first images of it, as
-    ``--limit`` does); None otherwise."""
+    ``--limit`` does): the comparison's summary and IWAE's per-image ``iwae_log_px`` and
+    ``khat`` on the common images. None otherwise."""
     try:
         iwae = json.loads((directory / "eval.json").read_text())
         with np.load(directory / "eval_points.npz") as points:
@@ -59,13 +60,12 @@ def compare_with_iwae(directory: Path, summary: dict, ais_log_px: np.ndarray) ->
             or iwae.get("checkpoint") != summary["checkpoint"]:
         return None
     n = min(len(ais_log_px), len(iwae_log_px))
-    diff = ais_log_px[:n].astype(np.float64) - iwae_log_px[:n]
-    se = (lambda a: float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan"))
+    iwae_log_px, khat = iwae_log_px[:n], khat[:n]
+    diff = ais_log_px[:n].astype(np.float64) - iwae_log_px
     result = {"num_samples": iwae.get("num_samples"), "num_points": n,
-              "iwae_log_likelihood": float(iwae_log_px[:n].mean()),
-              "ais_minus_iwae": float(diff.mean()), "ais_minus_iwae_stderr": se(diff),
+              "iwae_log_likelihood": float(iwae_log_px.mean()),
+              "ais_minus_iwae": float(diff.mean()), "ais_minus_iwae_stderr": standard_error(diff),
               "ais_minus_iwae_max": float(diff.max())}
-    khat = khat[:n]
     if not np.isnan(khat).all():
         bad = khat > KHAT_BAD
         result["khat"] = {
@@ -75,7 +75,7 @@ def compare_with_iwae(directory: Path, summary: dict, ais_log_px: np.ndarray) ->
             "at_most_0.7": {"num_points": int((~bad).sum()),
                             "ais_minus_iwae": float(diff[~bad].mean()) if (~bad).any() else None},
         }
-    return result
+    return result, {"iwae_log_px": iwae_log_px, "khat": khat}
 
 
 def describe_ais(summary: dict) -> str:
@@ -141,10 +141,8 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
         arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
         comparison = compare_with_iwae(opened.target, summary, points.log_px)
         if comparison:
-            summary["iwae"] = comparison
-            n = comparison["num_points"]
-            with np.load(opened.target / "eval_points.npz") as iwae:
-                arrays.update(iwae_log_px=iwae["log_px"][:n], khat=iwae["khat"][:n])
+            summary["iwae"], iwae_arrays = comparison
+            arrays.update(iwae_arrays)
         log(describe_ais(summary))
         save_outputs(opened.target, "eval_ais", summary, arrays)
     return summary
