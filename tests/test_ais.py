@@ -179,7 +179,9 @@ def test_the_command_writes_ais_and_bdmc_results_and_compares_with_iwae(small_ru
         assert len(points["khat"]) == 6
     assert summary["iwae"]["ais_minus_iwae"] == pytest.approx(diff.mean(), abs=1e-4)
     assert summary["iwae"]["iwae_log_likelihood"] == pytest.approx(iwae["log_likelihood"], abs=1e-4)
-    assert "above_0.7" in summary["iwae"]["khat"]
+    bins = summary["iwae"]["khat"]["bins"]
+    assert list(bins) == ["<= 0.7", "0.7-1", "1-1.5", "> 1.5"]
+    assert sum(b["num_points"] for b in bins.values()) == 6
     status, _ = run_script(capsys, "evaluate", run, "--method", "bdmc", "--ais-steps", "3",
                            "--ais-chains", "2", "--leapfrog", "1", *common)
     assert status == 0
@@ -238,7 +240,10 @@ def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
     summary = {"split": "test", "epoch": 3, "checkpoint": "last"}
     same, arrays = compare_with_iwae(tmp_path, summary, np.array([-2.5, -2.0, -1.0]))
     assert same["num_points"] == 2 and same["ais_minus_iwae"] == pytest.approx(0.25)
-    assert same["khat"]["above_0.7"] == {"num_points": 1, "ais_minus_iwae": 0.5}
+    assert same["khat"]["bins"] == {"<= 0.7": {"num_points": 1, "ais_minus_iwae": 0.0},
+                                    "0.7-1": {"num_points": 1, "ais_minus_iwae": 0.5},
+                                    "1-1.5": {"num_points": 0, "ais_minus_iwae": None},
+                                    "> 1.5": {"num_points": 0, "ais_minus_iwae": None}}
     np.testing.assert_array_equal(arrays["iwae_log_px"], [-3.0, -2.0])
     np.testing.assert_array_equal(arrays["khat"], [0.9, 0.2])
     assert compare_with_iwae(tmp_path, {**summary, "epoch": 4}, np.zeros(2)) is None

@@ -17,7 +17,7 @@ from torch import nn
 from pyro_vae import evaluate as evaluate_module
 from pyro_vae.config import Config, make_config
 from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_model, parse_memory,
-                               particle_bytes, summarize)
+                               particle_bytes, summarize, trust_sentence)
 from pyro_vae.models.vae import VAE
 from pyro_vae.nets import build_nets
 from pyro_vae.build import build_model
@@ -152,6 +152,15 @@ def test_summary_fields_and_trust():
     assert summary["active_units"] <= summary["latent_dim"] == 2
     assert 0 <= summary["psis"]["share_khat_above_0.7"] <= 1
     assert "need K >= 21" in summarize(estimate(vae, x, 10), 10)["trust"]
+
+
+def test_trust_sentence_names_the_shares_above_the_thresholds_and_points_to_ais():
+    khat = np.array([0.3] * 50 + [0.9] * 40 + [1.8] * 10)
+    sentence = trust_sentence(khat, 5000)
+    assert "50.0% of the data points (10.0% above 1.5)" in sentence and "--method ais" in sentence
+    assert "K = 5000" in sentence
+    assert "slowly" in trust_sentence(np.array([0.6] * 100), 5000)
+    assert trust_sentence(np.array([0.3] * 100), 5000) is None
 
 
 def test_active_units_counts_dimensions_whose_posterior_mean_varies():
