@@ -139,8 +139,8 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
             out_dir: str | Path | None = None, trusted_imports: Iterable[str] = (),
             checkpoint: str = "best") -> dict:
     """AIS log p(x) of a run's checkpoint; writes ``eval_ais.json`` and ``eval_ais_points.npz``
-    (per image: the AIS estimate, HMC acceptance, final step size, and AIS - IWAE where
-    ``eval.json`` allows)."""
+    (per image: the AIS estimate, HMC acceptance, final step size, and AIS - IWAE where an
+    ``eval.json`` of the same checkpoint is in ``out_dir`` or else in the run directory)."""
     with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
                              checkpoint) as opened:
         steps = num_steps or default_steps(opened.x.device.type)
@@ -152,7 +152,10 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
                                        sys.stderr.isatty() if progress is None else progress)
         summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
         arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
-        comparison = compare_with_iwae(opened.target, summary, points.log_px)
+        for directory in dict.fromkeys((opened.target, opened.run.path)):  # --out DIR first
+            comparison = compare_with_iwae(directory, summary, points.log_px)
+            if comparison:
+                break
         if comparison:
             summary["iwae"], iwae_arrays = comparison
             arrays.update(iwae_arrays)

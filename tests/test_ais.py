@@ -182,6 +182,10 @@ def test_the_command_writes_ais_and_bdmc_results_and_compares_with_iwae(small_ru
     bins = summary["iwae"]["khat"]["bins"]
     assert list(bins) == ["<= 0.7", "0.7-1", "1-1.5", "> 1.5"]
     assert sum(b["num_points"] for b in bins.values()) == 6
+    elsewhere = tmp_path / "elsewhere"  # --out DIR without an eval.json: the run directory's
+    assert run_script(capsys, "evaluate", run, "--method", "ais", "--ais-steps", "2", "--ais-chains",
+                      "2", "--leapfrog", "1", "--out", str(elsewhere), *common)[0] == 0
+    assert json.loads((elsewhere / "eval_ais.json").read_text())["iwae"]["num_samples"] == 50
     status, _ = run_script(capsys, "evaluate", run, "--method", "bdmc", "--ais-steps", "3",
                            "--ais-chains", "2", "--leapfrog", "1", *common)
     assert status == 0
