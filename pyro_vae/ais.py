@@ -37,6 +37,7 @@ from torch.distributions import constraints
 from tqdm.auto import tqdm
 
 from .console import log_line
+from .distributed import gather_on_main, log_on_main, on_main, ranks, share, stream_seed
 from .errors import ConfigError
 from .evaluate import (evaluation_context, halved_after_out_of_memory, parse_memory, particle_bytes,
                        standard_error)
@@ -214,18 +215,26 @@ class AISPoints:
 def ais_batches(model, x: torch.Tensor, num_steps: int, num_chains: int, num_leapfrog: int,
                 start: str, batch_size: int, log: Callable[[str], None] = log_line,
                 progress: bool = False, z_start: Optional[torch.Tensor] = None,
-                layout: Optional[LatentLayout] = None) -> AISPoints:
+                layout: Optional[LatentLayout] = None, seed: Optional[int] = None) -> Optional[AISPoints]:
     """Forward AIS on every row of ``x`` (or, with ``z_start`` of shape ``(N, D)`` laid out as
     ``layout``, reverse AIS from those exact posterior draws: ``log_px`` then holds the upper
-    bound), in batches."""
+    bound), in batches. With ``seed``, each batch's chains start from the stream of (``seed``,
+    its first image's index), and in a torchrun job each rank takes its share of the batches:
+    rank 0 returns the results of all (the others None), the same whatever the number of ranks."""
     betas = sigmoid_schedule(num_steps)
     if z_start is not None:
         betas = betas[::-1]
     out: dict[str, list[np.ndarray]] = {"log_px": [], "acceptance": [], "step_size": []}
-    done, reported = 0, 0
-    with tqdm(total=len(x), disable=not progress, unit="image", desc="AIS", leave=False) as bar:
-        while done < len(x):
-            batch = x[done:done + batch_size]
+    first, end = 0, len(x)
+    if seed is not None:  # this rank's batches
+        mine = range(0, len(x), batch_size)[share(math.ceil(len(x) / batch_size))]
+        first, end = (mine.start, min(mine.stop, len(x))) if len(mine) else (0, 0)
+    done, reported, log = first, 0, log_on_main(log)
+    with tqdm(total=end - first, disable=not progress, unit="image", desc="AIS", leave=False) as bar:
+        while done < end:
+            if seed is not None:
+                torch.manual_seed(stream_seed("chains", seed, done))
+            batch = x[done:min(done + batch_size, end)]
             path = AnnealingPath(model.model, model.guide, batch, num_chains, start, layout)
             try:
                 if z_start is None:
@@ -242,10 +251,13 @@ def ais_batches(model, x: torch.Tensor, num_steps: int, num_chains: int, num_lea
             out["step_size"].append(result.step_size.cpu().numpy())
             done += len(batch)
             bar.update(len(batch))
-            if not progress and done < len(x) and 10 * done // len(x) > reported:
-                reported = 10 * done // len(x)
-                log(f"AIS: {done} of {len(x)} images done")
-    return AISPoints(**{k: np.concatenate(v) for k, v in out.items()})
+            if not progress and done < end and 10 * (done - first) // (end - first) > reported:
+                reported = 10 * (done - first) // (end - first)
+                log(f"AIS: {done - first} of {end - first} images done")
+    columns = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
+    if seed is not None:
+        columns = gather_on_main(columns)
+    return AISPoints(**columns) if columns is not None else None
 
 
 def simulate(model, num: int, x_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, LatentLayout]:
@@ -288,19 +300,24 @@ def ais_summary(points: AISPoints, num_steps: int, num_chains: int, num_leapfrog
 def estimate_ais(model, x: torch.Tensor, num_steps: int, num_chains: int = 16, num_leapfrog: int = 10,
                  start: str = "guide", batch_size: int = 100, seed: int = 0,
                  max_memory: int | str = "1GiB", log: Callable[[str], None] = log_line,
-                 progress: bool = False) -> tuple[dict, AISPoints]:
+                 progress: bool = False) -> tuple[dict, Optional[AISPoints]]:
     """AIS log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), in batches
-    of at most ``batch_size`` images that fit ``max_memory``."""
+    of at most ``batch_size`` images that fit ``max_memory``; in a torchrun job shared by the
+    ranks (rank 0 returns the points, the others None; every rank the summary)."""
     begin = time.perf_counter()
     with evaluation_context(model, x.device, seed):
         batch_size = images_per_batch(model, x, num_chains, batch_size, max_memory)
-        points = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log, progress)
+        points = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log,
+                             progress, seed=seed)
     if x.is_cuda:
         torch.cuda.synchronize()
-    summary = ais_summary(points, num_steps, num_chains, num_leapfrog, start)
-    summary.update(device=str(x.device), seconds=time.perf_counter() - begin, seed=seed,
-                   batch_size=batch_size)
-    return summary, points
+
+    def summary() -> dict:
+        result = ais_summary(points, num_steps, num_chains, num_leapfrog, start)
+        result.update(device=str(x.device), seconds=time.perf_counter() - begin, seed=seed,
+                      batch_size=batch_size, ranks=ranks().world_size)
+        return result
+    return on_main(summary), points
 
 
 @dataclass
@@ -318,25 +335,30 @@ def estimate_bdmc(model, num: int, x_dim: int, device: torch.device, num_steps: 
                   num_chains: int = 16, num_leapfrog: int = 10, start: str = "guide",
                   batch_size: int = 100, seed: int = 0, max_memory: int | str = "1GiB",
                   log: Callable[[str], None] = log_line,
-                  progress: bool = False) -> tuple[dict, BDMCPoints]:
-    """BDMC bounds on log p(x) of ``num`` images simulated from the model."""
+                  progress: bool = False) -> tuple[dict, Optional[BDMCPoints]]:
+    """BDMC bounds on log p(x) of ``num`` images simulated from the model. In a torchrun job
+    every rank simulates the same images and runs its share of the chains; rank 0 returns the
+    points (the others None), every rank the summary."""
     begin = time.perf_counter()
     with evaluation_context(model, device, seed):
         x, z_true, layout = simulate(model, num, x_dim, device)
         batch_size = images_per_batch(model, x, num_chains, batch_size, max_memory)
-        lower = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log, progress)
+        lower = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log,
+                            progress, seed=seed)
         upper = ais_batches(model, x, num_steps, num_chains, num_leapfrog, start, batch_size, log,
-                            progress, z_start=z_true, layout=layout)
-    points = BDMCPoints(x, lower, upper)
-    lo, hi, gap = (a.astype(np.float64) for a in (lower.log_px, upper.log_px, points.gap))
-    summary = {
-        "method": "bdmc", "num_points": num, "data": "simulated from the model",
-        "lower": float(lo.mean()), "lower_stderr": standard_error(lo),
-        "upper": float(hi.mean()), "upper_stderr": standard_error(hi),
-        "gap": float(gap.mean()), "gap_stderr": standard_error(gap), "gap_max": float(gap.max()),
-        **ais_settings(num_steps, num_chains, num_leapfrog, start),
-        "acceptance_rate": nan_mean(np.concatenate([lower.acceptance, upper.acceptance])),
-        "device": str(device), "seconds": time.perf_counter() - begin, "seed": seed,
-        "batch_size": batch_size,
-    }
-    return summary, points
+                            progress, z_start=z_true, layout=layout, seed=stream_seed("reverse chains", seed))
+    points = BDMCPoints(x, lower, upper) if lower is not None else None
+
+    def summary() -> dict:
+        lo, hi, gap = (a.astype(np.float64) for a in (lower.log_px, upper.log_px, points.gap))
+        return {
+            "method": "bdmc", "num_points": num, "data": "simulated from the model",
+            "lower": float(lo.mean()), "lower_stderr": standard_error(lo),
+            "upper": float(hi.mean()), "upper_stderr": standard_error(hi),
+            "gap": float(gap.mean()), "gap_stderr": standard_error(gap), "gap_max": float(gap.max()),
+            **ais_settings(num_steps, num_chains, num_leapfrog, start),
+            "acceptance_rate": nan_mean(np.concatenate([lower.acceptance, upper.acceptance])),
+            "device": str(device), "seconds": time.perf_counter() - begin, "seed": seed,
+            "batch_size": batch_size, "ranks": ranks().world_size,
+        }
+    return on_main(summary), points

@@ -21,7 +21,7 @@ from .objectives import check_structure
 from .rundir import RunDir
 from .sites import Structure, probe
 
-__all__ = ["build_model", "load_run", "load_weights", "model_structure", "resolve_device"]
+__all__ = ["build_model", "load_run", "load_weights", "model_structure", "resolve_device", "run_config"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,8 +63,15 @@ def load_run(run_dir, overrides: Optional[dict[str, Any]] = None,
     (:func:`~pyro_vae.config.check_trusted_imports`): opening a run runs no code of its author's.
     """
     state = load_checkpoint(checkpoint_path(run_dir, checkpoint))
+    return state, run_config(state, run_dir, overrides, trusted_imports)
+
+
+def run_config(state: dict[str, Any], run_dir, overrides: Optional[dict[str, Any]] = None,
+               trusted_imports: Iterable[str] = ()) -> Config:
+    """The config saved in a checkpoint ``state`` read from ``run_dir``, with ``overrides``; import
+    paths only if trusted (see :func:`load_run`)."""
     values = saved_config(state["config"], trusted_imports, f"the checkpoint in {run_dir}")
-    return state, make_config({**values, **(overrides or {})})
+    return make_config({**values, **(overrides or {})})
 
 
 def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, run_dir) -> None:

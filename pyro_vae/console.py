@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Callable, Optional
 
+from .distributed import ranks
 from .errors import InterruptedRunError, PyroVAEError
 
 
@@ -22,14 +23,23 @@ def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing w
     try:
         return work() or 0
     except InterruptedRunError as e:
-        print(f"\n{e}", file=sys.stderr)
+        if getattr(e, "reported_by_rank", None) is None:
+            print(f"\n{e}", file=sys.stderr)
         return 130
     except PyroVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if getattr(e, "reported_by_rank", None) is None:  # else another rank printed it
+            print(f"{_rank_prefix()}error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: {interrupted}", file=sys.stderr)
         return 130
+
+
+def _rank_prefix() -> str:
+    """"rank 3: " on a rank other than 0 of a torchrun job: which process failed, where an error
+    is not one every rank shares (those rank 0 alone prints)."""
+    r = ranks()
+    return f"rank {r.rank}: " if r.distributed and not r.main else ""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -37,4 +47,5 @@ class ArgumentParser(argparse.ArgumentParser):
     instead of a usage block that can fill the screen before the one line that matters."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+        # every rank of a torchrun job parses the same arguments: one of them says it
+        self.exit(2, f"error: {message}; see {self.prog} --help\n" if ranks().main else None)

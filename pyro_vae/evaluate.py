@@ -12,6 +12,11 @@ so any prior and likelihood the model samples from is handled by its own ``log_p
   from a memory budget for the activations, and a CUDA out-of-memory error halves it and
   retries. The K log-weights of the current batch (K x B floats) are kept for the diagnostics.
 - **Sync.** Everything stays on the device; each batch moves its results to the host once.
+- **Seeds and ranks.** Each batch of images draws its particles from a stream seeded by the
+  evaluation seed and the index of its first image (:func:`~pyro_vae.distributed.stream_seed`),
+  not from one stream for the whole split. So the batches can be shared out among the ranks of a
+  torchrun job and the results gathered, and the numbers are the same whatever the number of
+  ranks (for the same ``batch_size`` and memory budget, which fix the batches and chunks).
 - **Trust.** Pareto-smoothed importance sampling (ArviZ's ``psislw``) fits a generalized Pareto
   distribution to each data point's largest weights. Its shape k-hat says how heavy their tail
   is: below 0.5 the estimate converges fast, up to 0.7 slowly, above 0.7 the weights' variance
@@ -39,9 +44,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write, make_directory
-from .build import build_model, checkpoint_path, load_run, load_weights, resolve_device
+from .build import build_model, checkpoint_path, load_weights, resolve_device, run_config
+from .checkpoint import load_checkpoint
 from .console import log_line
 from .data import load_dataset
+from .distributed import (gather_on_main, log_on_main, main_first, on_main, ranks, share, stream_seed,
+                          together)
 from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .rundir import RunDir
@@ -55,6 +63,7 @@ from .sites import isolated, latent_sites, sample_sites
 KHAT_GOOD, KHAT_BAD, KHAT_SEVERE = 0.5, 0.7, 1.5
 PSIS_MIN_SAMPLES = 21  # ArviZ fits the Pareto tail to ceil(min(K/5, 3 sqrt(K))) >= 5 weights
 ACTIVE_UNIT_THRESHOLD = 1e-2  # Burda et al.: Cov_x(E_q[z_j]) above this
+MEAN_PREFIX = "posterior_mean:"  # the columns of E_q[z | x] when ranks gather their results
 
 
 @dataclass
@@ -207,11 +216,13 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
                             num_samples: int = 5000, batch_size: int = 100,
                             chunk_size: Optional[int] = None, max_memory: int = 2**30,
                             bytes_per_particle: int = 2**14, diagnostics: bool = True, log: Callable[[str], None] = log_line,
-                            progress: bool = False) -> PointEstimates:
+                            progress: bool = False, seed: Optional[int] = None) -> Optional[PointEstimates]:
     """Per-point log p^(x), ELBO, k-hat and ESS for every row of ``data``.
 
     ``chunk_size`` particles are drawn at once; if None it follows from ``max_memory`` and
-    ``bytes_per_particle`` (see :func:`particle_bytes`).
+    ``bytes_per_particle`` (see :func:`particle_bytes`). With ``seed``, each batch's particles
+    come from the stream of (``seed``, its first image's index), and in a torchrun job each rank
+    takes its share of the batches: rank 0 returns the results of all (the others None).
     """
     if chunk_size is None:
         chunk_size = max(1, min(num_samples, max_memory // (batch_size * bytes_per_particle)))
@@ -221,12 +232,17 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
     means: dict[str, list[np.ndarray]] = {}
 
     starts = range(0, len(data), batch_size)
+    if seed is not None:
+        starts = starts[share(len(starts))]
     report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
+    log = log_on_main(log)
     with pyro.validation_enabled(False):
         for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",
                                        desc="log p(x)", leave=False)):
             if not progress and i and i % report_every == 0:
-                log(f"log p(x): {start} of {len(data)} images done")
+                log(f"log p(x): {i * batch_size} of {len(starts) * batch_size} images done")
+            if seed is not None:
+                torch.manual_seed(stream_seed("particles", seed, start))
             x = data[start:start + batch_size]
             lw, log_px, site_means = sampler(x, num_samples)
             columns = [log_px[:, None], lw.mean(0)[:, None], lw.T, *site_means.values()]
@@ -241,11 +257,15 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
             for name, mean in site_means.items():
                 means.setdefault(name, []).append(packed[:, start_column:start_column + mean.shape[1]])
                 start_column += mean.shape[1]
-    cat = {k: np.concatenate(v) if v else None for k, v in out.items()}
-    empty = np.full(len(data), np.nan)
-    return PointEstimates(cat["log_px"], cat["elbo"],
-                          cat["khat"] if diagnostics else empty, cat["ess"] if diagnostics else empty,
-                          {name: np.concatenate(parts) for name, parts in means.items()})
+    n = sum(len(part) for part in out["log_px"])
+    columns = {k: np.concatenate(v) if v else np.full(n, np.nan, dtype=np.float32) for k, v in out.items()}
+    columns.update({f"{MEAN_PREFIX}{name}": np.concatenate(parts) for name, parts in means.items()})
+    if seed is not None:
+        columns = gather_on_main(columns)  # this rank's batches, then all of them on rank 0
+        if columns is None:
+            return None
+    return PointEstimates(columns["log_px"], columns["elbo"], columns["khat"], columns["ess"],
+                          {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)})
 
 
 def active_units(posterior_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
@@ -350,22 +370,26 @@ def evaluation_context(model, device: torch.device, seed: int):
 
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = log_line,
-                   progress: bool = False) -> tuple[dict, PointEstimates]:
+                   progress: bool = False) -> tuple[dict, Optional[PointEstimates]]:
     """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with
-    diagnostics, in the :func:`evaluation_context`."""
+    diagnostics, in the :func:`evaluation_context`. In a torchrun job the ranks share the work;
+    every rank returns the summary, rank 0 alone the per-point estimates (the others None)."""
     bytes_per_particle = particle_bytes(model, x)
     start = time.perf_counter()
     with evaluation_context(model, x.device, seed):
         points = estimate_log_likelihood(model.model, model.guide, x, num_samples, batch_size,
                                          max_memory=parse_memory(max_memory),
                                          bytes_per_particle=bytes_per_particle, log=log,
-                                         progress=progress)
+                                         progress=progress, seed=seed)
     if x.is_cuda:
         torch.cuda.synchronize()
-    summary = summarize(points, num_samples)
-    summary.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
-                   batch_size=batch_size)
-    return summary, points
+
+    def summary() -> dict:
+        result = summarize(points, num_samples)
+        result.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
+                      batch_size=batch_size, ranks=ranks().world_size)
+        return result
+    return on_main(summary), points
 
 
 def _finite_or_none(value):
@@ -475,30 +499,46 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
     """Open a run for an evaluation whose results go to ``out_dir`` (default: the run
     directory): the output directory is locked and checked for writing before any work, and
     the model is built with the checkpoint's weights. ``checkpoint``: "best" (best.pt, the epoch
-    with the best validation ELBO, where the run has one; else the last) or "last"."""
+    with the best validation ELBO, where the run has one; else the last) or "last".
+
+    In a torchrun job rank 0 alone reads the checkpoint, locks ``out_dir`` and writes there; the
+    other ranks get the checkpoint from it and load the data themselves."""
     run = RunDir(run_dir)
     target = Path(out_dir) if out_dir is not None else run.path
     overrides = {k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
-    path = checkpoint_path(run_dir, checkpoint)
-    state, cfg = load_run(run_dir, overrides, trusted_imports, checkpoint)
-    which = "best" if path == run.best_path else "last"
+
+    def read() -> tuple[str, dict]:
+        path = checkpoint_path(run_dir, checkpoint)
+        return path.name, load_checkpoint(path)
+    name, state = on_main(read)
+    cfg = together(lambda: run_config(state, run_dir, overrides, trusted_imports))
+    which = "best" if name == run.best_path.name else "last"
     with ExitStack() as stack:
-        try:  # everything that could stop the results from being written, before the work
-            stack.enter_context(RunLock(make_directory(target)))
-            torch_device = resolve_device(cfg.device)
-            data = load_dataset(cfg.dataset, cfg.data_dir, torch_device,
-                                limit_test=limit if split == "test" else None,
-                                valid_size=cfg.valid_size)
-            x = data.split(split)[:limit]
-            check_writable(target, len(x))
+        # everything that could stop the results from being written, before the work
+        on_main(_nothing_computed(lambda: stack.enter_context(RunLock(make_directory(target)))),
+                shared=False)
+        torch_device = together(lambda: resolve_device(cfg.device))
+        data = main_first(lambda: load_dataset(cfg.dataset, cfg.data_dir, torch_device,
+                                               limit_test=limit if split == "test" else None,
+                                               valid_size=cfg.valid_size))
+        x = together(lambda: data.split(split)[:limit])
+        on_main(_nothing_computed(lambda: check_writable(target, len(x))))
+        model = build_model(cfg, data.image_shape).to(torch_device)
+        together(lambda: load_weights(model, state["model"], run.path))
+        note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
+        yield OpenedRun(run, target, state, cfg, model, x, which,
+                        f"{run.path} ({name}, epoch {state['epoch']}{note})")
+
+
+def _nothing_computed(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn``, with a WriteError's message saying that nothing was computed and what to do."""
+    def checked():
+        try:
+            return fn()
         except WriteError as e:
             raise WriteError(f"{e}. Nothing was computed; pass --out DIR to write the results "
                              "elsewhere", e.errno) from None
-        model = build_model(cfg, data.image_shape).to(torch_device)
-        load_weights(model, state["model"], run.path)
-        note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
-        yield OpenedRun(run, target, state, cfg, model, x, which,
-                        f"{run.path} ({path.name}, epoch {state['epoch']}{note})")
+    return checked
 
 
 def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "test",
@@ -516,11 +556,16 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
     """
     with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
                              checkpoint) as opened:
-        log(f"evaluating {opened.description} on {len(opened.x)} {split} images, K = {num_samples}")
+        log = log_on_main(log)
+        log(f"evaluating {opened.description} on {len(opened.x)} {split} images, K = {num_samples}"
+            + (f", shared by {ranks().describe()}" if ranks().distributed else ""))
         summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
                                          opened.cfg.seed if seed is None else seed, log,
-                                         sys.stderr.isatty() if progress is None else progress)
+                                         ranks().main and (sys.stderr.isatty() if progress is None else progress))
         summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
-        log(describe(summary))
-        save_results(opened.target, summary, points)
+
+        def report() -> None:
+            log(describe(summary))
+            save_results(opened.target, summary, points)
+        on_main(report)
     return summary

@@ -18,6 +18,7 @@ import numpy as np
 
 from .ais import estimate_ais, estimate_bdmc
 from .console import log_line
+from .distributed import log_on_main, on_main, ranks
 from .evaluate import KHAT_BAD, KHAT_SEVERE, open_for_evaluation, save_outputs, standard_error
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test
@@ -144,24 +145,27 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
     with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
                              checkpoint) as opened:
         steps = num_steps or default_steps(opened.x.device.type)
+        log = log_on_main(log)
         log(f"AIS on {opened.description}: {len(opened.x)} {split} images, {steps} steps, "
             f"{num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
         summary, points = estimate_ais(opened.model, opened.x, steps, num_chains, num_leapfrog, start,
                                        batch_size, opened.cfg.seed if seed is None else seed,
-                                       max_memory, log,
-                                       sys.stderr.isatty() if progress is None else progress)
+                                       max_memory, log, _progress(progress))
         summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
-        arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
-        for directory in dict.fromkeys((opened.target, opened.run.path)):  # --out DIR first
-            comparison = compare_with_iwae(directory, summary, points.log_px)
+
+        def report() -> dict:  # rank 0's, in a torchrun job
+            arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
+            for directory in dict.fromkeys((opened.target, opened.run.path)):  # --out DIR first
+                comparison = compare_with_iwae(directory, summary, points.log_px)
+                if comparison:
+                    break
             if comparison:
-                break
-        if comparison:
-            summary["iwae"], iwae_arrays = comparison
-            arrays.update(iwae_arrays)
-        log(describe_ais(summary))
-        save_outputs(opened.target, "eval_ais", summary, arrays)
-    return summary
+                summary["iwae"], iwae_arrays = comparison
+                arrays.update(iwae_arrays)
+            log(describe_ais(summary))
+            save_outputs(opened.target, "eval_ais", summary, arrays)
+            return summary
+        return on_main(report)
 
 
 def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
@@ -176,15 +180,24 @@ def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
     with open_for_evaluation(run_dir, "test", 1, device, data_dir, out_dir, trusted_imports,
                              checkpoint) as opened:
         steps = num_steps or default_steps(opened.x.device.type)
+        log = log_on_main(log)
         log(f"BDMC on {opened.description}: {num_points} simulated images, {steps} steps each "
             f"way, {num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
         summary, points = estimate_bdmc(opened.model, num_points, opened.x.shape[1], opened.x.device,
                                         steps, num_chains, num_leapfrog, start, batch_size,
                                         opened.cfg.seed if seed is None else seed, max_memory, log,
-                                        sys.stderr.isatty() if progress is None else progress)
+                                        _progress(progress))
         summary.update(epoch=opened.state["epoch"], checkpoint=opened.which)
-        log(describe_bdmc(summary))
-        save_outputs(opened.target, "eval_bdmc", summary,
-                     {"lower": points.lower.log_px, "upper": points.upper.log_px,
-                      "images": points.x.cpu().numpy()})
+
+        def report() -> None:  # rank 0's, in a torchrun job
+            log(describe_bdmc(summary))
+            save_outputs(opened.target, "eval_bdmc", summary,
+                         {"lower": points.lower.log_px, "upper": points.upper.log_px,
+                          "images": points.x.cpu().numpy()})
+        on_main(report)
     return summary
+
+
+def _progress(progress: Optional[bool]) -> bool:
+    """A progress bar on rank 0 only; by default when stderr is a terminal."""
+    return ranks().main and (sys.stderr.isatty() if progress is None else progress)

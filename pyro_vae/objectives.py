@@ -7,7 +7,7 @@ K-sample bounds), and :func:`check_compatibility` refuses every other combinatio
 any work is done, with a message that says what would work. New objectives register the same
 way::
 
-    @register_objective("my-bound", multi_sample=True)
+    @register_objective("my-bound", multi_sample=True, sums_over_data=True)
     def _my_bound(cfg):
         return MyBound(num_particles=cfg.num_particles)
 """
@@ -31,6 +31,10 @@ class Objective:
     baselines: bool = False  # honours the baselines of score-function sites
     multi_sample: bool = False  # a K-sample bound: needs num_particles >= 2
     kl_warmup: bool = False  # a sum of site terms, so --kl-warmup can scale the latent ones
+    # The loss is a sum of per-data-point terms, so the ranks of a torchrun job can each take a
+    # share of the batch and sum their gradients (pyro_vae.data_parallel). False for a bound
+    # taken over the whole batch at once (Pyro's RenyiELBO) or anything else that couples points.
+    sums_over_data: bool = False
 
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -60,18 +64,18 @@ def _pyro_elbo(cls):
 
 
 # Monte Carlo ELBO: log p(x,z) - log q(z|x) at z ~ q (REINFORCE for a score-function guide).
-register_objective("trace", kl_warmup=True)(_pyro_elbo(Trace_ELBO))
+register_objective("trace", kl_warmup=True, sums_over_data=True)(_pyro_elbo(Trace_ELBO))
 # The same, with Rao-Blackwellization and the baselines of score-function sites.
-register_objective("tracegraph", baselines=True, kl_warmup=True)(_pyro_elbo(TraceGraph_ELBO))
+register_objective("tracegraph", baselines=True, kl_warmup=True, sums_over_data=True)(_pyro_elbo(TraceGraph_ELBO))
 # KL(q || p) analytic where kl_divergence knows the pair; reparameterized guides only.
-register_objective("meanfield", score_function=False, kl_warmup=True)(_pyro_elbo(TraceMeanField_ELBO))
-register_objective("iwae", score_function=False, multi_sample=True)(
+register_objective("meanfield", score_function=False, kl_warmup=True, sums_over_data=True)(_pyro_elbo(TraceMeanField_ELBO))
+register_objective("iwae", score_function=False, multi_sample=True, sums_over_data=True)(
     lambda cfg: IWAE_ELBO(num_particles=cfg.num_particles))
-register_objective("renyi", score_function=False, multi_sample=True)(
+register_objective("renyi", score_function=False, multi_sample=True, sums_over_data=True)(
     lambda cfg: RenyiBound(alpha=cfg.alpha, num_particles=cfg.num_particles))
-register_objective("dreg", score_function=False, multi_sample=True)(
+register_objective("dreg", score_function=False, multi_sample=True, sums_over_data=True)(
     lambda cfg: DReG_ELBO(num_particles=cfg.num_particles))
-register_objective("stl", score_function=False)(lambda cfg: STL_ELBO(num_particles=cfg.num_particles))
+register_objective("stl", score_function=False, sums_over_data=True)(lambda cfg: STL_ELBO(num_particles=cfg.num_particles))
 
 
 def default_objective(estimator: str) -> str:

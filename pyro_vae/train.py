@@ -19,7 +19,7 @@ import math
 import sys
 import time
 import warnings
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, Callable, Iterable, Optional
 
 import pyro
@@ -33,6 +33,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .console import log_line
 from .config import Config, import_paths, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
+from .data_parallel import check_data_parallel, epoch_order, seed_rank_stream, sum_loss_and_gradients
+from .distributed import (broadcast_module, log_on_main, main_first, mark_reported, on_main, ranks,
+                          share, together)
 from .divergence import likely_cause
 from .errors import (CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError,
                      WriteError)
@@ -66,8 +69,11 @@ class SVIStep:
 
     def __init__(self, model: torch.nn.Module, elbo: ELBO, optimizer: torch.optim.Optimizer,
                  compile: bool = True, reason: Optional[str] = None,
-                 scale: Optional[LatentScale] = None):
+                 scale: Optional[LatentScale] = None, data_parallel: bool = False):
         self.elbo, self.optimizer = elbo, optimizer
+        # In a torchrun job: the loss and gradients of this rank's share of the batch are summed
+        # over the ranks before the optimizer steps (pyro_vae.data_parallel).
+        self.data_parallel = data_parallel
         # Bind once: ``model.model`` makes a new bound-method object on every access.
         self.model, self.guide = model.model, model.guide
         self.scale = scale  # KL warm-up: the latent sites of model and guide weighted by its beta
@@ -103,6 +109,8 @@ class SVIStep:
         except LoweringFailed as e:
             self._fall_back(e)
             return self._eager(x)
+        if self.data_parallel:
+            loss_tensor, grads = sum_loss_and_gradients(loss_tensor, grads)
         for p, g in zip(self.params, grads):  # replaced on every step: no zero_grad needed
             p.grad = g
         loss = loss_tensor.item()
@@ -115,6 +123,12 @@ class SVIStep:
         with pyro.validation_enabled(not self.validated):
             loss = self.elbo.loss_and_grads(self.model, self.guide, x)
         self.validated = True
+        if self.data_parallel:
+            total, grads = sum_loss_and_gradients(torch.tensor(loss, device=x.device),
+                                                  [p.grad for p in self.params])
+            for p, g in zip(self.params, grads):
+                p.grad = g
+            loss = total.item()
         if not math.isfinite(loss):  # no update: the parameters stay as they were, and the
             return loss  # gradients stay for the caller to diagnose
         self.optimizer.step()
@@ -122,14 +136,17 @@ class SVIStep:
         return loss
 
 
-def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> SVIStep:
+def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              data_parallel: bool = False) -> SVIStep:
     """The run's step: compiled unless ``--no-compile`` or the configuration cannot be traced;
-    with ``--kl-warmup``, under a :class:`~pyro_vae.warmup.LatentScale`."""
+    with ``--kl-warmup``, under a :class:`~pyro_vae.warmup.LatentScale`; summed over the ranks
+    of a torchrun job if ``data_parallel``."""
     scale = None
     if cfg.kl_warmup > 0:
         device = next(model.parameters()).device
         scale = LatentScale(torch.ones((), device=device))
-    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg), scale)
+    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg), scale,
+                   data_parallel)
 
 
 def non_module_params() -> dict[str, torch.Tensor]:
@@ -156,6 +173,10 @@ class Trainer:
     Nothing is written before :meth:`fit`, which holds the run directory's lock throughout
     (:mod:`pyro_vae.runlock`). config.yaml is written with every checkpoint, so the two always
     agree; a new run that stops before its first checkpoint leaves no directory behind.
+
+    In a torchrun job (:mod:`pyro_vae.distributed`) every rank makes a Trainer and trains its
+    share of each batch (:mod:`pyro_vae.data_parallel`); rank 0 alone reads and writes the run
+    directory, evaluates the epochs and prints, and tells the others what they need.
     """
 
     # Run each epoch's steps on the device as GraphedSteps (pyro_vae.graphed): None means on CUDA
@@ -165,30 +186,40 @@ class Trainer:
     def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None,
                  log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
                  checkpoint_signature: Optional[tuple] = None):
-        self.cfg = cfg = validate(cfg)  # also resolves an unset elbo
-        self.log = log
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self.device = resolve_device(cfg.device)
-        self.run = RunDir(cfg.resume) if checkpoint is not None else RunDir.new(cfg.out)
+        self.ranks = ranks()
+        self.cfg = cfg = together(lambda: validate(cfg))  # also resolves an unset elbo
+        self.log = log_on_main(log)
+        self.progress = self.ranks.main and (sys.stderr.isatty() if progress is None else progress)
+        self.device = together(lambda: resolve_device(cfg.device))
+        self.run = RunDir(cfg.resume) if checkpoint is not None else \
+            RunDir(on_main(lambda: str(RunDir.new(cfg.out).path)))
         self._signature = checkpoint_signature  # the checkpoint file as read (see fit)
         pyro.set_rng_seed(cfg.seed)
         self._param_scope: Optional[dict] = None
-        self.data: VAEData = load_dataset(cfg.dataset, cfg.data_dir, self.device,
-                                          cfg.limit_train, cfg.limit_test, valid_size=cfg.valid_size)
-        n = len(self.data.train)
-        if cfg.batch_size > n:
-            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
-                              f"use --batch-size {n} or less")
-        self.model = build_model(cfg, self.data.image_shape, self.data.train).to(self.device)
-        self.structure = model_structure(self.model, cfg, self.data.test[:2])
-        self.optimizer = make_optimizer(cfg, self.model)
-        self.step = make_step(cfg, self.model, self.optimizer)
+        self.data: VAEData = main_first(lambda: load_dataset(
+            cfg.dataset, cfg.data_dir, self.device, cfg.limit_train, cfg.limit_test,
+            valid_size=cfg.valid_size))
         self.graphed: Optional[GraphedSteps] = None
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
         self.saved_epoch = 0  # the epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
         # The epoch with the highest validation ELBO so far, {"epoch", "valid_elbo"} (best.pt).
         self.best: Optional[dict[str, Any]] = None
+        together(lambda: self._build(checkpoint))
+        broadcast_module(self.model)  # as DistributedDataParallel starts: rank 0's weights
+
+    def _build(self, checkpoint: Optional[dict[str, Any]]) -> None:
+        """The model, its optimizer and step, initialized or restored from ``checkpoint``."""
+        cfg, n = self.cfg, len(self.data.train)
+        if cfg.batch_size > n:
+            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
+                              f"use --batch-size {n} or less")
+        self.model = build_model(cfg, self.data.image_shape, self.data.train).to(self.device)
+        self.structure = model_structure(self.model, cfg, self.data.test[:2])
+        if self.ranks.distributed:
+            check_data_parallel(cfg, self.model, self.data.test[:2], self.ranks)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.step = make_step(cfg, self.model, self.optimizer, self.ranks.distributed)
         if checkpoint is None:
             init = getattr(self.model, "init_from_data", None)  # optional (see pyro_vae.models)
             if init is not None:
@@ -202,9 +233,10 @@ class Trainer:
         """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir.
         ``trusted_imports``: import paths in the saved config that may be imported."""
         run = RunDir(run_dir)
-        signature = run.checkpoint_signature()
-        state = load_checkpoint(run.checkpoint_path)
-        cfg = resume_config(state["config"], overrides or {}, str(run_dir), trusted_imports)
+        # Rank 0 reads the checkpoint and hands it to the others (who may be on other machines).
+        signature, state = on_main(lambda: (run.checkpoint_signature(), load_checkpoint(run.checkpoint_path)))
+        cfg = together(lambda: resume_config(state["config"], overrides or {}, str(run_dir),
+                                             trusted_imports))
         return cls(cfg, state, checkpoint_signature=signature, **kwargs)
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -242,25 +274,41 @@ class Trainer:
             self.log(f"{self.run.path} stopped early at epoch {self.epoch}: {self.stop_reason()}. "
                      "Its best weights are in best.pt; nothing to do.")
             return self.history
-        created = self.run.make()
-        with self.run.lock() as lock, warnings.catch_warnings():
+        with ExitStack() as stack, warnings.catch_warnings():
             # Every non-finite loss stops training with a message of ours (_diverged), so
             # Pyro's "Encountered NaN" warnings would only print lines of noise before it.
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            opened = on_main(lambda: self._open_for_writing(stack), shared=False)  # rank 0's
             try:
-                self._check_unchanged()
                 with self.param_scope():
                     return self._fit()
             except KeyboardInterrupt:
                 when = (f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else
                         "after training, while evaluating or drawing figures")
-                raise InterruptedRunError(f"interrupted {when}. {self._kept()}") from None
+                raise mark_reported(InterruptedRunError(f"interrupted {when}. {self._kept()}")) from None
             finally:
-                if self.saved_epoch == 0:  # a new run that saved nothing leaves nothing behind
-                    lock.discard()
-                    if created:
-                        with suppress(OSError):
-                            self.run.path.rmdir()
+                if opened is not None:
+                    self._leave_nothing_unsaved(*opened)
+
+    def _open_for_writing(self, stack: ExitStack):
+        """Create and lock the run directory (held until ``stack`` closes), and check that nobody
+        wrote it since it was read; returns (the lock, whether the directory is new)."""
+        created = self.run.make()
+        lock = stack.enter_context(self.run.lock())
+        try:
+            self._check_unchanged()
+        except BaseException:
+            self._leave_nothing_unsaved(lock, created)
+            raise
+        return lock, created
+
+    def _leave_nothing_unsaved(self, lock, created: bool) -> None:
+        """A new run that saved nothing leaves nothing behind."""
+        if self.saved_epoch == 0:
+            lock.discard()
+            if created:
+                with suppress(OSError):
+                    self.run.path.rmdir()
 
     def _check_unchanged(self) -> None:
         """Between reading the directory and locking it, another process may have written it."""
@@ -280,13 +328,16 @@ class Trainer:
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         self.log(self._describe())
-        if cfg.elbo == "meanfield":
+        if cfg.elbo == "meanfield" and self.ranks.main:
             for line in self._kl_kinds():
                 self.log(f"  --elbo meanfield: {line}")
         self.log(f"  step: {self._prepare_step()}")
         device_loop = self.step.lowered is not None and (
             self.device_loop or (self.device_loop is None and self.device.type == "cuda"))
-        if device_loop and self.step.scale is not None:
+        if device_loop and self.ranks.distributed:
+            self.log("  data-parallel: each step is launched from the host, its gradients summed "
+                     "over the ranks between the backward pass and Adam (no whole-step CUDA graph)")
+        elif device_loop and self.step.scale is not None:
             self.log("  KL warm-up changes beta every step, so each step is launched from the host "
                      "(no whole-step CUDA graph)")
         elif device_loop:
@@ -304,34 +355,15 @@ class Trainer:
                                                      "(best.pt)" if self.data.valid is not None else ""))
         # An epoch's seconds run from the end of the previous epoch's record, so that the previous
         # checkpoint write and log line are counted too: wall_seconds is the run's training time.
-        clock = time.perf_counter()
+        self._clock = time.perf_counter()
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
             start = time.perf_counter()
             train_loss = self._train_epoch(epoch)
             train_seconds = time.perf_counter() - start
             self._check_parameters(epoch)
-            record = {"epoch": epoch, "step": self.global_step, "train_loss": train_loss,
-                      "test_elbo": self.evaluate()}
-            if self.data.valid is not None:
-                record["valid_elbo"] = self.evaluate(self.data.valid)
-            if cfg.kl_warmup:
-                record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.kl_warmup)
-            now = time.perf_counter()
-            seconds, clock = now - clock, now
-            self.wall_seconds += seconds
-            record.update(train_seconds=train_seconds, epoch_seconds=seconds,
-                          wall_seconds=self.wall_seconds)
-            self.epoch = epoch
-            self.history.append(record)
-            improved = "valid_elbo" in record and (self.best is None or
-                                                   record["valid_elbo"] > self.best["valid_elbo"])
-            if improved:
-                self.best = {"epoch": epoch, "valid_elbo": record["valid_elbo"]}
-            self._save(best=improved)
-            valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
-                     if "valid_elbo" in record else "")
-            self.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:9.3f}  "
-                     f"test ELBO {record['test_elbo']:9.3f}{valid}  ({seconds:.1f} s)")
+            record, self.best = on_main(lambda: self._end_epoch(epoch, train_loss, train_seconds))
+            if not self.ranks.main:
+                self._record(record)
             if self.stopped_early():
                 self.log(f"early stopping: {self.stop_reason()}")
                 break
@@ -343,12 +375,48 @@ class Trainer:
             if cfg.eval_samples:
                 self.evaluate_log_likelihood(cfg.eval_samples)
             if cfg.plots:
-                figures = plot_run(self.run.path, cfg.data_dir,
-                                   trusted_imports=import_paths(cfg.to_dict()).values())
-                self.log(f"figures: {', '.join(str(p) for p in figures)}")
+                on_main(self._plot)
         except WriteError as e:
             raise WriteError(f"{e}. Training itself finished: {self._kept()}", e.errno) from None
         return self.history
+
+    def _end_epoch(self, epoch: int, train_loss: float, train_seconds: float) -> tuple[dict, Optional[dict]]:
+        """Evaluate the epoch, record it, save and report it; returns the record and the best
+        epoch (in a torchrun job this is rank 0's work, and the others take its result)."""
+        cfg = self.cfg
+        record = {"epoch": epoch, "step": self.global_step, "train_loss": train_loss,
+                  "test_elbo": self.evaluate()}
+        if self.data.valid is not None:
+            record["valid_elbo"] = self.evaluate(self.data.valid)
+        if cfg.kl_warmup:
+            record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.kl_warmup)
+        # An epoch's seconds run from the end of the previous epoch's record, so that the previous
+        # checkpoint write and log line are counted too: wall_seconds is the run's training time.
+        now = time.perf_counter()
+        seconds, self._clock = now - self._clock, now
+        record.update(train_seconds=train_seconds, epoch_seconds=seconds,
+                      wall_seconds=self.wall_seconds + seconds)
+        improved = "valid_elbo" in record and (self.best is None or
+                                               record["valid_elbo"] > self.best["valid_elbo"])
+        if improved:
+            self.best = {"epoch": epoch, "valid_elbo": record["valid_elbo"]}
+        self._record(record)
+        self._save(best=improved)
+        valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
+                 if "valid_elbo" in record else "")
+        self.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:9.3f}  "
+                 f"test ELBO {record['test_elbo']:9.3f}{valid}  ({seconds:.1f} s)")
+        return record, self.best
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.epoch, self.wall_seconds = record["epoch"], record["wall_seconds"]
+        self.history.append(record)
+
+    def _plot(self) -> None:
+        cfg = self.cfg
+        figures = plot_run(self.run.path, cfg.data_dir,
+                           trusted_imports=import_paths(cfg.to_dict()).values())
+        self.log(f"figures: {', '.join(str(p) for p in figures)}")
 
     def stopped_early(self) -> bool:
         """Whether ``early_stopping`` epochs have passed without a better validation ELBO."""
@@ -380,14 +448,18 @@ class Trainer:
         model, epoch, which = self.model, self.epoch, "last"
         if self.best is not None:
             model, epoch, which = copy.deepcopy(self.model), self.best["epoch"], "best"
-            load_weights(model, load_checkpoint(self.run.best_path)["model"], self.run.path)
+            weights = on_main(lambda: load_checkpoint(self.run.best_path)["model"])
+            load_weights(model, weights, self.run.path)
         self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples} "
                  f"({which} checkpoint, epoch {epoch})")
         summary, points = evaluate_model(model, self.data.test, num_samples,
                                        seed=self.cfg.seed, log=self.log, progress=self.progress)
         summary.update(split="test", epoch=epoch, checkpoint=which)
-        self.log(describe(summary))
-        save_results(self.run.path, summary, points)
+
+        def report() -> None:
+            self.log(describe(summary))
+            save_results(self.run.path, summary, points)
+        on_main(report)
         return summary
 
     def _kl_kinds(self) -> list[str]:
@@ -402,7 +474,7 @@ class Trainer:
     def _prepare_step(self) -> str:
         """Compile the step for the training batch shape (random stream untouched)."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            x = self.data.train_batch(torch.arange(self.cfg.batch_size, device=self.device))
+            x = self.data.train_batch(torch.arange(self.cfg.batch_size, device=self.device)[self._share])
         return self._guarded(self.step.prepare, x, self.epoch + 1, 0)
 
     def _guarded(self, step: Callable, x: torch.Tensor, epoch: int, batch: int):
@@ -415,6 +487,11 @@ class Trainer:
             raise self._diverged(epoch, batch, "a distribution got invalid parameters ("
                                  f"{str(e).splitlines()[0].rstrip(':')})", x) from None
 
+    @property
+    def _share(self) -> slice:
+        """This rank's share of every batch (all of it in one process)."""
+        return share(self.cfg.batch_size, self.ranks)
+
     def _batches_per_epoch(self) -> int:
         # Equal-sized batches only: the compiled step is traced for one shape. The n % batch
         # examples left out differ from epoch to epoch (fresh permutation).
@@ -425,7 +502,12 @@ class Trainer:
         # derived from the epoch: resume needs no state
         set_learning_rate(self.optimizer, learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch,
                                                          self.cfg.lr_schedule_scale))
-        order = torch.randperm(len(self.data.train), device=self.device)
+        if self.ranks.distributed:
+            order = epoch_order(len(self.data.train), self.cfg.seed, epoch, self.device)
+            seed_rank_stream(self.cfg.seed, epoch, self.ranks.rank)
+        else:
+            order = torch.randperm(len(self.data.train), device=self.device)
+        mine = self._share
         total = 0.0
         self.model.train()
         with tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
@@ -435,7 +517,7 @@ class Trainer:
             for b in range(num_batches):
                 if self.step.scale is not None:
                     self.step.set_beta(warmup_beta(self.global_step, num_batches, self.cfg.kl_warmup))
-                x = self.data.train_batch(order[b * batch:(b + 1) * batch])
+                x = self.data.train_batch(order[b * batch:(b + 1) * batch][mine])
                 loss = self._guarded(self.step, x, epoch, b)
                 if not math.isfinite(loss):
                     raise self._diverged(epoch, b, f"the training loss became {loss}", x)
@@ -500,8 +582,9 @@ class Trainer:
             lower = f"{self.cfg.lr / 10:g}"
             advice = f"Lower the learning rate (now {self.cfg.lr:g}), e.g. to {lower}."
             kept = self._kept(f" --lr {lower}")
-        return TrainingDivergedError(f"training diverged at {where}: {what}. Likely cause: "
-                                     f"{cause.text}. {advice} {kept}")
+        # Every rank sees the same summed loss and the same parameters, so all stop here together.
+        return mark_reported(TrainingDivergedError(f"training diverged at {where}: {what}. Likely "
+                                                   f"cause: {cause.text}. {advice} {kept}"))
 
     def _state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
@@ -542,8 +625,13 @@ class Trainer:
         extras = [f"KL warm-up over {cfg.kl_warmup:g} epochs"] if cfg.kl_warmup else []
         if cfg.early_stopping:
             extras.append(f"early stopping after {cfg.early_stopping} epochs without improvement")
+        where = str(self.device)
+        if self.ranks.distributed:
+            base, extra = divmod(cfg.batch_size, self.ranks.world_size)
+            where += (f", data-parallel over {self.ranks.describe()}: each rank takes "
+                      f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.batch_size}")
         return (f"pyro-vae: {action} on {cfg.dataset} ({len(data.train)} train{valid} / {len(data.test)} "
-                f"test images, {binarization} binarization) on {self.device}\n"
+                f"test images, {binarization} binarization) on {where}\n"
                 f"  model: {nets}, prior {cfg.prior}, {n_params:,} parameters\n"
                 f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}{schedule}, betas "
                 f"{cfg.adam_betas[0]:g}/{cfg.adam_betas[1]:g}, batch {cfg.batch_size}"

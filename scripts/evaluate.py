@@ -6,6 +6,7 @@
     python scripts/evaluate.py runs/<run> --checkpoint last      # not best.pt
     python scripts/evaluate.py runs/<run> --method ais --limit 200 --ais-steps 1000
     python scripts/evaluate.py runs/<run> --method bdmc --limit 100
+    torchrun --nproc-per-node 4 scripts/evaluate.py runs/<run>   # the images shared by 4 ranks
 
 --method iwae (default): importance sampling from the guide; prints the estimate with its
 standard error, the ELBO and the gap, active units and the PSIS diagnostics; writes eval.json
@@ -20,6 +21,7 @@ import sys
 
 from pyro_vae.config import add_trust_argument
 from pyro_vae.console import ArgumentParser, run_command
+from pyro_vae.distributed import log_on_main, process_group
 from pyro_vae.ais import STARTS
 from pyro_vae.evaluate import evaluate_run, parse_memory
 from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run
@@ -36,6 +38,11 @@ def memory_size(text: str) -> int:
 
 
 def main(argv=None) -> int:
+    with process_group():  # a no-op unless launched by torchrun (README, "Scaling out")
+        return parse_and_run(argv)
+
+
+def parse_and_run(argv) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by scripts/svi_train.py")
     p.add_argument("--method", choices=("iwae", "ais", "bdmc"), default="iwae",
@@ -92,7 +99,7 @@ def main(argv=None) -> int:
         else:
             bdmc_run(args.run_dir, args.limit or DEFAULT_BDMC_IMAGES, **ais_options, **common)
         stem = {"iwae": "eval", "ais": "eval_ais", "bdmc": "eval_bdmc"}[args.method]
-        print(f"wrote {args.out or args.run_dir}/{stem}.json and {stem}_points.npz")
+        log_on_main(print)(f"wrote {args.out or args.run_dir}/{stem}.json and {stem}_points.npz")
 
     return run_command(work, interrupted="nothing was written")
 

@@ -11,6 +11,7 @@ import torch
 
 from pyro_vae.ais import (AnnealingPath, LatentLayout, estimate_ais, estimate_bdmc, sigmoid_schedule)
 from pyro_vae.config import make_config
+from pyro_vae.distributed import stream_seed
 from pyro_vae.errors import ConfigError
 from pyro_vae.hmc import STEP_SIZE_MAX, STEP_SIZE_MIN, Point, adapt_step_size, hmc_transition
 from pyro_vae.importance import log_importance_weights
@@ -37,11 +38,12 @@ def test_sigmoid_schedule_runs_from_0_to_1_increasing():
 
 def test_one_step_is_importance_sampling_from_the_guide():
     """T = 1: no transition, one weight log p(x, z) - log q(z | x) per chain at z ~ q: exactly
-    the importance-weighted estimate with K = C (same seed, same draws)."""
+    the importance-weighted estimate with K = C (same stream, same draws: the one batch's, named
+    by the seed and its first image's index)."""
     vae = LinearGaussianVAE()
     x = vae.sample_data(12)
     _, points = estimate_ais(vae, x, num_steps=1, num_chains=7, seed=3, log=quiet)
-    torch.manual_seed(3)
+    torch.manual_seed(stream_seed("chains", 3, 0))
     with torch.no_grad():
         log_w = log_importance_weights(vae.model, vae.guide, x, num_samples=7)
     expected = torch.logsumexp(log_w, 0) - math.log(7)
@@ -122,7 +124,7 @@ def test_every_model_and_prior_runs_and_one_step_is_importance_sampling(options)
     summary, points = estimate_ais(model, x, 5, num_chains=4, num_leapfrog=2, seed=1, log=quiet)
     assert np.isfinite(points.log_px).all() and summary["acceptance_rate"] > 0
     _, one = estimate_ais(model, x, 1, num_chains=4, seed=1, log=quiet)
-    torch.manual_seed(1)
+    torch.manual_seed(stream_seed("chains", 1, 0))
     with torch.no_grad(), model.fixed_prior():
         log_w = log_importance_weights(model.model, model.guide, x, num_samples=4)
     np.testing.assert_allclose(one.log_px, (torch.logsumexp(log_w, 0) - math.log(4)).numpy(), atol=1e-4)
