@@ -1,17 +1,21 @@
 #!/usr/bin/env python
-"""Training throughput of one process against ``torchrun`` with N ranks, interleaved.
+"""Throughput of one process against ``torchrun`` with N ranks, interleaved: training, or with
+``--evaluate RUN`` the log p(x) evaluation.
 
-Each variant trains a fresh run for ``--epochs`` epochs through the real entry point
+Training: each variant trains a fresh run for ``--epochs`` epochs through the real entry point
 (``scripts/svi_train.py``, under ``python -m torch.distributed.run --nproc-per-node N`` for the
 ranked ones) and is scored by the images per second of its training steps: the epochs'
 ``train_seconds`` from metrics.jsonl, which leave out start-up, the per-epoch test ELBO and the
-checkpoint writes. The CPU's cores are split evenly: one process gets ``--threads`` threads, each
+checkpoint writes. Evaluation: each variant runs ``scripts/evaluate.py RUN`` on ``--limit``
+test images with ``--num-samples`` K, scored by images per second of the estimate (eval.json's
+``seconds``, which leave out start-up and loading). The CPU's cores are split evenly: one process gets ``--threads`` threads, each
 of N ranks ``--threads / N``. Rounds run the variants in a fresh random order; the ratio of each
 variant's throughput to the one process's is taken per round, and the median reported.
 
     python benchmarks/data_parallel.py --ranks 1 2 --threads 2             # 2-core CPU
     python benchmarks/data_parallel.py --device cuda --ranks 1 2 4 8        # one GPU per rank
     python benchmarks/data_parallel.py --config configs/fast/dreg5_1layer.yaml --batch-size 100
+    python benchmarks/data_parallel.py --evaluate runs/<run> --limit 200 --num-samples 5000
 """
 
 from __future__ import annotations
@@ -28,14 +32,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "svi_train.py"
+EVALUATE = REPO / "scripts" / "evaluate.py"
 
 
 def command(ranks: int, args: argparse.Namespace, out: Path) -> list[str]:
     launcher = [sys.executable] if ranks == 0 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+    if args.evaluate:
+        return [*launcher, str(EVALUATE), args.evaluate, "--limit", str(args.limit), "--num-samples",
+                str(args.num_samples), "--device", args.device, "--out", str(out)]
     flags = ["--epochs", str(args.epochs), "--limit-train", str(args.limit_train), "--limit-test",
              "1000", "--batch-size", str(args.batch_size), "--device", args.device, "--no-plots",
-             "--eval-samples", "0", "--out", str(out)]
+             "--out", str(out)]
     if args.config:
         flags += ["--config", args.config]
     return [*launcher, str(TRAIN), *flags]
@@ -46,6 +54,8 @@ def images_per_second(ranks: int, args: argparse.Namespace, workdir: Path) -> fl
     threads = args.threads if ranks == 0 else max(1, args.threads // ranks)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run(command(ranks, args, out), check=True, env=env, stdout=subprocess.DEVNULL)
+    if args.evaluate:
+        return args.limit / json.loads((out / "eval.json").read_text())["seconds"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps_per_epoch = args.limit_train // args.batch_size
     return len(records) * steps_per_epoch * args.batch_size / sum(r["train_seconds"] for r in records)
@@ -60,6 +70,9 @@ def main() -> None:
     p.add_argument("--limit-train", type=int, default=10000)
     p.add_argument("--batch-size", type=int, default=100, help="the global batch")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--evaluate", metavar="RUN", help="time scripts/evaluate.py RUN instead of training")
+    p.add_argument("--limit", type=int, default=200, help="--evaluate: test images")
+    p.add_argument("--num-samples", type=int, default=5000, help="--evaluate: K")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Optional
 
-from .distributed import ranks
+from .distributed import launched_by_torchrun, ranks
 from .errors import InterruptedRunError, PyroVAEError
 
 
@@ -16,10 +18,17 @@ def log_line(message: str) -> None:
     print(message, flush=True)
 
 
-def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing was written") -> int:
+def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing was written",
+                single_process: bool = False) -> int:
     """A script's exit status for ``work()``: an error the user can cause is one line on stderr
     and status 2, never a traceback; Ctrl-C says what was kept (``interrupted`` unless the work
-    says more) and gives 130, the shell's status for SIGINT."""
+    says more) and gives 130, the shell's status for SIGINT. A ``single_process`` command
+    launched by torchrun on several ranks is refused (each rank would do all of its work)."""
+    if single_process and launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
+        if os.environ["RANK"] == "0":
+            print(f"error: {Path(sys.argv[0]).name} runs in one process; start it with python, "
+                  "not torchrun (README, \"Scaling out\")", file=sys.stderr)
+        return 2
     try:
         return work() or 0
     except InterruptedRunError as e:

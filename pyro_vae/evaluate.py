@@ -530,6 +530,11 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
                         f"{run.path} ({name}, epoch {state['epoch']}{note})")
 
 
+def show_progress(progress: Optional[bool]) -> bool:
+    """A progress bar on rank 0 only; by default when stderr is a terminal."""
+    return ranks().main and (sys.stderr.isatty() if progress is None else progress)
+
+
 def _nothing_computed(fn: Callable[[], object]) -> Callable[[], object]:
     """``fn``, with a WriteError's message saying that nothing was computed and what to do."""
     def checked():
@@ -561,7 +566,7 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
             + (f", shared by {ranks().describe()}" if ranks().distributed else ""))
         summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
                                          opened.cfg.seed if seed is None else seed, log,
-                                         ranks().main and (sys.stderr.isatty() if progress is None else progress))
+                                         show_progress(progress))
         summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
 
         def report() -> None:

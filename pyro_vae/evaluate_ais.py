@@ -10,7 +10,6 @@ whose IWAE estimate really falls short, or whether the diagnostic is only alarme
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -18,8 +17,9 @@ import numpy as np
 
 from .ais import estimate_ais, estimate_bdmc
 from .console import log_line
-from .distributed import log_on_main, on_main, ranks
-from .evaluate import KHAT_BAD, KHAT_SEVERE, open_for_evaluation, save_outputs, standard_error
+from .distributed import log_on_main, on_main
+from .evaluate import (KHAT_BAD, KHAT_SEVERE, open_for_evaluation, save_outputs, show_progress,
+                       standard_error)
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test
 # images take minutes: the one-layer MNIST VAE with 16 chains and 10 leapfrog steps costs about
@@ -150,7 +150,7 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
             f"{num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
         summary, points = estimate_ais(opened.model, opened.x, steps, num_chains, num_leapfrog, start,
                                        batch_size, opened.cfg.seed if seed is None else seed,
-                                       max_memory, log, _progress(progress))
+                                       max_memory, log, show_progress(progress))
         summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
 
         def report() -> dict:  # rank 0's, in a torchrun job
@@ -186,7 +186,7 @@ def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
         summary, points = estimate_bdmc(opened.model, num_points, opened.x.shape[1], opened.x.device,
                                         steps, num_chains, num_leapfrog, start, batch_size,
                                         opened.cfg.seed if seed is None else seed, max_memory, log,
-                                        _progress(progress))
+                                        show_progress(progress))
         summary.update(epoch=opened.state["epoch"], checkpoint=opened.which)
 
         def report() -> None:  # rank 0's, in a torchrun job
@@ -196,8 +196,3 @@ def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
                           "images": points.x.cpu().numpy()})
         on_main(report)
     return summary
-
-
-def _progress(progress: Optional[bool]) -> bool:
-    """A progress bar on rank 0 only; by default when stderr is a terminal."""
-    return ranks().main and (sys.stderr.isatty() if progress is None else progress)

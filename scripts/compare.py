@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         print(f"wrote {paths['figure']} and {paths['markdown']}")
 
     return run_command(work, interrupted="runs finished before the interruption are kept; "
-                                         "the comparison was not written")
+                                         "the comparison was not written",
+                       single_process=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def main(argv=None) -> int:
         print(paths["markdown"].read_text())
         print("wrote " + ", ".join(str(p) for p in paths.values()))
 
-    return run_command(work, interrupted="the report was not written")
+    return run_command(work, interrupted="the report was not written",
+                       single_process=True)
 
 
 if __name__ == "__main__":

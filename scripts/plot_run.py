@@ -27,7 +27,8 @@ def main(argv=None) -> int:
         paths = plot_run(args.run_dir, args.data_dir, args.num_points, trusted_imports=args.trust_import)
         print("\n".join(str(path) for path in paths))
 
-    return run_command(work, interrupted="some figures may not have been redrawn")
+    return run_command(work, interrupted="some figures may not have been redrawn",
+                       single_process=True)
 
 
 if __name__ == "__main__":

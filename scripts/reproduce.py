@@ -47,7 +47,8 @@ def main(argv=None) -> int:
                   args.num_samples, args.limit, overrides, args.train)
 
     return run_command(work, interrupted="every finished epoch is in its run's checkpoint; run "
-                                         "the same command again to go on")
+                                         "the same command again to go on",
+                       single_process=True)
 
 
 if __name__ == "__main__":

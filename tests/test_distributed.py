@@ -21,8 +21,8 @@ from pyro_vae.distributed import Ranks, ranks, share, stream_seed
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import SVIStep, Trainer
 
-from conftest import REPO, quiet
-from spawn_ranks import run_ranks
+from conftest import REPO, quiet, run_script
+from spawn_ranks import run_ranks, torchrun_environment
 
 BATCH = 8  # the global batch of the one-step comparison
 
@@ -229,3 +229,13 @@ def test_an_objective_must_declare_that_it_sums_over_data(data_dir, tmp_path, mo
     found = data_parallel_problem(trainer.cfg, trainer.model, trainer.data.test[:2], Ranks(0, 2, "gloo"))
     assert "sums_over_data=True" in found
 
+
+
+@pytest.mark.parametrize("script", ["plot_run", "grad_variance"])
+def test_one_process_commands_refuse_several_ranks(script, tmp_path, monkeypatch, capsys):
+    for name, value in torchrun_environment(0, 2, 29500).items():
+        monkeypatch.setenv(name, value)
+    status, err = run_script(capsys, script, tmp_path)
+    assert status == 2 and "runs in one process; start it with python, not torchrun" in err
+    monkeypatch.setenv("RANK", "1")
+    assert run_script(capsys, script, tmp_path) == (2, "")  # said once, by rank 0
