@@ -37,7 +37,7 @@ from torch.distributions import constraints
 from tqdm.auto import tqdm
 
 from .console import log_line
-from .distributed import gather_on_main, log_on_main, on_main, ranks, share, stream_seed
+from .distributed import gather_on_main, log_on_main, on_main, ranks, share, share_note, stream_seed
 from .errors import ConfigError
 from .evaluate import (evaluation_context, halved_after_out_of_memory, parse_memory, particle_bytes,
                        standard_error)
@@ -253,7 +253,7 @@ def ais_batches(model, x: torch.Tensor, num_steps: int, num_chains: int, num_lea
             bar.update(len(batch))
             if not progress and done < end and 10 * (done - first) // (end - first) > reported:
                 reported = 10 * (done - first) // (end - first)
-                log(f"AIS: {done - first} of {end - first} images done")
+                log(f"AIS: {done - first} of {end - first} images done{share_note(len(x))}")
     columns = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
     if seed is not None:
         columns = gather_on_main(columns)

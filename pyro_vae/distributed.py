@@ -120,6 +120,12 @@ def share(n: int, r: Optional[Ranks] = None) -> slice:
     return slice(start, start + base + (r.rank < extra))
 
 
+def share_note(n: int) -> str:
+    """", rank 0's share of 10000" in a progress line of rank 0's, "" in one process."""
+    r = ranks()
+    return f", rank 0's share of {n}" if r.distributed else ""
+
+
 # --- collectives over Python objects (pickled, read back with weights_only=True) ---
 
 def _all_gather(value: Any) -> list:

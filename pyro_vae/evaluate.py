@@ -48,8 +48,8 @@ from .build import build_model, checkpoint_path, load_weights, resolve_device, r
 from .checkpoint import load_checkpoint
 from .console import log_line
 from .data import load_dataset
-from .distributed import (gather_on_main, log_on_main, main_first, on_main, ranks, share, stream_seed,
-                          together)
+from .distributed import (gather_on_main, log_on_main, main_first, on_main, ranks, share, share_note,
+                          stream_seed, together)
 from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .rundir import RunDir
@@ -235,12 +235,13 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
     if seed is not None:
         starts = starts[share(len(starts))]
     report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
+    first, end = (starts[0], min(starts[-1] + batch_size, len(data))) if len(starts) else (0, 0)
     log = log_on_main(log)
     with pyro.validation_enabled(False):
         for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",
                                        desc="log p(x)", leave=False)):
             if not progress and i and i % report_every == 0:
-                log(f"log p(x): {i * batch_size} of {len(starts) * batch_size} images done")
+                log(f"log p(x): {start - first} of {end - first} images done{share_note(len(data))}")
             if seed is not None:
                 torch.manual_seed(stream_seed("particles", seed, start))
             x = data[start:start + batch_size]
