@@ -37,7 +37,7 @@ from torch.distributions import constraints
 from tqdm.auto import tqdm
 
 from .console import log_line
-from .distributed import gather_on_main, log_on_main, on_main, ranks, share, share_note, stream_seed
+from .distributed import batch_span, gather_on_main, log_on_main, on_main, ranks, share_note, stream_seed
 from .errors import ConfigError
 from .evaluate import (evaluation_context, halved_after_out_of_memory, parse_memory, particle_bytes,
                        standard_error)
@@ -225,10 +225,7 @@ def ais_batches(model, x: torch.Tensor, num_steps: int, num_chains: int, num_lea
     if z_start is not None:
         betas = betas[::-1]
     out: dict[str, list[np.ndarray]] = {"log_px": [], "acceptance": [], "step_size": []}
-    first, end = 0, len(x)
-    if seed is not None:  # this rank's batches
-        mine = range(0, len(x), batch_size)[share(math.ceil(len(x) / batch_size))]
-        first, end = (mine.start, min(mine.stop, len(x))) if len(mine) else (0, 0)
+    first, end = batch_span(len(x), batch_size) if seed is not None else (0, len(x))  # this rank's
     done, reported, log = first, 0, log_on_main(log)
     with tqdm(total=end - first, disable=not progress, unit="image", desc="AIS", leave=False) as bar:
         while done < end:

@@ -24,6 +24,7 @@ strings, lists and dicts only, like a checkpoint, so no rank executes code anoth
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import zlib
 from contextlib import contextmanager
@@ -118,6 +119,14 @@ def share(n: int, r: Optional[Ranks] = None) -> slice:
     base, extra = divmod(n, r.world_size)
     start = r.rank * base + min(r.rank, extra)
     return slice(start, start + base + (r.rank < extra))
+
+
+def batch_span(n: int, batch_size: int, r: Optional[Ranks] = None) -> tuple[int, int]:
+    """``(first, end)``: the images of rank ``r``'s :func:`share` of the batches that ``n`` images
+    make in batches of ``batch_size``. The batches are the same whatever the number of ranks;
+    ``(0, 0)`` for a rank with none."""
+    mine = range(0, n, batch_size)[share(math.ceil(n / batch_size), r)]
+    return (mine.start, min(mine.stop, n)) if len(mine) else (0, 0)
 
 
 def share_note(n: int) -> str:

@@ -48,8 +48,8 @@ from .build import build_model, checkpoint_path, load_weights, resolve_device, r
 from .checkpoint import load_checkpoint
 from .console import log_line
 from .data import load_dataset
-from .distributed import (gather_on_main, log_on_main, main_first, on_main, ranks, share, share_note,
-                          stream_seed, together)
+from .distributed import (batch_span, gather_on_main, log_on_main, main_first, on_main, ranks,
+                          share_note, stream_seed, together)
 from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .rundir import RunDir
@@ -231,11 +231,9 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
     out = {k: [] for k in ("log_px", "elbo", "khat", "ess")}
     means: dict[str, list[np.ndarray]] = {}
 
-    starts = range(0, len(data), batch_size)
-    if seed is not None:
-        starts = starts[share(len(starts))]
+    first, end = batch_span(len(data), batch_size) if seed is not None else (0, len(data))
+    starts = range(first, end, batch_size)
     report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
-    first, end = (starts[0], min(starts[-1] + batch_size, len(data))) if len(starts) else (0, 0)
     log = log_on_main(log)
     with pyro.validation_enabled(False):
         for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",

@@ -17,7 +17,7 @@ from pyro.poutine.messenger import Messenger
 
 from pyro_vae.config import Config
 from pyro_vae.data_parallel import data_parallel_problem
-from pyro_vae.distributed import Ranks, ranks, share, stream_seed
+from pyro_vae.distributed import Ranks, batch_span, ranks, share, stream_seed
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import SVIStep, Trainer
 
@@ -198,6 +198,15 @@ def test_shares_cover_the_items_in_order():
             parts = [range(n)[share(n, Ranks(r, world, "gloo"))] for r in range(world)]
             assert [i for p in parts for i in p] == list(range(n))
             assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_batch_spans_give_each_rank_whole_batches_in_order():
+    for n, batch in ((40, 6), (10, 3), (5, 100), (0, 4)):
+        for world in (1, 2, 3, 8):
+            spans = [batch_span(n, batch, Ranks(r, world, "gloo")) for r in range(world)]
+            images = [i for first, end in spans for i in range(first, end)]
+            assert images == list(range(n))
+            assert all(first % batch == 0 for first, end in spans if end > first)
 
 
 def test_streams_are_named_apart():
