@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write, make_directory
 from .build import build_model, checkpoint_path, load_weights, resolve_device, run_config
-from .checkpoint import load_checkpoint
+from .checkpoint import content_digest, load_checkpoint
 from .console import log_line
 from .data import load_dataset
 from .distributed import (batch_span, gather_on_main, log_on_main, main_first, on_main, ranks,
@@ -489,6 +489,13 @@ class OpenedRun:
     which: str  # "best" or "last"
     description: str  # "runs/x (best.pt, epoch 12)"
 
+    def provenance(self) -> dict:
+        """What every result file records about the checkpoint it evaluated: its epoch, which
+        file ("best"/"last") and its SHA-256 (``checkpoint_sha256``), so that a result is reused
+        or compared only beside the very checkpoint it belongs to."""
+        return {"epoch": self.state["epoch"], "checkpoint": self.which,
+                "checkpoint_sha256": self.state.get("checksum") or content_digest(self.state)}
+
 
 @contextmanager
 def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optional[int] = None,
@@ -566,7 +573,7 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
         summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
                                          opened.cfg.seed if seed is None else seed, log,
                                          show_progress(progress))
-        summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
+        summary.update(split=split, **opened.provenance())
 
         def report() -> None:
             log(describe(summary))

@@ -151,7 +151,7 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
         summary, points = estimate_ais(opened.model, opened.x, steps, num_chains, num_leapfrog, start,
                                        batch_size, opened.cfg.seed if seed is None else seed,
                                        max_memory, log, show_progress(progress))
-        summary.update(split=split, epoch=opened.state["epoch"], checkpoint=opened.which)
+        summary.update(split=split, **opened.provenance())
 
         def report() -> dict:  # rank 0's, in a torchrun job
             arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
@@ -187,7 +187,7 @@ def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
                                         steps, num_chains, num_leapfrog, start, batch_size,
                                         opened.cfg.seed if seed is None else seed, max_memory, log,
                                         show_progress(progress))
-        summary.update(epoch=opened.state["epoch"], checkpoint=opened.which)
+        summary.update(**opened.provenance())
 
         def report() -> None:  # rank 0's, in a torchrun job
             log(describe_bdmc(summary))
