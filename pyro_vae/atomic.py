@@ -5,6 +5,12 @@ even if the process is killed mid-write. Each write has a temporary file of its 
 name), so two writers never trample each other's half-written files. A failed write (disk
 full, read-only file system, no permission) leaves the old file untouched and raises a
 :class:`~pyro_vae.errors.WriteError` that says why in words.
+
+Nothing is written through a symbolic link. A run directory is shared data, and a link in it
+(``figures -> ~``, ``eval.json -> ~/thesis.tex``) must not steer a write out of it: the
+temporary file is created with ``O_EXCL`` (which never follows a link) and the rename replaces
+a link at the target's name instead of following it; :func:`make_directory` refuses a
+directory that is a link. Every file pyro-vae writes, figures included, goes through here.
 """
 
 from __future__ import annotations
@@ -41,25 +47,44 @@ def write_failure(path: Union[str, Path], error: OSError) -> WriteError:
     return WriteError(f"could not write {path}: {reason}", error.errno)
 
 
-def make_directory(path: Union[str, Path]) -> Path:
-    """``mkdir -p path``, or a WriteError that names the cause."""
+def refuse_link(path: Union[str, Path]) -> None:
+    """A WriteError if ``path`` is a symbolic link: pyro-vae does not write through one."""
     path = Path(path)
+    if path.is_symlink():
+        try:
+            target = f" (to {os.readlink(path)!r})"
+        except OSError:
+            target = ""
+        raise WriteError(f"{path} is a symbolic link{target}; pyro-vae never writes through a "
+                         "link. Remove the link, or name a real directory", errno.ELOOP)
+
+
+def make_directory(path: Union[str, Path]) -> Path:
+    """``mkdir -p path``, or a WriteError that names the cause. ``path`` itself must not be a
+    symbolic link (a shared run's ``figures -> /elsewhere`` is refused, never written into);
+    the folders above it are the user's to choose."""
+    path = Path(path)
+    refuse_link(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise write_failure(path, e) from None
+    refuse_link(path)  # made a link between the check and mkdir
+    if not path.is_dir():
+        raise WriteError(f"{path} is not a directory", errno.ENOTDIR)
     return path
 
 
-def atomic_write(path: Union[str, Path], content: Union[bytes, str, Callable[[BinaryIO], None]]) -> None:
-    """Write ``content`` (bytes, text, or a function that writes to a binary file) to ``path``."""
-    path = Path(path)
-    tmp = None
+Content = Union[bytes, str, Callable[[BinaryIO], None]]
+
+
+def _stage(path: Path, content: Content) -> Path:
+    """``content`` in a new temporary sibling of ``path``, flushed to disk; its name."""
+    # O_EXCL on a unique name (never follows a link); mode 0o666 less the umask, as a plain
+    # open() would give (tempfile.mkstemp would make every checkpoint private to its owner).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        # O_EXCL on a unique name; mode 0o666 less the umask, as a plain open() would give
-        # (tempfile.mkstemp would make every checkpoint private to its owner).
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)
@@ -67,13 +92,47 @@ def atomic_write(path: Union[str, Path], content: Union[bytes, str, Callable[[Bi
                 f.write(content.encode() if isinstance(content, str) else content)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)  # make the rename itself durable
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_all(files: list[tuple[Union[str, Path], Content]]) -> None:
+    """Write several files that belong together: every one is written in full first, then they
+    are renamed into place in the given order. A failed write (a full disk) leaves all the
+    previous files as they were; only a kill between the renames, a window of microseconds,
+    can leave some new and some old (readers that need them to match check an id they share:
+    :mod:`pyro_vae.results`). Put the file that says "complete" (the summary) last."""
+    staged: list[tuple[Path, Path]] = []
+    current = None
+    try:
+        for path, content in files:
+            current = Path(path)
+            staged.append((_stage(current, content), current))
+        for tmp, current in staged:
+            os.replace(tmp, current)
+        for directory in dict.fromkeys(path.parent for _, path in staged):
+            _fsync_directory(directory)  # make the renames themselves durable
     except OSError as e:
-        raise write_failure(path, e) from None
+        raise write_failure(current, e) from None
     finally:
-        if tmp is not None:
+        for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Union[str, Path], content: Content) -> None:
+    """Write ``content`` (bytes, text, or a function that writes to a binary file) to ``path``."""
+    atomic_write_all([(path, content)])
+
+
+def save_figure(fig, path: Union[str, Path], **savefig_options) -> Path:
+    """A matplotlib figure to ``path`` (format from its suffix) through :func:`atomic_write`:
+    ``savefig`` straight to the path would follow a link planted there."""
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png",
+                                             **savefig_options))
+    return path
 
 
 def _fsync_directory(directory: Path) -> None:

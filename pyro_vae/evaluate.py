@@ -26,11 +26,9 @@ so any prior and likelihood the model samples from is handled by its own ``log_p
 from __future__ import annotations
 
 import errno
-import json
 import math
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from .distributed import (batch_span, gather_on_main, log_on_main, main_first, o
                           share_note, stream_seed, together)
 from .errors import WriteError
 from .importance import log_weights, trace_particles
+from .results import save_result
 from .rundir import RunDir
 from .runlock import RunLock
 from .sites import isolated, latent_sites, sample_sites
@@ -391,46 +390,10 @@ def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: 
     return on_main(summary), points
 
 
-def _finite_or_none(value):
-    """NaN and inf as null: eval.json stays strict JSON."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_outputs(directory: Path, stem: str, summary: dict, arrays: dict[str, np.ndarray]) -> None:
-    """``<stem>.json`` (the summary) and ``<stem>_points.npz`` (per data point) in ``directory``."""
-    atomic_write(directory / f"{stem}.json", json.dumps(_finite_or_none(summary), indent=2) + "\n")
-    atomic_write(directory / f"{stem}_points.npz", lambda f: np.savez(f, **arrays))
-
-
-def save_outputs(directory: Path, stem: str, summary: dict, arrays: dict[str, np.ndarray]) -> None:
-    """:func:`write_outputs`, and if that fails (disk full, read-only), a fresh directory under
-    the system's temporary directory instead: an evaluation's result is never lost. The
-    WriteError then names where the results are (or, if nothing could be written, holds
-    the summary's content)."""
-    try:
-        write_outputs(Path(directory), stem, summary, arrays)
-        return
-    except WriteError as e:
-        failure = e
-    try:
-        fallback = Path(tempfile.mkdtemp(prefix=f"pyro-vae-{stem}-{Path(directory).resolve().name}-"))
-        write_outputs(fallback, stem, summary, arrays)
-    except OSError:
-        content = json.dumps(_finite_or_none(summary))
-        raise WriteError(f"{failure}; no other place could be written either, so here is "
-                         f"{stem}.json: {content}", failure.errno) from None
-    raise WriteError(f"{failure}. The results were written to {fallback}/{stem}.json and "
-                     f"{stem}_points.npz instead", failure.errno) from None
-
-
 def save_results(directory: Path, summary: dict, points: PointEstimates) -> None:
-    """``eval.json`` and ``eval_points.npz`` (see :func:`save_outputs`)."""
+    """``eval.json`` and ``eval_points.npz`` (see :func:`~pyro_vae.results.save_result`)."""
     arrays = {"log_px": points.log_px, "elbo": points.elbo, "khat": points.khat, "ess": points.ess}
-    save_outputs(directory, "eval", summary, arrays)
+    save_result(directory, "eval", summary, arrays)
 
 
 def check_writable(directory: Path, num_points: int) -> None:

@@ -9,7 +9,6 @@ whose IWAE estimate really falls short, or whether the diagnostic is only alarme
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -18,8 +17,9 @@ import numpy as np
 from .ais import estimate_ais, estimate_bdmc
 from .console import log_line
 from .distributed import log_on_main, on_main
-from .evaluate import (KHAT_BAD, KHAT_SEVERE, open_for_evaluation, save_outputs, show_progress,
-                       standard_error)
+from .errors import RunDirError
+from .evaluate import KHAT_BAD, KHAT_SEVERE, open_for_evaluation, show_progress, standard_error
+from .results import read_result, read_summary, save_result
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test
 # images take minutes: the one-layer MNIST VAE with 16 chains and 10 leapfrog steps costs about
@@ -68,18 +68,17 @@ def shortfall_by_khat(khat: np.ndarray, diff: np.ndarray) -> dict[str, dict]:
 def compare_with_iwae(directory: Path, summary: dict,
                       ais_log_px: np.ndarray) -> Optional[tuple[dict, dict[str, np.ndarray]]]:
     """AIS - IWAE per image against ``eval.json`` / ``eval_points.npz`` in ``directory``, when
-    they evaluated the same checkpoint epoch and split (on the first images of it, as
+    they evaluated the same checkpoint (its SHA-256) and split (on the first images of it, as
     ``--limit`` does): the comparison's summary and IWAE's per-image ``iwae_log_px`` and
-    ``khat`` on the common images. None otherwise."""
-    try:
-        iwae = json.loads((directory / "eval.json").read_text())
-        with np.load(directory / "eval_points.npz") as points:
-            iwae_log_px, khat = points["log_px"], points["khat"]
-    except (OSError, ValueError, KeyError):
+    ``khat`` on the common images. None where there is no such eval.json; a RunDirError where
+    there is one but it cannot be read with its points."""
+    if not (directory / "eval.json").exists():
         return None
-    if iwae.get("split") != summary["split"] or iwae.get("epoch") != summary["epoch"] \
-            or iwae.get("checkpoint") != summary["checkpoint"]:
+    iwae = read_summary(directory / "eval.json")
+    if any(iwae.get(k) != summary[k] for k in ("split", "checkpoint_sha256")):
         return None
+    iwae, points = read_result(directory, "eval", ("log_px", "khat"))
+    iwae_log_px, khat = points["log_px"], points["khat"]
     n = min(len(ais_log_px), len(iwae_log_px))
     iwae_log_px, khat = iwae_log_px[:n], khat[:n]
     diff = ais_log_px[:n].astype(np.float64) - iwae_log_px
@@ -155,15 +154,22 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
 
         def report() -> dict:  # rank 0's, in a torchrun job
             arrays = {"log_px": points.log_px, "acceptance": points.acceptance, "step_size": points.step_size}
+            # the result is saved before anything reads other files, which may be malformed
+            save_result(opened.target, "eval_ais", summary, arrays)
+            comparison, problem = None, None
             for directory in dict.fromkeys((opened.target, opened.run.path)):  # --out DIR first
-                comparison = compare_with_iwae(directory, summary, points.log_px)
+                try:
+                    comparison = compare_with_iwae(directory, summary, points.log_px)
+                except RunDirError as e:
+                    problem = problem or str(e)
                 if comparison:
                     break
             if comparison:
                 summary["iwae"], iwae_arrays = comparison
-                arrays.update(iwae_arrays)
+                save_result(opened.target, "eval_ais", summary, {**arrays, **iwae_arrays})
             log(describe_ais(summary))
-            save_outputs(opened.target, "eval_ais", summary, arrays)
+            if problem and not comparison:
+                log(f"not compared with the importance-weighted estimate: {problem}")
             return summary
         return on_main(report)
 
@@ -191,7 +197,7 @@ def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
 
         def report() -> None:  # rank 0's, in a torchrun job
             log(describe_bdmc(summary))
-            save_outputs(opened.target, "eval_bdmc", summary,
+            save_result(opened.target, "eval_bdmc", summary,
                          {"lower": points.lower.log_px, "upper": points.upper.log_px,
                           "images": points.x.cpu().numpy()})
         on_main(report)

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Optional
 import pyro
 import torch
 
-from .atomic import atomic_write, make_directory, write_failure
+from .atomic import atomic_write, make_directory, save_figure
 from .build import build_model, load_run, load_weights, resolve_device
 from .console import log_line
 from .config import Config, make_config, validate
@@ -201,8 +201,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncol=2)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -212,11 +214,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]
     heading = (f"Gradient variance at fixed parameters ({meta['source']}): {meta['repeats']} draws "
                f"on one minibatch of {meta['batch_size']} images.\n\n")
     atomic_write(paths["markdown"], heading + markdown_table(rows))
-    try:
-        plot(rows, paths["figure"], f"Gradient estimators at {meta['source']} ({meta['repeats']} "
-                                    f"draws, batch {meta['batch_size']})")
-    except OSError as e:
-        raise write_failure(paths["figure"], e) from None
+    plot(rows, paths["figure"], f"Gradient estimators at {meta['source']} ({meta['repeats']} "
+                                f"draws, batch {meta['batch_size']})")
     return paths
 
 

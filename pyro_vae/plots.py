@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from .atomic import atomic_write, make_directory, write_failure  # noqa: E402
+from .atomic import atomic_write, make_directory, save_figure  # noqa: E402
 from .build import build_model, load_run, load_weights  # noqa: E402
 from .config import coerce_overrides  # noqa: E402
 from .data import load_dataset  # noqa: E402
@@ -36,12 +36,9 @@ DPI = 100
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=DPI)
-    except OSError as e:
-        raise write_failure(path, e) from None
+        return save_figure(fig, path, dpi=DPI)
     finally:
         plt.close(fig)
-    return path
 
 
 def _show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: float = 6.0) -> Path:

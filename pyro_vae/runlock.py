@@ -14,18 +14,27 @@ holder that never wrote anything may :meth:`RunLock.discard` it.
 
 Within one process the lock is re-entrant: training draws its figures through the same
 functions that ``scripts/plot_run.py`` uses, and those take the lock too.
+
+A shared run directory may hold a planted ``.lock``: a symbolic link (to ``~/thesis.tex``, or
+dangling, to make a file anywhere) or a hard link to someone's file. The lock file is opened with
+``O_NOFOLLOW`` and used only if it is a regular file with no other name, and the directory
+itself must not be a link; the holder's description is written as JSON (every character of a
+path or command line escaped) and shown with non-printable characters escaped.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
 
-from .atomic import write_failure
-from .errors import RunLockedError
+from .atomic import refuse_link, write_failure
+from .errors import RunLockedError, WriteError
 
 LOCK_NAME = ".lock"
 
@@ -66,11 +75,9 @@ class RunLock:
         if self._key in _HELD:
             _HELD[self._key][1] += 1
             return self
+        refuse_link(self.directory)
         while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            except OSError as e:
-                raise write_failure(self.path, e) from None
+            fd = _open_lock_file(self.path)
             try:
                 locked = _try_lock(fd)
             except OSError as e:  # e.g. ENOLCK: a network file system without flock
@@ -104,6 +111,24 @@ class RunLock:
         self.path.unlink(missing_ok=True)
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, created if missing; never through a link, never someone else's file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            refuse_link(path)
+        raise write_failure(path, e) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else \
+            f"a hard link (the file has {st.st_nlink} names)"
+        raise WriteError(f"{path} is {what}, so pyro-vae will not write it; delete it (it only "
+                         "marks the directory as in use) and try again", errno.EEXIST)
+    return fd
+
+
 def _same_file(fd: int, path: Path) -> bool:
     try:
         return os.path.samestat(os.fstat(fd), os.stat(path))
@@ -112,18 +137,28 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _describe_holder(fd: int) -> None:
-    text = (f"process {os.getpid()} on {socket.gethostname()} since "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv) or 'python'})")
+    """Who holds the lock, as one line of JSON: every character of the command line escaped."""
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": sys.argv})
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, text.encode(), 0)
+        os.pwrite(fd, text.encode() + b"\n", 0)
     except OSError:  # a description is a courtesy; the lock itself is held
         pass
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` safe to show on a terminal: control characters escaped, at most ``limit``
+    characters (the lock file of a shared directory may hold anything)."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("..." if len(text) > limit else "")
+
+
 def _read_holder(fd: int) -> str:
     try:
-        text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-    except OSError:
+        holder = json.loads(os.pread(fd, 4096, 0).decode(errors="replace"))
+        command = " ".join(map(str, holder["command"])) or "python"
+        text = f"process {holder['pid']} on {holder['host']} since {holder['since']} ({command})"
+    except (OSError, ValueError, TypeError, KeyError):
         text = ""
-    return text or "another process"
+    return printable(text) if text else "another process"

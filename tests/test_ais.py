@@ -240,10 +240,10 @@ def test_the_memory_budget_sets_the_images_per_batch():
 
 def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
     from pyro_vae.evaluate_ais import compare_with_iwae
-    (tmp_path / "eval.json").write_text(json.dumps({"split": "test", "epoch": 3, "checkpoint": "last",
-                                                    "num_samples": 10}))
-    np.savez(tmp_path / "eval_points.npz", log_px=np.array([-3.0, -2.0]), khat=np.array([0.9, 0.2]))
-    summary = {"split": "test", "epoch": 3, "checkpoint": "last"}
+    from pyro_vae.results import write_result
+    summary = {"split": "test", "epoch": 3, "checkpoint": "last", "checkpoint_sha256": "ab12"}
+    write_result(tmp_path, "eval", {**summary, "num_samples": 10},
+                 {"log_px": np.array([-3.0, -2.0]), "khat": np.array([0.9, 0.2])})
     same, arrays = compare_with_iwae(tmp_path, summary, np.array([-2.5, -2.0, -1.0]))
     assert same["num_points"] == 2 and same["ais_minus_iwae"] == pytest.approx(0.25)
     assert same["khat"]["bins"] == {"<= 0.7": {"num_points": 1, "ais_minus_iwae": 0.0},
@@ -252,6 +252,6 @@ def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
                                     "> 1.5": {"num_points": 0, "ais_minus_iwae": None}}
     np.testing.assert_array_equal(arrays["iwae_log_px"], [-3.0, -2.0])
     np.testing.assert_array_equal(arrays["khat"], [0.9, 0.2])
-    assert compare_with_iwae(tmp_path, {**summary, "epoch": 4}, np.zeros(2)) is None
+    assert compare_with_iwae(tmp_path, {**summary, "checkpoint_sha256": "cd34"}, np.zeros(2)) is None
     assert compare_with_iwae(tmp_path, {**summary, "split": "valid"}, np.zeros(2)) is None
     assert compare_with_iwae(tmp_path / "elsewhere", summary, np.zeros(2)) is None

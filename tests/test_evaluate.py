@@ -224,7 +224,9 @@ def test_evaluate_script_and_eval_samples(data_dir, tmp_path):
         assert key in summary
     assert summary["num_points"] == 20 and summary["log_likelihood"] >= summary["elbo"]
     points = np.load(run_dir / "eval_points.npz")
-    assert {k: points[k].shape for k in points.files} == {k: (20,) for k in ("log_px", "elbo", "khat", "ess")}
+    assert {k: points[k].shape for k in points.files} == {**{k: (20,) for k in ("log_px", "elbo", "khat", "ess")},
+                                                          "result_id": ()}
+    assert str(points["result_id"]) == summary["result_id"]  # the pair is one evaluation's
     assert points["log_px"].mean() == pytest.approx(summary["log_likelihood"])
 
 

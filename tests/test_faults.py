@@ -201,20 +201,20 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(uninterrupt
 
 
 def enospc_in(name: str) -> str:
-    """Prelude: the first write of a file called ``name`` fails with ENOSPC halfway through."""
+    """Prelude: the first write of a file called ``name`` fails with ENOSPC halfway through (in
+    :mod:`pyro_vae.atomic`, through which every file is written)."""
     return textwrap.dedent(f"""
         import errno, pyro_vae.atomic as atomic
-        real, failed = atomic.atomic_write, []
+        real, failed = atomic._stage, []
         def full_disk(path, content):
-            if atomic.Path(path).name == {name!r} and not failed:  # the first such write only
+            if path.name == {name!r} and not failed:  # the first such write only
                 failed.append(path)
                 def half(f):
                     f.write(b"x" * 100)
                     raise OSError(errno.ENOSPC, "No space left on device")
                 content = half
-            real(path, content)
-        import pyro_vae.checkpoint, pyro_vae.evaluate
-        pyro_vae.checkpoint.atomic_write = pyro_vae.evaluate.atomic_write = full_disk
+            return real(path, content)
+        atomic._stage = full_disk
     """)
 
 
@@ -352,8 +352,7 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
     with RunLock(tmp_path):
         with RunLock(tmp_path):
             pass
-        holder = f"process {os.getpid()}"
-        assert (tmp_path / ".lock").read_text().startswith(holder)
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     # released: another process may take it now
     code = f"from pyro_vae.runlock import RunLock\nRunLock({str(tmp_path)!r}).__enter__()\nprint('ok')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
