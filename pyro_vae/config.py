@@ -483,11 +483,16 @@ def check_trusted_imports(values: dict[str, Any], trusted: Iterable[str], source
 
 def saved_config(saved: Any, trusted: Iterable[str], source: str) -> dict[str, Any]:
     """A checkpoint's config as checked, typed values; nothing imported (see
-    :func:`check_trusted_imports`)."""
+    :func:`check_trusted_imports`). A saved ``data_dir`` is a path on the machine that trained
+    the run: it is kept only where that directory exists here, so that a shared run cannot make
+    pyro-vae create directories (or download a dataset) where its author chose."""
     if not isinstance(saved, dict):
         raise ConfigError(f"{source} holds no config mapping")
     check_trusted_imports(saved, trusted, source)
-    return coerce_overrides(saved, where=source)
+    values = coerce_overrides(saved, where=source)
+    if values.get("data_dir") and not Path(values["data_dir"]).expanduser().is_dir():
+        del values["data_dir"]  # --data-dir, else $PYRO_VAE_DATA, else ./data
+    return values
 
 
 def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str,

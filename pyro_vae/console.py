@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -42,6 +43,47 @@ def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing w
     except KeyboardInterrupt:
         print(f"\ninterrupted: {interrupted}", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        if getattr(e, "reported_by_rank", None) is None:
+            print(f"{_rank_prefix()}error: {describe_unexpected(e)}", file=sys.stderr)
+        return 2
+
+
+# Set to 1 to see the traceback of an unexpected error instead of its one-line description.
+TRACEBACK_ENV = "PYRO_VAE_TRACEBACK"
+_PACKAGE = Path(__file__).resolve().parent
+_LIBRARIES = tuple(str(Path(m.__file__).resolve().parent) for m in (argparse, os)
+                   ) + tuple(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+
+
+def _user_frame(error: BaseException) -> Optional[traceback.FrameSummary]:
+    """The innermost frame of ``error``'s traceback in code that is neither pyro-vae's, nor a
+    library's, nor Python's: the user's model, prior or script, where it is to be fixed."""
+    frames = traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
+        path = str(Path(frame.filename).resolve())
+        if frame.filename.startswith("<") or path.startswith((str(_PACKAGE), *_LIBRARIES)):
+            continue
+        if Path(path).parent.name == "scripts" and Path(path).parent.parent == _PACKAGE.parent:
+            continue  # pyro-vae's own scripts/
+        return frame
+    return None
+
+
+def describe_unexpected(error: BaseException) -> str:
+    """One line for an exception that is not one of pyro-vae's own errors: what was raised, where
+    (the user's code, when the traceback passes through it) and what to do."""
+    message = " ".join(str(error).split())
+    message = message if len(message) <= 300 else message[:300] + "..."
+    what = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    frame = _user_frame(error)
+    if frame is not None:
+        return (f"your code raised {what} (at {frame.filename}:{frame.lineno}, in {frame.name}); "
+                f"fix it and run again ({TRACEBACK_ENV}=1 shows the traceback)")
+    return (f"unexpected {what}. If this is not caused by your model, prior or files, it is a bug "
+            f"in pyro-vae: please report it with the traceback that {TRACEBACK_ENV}=1 shows")
 
 
 def _rank_prefix() -> str:

@@ -84,6 +84,14 @@ class RunDir:
                               "or empty directory so that none of your files is overwritten. "
                               "Choose another --out.")
 
+    def require(self, flag: str = "the run directory") -> "RunDir":
+        """This run, if its path is a directory: a file or a missing path is named in one line."""
+        if not self.path.is_dir():
+            what = "a file" if self.path.exists() else "missing"
+            raise RunDirError(f"{flag} {self.path} is {what}: name a run directory (the folder "
+                              "that holds checkpoint.pt)")
+        return self
+
     def make(self) -> bool:
         """Create the directory; True if it did not exist before."""
         existed = self.path.is_dir()
@@ -102,7 +110,7 @@ class RunDir:
         that read it can tell, once it holds the lock, whether another wrote it since."""
         try:
             st = os.stat(self.checkpoint_path)
-        except FileNotFoundError:
+        except OSError:
             return None
         return st.st_ino, st.st_size, st.st_mtime_ns
 

@@ -30,15 +30,15 @@ from tqdm.auto import tqdm
 
 from .build import build_model, load_weights, model_structure, resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
-from .console import log_line
+from .console import describe_unexpected, log_line
 from .config import Config, import_paths, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .data_parallel import check_data_parallel, epoch_order, seed_rank_stream, sum_loss_and_gradients
 from .distributed import (broadcast_module, log_on_main, main_first, mark_reported, on_main, ranks,
                           share, together)
 from .divergence import likely_cause
-from .errors import (CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError,
-                     WriteError)
+from .errors import (CheckpointError, ConfigError, InterruptedRunError, PyroVAEError,
+                     TrainingDivergedError, WriteError)
 from .evaluate import describe, evaluate_model, save_results
 from .importance import elbo_per_datapoint
 from .graphed import READ_EVERY, GraphedSteps, portable_state, set_learning_rate, use_tensor_learning_rate
@@ -233,6 +233,7 @@ class Trainer:
         """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir.
         ``trusted_imports``: import paths in the saved config that may be imported."""
         run = RunDir(run_dir)
+        on_main(lambda: run.require("--resume"))
         # Rank 0 reads the checkpoint and hands it to the others (who may be on other machines).
         signature, state = on_main(lambda: (run.checkpoint_signature(), load_checkpoint(run.checkpoint_path)))
         cfg = together(lambda: resume_config(state["config"], overrides or {}, str(run_dir),
@@ -286,6 +287,10 @@ class Trainer:
                 when = (f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else
                         "after training, while evaluating or drawing figures")
                 raise mark_reported(InterruptedRunError(f"interrupted {when}. {self._kept()}")) from None
+            except PyroVAEError:
+                raise
+            except Exception as e:  # the user's model or prior failed after its start-up probe
+                raise PyroVAEError(f"{describe_unexpected(e)}. {self._kept()}") from e
             finally:
                 if opened is not None:
                     self._leave_nothing_unsaved(*opened)
