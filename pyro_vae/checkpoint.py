@@ -10,6 +10,10 @@ PyTorch's zip reader does not verify the archive's CRCs, so bytes damaged on dis
 would load silently (an Adam state of 3.4e38, say). Each checkpoint therefore carries the
 SHA-256 of its contents (``checksum``): every tensor's dtype, shape and bytes and every other
 value, in order. Loading recomputes it and refuses a checkpoint that does not match.
+
+The checksum catches accidents, not an author who recomputes it. So every field is then checked
+for type and range against the one schema (:mod:`pyro_vae.checkpoint_schema`): a crafted
+checkpoint is refused with one line naming the file and the field, before anything uses it.
 """
 
 from __future__ import annotations
@@ -24,13 +28,10 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .checkpoint_schema import FORMAT, READABLE_VERSIONS, check_checkpoint
 from .errors import CheckpointError
 
-FORMAT = "pyro-vae-checkpoint"
 VERSION = 2  # 2: with a checksum; 1 (earlier pyro-vae) is read without one
-READABLE_VERSIONS = (1, 2)
-REQUIRED_KEYS = ("format", "version", "epoch", "step", "config", "model", "optimizer", "rng",
-                 "metrics")
 
 
 def content_digest(state: dict[str, Any]) -> str:
@@ -82,10 +83,26 @@ def _refused_object(error: pickle.UnpicklingError) -> str | None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's dict on CPU, or a CheckpointError that says what to do."""
+    """The checkpoint's dict on CPU, every field checked (:mod:`~pyro_vae.checkpoint_schema`), or
+    a one-line CheckpointError that says what to do. A damaged ``best.pt`` beside an intact
+    ``checkpoint.pt`` says that ``--checkpoint last`` opens the latter."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
+    try:
+        return _load(path)
+    except CheckpointError as e:
+        if path.name != "best.pt" or not path.is_file():
+            raise
+        try:
+            last = _load(path.with_name("checkpoint.pt"))
+        except CheckpointError:
+            raise e from None
+        raise CheckpointError(f"{str(e).rstrip('.')}. checkpoint.pt beside it (epoch {last['epoch']}) is intact: "
+                              "--checkpoint last uses it") from None
+
+
+def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: is this a run directory written by "
                               "scripts/svi_train.py, and did it finish at least one epoch?")
@@ -102,16 +119,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "it with torch.load(weights_only=False): that would run code stored in it.") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}). Restore it "
-            "from a copy or start a new run.") from None
+            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: "
+            f"{' '.join(str(e).split())}). Restore it from a copy or start a new run.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyro-vae checkpoint")
     if state.get("version") not in READABLE_VERSIONS:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this "
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')!r}; this "
                               f"pyro-vae reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete checkpoint")
     if state["version"] >= 2:
         try:
             intact = state.get("checksum") == content_digest(state)
@@ -122,4 +136,5 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 f"checkpoint {path} is corrupt: its contents do not match the SHA-256 checksum "
                 "stored in it, so it was damaged after it was written (on disk or in a copy). "
                 "Restore it from a copy or start a new run.")
+    check_checkpoint(state, str(path))
     return state

@@ -48,7 +48,7 @@ from .console import log_line
 from .data import load_dataset
 from .distributed import (batch_span, gather_on_main, log_on_main, main_first, on_main, ranks,
                           share_note, stream_seed, together)
-from .errors import CheckpointError, WriteError
+from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .results import save_result
 from .rundir import RunDir
@@ -480,7 +480,8 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
         path = checkpoint_path(run_dir, checkpoint)
         return path.name, load_checkpoint(path)
     name, state = on_main(read)
-    cfg = together(lambda: run_config(state, run_dir, overrides, trusted_imports))
+    cfg = together(lambda: run_config(state, run_dir, overrides, trusted_imports,
+                                      source=str(run.path / name)))
     which = "best" if name == run.best_path.name else "last"
     with ExitStack() as stack:
         # everything that could stop the results from being written, before the work
@@ -494,19 +495,9 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
         on_main(_nothing_computed(lambda: check_writable(target, len(x))))
         model = build_model(cfg, data.image_shape).to(torch_device)
         together(lambda: load_weights(model, state["model"], run.path))
-        together(lambda: check_finite_weights(model, f"{run.path}/{name}"))
         note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
         yield OpenedRun(run, target, state, cfg, model, x, which,
                         f"{run.path} ({name}, epoch {state['epoch']}{note})")
-
-
-def check_finite_weights(model: nn.Module, source: str) -> None:
-    """A CheckpointError if a weight is NaN or infinite: every estimate would be NaN."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{source}: the weight {name} holds NaN or infinite values, so "
-                                  "log p(x) cannot be estimated; evaluate another checkpoint "
-                                  "(--checkpoint best or last) or train the run again")
 
 
 def show_progress(progress: Optional[bool]) -> bool:

@@ -3,7 +3,7 @@
 Layout (every later command takes the directory)::
 
     runs/<name>/
-      config.yaml     the resolved configuration, written with each checkpoint (they agree)
+      config.yaml     the resolved configuration: a copy of the checkpoint's (see read_config)
       metrics.jsonl   one JSON object per finished epoch
       checkpoint.pt   model, prior and optimizer state, epoch, RNG state, config, metrics
       best.pt         the same, of the epoch with the best validation ELBO (runs with one)
@@ -22,12 +22,12 @@ from typing import Any, Optional
 import yaml
 
 from .atomic import atomic_write
+from .commands import resume_command
+from .checkpoint import load_checkpoint
+from .checkpoint_schema import METRIC_KEYS  # what every line of metrics.jsonl holds
 from .config import read_yaml
 from .errors import ConfigError, RunDirError
 from .runlock import LOCK_NAME, RunLock
-
-# What every line of metrics.jsonl holds (numbers); later commands plot and tabulate these.
-METRIC_KEYS = ("epoch", "step", "train_loss", "test_elbo", "wall_seconds")
 
 
 def _is_leftover(name: str) -> bool:
@@ -70,7 +70,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path} is a file, not a directory")
         if self.checkpoint_path.exists() or self.metrics_path.exists():
-            raise ConfigError(f"{path} already holds a run. Continue it with --resume {path}, "
+            raise ConfigError(f"{path} already holds a run. Continue it with {resume_command(path)}, "
                               "or choose another --out.")
         if not path.exists():
             return
@@ -119,10 +119,44 @@ class RunDir:
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
         """Rewrite the whole file: after a resume it matches the checkpoint's history exactly."""
-        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+        atomic_write(self.metrics_path, _metrics_text(records))
+
+    def agree_with_checkpoint(self, state: dict[str, Any]) -> list[str]:
+        """Rewrite config.yaml and metrics.jsonl where they differ from the checkpoint ``state``
+        read from this directory; returns the names of the files rewritten.
+
+        The checkpoint is the run's single source of truth; the two files are copies written
+        after it, so a process killed between the writes (a resume with a new --lr, say) leaves
+        them one epoch behind. Called by the process that opens the run for writing, holding
+        its lock; files that agree are left as they are (not even rewritten)."""
+        rewritten = []
+        if self._config_on_disk() != state["config"]:
+            self.write_config(state["config"])
+            rewritten.append(self.config_path.name)
+        try:
+            metrics = self.metrics_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            metrics = None
+        if metrics != _metrics_text(state["metrics"]):
+            self.write_metrics(state["metrics"])
+            rewritten.append(self.metrics_path.name)
+        return rewritten
+
+    def _config_on_disk(self) -> Any:
+        """config.yaml's data, or None where it is missing or unreadable."""
+        try:
+            return read_yaml(self.config_path, "run config")
+        except ConfigError:
+            return None
 
     def read_config(self) -> dict[str, Any]:
-        """config.yaml as a mapping (read as data: nothing in it is imported or run)."""
+        """The run's config as a mapping (read as data: nothing in it is imported or run).
+
+        The checkpoint's config where the run has a checkpoint: it is the source of truth, and
+        config.yaml, written after it, may be one epoch behind after a crash between the two
+        writes (see :meth:`agree_with_checkpoint`). config.yaml only where there is none."""
+        if self.checkpoint_path.exists():
+            return load_checkpoint(self.checkpoint_path)["config"]
         config = read_yaml(self.config_path, "run config")
         if not isinstance(config, dict):
             raise RunDirError(f"{self.config_path} must hold a mapping of config keys to values")
@@ -151,6 +185,10 @@ class RunDir:
                                   "not a number; fix or delete that line")
             records.append(record)
         return records
+
+
+def _metrics_text(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
 
 
 def _is_number(value: Any) -> bool:

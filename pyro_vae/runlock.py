@@ -19,7 +19,7 @@ A shared run directory may hold a planted ``.lock``: a symbolic link (to ``~/the
 dangling, to make a file anywhere) or a hard link to someone's file. The lock file is opened with
 ``O_NOFOLLOW`` and used only if it is a regular file with no other name, and the directory
 itself must not be a link; the holder's description is written as JSON (every character of a
-path or command line escaped) and shown with non-printable characters escaped.
+path or command line escaped) and shown quoted as shell words.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from .atomic import refuse_link, write_failure
+from .commands import quote
 from .errors import RunLockedError, WriteError
 
 LOCK_NAME = ".lock"
@@ -147,18 +148,14 @@ def _describe_holder(fd: int) -> None:
         pass
 
 
-def printable(text: str, limit: int = 300) -> str:
-    """``text`` safe to show on a terminal: control characters escaped, at most ``limit``
-    characters (the lock file of a shared directory may hold anything)."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return shown + ("..." if len(text) > limit else "")
-
-
 def _read_holder(fd: int) -> str:
+    """The holder as the lock file describes it; every string in it quoted as a shell word, so
+    that a crafted file cannot print control characters on the terminal."""
     try:
         holder = json.loads(os.pread(fd, 4096, 0).decode(errors="replace"))
-        command = " ".join(map(str, holder["command"])) or "python"
-        text = f"process {holder['pid']} on {holder['host']} since {holder['since']} ({command})"
-    except (OSError, ValueError, TypeError, KeyError):
-        text = ""
-    return printable(text) if text else "another process"
+        command = " ".join(quote(str(a)) for a in holder["command"]) or "python"
+        text = (f"process {int(holder['pid'])} on {quote(str(holder['host']))} since "
+                f"{quote(str(holder['since']))} ({command})")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return "another process"
+    return text if len(text) <= 500 else text[:500] + "..."

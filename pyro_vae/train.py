@@ -28,10 +28,11 @@ from pyro.infer import ELBO
 from torch.distributions import constraints
 from tqdm.auto import tqdm
 
-from .build import build_model, load_weights, model_structure, resolve_device
+from .build import build_model, load_weights, model_structure, resolve_device, saved_run_values
 from .checkpoint import load_checkpoint, save_checkpoint
+from .commands import resume_command
 from .console import describe_unexpected, log_line
-from .config import Config, import_paths, merge_values, resume_config, validate
+from .config import IMPORT_PATH_KEYS, Config, import_paths, merge_values, resume_config, validate
 from .data import VAEData, load_dataset
 from .data_parallel import check_data_parallel, epoch_order, seed_rank_stream, sum_loss_and_gradients
 from .distributed import (broadcast_module, log_on_main, main_first, mark_reported, on_main, ranks,
@@ -161,18 +162,28 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
             "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
 
 
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device, source) -> None:
+    """Restore the generators (checked on load: :mod:`~pyro_vae.checkpoint_schema`). A CUDA state
+    is restored on each GPU that has one; its format is checked by torch here, where a GPU is."""
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in zip(range(torch.cuda.device_count()), state["cuda"]):
+            try:
+                torch.cuda.set_rng_state(cuda_state, index)
+            except (RuntimeError, TypeError) as e:
+                raise CheckpointError(f"{source}: field 'rng.cuda[{index}]' is not a CUDA generator "
+                                      f"state that torch accepts ({' '.join(str(e).split())}); the "
+                                      "file was not written by pyro-vae or was altered") from None
 
 
 class Trainer:
     """Trains one run. ``Trainer(cfg)`` starts a new run; :meth:`resume` continues one.
 
     Nothing is written before :meth:`fit`, which holds the run directory's lock throughout
-    (:mod:`pyro_vae.runlock`). config.yaml is written with every checkpoint, so the two always
-    agree; a new run that stops before its first checkpoint leaves no directory behind.
+    (:mod:`pyro_vae.runlock`). The checkpoint is the run's source of truth: config.yaml and
+    metrics.jsonl are copies written after it, and a resume first rewrites them from the
+    checkpoint where a crash between the writes left them behind; a new run that stops before its
+    first checkpoint leaves no directory behind.
 
     In a torchrun job (:mod:`pyro_vae.distributed`) every rank makes a Trainer and trains its
     share of each batch (:mod:`pyro_vae.data_parallel`); rank 0 alone reads and writes the run
@@ -232,12 +243,16 @@ class Trainer:
                trusted_imports: Iterable[str] = (), **kwargs) -> "Trainer":
         """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir.
         ``trusted_imports``: import paths in the saved config that may be imported."""
-        run = RunDir(run_dir)
+        run, overrides = RunDir(run_dir), overrides or {}
         on_main(lambda: run.require("--resume"))
         # Rank 0 reads the checkpoint and hands it to the others (who may be on other machines).
         signature, state = on_main(lambda: (run.checkpoint_signature(), load_checkpoint(run.checkpoint_path)))
-        cfg = together(lambda: resume_config(state["config"], overrides or {}, str(run_dir),
-                                             trusted_imports))
+        # The saved config on its own first: a value it holds that pyro-vae refuses is the
+        # checkpoint's fault (named so), not the flags'. A --prior/--model PATH repeated on
+        # resume trusts that path, as resume_config does.
+        named = [overrides[key] for key in IMPORT_PATH_KEYS if key in overrides]
+        together(lambda: saved_run_values(state, str(run.checkpoint_path), [*trusted_imports, *named]))
+        cfg = together(lambda: resume_config(state["config"], overrides, str(run_dir), trusted_imports))
         return cls(cfg, state, checkpoint_signature=signature, **kwargs)
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -248,10 +263,11 @@ class Trainer:
         self.wall_seconds = state.get("wall_seconds", 0.0)
         self.history = list(state["metrics"])
         self.best = state.get("best")
+        self._saved_state = {"config": state["config"], "metrics": state["metrics"]}  # see fit
         pyro_params = {k: v.to(self.device) for k, v in state.get("pyro_params", {}).items()}
         self._param_scope = {"params": pyro_params,
                              "constraints": {k: constraints.real for k in pyro_params}}
-        _set_rng_state(state["rng"], self.device)
+        _set_rng_state(state["rng"], self.device, self.run.checkpoint_path)
 
     @contextmanager
     def param_scope(self):
@@ -302,6 +318,8 @@ class Trainer:
         lock = stack.enter_context(self.run.lock())
         try:
             self._check_unchanged()
+            if self.saved_epoch:  # a crash after the last checkpoint may have left them behind
+                self.run.agree_with_checkpoint(self._saved_state)
         except BaseException:
             self._leave_nothing_unsaved(lock, created)
             raise
@@ -321,14 +339,15 @@ class Trainer:
             self.run.check_new()
         elif self._signature is not None and self.run.checkpoint_signature() != self._signature:
             raise CheckpointError(f"the checkpoint in {self.run.path} changed after this process "
-                                  "read it (another process wrote it); run --resume again")
+                                  "read it (another process wrote it); run "
+                                  f"{resume_command(self.run.path)} again")
 
-    def _kept(self, resume_flags: str = "") -> str:
-        """What survives a stop now, and how to go on."""
+    def _kept(self, *resume_flags: str) -> str:
+        """What survives a stop now, and how to go on (the command quoted, to paste)."""
         if self.saved_epoch == 0:
             return "No epoch had finished, so no run directory was kept; start again."
         return (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is intact: "
-                f"continue with python scripts/svi_train.py --resume {self.run.path}{resume_flags}")
+                f"continue with {resume_command(self.run.path, *resume_flags)}")
 
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -586,7 +605,7 @@ class Trainer:
         else:
             lower = f"{self.cfg.lr / 10:g}"
             advice = f"Lower the learning rate (now {self.cfg.lr:g}), e.g. to {lower}."
-            kept = self._kept(f" --lr {lower}")
+            kept = self._kept("--lr", lower)
         # Every rank sees the same summed loss and the same parameters, so all stop here together.
         return mark_reported(TrainingDivergedError(f"training diverged at {where}: {what}. Likely "
                                                    f"cause: {cause.text}. {advice} {kept}"))
