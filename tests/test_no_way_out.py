@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from pyro_vae.runlock import RunLock
-from pyro_vae.train import train
 
-from conftest import quiet, run_script
-from test_safety import copy_run
+from conftest import run_script
+from test_safety import copy_run, trained_run  # noqa: F401 (a fixture)
 
 # Every name pyro-vae writes in a run directory (or an --out directory); best.pt is left out
 # because evaluation reads it when it is there (a planted one is refused as a checkpoint).
@@ -30,11 +29,9 @@ FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "learning_c
 
 
 @pytest.fixture(scope="module")
-def shared_run(data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("way-out") / "run"
-    train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
-    return out
+def shared_run(trained_run):
+    """The small trained run of test_safety.py, which each test copies and plants links in."""
+    return trained_run
 
 
 # opener -> the arguments of its script, given the directory under attack, the data directory
