@@ -42,7 +42,7 @@ import torch
 from torch.nn import functional as F
 
 from pyro_vae.build import build_model, resolve_device
-from pyro_vae.config import make_config
+from pyro_vae.config import make_config, replaced
 from pyro_vae.train import make_optimizer, make_step
 from timing import interleaved, ratio_summary, write_json
 
@@ -152,21 +152,22 @@ def main(argv=None):
     overrides = {k: v for k, v in {"model": args.model, "hidden": args.hidden,
                                    "upper_hidden": args.upper_hidden, "activation": args.activation,
                                    "latent_dim": args.latent_dim, "batch_size": args.batch_size,
-                                   "prior_components": args.prior_components}.items() if v is not None}
+                                   }.items() if v is not None}
     base = make_config(overrides, args.config)
+    components = {"prior_components": args.prior_components} if args.prior_components else {}
     x = torch.bernoulli(torch.full((args.batch_size, 784), 0.13)).to(device)
     train_data = torch.rand(1000, 784).to(device)
 
     steps, pairs = {}, {}
     for prior in args.priors:
-        template = build_model(make_config({**base.to_dict(), "prior": prior}),
-                               train_data=train_data).to(device)
+        mixture = components if prior in ("mog", "vamp") else {}  # only mixtures read it
+        template = build_model(replaced(base, prior=prior, **mixture), train_data=train_data).to(device)
         for variant in args.variants:
             name, _, mode = variant.partition("+")
             multi = name in ("iwae", "dreg", "renyi")
             k = args.num_particles if multi else 1
-            cfg = make_config({**base.to_dict(), "prior": prior, "elbo": name, "num_particles": k,
-                               "alpha": 0.5 if name == "renyi" else None, "compile": mode != "eager"})
+            cfg = replaced(base, prior=prior, **mixture, elbo=name, num_particles=k,
+                           alpha=0.5 if name == "renyi" else None, compile=mode != "eager")
             model = copy.deepcopy(template)
             key = variant if len(args.priors) == 1 else f"{prior}/{variant}"
             steps[key] = make_step(cfg, model, make_optimizer(cfg, model))

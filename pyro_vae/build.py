@@ -6,14 +6,12 @@ they import this module, which imports none of them (no import cycle). Reopening
 it (:func:`~pyro_vae.config.check_trusted_imports`).
 
 Every model is built by :func:`build_model`, which first refuses sizes whose parameters the
-machine could not hold (:func:`check_memory`): a config or a shared checkpoint asking for layers
+machine could not hold (:func:`~pyro_vae.workload.check_model_size`): a config or a shared checkpoint asking for layers
 of 10^12 units gets one line, not an allocation that the kernel kills.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -24,121 +22,22 @@ from .checkpoint import load_checkpoint
 from .config import Config, make_config, saved_config, validate
 from .data import IMAGE_SHAPE
 from .errors import CheckpointError, ConfigError, UntrustedImportError
-from .nets import GATED
 from .objectives import check_structure
 from .rundir import RunDir
 from .sites import Structure, probe
+from .workload import check_model_size
 
-__all__ = ["build_model", "check_memory", "load_run", "load_weights", "model_structure",
+__all__ = ["build_model", "load_run", "load_weights", "model_structure",
            "resolve_device", "run_config", "saved_run_values"]
-
-# float32 weights, their gradients and Adam's two moments: what training holds per parameter.
-BYTES_PER_PARAMETER = 4 * 4
 
 
 def build_model(cfg: Config, image_shape: Sequence[int] = IMAGE_SHAPE,
                 train_data: Optional[torch.Tensor] = None) -> torch.nn.Module:
     """The model ``cfg`` describes (:func:`pyro_vae.models.build_model`), after
-    :func:`check_memory`: nothing is allocated for sizes the machine cannot hold."""
-    check_memory(cfg, image_shape)
+    :func:`~pyro_vae.workload.check_model_size`: nothing is allocated for sizes the machine
+    cannot hold."""
+    check_model_size(cfg, image_shape)
     return models.build_model(cfg, image_shape, train_data)
-
-
-def _linear(sizes: Sequence[int], gated: bool = False) -> int:
-    """Weights and biases of an MLP through ``sizes`` (:func:`pyro_vae.nets.mlp`): linear maps
-    between consecutive sizes, two for each hidden layer if ``gated``, the last one plain."""
-    pairs = list(zip(sizes[:-1], sizes[1:]))
-    return sum((a + 1) * b * (2 if gated and i < len(pairs) - 1 else 1) for i, (a, b) in enumerate(pairs))
-
-
-def _networks(cfg: Config, image_shape: Sequence[int], z: int) -> int:
-    """The encoder and decoder of :func:`pyro_vae.nets.build_nets` (conv: at most 2 x 32 x 64 x
-    16 weights per convolution pair, the MLP from the 64 x 7 x 7 features)."""
-    c, h, w = image_shape
-    x = c * h * w
-    if cfg.arch == "conv":
-        x = 64 * math.ceil(h / 4) * math.ceil(w / 4)
-        convolutions = 2 * ((c + 1) * 32 * 16 + 33 * 64 * 16)
-    else:
-        convolutions = 0
-    hidden, gated = list(cfg.hidden), cfg.activation == GATED
-    encoder = _linear([x, *hidden, 2 * z], gated)
-    decoder = _linear([z, *reversed(hidden), x], gated)
-    return convolutions + encoder + decoder
-
-
-def _prior(cfg: Config, x: int) -> int:
-    """The shipped prior's parameters and buffers over the top latent layer (0 for a user's:
-    its size is its own)."""
-    d = cfg.latent_dim[-1]
-    if cfg.prior == "mog":
-        return (cfg.prior_components or 10) * (2 * d + 1)
-    if cfg.prior == "vamp":
-        return (cfg.prior_components or 500) * x
-    if cfg.prior == "flow":  # each coupling: an MLP to at most 32 spline numbers per dimension
-        width = cfg.flow_hidden
-        return cfg.flow_depth * (_linear([d, width, width, 32 * d]) + 33 * d)
-    return 2 * d
-
-
-def parameter_estimate(cfg: Config, image_shape: Sequence[int] = IMAGE_SHAPE) -> int:
-    """An upper estimate of the number of parameters (and buffers) of the model ``cfg``
-    describes, from the shapes in :mod:`pyro_vae.nets`, :mod:`pyro_vae.models` and
-    :mod:`pyro_vae.priors`. A user model counts only its shipped prior: its own size is its
-    constructor's business."""
-    x = math.prod(image_shape)
-    count = _prior(cfg, x)
-    if cfg.model in ("vae", "hvae"):
-        count += _networks(cfg, image_shape, cfg.latent_dim[0])
-        gated = cfg.activation == GATED
-        for lower, upper in zip(cfg.latent_dim[:-1], cfg.latent_dim[1:]):  # hvae's upper layers
-            count += _linear([lower, *cfg.upper_hidden, 2 * upper], gated)
-            count += _linear([upper, *reversed(cfg.upper_hidden), 2 * lower], gated)
-        if cfg.baseline == "nn":
-            count += len(cfg.latent_dim) * _linear([x, 100, 1])
-    return count
-
-
-def physical_memory() -> Optional[int]:
-    """Bytes of memory this machine has, or None where the system does not say."""
-    try:
-        size = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-    return size if size > 0 else None
-
-
-def _bytes(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
-def check_memory(cfg: Config, image_shape: Sequence[int] = IMAGE_SHAPE,
-                 available: Optional[int] = None) -> None:
-    """Refuse a model whose parameters, gradients and Adam moments (:data:`BYTES_PER_PARAMETER`
-    each, by :func:`parameter_estimate`) would need more than the machine's physical memory
-    (``available``, default :func:`physical_memory`), before anything is allocated."""
-    available = available if available is not None else physical_memory()
-    if available is None:
-        return
-    count = parameter_estimate(cfg, image_shape)
-    if count * BYTES_PER_PARAMETER <= available:
-        return
-    sizes = {"hidden": cfg.hidden, "latent_dim": cfg.latent_dim}
-    if cfg.model == "hvae":
-        sizes["upper_hidden"] = cfg.upper_hidden
-    if cfg.prior in ("mog", "vamp"):
-        sizes["prior_components"] = cfg.prior_components
-    if cfg.prior == "flow":
-        sizes.update(flow_depth=cfg.flow_depth, flow_hidden=cfg.flow_hidden)
-    shown = ", ".join(f"{k} {v}" for k, v in sizes.items())
-    raise ConfigError(f"the model ({shown}) would have about {count:.3g} parameters, needing "
-                      f"{_bytes(count * BYTES_PER_PARAMETER)} for weights, gradients and Adam's "
-                      f"moments, more than this machine's {_bytes(available)} of memory; choose "
-                      "smaller sizes")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -190,12 +89,12 @@ def saved_run_values(state: dict[str, Any], source: str, trusted_imports: Iterab
 
     Its types were checked on load (:mod:`~pyro_vae.checkpoint_schema`); here import paths are
     refused unless trusted, and the whole must be a config that :func:`~pyro_vae.config.validate`
-    accepts, of a model the machine can hold (:func:`check_memory`). Anything else is the
+    accepts (of a model the machine can hold, among the rest). Anything else is the
     checkpoint's fault, not the user's: a one-line CheckpointError naming ``source`` and the field.
     """
     values = saved_config(state["config"], trusted_imports, source)
     try:
-        check_memory(validate(Config(**values)))
+        validate(Config(**values))
     except UntrustedImportError:
         raise
     except ConfigError as e:

@@ -15,11 +15,12 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import yaml
 
 from .errors import ConfigError, UntrustedImportError
+from .workload import check_model_size
 
 
 @dataclass
@@ -158,6 +159,65 @@ RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plo
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
+# Keys that name a file-system path. An empty one means the working directory to the operating
+# system ("--out ''" would write a run into it, "--resume ''" would start a new run): refused.
+PATH_KEYS = {"out": "runs/<timestamp>", "resume": "a new run",
+             "data_dir": "$PYRO_VAE_DATA, else ./data"}
+
+# The most characters of a value that a message quotes: a value read from a file can be as large
+# as the file, and an error message is one line.
+SHOWN_CHARACTERS = 80
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)``, cut to ``limit`` characters: how every message of pyro-vae's configuration
+    quotes a value (see SHOWN_CHARACTERS)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def flag(key: str) -> str:
+    """The command-line flag of a config key: ``latent_dim`` -> ``--latent-dim``."""
+    return "--" + key.replace("_", "-")
+
+
+def path_problem(value: str) -> Optional[str]:
+    """Why ``value`` cannot name a path, or None: empty (the working directory to the operating
+    system) or holding a NUL byte (no path can)."""
+    if not value.strip():
+        return f"is empty ({shown(value)})"
+    if "\0" in value:
+        return f"{shown(value)} holds a NUL byte, which no path can"
+    return None
+
+
+def check_path(key: str, value: str) -> str:
+    """``value`` if config key ``key`` (a path) can hold it, else a one-line ConfigError."""
+    problem = path_problem(value)
+    if problem:
+        default = PATH_KEYS.get(key)
+        rest = f", or leave {flag(key)} out for {default}" if default else ""
+        raise ConfigError(f"{flag(key)} {problem}; name a directory{rest}")
+    return value
+
+
+def path_argument(key: Optional[str] = None, default: Optional[str] = None) -> Callable[[str], str]:
+    """An argparse ``type`` for a path: refuses what :func:`path_problem` refuses, as one line
+    (argparse names the flag or argument). ``default`` says what leaving it out does (else
+    config key ``key``'s PATH_KEYS entry; None for a required argument)."""
+    default = default or PATH_KEYS.get(key or "")
+
+    def parse(text: str) -> str:
+        problem = path_problem(text)
+        if problem:
+            rest = f", or leave it out for {default}" if default else ""
+            raise argparse.ArgumentTypeError(f"{problem}; name a directory{rest}")
+        return text
+    parse.__name__ = "path"
+    return parse
+
 
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -202,19 +262,43 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {shown(value)}")
 
 
 def _unknown_key_error(key: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, FIELD_TYPES, n=1)
+    close = difflib.get_close_matches(key[:SHOWN_CHARACTERS], FIELD_TYPES, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"unknown config key {key!r} in {where}.{hint} "
+    return ConfigError(f"unknown config key {shown(key)} in {where}.{hint} "
                        f"Valid keys: {', '.join(FIELD_TYPES)}.")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (plain data, no Python objects), except that a key given twice in one
-    mapping is an error instead of the last value silently winning."""
+# The largest YAML file pyro-vae reads. Its files (configs, sweeps, a run's config.yaml) are a
+# few KiB; the bound keeps a shared file from filling the memory or a message.
+MAX_YAML_BYTES = 2**20
+
+
+class _AnchorRefused(Exception):
+    """A YAML anchor or alias, at ``mark``: see :class:`_PlainLoader`."""
+
+    def __init__(self, mark):
+        super().__init__()
+        self.mark = mark
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data, no Python objects), for plain data only:
+
+    - an anchor or alias (``&a``, ``*a``, ``<<: *a``) is refused before it is expanded: nested
+      aliases make a file of a few hundred bytes expand to gigabytes (the "billion laughs"), and
+      pyro-vae's files never need them;
+    - a key given twice in one mapping is an error instead of the last value silently winning.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AnchorRefused(event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
@@ -226,31 +310,44 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             if first != key_node.start_mark.line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (lines {first + 1} and "
+                    None, None, f"key {shown(key)} appears twice (lines {first + 1} and "
                     f"{key_node.start_mark.line + 1})", key_node.start_mark)
         return super().construct_mapping(node, deep)
 
 
 def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """The data in a YAML file, or a one-line ConfigError: missing, unreadable, not UTF-8, not
-    valid YAML, or a key given twice."""
+    """The data in a YAML file, or a one-line ConfigError: missing, unreadable, larger than
+    MAX_YAML_BYTES, not UTF-8, not valid YAML, nested too deeply, an anchor or alias, or a key
+    given twice."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{what} {path} does not exist" + (" (see configs/ for examples)"
                                                              if what == "config file" else ""))
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_YAML_BYTES // 2**20} MiB; pyro-vae's "
+                          "YAML files hold a few settings (is it the right file?)")
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_PlainLoader)
+    except _AnchorRefused as e:
+        raise ConfigError(f"{what} {path} uses a YAML anchor or alias (&name, *name) at line "
+                          f"{e.mark.line + 1}, column {e.mark.column + 1}; pyro-vae reads plain "
+                          "YAML only: write the values out") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} is nested too deeply to be a pyro-vae YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem[:200]}") from None
 
 
 # A config file may carry this mapping: the published result it reproduces (see
@@ -288,6 +385,8 @@ def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str,
         if name not in FIELD_TYPES:
             raise _unknown_key_error(str(key), where)
         out[name] = _coerce(name, value, FIELD_TYPES[name])
+        if name in PATH_KEYS and out[name] is not None:
+            check_path(name, out[name])
     return out
 
 
@@ -314,7 +413,7 @@ def validate(cfg: Config) -> Config:
     for key, valid in choices.items():
         value = getattr(cfg, key)
         if value not in valid:
-            raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(valid)}")
+            raise ConfigError(f"unknown {key} {shown(value)}; choose one of: {', '.join(valid)}")
     for key in ("epochs", "batch_size", "limit_train", "limit_test", "valid_size", "num_particles",
                 "eval_samples", "prior_components", "flow_depth", "flow_hidden"):
         value = getattr(cfg, key)
@@ -322,8 +421,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key} must be at least 1, got {value}")
     for key in ("hidden", "upper_hidden", "latent_dim"):
         if any(size < 1 for size in getattr(cfg, key)):
-            raise ConfigError(f"{key} sizes must be positive, got {getattr(cfg, key)}")
+            raise ConfigError(f"{key} sizes must be positive, got {shown(getattr(cfg, key))}")
     _validate_model(cfg)
+    check_model_size(cfg)  # sizes typed with a few zeros too many fail here, not in an allocation
     if cfg.valid_size is not None and cfg.dataset == "binarized-mnist":
         raise ConfigError("binarized-mnist has its own validation split (10,000 images); drop "
                           "valid_size")
@@ -335,7 +435,7 @@ def validate(cfg: Config) -> Config:
     if cfg.logvar_range is not None and (len(cfg.logvar_range) != 2 or
                                          not cfg.logvar_range[0] < cfg.logvar_range[1]):
         raise ConfigError(f"logvar_range must be two numbers LOW HIGH with LOW < HIGH, e.g. -6 2; "
-                          f"got {cfg.logvar_range}")
+                          f"got {shown(cfg.logvar_range)}")
     if cfg.arch == "conv" and not cfg.hidden:
         raise ConfigError("arch 'conv' needs at least one hidden layer size (--hidden)")
     for key, tp in FIELD_TYPES.items():  # inf and nan parse as floats but are never meant
@@ -346,7 +446,7 @@ def validate(cfg: Config) -> Config:
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
     if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
-        raise ConfigError(f"adam_betas must be two numbers in [0, 1), e.g. 0.9 0.999; got {cfg.adam_betas}")
+        raise ConfigError(f"adam_betas must be two numbers in [0, 1), e.g. 0.9 0.999; got {shown(cfg.adam_betas)}")
     if cfg.kl_warmup < 0:
         raise ConfigError(f"kl_warmup must be 0 (none) or a positive number of epochs, got {cfg.kl_warmup}")
     if cfg.early_stopping is not None:
@@ -360,7 +460,7 @@ def validate(cfg: Config) -> Config:
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2^32 - 1] (NumPy's and PyTorch's seed range), got {cfg.seed}")
     if cfg.prior not in PRIORS and ":" not in cfg.prior:
-        raise ConfigError(f"unknown prior {cfg.prior!r}; choose one of: {', '.join(PRIORS)}, or give "
+        raise ConfigError(f"unknown prior {shown(cfg.prior)}; choose one of: {', '.join(PRIORS)}, or give "
                           "an import path package.module:ClassName")
     if cfg.prior not in PRIORS:
         import_prior(cfg.prior)  # a bad path fails now, not after the data have loaded
@@ -373,10 +473,62 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"prior_df must be positive, got {cfg.prior_df}")
     if not 0 <= cfg.baseline_beta < 1:
         raise ConfigError(f"baseline_beta must be in [0, 1), got {cfg.baseline_beta}")
+    ignored = ignored_settings(cfg)
+    if ignored:
+        raise ConfigError(next(iter(ignored.values())))
     if cfg.elbo is None:
         cfg = dataclasses.replace(cfg, elbo=default_objective(cfg.estimator))
     check_compatibility(cfg)
     return cfg
+
+
+def replaced(cfg: Config, **changes: Any) -> Config:
+    """``cfg`` with ``changes``, validated. Keys the changes leave unread (a mixture prior's
+    ``prior_components`` once the prior becomes ``normal``, ``baseline_beta`` once the baseline is
+    ``none``) go back to their defaults instead of being refused: the caller changed the setting
+    that reads them, not them (see :func:`ignored_settings`)."""
+    new = dataclasses.replace(cfg, **changes)
+    defaults = Config(model=new.model)
+    stale = {key: getattr(defaults, key) for key in ignored_settings(new) if key not in changes}
+    return validate(dataclasses.replace(new, **stale))
+
+
+# Keys that only some settings read: key -> (the key that decides, the values under which it is
+# read). See ignored_settings.
+USED_ONLY_WITH = {
+    "prior_components": ("prior", ("mog", "vamp")),
+    "vamp_init": ("prior", ("vamp",)),
+    "flow": ("prior", ("flow",)),
+    "flow_depth": ("prior", ("flow",)),
+    "flow_hidden": ("prior", ("flow",)),
+    "prior_df": ("prior", ("student-t",)),
+    "baseline_beta": ("baseline", ("avg", "nn")),
+    "lr_schedule_scale": ("lr_schedule", ("iwae",)),
+}
+
+
+def ignored_settings(cfg: Config) -> dict[str, str]:
+    """key -> a one-line message, for every key that is set (differs from its default) although
+    nothing in ``cfg`` reads it: a prior's option under another prior (USED_ONLY_WITH), a
+    model-shaping key the model does not take (:func:`~pyro_vae.models.ignored_model_settings`).
+
+    Such a key would be silently ignored while config.yaml records it, so the saved config would
+    lie about the run: :func:`validate` refuses it. A key left at its default was not given and
+    is never refused; :func:`saved_config` drops such keys from runs saved before this check
+    (they never had an effect).
+    """
+    from .models import ignored_model_settings
+
+    defaults = Config(model=cfg.model)
+    out = {}
+    for key, (decider, values) in USED_ONLY_WITH.items():
+        value, decided = getattr(cfg, key), getattr(cfg, decider)
+        if value != getattr(defaults, key) and decided not in values:
+            out[key] = (f"{flag(key)} applies only with {flag(decider)} {' or '.join(values)}, and "
+                        f"{decider} is {shown(decided)}: {flag(key)} {shown(value)} would be "
+                        "ignored while config.yaml records it; drop it")
+    out.update(ignored_model_settings(cfg, defaults))
+    return out
 
 
 def _validate_model(cfg: Config) -> None:
@@ -385,7 +537,7 @@ def _validate_model(cfg: Config) -> None:
     from .models import MODELS, check_user_model
 
     if cfg.model not in MODELS and ":" not in cfg.model:
-        raise ConfigError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}, or give "
+        raise ConfigError(f"unknown model {shown(cfg.model)}; choose one of: {', '.join(MODELS)}, or give "
                           "an import path package.module:ClassName")
     if cfg.model not in MODELS:
         check_user_model(cfg)  # a bad path fails now, not after the data have loaded
@@ -416,8 +568,11 @@ def make_config(overrides: dict[str, Any] | None = None, config_file: str | Path
     return validate(Config(**merge_values(overrides, config_file)))
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per Config field. Defaults are suppressed so that only given flags count."""
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         path_defaults: Optional[dict[str, str]] = None) -> None:
+    """One ``--flag`` per Config field. Defaults are suppressed so that only given flags count.
+    ``path_defaults``: what leaving out a path flag does in this script, where it differs from
+    training's (PATH_KEYS), for its message."""
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         tp = FIELD_TYPES[f.name]
@@ -431,6 +586,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=_json_mapping, metavar="JSON")
         elif typing.get_origin(base) is list:
             kwargs.update(nargs="+", type=typing.get_args(base)[0], metavar="N")
+        elif f.name in PATH_KEYS:
+            kwargs.update(type=path_argument(f.name, (path_defaults or {}).get(f.name)), metavar="DIR")
         else:
             kwargs.update(type=base, metavar=f.name.upper())
         aliases = ["--" + a.replace("_", "-") for a, name in ALIASES.items() if name == f.name]
@@ -489,10 +646,21 @@ def saved_config(saved: Any, trusted: Iterable[str], source: str) -> dict[str, A
     if not isinstance(saved, dict):
         raise ConfigError(f"{source} holds no config mapping")
     check_trusted_imports(saved, trusted, source)
-    values = coerce_overrides(saved, where=source)
+    # An empty path was saved by a run started before empty paths were refused (--out '' wrote
+    # it into the working directory): the run is opened by its directory, so the value is dropped
+    # rather than the run refused.
+    values = coerce_overrides({k: v for k, v in saved.items()
+                               if not (k in PATH_KEYS and isinstance(v, str) and path_problem(v))},
+                              where=source)
     if values.get("data_dir") and not Path(values["data_dir"]).expanduser().is_dir():
         del values["data_dir"]  # --data-dir, else $PYRO_VAE_DATA, else ./data
-    return values
+    try:
+        ignored = ignored_settings(Config(**values))
+    except (ConfigError, TypeError):  # reported as such when the config is validated
+        return values
+    # Saved before such keys were refused: they never had an effect, so the run is its config
+    # without them (and a resumed run writes it so).
+    return {k: v for k, v in values.items() if k not in ignored}
 
 
 def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str,
@@ -514,7 +682,7 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str
     changed = sorted(k for k, v in overrides.items()
                      if k not in (*RESUME_OVERRIDABLE, "resume", "out") and getattr(cfg, k) != v)
     if changed:
-        detail = ", ".join(f"{k}: {getattr(cfg, k)!r} -> {overrides[k]!r}" for k in changed)
+        detail = ", ".join(f"{k}: {shown(getattr(cfg, k))} -> {shown(overrides[k])}" for k in changed)
         raise ConfigError(
             f"cannot change {detail} when resuming; only {', '.join(RESUME_OVERRIDABLE)} may "
             "differ. Start a new run (--out) to train with other settings.")

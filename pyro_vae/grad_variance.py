@@ -15,7 +15,6 @@ Moments are accumulated in float64 running sums, so memory does not grow with R.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -28,7 +27,7 @@ import torch
 from .atomic import atomic_write, make_directory, save_figure
 from .build import build_model, load_run, load_weights, resolve_device
 from .console import log_line
-from .config import Config, make_config, validate
+from .config import Config, check_path, make_config, replaced
 from .data import load_dataset
 from .errors import ConfigError
 from .objectives import build_objective, check_structure
@@ -48,6 +47,55 @@ ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
     "dreg": {"estimator": "reparam", "elbo": "dreg", "multi_sample": True},
 }
 GROUPS = ("encoder", "decoder")
+MULTI_SAMPLE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("multi_sample"))
+WITH_BASELINE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("baseline", "none") != "none")
+DEFAULT_PARTICLES, DEFAULT_BASELINE_WARMUP = 5, 100
+
+# Config keys the diagnostic reads. At a run's checkpoint: where and how to measure (the model is
+# the run's own, from its checkpoint). At initialisation (run_dir None), also what to build.
+# Every other key given is refused (check_arguments): the estimator keys are what it varies
+# (--estimators), and training keys are never read.
+RUN_KEYS = ("batch_size", "seed", "device", "data_dir", "out", "num_particles", "baseline_beta")
+INIT_KEYS = (*RUN_KEYS, "dataset", "model", "model_options", "arch", "hidden", "upper_hidden",
+             "activation", "latent_dim", "logvar_range", "prior", "prior_components", "vamp_init",
+             "flow", "flow_depth", "flow_hidden", "prior_df", "prior_options")
+VARIED_KEYS = ("estimator", "elbo", "baseline", "alpha")
+
+
+def check_arguments(at_run: bool, overrides: dict[str, Any], estimators: list[str],
+                    config_file: Optional[str] = None,
+                    baseline_warmup: Optional[int] = None) -> None:
+    """Refuse, in one line, every setting given to the diagnostic that it would not read: the
+    keys of ``overrides`` outside RUN_KEYS (at a run, ``at_run``) or INIT_KEYS, a config file at
+    a run, K (``num_particles``) without a multi-sample estimator or below 2, and a baseline
+    setting (``baseline_beta``, ``baseline_warmup``) without an estimator that has a baseline."""
+    from .config import flag
+
+    if at_run and config_file is not None:
+        raise ConfigError("--config is for --init: at a run's checkpoint the model is the run's own "
+                          "(its config.yaml); drop --config")
+    for key in overrides:
+        if key in (RUN_KEYS if at_run else INIT_KEYS):
+            continue
+        if key in VARIED_KEYS:
+            why = "it measures each estimator of --estimators in turn (choose them there)"
+        elif at_run and key in INIT_KEYS:
+            why = "it builds the model from it at --init, but at a run's checkpoint the model is the run's own"
+        else:
+            why = "it measures gradients on one minibatch of training images and trains nothing"
+        raise ConfigError(f"grad_variance does not read {flag(key)}: {why}; drop it")
+    if "num_particles" in overrides:
+        if not set(estimators) & set(MULTI_SAMPLE):
+            raise ConfigError(f"--num-particles is the K of {' and '.join(MULTI_SAMPLE)}, and "
+                              "--estimators includes neither; drop it or add one of them")
+        if overrides["num_particles"] < 2:
+            raise ConfigError(f"--num-particles must be at least 2 (the K of a multi-sample bound), "
+                              f"got {overrides['num_particles']}")
+    for key, given in (("baseline_beta", "baseline_beta" in overrides),
+                       ("baseline_warmup", baseline_warmup is not None)):
+        if given and not set(estimators) & set(WITH_BASELINE):
+            raise ConfigError(f"{flag(key)} is for the estimators with a baseline "
+                              f"({', '.join(WITH_BASELINE)}), and --estimators includes none; drop it")
 
 
 class _Moments:
@@ -71,13 +119,17 @@ class _Moments:
                 "mean_grad_norm": mean.norm().item()}
 
 
-def spec_config(base: Config, name: str, num_particles: int) -> Config:
-    """The run's config with estimator ``name`` swapped in."""
+def spec_config(base: Config, name: str, num_particles: int,
+                baseline_beta: Optional[float] = None) -> Config:
+    """The run's config with estimator ``name`` swapped in (and ``baseline_beta``, if given, for
+    an estimator with a baseline; the default decay for one without, which does not read it)."""
     overrides = dict(ESTIMATOR_SPECS[name])
     multi_sample = overrides.pop("multi_sample", False)
     overrides.update(num_particles=num_particles if multi_sample else 1, alpha=None)
     overrides.setdefault("baseline", "none")
-    return validate(dataclasses.replace(base, **overrides))
+    if overrides["baseline"] != "none" and baseline_beta is not None:
+        overrides["baseline_beta"] = baseline_beta
+    return replaced(base, **overrides)
 
 
 def parameter_groups(model, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
@@ -113,8 +165,8 @@ def _warm_up_baseline(model, elbo, batches, steps: int, baseline_params: list[to
 
 
 def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str], repeats: int,
-            num_particles: int = 5, baseline_warmup: int = 100, batches=None,
-            log=log_line) -> list[dict[str, Any]]:
+            num_particles: int = DEFAULT_PARTICLES, baseline_warmup: int = DEFAULT_BASELINE_WARMUP,
+            batches=None, log=log_line, baseline_beta: Optional[float] = None) -> list[dict[str, Any]]:
     """One row per estimator. ``model_factory(cfg)`` returns the model at the shared weights;
     ``batches()`` returns a random training minibatch for the baselines' warm-up.
 
@@ -125,7 +177,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
     rows = []
     for name in estimators:
         try:
-            cfg = spec_config(base, name, num_particles)
+            cfg = spec_config(base, name, num_particles, baseline_beta)
             vae = model_factory(cfg)
             check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model))
         except ConfigError as e:  # e.g. meanfield on a hierarchical guide
@@ -221,19 +273,30 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]
 
 def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_file: Optional[str] = None,
                    estimators: Optional[list[str]] = None, repeats: int = 100,
-                   baseline_warmup: int = 100, log=log_line,
+                   baseline_warmup: Optional[int] = None, log=log_line,
                    trusted_imports: Iterable[str] = ()) -> dict[str, Path]:
     """Measure at a run's checkpoint (``run_dir``) or at initialisation (``run_dir`` None).
 
     ``overrides`` are config keys: ``batch_size`` is the minibatch, ``num_particles`` the K of
-    the multi-sample estimators (default 5), ``out`` where the report goes (default: the run
-    directory, or ``runs/grad-variance-<timestamp>`` at initialisation), locked while the
-    diagnostic runs. ``trusted_imports`` as for :func:`~pyro_vae.build.load_run`.
+    the multi-sample estimators (default 5), ``baseline_beta`` the decay of the baselines, ``out``
+    where the report goes (default: the run directory, or ``runs/grad-variance-<timestamp>`` at
+    initialisation), locked while the diagnostic runs; at initialisation, also the model's keys
+    (INIT_KEYS). A key it would not read is refused (:func:`check_arguments`).
+    ``baseline_warmup``: draws before measuring a baseline (None: 100). ``trusted_imports`` as
+    for :func:`~pyro_vae.build.load_run`.
     """
-    if repeats < 2 or baseline_warmup < 0:
+    estimators = estimators or list(ESTIMATOR_SPECS)
+    if repeats < 2 or (baseline_warmup is not None and baseline_warmup < 0):
         raise ConfigError(f"repeats must be at least 2 and baseline_warmup at least 0, got "
                           f"{repeats} and {baseline_warmup}")
-    k = overrides.pop("num_particles", 5)
+    check_arguments(run_dir is not None, overrides, estimators, config_file, baseline_warmup)
+    if overrides.get("out") is not None:  # at a run, not checked with the run's config
+        check_path("out", overrides["out"])
+    overrides = dict(overrides)
+    k = overrides.pop("num_particles", DEFAULT_PARTICLES)
+    beta = overrides.pop("baseline_beta", None)
+    if baseline_warmup is None:
+        baseline_warmup = DEFAULT_BASELINE_WARMUP
     if run_dir is not None:
         local = {key: overrides[key] for key in ("batch_size", "seed", "device", "data_dir")
                  if key in overrides}
@@ -270,8 +333,8 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
 
         log(f"gradient variance at {source}: {repeats} draws on {len(x)} images, K = {k} for "
             "multi-sample bounds")
-        rows = measure(model_factory, base, x, estimators or list(ESTIMATOR_SPECS), repeats, k,
-                       baseline_warmup, batches, log)
+        rows = measure(model_factory, base, x, estimators, repeats, k, baseline_warmup, batches, log,
+                       beta)
         meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
                 "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}
         return write_report(rows, out, meta)

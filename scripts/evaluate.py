@@ -14,17 +14,26 @@ and eval_points.npz. --method ais: annealed importance sampling with HMC, the go
 writes eval_ais.json and eval_ais_points.npz, and compares with eval.json when it is there.
 --method bdmc: lower and upper bounds on images simulated from the model (--limit of them);
 writes eval_bdmc.json and eval_bdmc_points.npz. All into the run directory, or --out.
+
+Work that would take more than a day even at a fast rate, or more memory than the machine has,
+is refused before the run is opened, with what it would cost; --allow-long runs it anyway.
 """
 
 import argparse
 import sys
 
-from pyro_vae.config import add_trust_argument
+from pyro_vae.config import add_trust_argument, path_argument
 from pyro_vae.console import ArgumentParser, run_command
-from pyro_vae.distributed import log_on_main, process_group
+from pyro_vae.distributed import log_on_main, process_group, ranks
 from pyro_vae.ais import STARTS
+from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate import evaluate_run, parse_memory
-from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run
+from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run, default_steps
+from pyro_vae.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name
+
+# Defaults of the flags that only some methods read: None in argparse, so that a flag given to a
+# method that does not read it is refused even when it repeats the default.
+DEFAULT_SAMPLES, DEFAULT_CHAINS, DEFAULT_LEAPFROG, DEFAULT_START, DEFAULT_SPLIT = 5000, 16, 10, "guide", "test"
 
 
 def memory_size(text: str) -> int:
@@ -37,6 +46,20 @@ def memory_size(text: str) -> int:
     return size
 
 
+def check_cost(method: str, split: str, limit, num_samples: int, ais_options: dict, batch_size: int,
+               device, allow_long: bool) -> None:
+    """Refuse, before the run is opened, an evaluation whose time (unless ``allow_long``) or
+    memory is absurd for this machine (:mod:`pyro_vae.workload`)."""
+    device = resolve_device_name(device)
+    processes = ranks().world_size  # a torchrun job shares the images
+    if method == "iwae":
+        check_iwae(num_samples, evaluation_images(split, limit), batch_size, device, allow_long, processes)
+        return
+    images = evaluation_images(split, limit) if method == "ais" else (limit or DEFAULT_BDMC_IMAGES)
+    check_ais(method, images, ais_options["num_steps"] or default_steps(device), ais_options["num_chains"],
+              ais_options["num_leapfrog"], device, allow_long, processes)
+
+
 def main(argv=None) -> int:
     with process_group():  # a no-op unless launched by torchrun (README, "Scaling out")
         return parse_and_run(argv)
@@ -44,18 +67,21 @@ def main(argv=None) -> int:
 
 def parse_and_run(argv) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", help="a run directory written by scripts/svi_train.py")
+    p.add_argument("run_dir", type=path_argument(),
+                   help="a run directory written by scripts/svi_train.py")
     p.add_argument("--method", choices=("iwae", "ais", "bdmc"), default="iwae",
                    help="iwae: importance sampling (K samples); ais: annealed importance sampling; "
                         "bdmc: AIS bounds on data simulated from the model")
-    p.add_argument("--num-samples", type=int, help="iwae: K importance samples per image (default 5000)")
+    p.add_argument("--num-samples", type=int,
+                   help=f"iwae: K importance samples per image (default {DEFAULT_SAMPLES})")
     p.add_argument("--ais-steps", type=int, help="ais/bdmc: annealing steps T (default "
                    f"{DEFAULT_AIS_STEPS['cpu']} on cpu, {DEFAULT_AIS_STEPS['cuda']} on cuda)")
-    p.add_argument("--ais-chains", type=int, default=16, help="ais/bdmc: chains per image")
-    p.add_argument("--leapfrog", type=int, default=10, help="ais/bdmc: leapfrog steps per HMC transition")
-    p.add_argument("--ais-start", choices=STARTS, default="guide",
-                   help="ais/bdmc: anneal from the guide q(z|x) or from the prior p(z)")
-    p.add_argument("--split", choices=("test", "valid", "train"), default="test")
+    p.add_argument("--ais-chains", type=int, help=f"ais/bdmc: chains per image (default {DEFAULT_CHAINS})")
+    p.add_argument("--leapfrog", type=int,
+                   help=f"ais/bdmc: leapfrog steps per HMC transition (default {DEFAULT_LEAPFROG})")
+    p.add_argument("--ais-start", choices=STARTS,
+                   help="ais/bdmc: anneal from the guide q(z|x) or from the prior p(z) (default guide)")
+    p.add_argument("--split", choices=("test", "valid", "train"), help="iwae/ais (default test)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
                    help="best: best.pt, the epoch with the best validation ELBO (runs with a "
                         "validation split; else the last); last: checkpoint.pt")
@@ -67,8 +93,13 @@ def parse_and_run(argv) -> int:
                         "images x chains, gradients included), e.g. 512MiB or 8GiB")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the run's")
     p.add_argument("--seed", type=int, help="default: the run's")
-    p.add_argument("--data-dir", help="default: the run's, else $PYRO_VAE_DATA, else ./data")
-    p.add_argument("--out", help="write eval.json and eval_points.npz here (default: the run directory)")
+    p.add_argument("--data-dir", type=path_argument("data_dir"),
+                   help="default: the run's, else $PYRO_VAE_DATA, else ./data")
+    p.add_argument("--out", type=path_argument(default="the run directory"),
+                   help="write eval.json and eval_points.npz here (default: the run directory)")
+    p.add_argument("--allow-long", action="store_true",
+                   help=f"run even what would take more than {MAX_HOURS} hours at a fast rate "
+                        "(refused by default, with what it would cost)")
     add_trust_argument(p)
     args = p.parse_args(argv)
     for name in ("num_samples", "batch_size", "limit", "ais_steps", "ais_chains", "leapfrog"):
@@ -78,24 +109,30 @@ def parse_and_run(argv) -> int:
     if args.seed is not None and not 0 <= args.seed < 2**32:
         p.error("--seed must be in [0, 2^32 - 1]")
 
-    ais_flags = [f for f in ("ais_steps", "ais_chains", "leapfrog", "ais_start")
-                 if getattr(args, f) != p.get_default(f)]
+    ais_flags = [f for f in ("ais_steps", "ais_chains", "leapfrog", "ais_start") if getattr(args, f) is not None]
     if args.method == "iwae" and ais_flags:
         p.error(f"--{ais_flags[0].replace('_', '-')} is for --method ais or bdmc")
     if args.method != "iwae" and args.num_samples is not None:
         p.error("--num-samples is for --method iwae; AIS takes --ais-steps and --ais-chains")
-    if args.method == "bdmc" and args.split != "test":
+    if args.method == "bdmc" and args.split is not None:
         p.error("--split is for iwae and ais: bdmc evaluates images it simulates from the model")
+    split = args.split or DEFAULT_SPLIT
+    num_samples = args.num_samples or DEFAULT_SAMPLES
+    ais_options = dict(num_steps=args.ais_steps, num_chains=args.ais_chains or DEFAULT_CHAINS,
+                       num_leapfrog=args.leapfrog or DEFAULT_LEAPFROG, start=args.ais_start or DEFAULT_START)
+    try:
+        check_cost(args.method, split, args.limit, num_samples, ais_options, args.batch_size,
+                   args.device, args.allow_long)
+    except ConfigError as e:
+        p.error(str(e))
     common = dict(batch_size=args.batch_size, max_memory=args.max_memory, device=args.device, seed=args.seed, data_dir=args.data_dir,
                   out_dir=args.out, trusted_imports=args.trust_import, checkpoint=args.checkpoint)
-    ais_options = dict(num_steps=args.ais_steps, num_chains=args.ais_chains,
-                       num_leapfrog=args.leapfrog, start=args.ais_start)
 
     def work() -> None:
         if args.method == "iwae":
-            evaluate_run(args.run_dir, args.num_samples or 5000, args.split, args.limit, **common)
+            evaluate_run(args.run_dir, num_samples, split, args.limit, **common)
         elif args.method == "ais":
-            ais_run(args.run_dir, split=args.split, limit=args.limit, **ais_options, **common)
+            ais_run(args.run_dir, split=split, limit=args.limit, **ais_options, **common)
         else:
             bdmc_run(args.run_dir, args.limit or DEFAULT_BDMC_IMAGES, **ais_options, **common)
         stem = {"iwae": "eval", "ais": "eval_ais", "bdmc": "eval_bdmc"}[args.method]

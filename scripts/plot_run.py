@@ -8,15 +8,16 @@ curves, and (for a 2-D latent) the decoded manifold.
 import argparse
 import sys
 
-from pyro_vae.config import add_trust_argument
+from pyro_vae.config import add_trust_argument, path_argument
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.plots import plot_run
 
 
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir")
-    p.add_argument("--data-dir", help="default: the run's, else $PYRO_VAE_DATA, else ./data")
+    p.add_argument("run_dir", type=path_argument())
+    p.add_argument("--data-dir", type=path_argument("data_dir"),
+                   help="default: the run's, else $PYRO_VAE_DATA, else ./data")
     p.add_argument("--num-points", type=int, default=2000, help="test images in the latent-space plot")
     add_trust_argument(p)
     args = p.parse_args(argv)

@@ -22,13 +22,15 @@ import pytest
 import torch
 import yaml
 
-from pyro_vae.build import build_model, check_memory, parameter_estimate
+from pyro_vae import workload
+from pyro_vae.build import build_model
 from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.commands import quote, resume_command
-from pyro_vae.config import make_config
+from pyro_vae.config import Config, make_config, merge_values
 from pyro_vae.errors import CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError
 from pyro_vae.plots import compare_runs
 from pyro_vae.rundir import RunDir
+from pyro_vae.workload import check_model_size, parameter_estimate
 from pyro_vae.train import Trainer, train
 
 from conftest import poison_losses, quiet, run_script
@@ -255,16 +257,19 @@ def test_the_parameter_estimate_is_an_upper_bound(overrides):
 
 def test_memory_rule_compares_with_the_machine(monkeypatch):
     cfg = make_config({})  # about a million parameters: 16 MB with gradients and Adam's moments
-    check_memory(cfg, available=10**8)
-    with pytest.raises(ConfigError, match=r"about 1.01e\+06 parameters, needing 15.4 MiB .* more "
-                                          r"than this machine's 9.5 MiB of memory; choose smaller sizes"):
-        check_memory(cfg, available=10**7)
+    monkeypatch.setattr(workload, "machine_memory", lambda: 10**8)
+    check_model_size(cfg)
+    monkeypatch.setattr(workload, "machine_memory", lambda: 10**7)
+    with pytest.raises(ConfigError, match=r"about 1,0\d\d,\d{3} parameters .* needs at least 15.4 MiB "
+                                          r"of memory at once, more than this machine's 9.54 MiB"):
+        check_model_size(cfg)
+    monkeypatch.undo()
     calls = []
     monkeypatch.setattr(torch.nn.Linear, "__init__", lambda *a, **k: calls.append(a))
     for sizes in ({"hidden": [10**12]}, {"latent_dim": [10**12]},
                   {"prior": "vamp", "prior_components": 10**12}, {"model": "hvae", "upper_hidden": [10**12]}):
-        with pytest.raises(ConfigError, match="would have about .* more than this machine's"):
-            build_model(make_config(sizes))
+        with pytest.raises(ConfigError, match="a model with about .* more than this machine's"):
+            build_model(Config(**merge_values(sizes, None)))  # not validated: build_model checks too
     assert calls == []  # refused before any layer was made
 
 
@@ -274,8 +279,8 @@ def test_huge_layers_are_refused_fresh_and_from_a_checkpoint(trained, data_dir, 
                                 "--data-dir", data_dir, "--limit-train", "64", "--batch-size", "32", "--no-plots")
     assert status == 2
     line = one_line(stderr.strip())
-    assert "the model (hidden [1000000000000], latent_dim [50]) would have about 1.7" in line
-    assert "e+15 parameters" in line and "more than this machine's" in line
+    assert "a model with about 1.7e15 parameters (hidden [1000000000000], latent_dim [50])" in line
+    assert "more than this machine's" in line
     assert not out.exists()
     run = copy_run(trained, tmp_path / "run")
     for name in ("checkpoint.pt", "best.pt"):
@@ -285,8 +290,8 @@ def test_huge_layers_are_refused_fresh_and_from_a_checkpoint(trained, data_dir, 
         status, stderr = run_script(capsys, script, *args, "--data-dir", data_dir)
         assert status == 2, stderr
         line = one_line(stderr.strip())
-        assert "field 'config' holds a configuration that pyro-vae refuses: the model (hidden " \
-               "[1000000000000]" in line and "more than this machine's" in line
+        assert "field 'config' holds a configuration that pyro-vae refuses: a model with about " \
+               "1.7e15 parameters (hidden [1000000000000]" in line and "more than this machine's" in line
 
 
 # config.yaml and metrics.jsonl agree with the checkpoint ----------------------------------------

@@ -33,7 +33,8 @@ CASES = [
 
 
 def build(options, batch=5):
-    cfg = make_config({**SMALL, **options})
+    user_model = ":" in options.get("model", "")  # takes no hidden: --hidden would be refused
+    cfg = make_config({**{k: v for k, v in SMALL.items() if not (user_model and k == "hidden")}, **options})
     model = build_model(cfg, train_data=torch.rand(10, 784))
     x = torch.bernoulli(torch.full((batch, 784), 0.3, dtype=torch.float32))
     return cfg, model, build_objective(cfg), x

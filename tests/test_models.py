@@ -156,7 +156,7 @@ def test_refusals(x, monkeypatch):
         ({"model": "hvae", "model_options": {"a": 1}}, "model_options are for user-defined models"),
         ({"model": "ladder"}, "unknown model 'ladder'; choose one of: vae, hvae"),
         ({"model": "nowhere_module:M"}, "model 'nowhere_module:M': cannot import nowhere_module"),
-        ({**user, "estimator": "score"}, "does not take a 'estimator' argument"),
+        ({**user, "estimator": "score"}, "--estimator 'score' is not a parameter of custom_model:StyleContentVAE\\(x_dim, latent_dim, prior"),
         ({**user, "model_options": {"width": 16, "prior": 1}}, "model_options \\['prior'\\] are set from the config"),
         ({**user, "model_options": {"depth": 3}}, "could not be built.*unexpected keyword argument 'depth'"),
         ({**user, "prior": "vamp"}, "prior 'vamp' cannot be used with model.*encode_top"),

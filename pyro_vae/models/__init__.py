@@ -8,7 +8,9 @@ evaluating, for a prior that is costly to build).
 
 A user model is named by import path (``--model my_pkg.my_mod:MyVAE``) and built as
 ``MyVAE(**arguments, **model_options)``, where ``arguments`` are those of :data:`MODEL_ARGUMENTS`
-that its constructor declares by name (all of them if it takes ``**kwargs``)::
+that its constructor declares by name (all of them if it takes ``**kwargs``). A model-shaping key
+set in the config that the constructor does not declare (``--hidden`` for a model without a
+``hidden`` parameter) is refused: the model would ignore it while config.yaml records it::
 
     class MyVAE(nn.Module):
         def __init__(self, x_dim, latent_dim, prior, scale=1.0):  # scale from model_options
@@ -44,11 +46,24 @@ MODEL_ARGUMENTS = {
     "image_shape": "(channels, height, width)",
     "latent_dim": "the latent sizes, a list (one per layer, bottom first)",
     "hidden": "hidden layer sizes of the networks next to x",
+    "upper_hidden": "hidden layer sizes between consecutive latent layers",
     "activation": "the activation's name (relu, tanh, ...)",
+    "arch": "mlp or conv: the kind of networks next to x",
+    "logvar_range": "None, or [low, high]: where to clamp the guide's log-variance",
     "prior": "the prior module over the top latent layer (--prior), built for latent_dim[-1]",
     "estimator": "reparam or score: how the guide's sites should be differentiated",
     "baseline": "none, avg or nn: a baseline for score-function sites",
     "baseline_beta": "the decay of the avg baseline",
+}
+
+
+# Config keys that shape a model -> the constructor arguments of a user model through which it
+# receives them (declaring any one is enough: the prior is built for latent_dim[-1]).
+MODEL_KEYS = {
+    "prior": ("prior",), "prior_options": ("prior",), "latent_dim": ("latent_dim", "prior"),
+    "hidden": ("hidden",), "upper_hidden": ("upper_hidden",), "activation": ("activation",),
+    "arch": ("arch",), "logvar_range": ("logvar_range",), "estimator": ("estimator",),
+    "baseline": ("baseline",), "baseline_beta": ("baseline_beta",),
 }
 
 
@@ -57,6 +72,7 @@ class ModelFamily:
     builder: Callable[..., nn.Module]  # (cfg, image_shape, prior) -> the model
     defaults: dict[str, Any] = field(default_factory=dict)  # config values it changes
     layers: Optional[tuple[int, Optional[int]]] = (1, 1)  # (min, max) latent layers; None: any
+    ignores: dict[str, str] = field(default_factory=dict)  # config keys it does not read -> why
 
 
 MODELS: dict[str, ModelFamily] = {}
@@ -71,7 +87,8 @@ def register_model(name: str, **options) -> Callable[[Callable], Callable]:
     return register
 
 
-@register_model("vae")
+@register_model("vae", ignores={"upper_hidden": "it has one latent layer (upper_hidden sizes the "
+                                                "layers between the latent layers of --model hvae)"})
 def _vae(cfg, image_shape, prior) -> nn.Module:
     encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim[0], cfg.activation,
                                   cfg.logvar_range)
@@ -108,41 +125,80 @@ def declared_arguments(cls: type) -> Optional[set[str]]:
     return {p.name for p in parameters}
 
 
-def check_user_model(cfg) -> None:
-    """Refuse config keys a user model would silently ignore (it does not declare them)."""
+def signature_text(cls: type, limit: int = 100) -> str:
+    """``module:Name(x_dim, latent_dim, width=256)``-style text of a constructor, for messages."""
+    try:
+        text = str(inspect.signature(cls))
+    except (TypeError, ValueError):
+        text = "(...)"
+    return text if len(text) <= limit else text[:limit - 4] + "...)"
+
+
+def ignored_model_settings(cfg, defaults) -> dict[str, str]:
+    """key -> a one-line message, for every model-shaping key set in ``cfg`` (different from its
+    value in ``defaults``, the config's defaults) that the model never reads: a key a shipped
+    family ignores (``ModelFamily.ignores``), or one of :data:`MODEL_KEYS` that a user model's
+    constructor does not declare. See :func:`pyro_vae.config.ignored_settings`."""
+    from ..config import flag, shown
+
+    def is_set(key: str) -> bool:
+        return getattr(cfg, key) != getattr(defaults, key)
+
+    family = MODELS.get(cfg.model)
+    if family is not None:
+        return {key: f"{flag(key)} is not read by --model {cfg.model}: {why}; drop it"
+                for key, why in family.ignores.items() if is_set(key)}
     cls = import_model(cfg.model)
     declared = declared_arguments(cls)
-    if declared is None:
-        return
-    ignored = {"prior": cfg.prior != "normal" or cfg.prior_options,
-               "estimator": cfg.estimator != "reparam",
-               "baseline": cfg.baseline != "none"}
-    for argument, given in ignored.items():
-        if given and argument not in declared:
-            raise ConfigError(f"model {cfg.model!r} does not take a {argument!r} argument, so "
-                              f"--{argument} would be ignored; drop it or add {argument} to the "
-                              "model's constructor")
+    if declared is None:  # **kwargs: it is given everything
+        return {}
+    out = {}
+    for key, arguments in MODEL_KEYS.items():
+        if is_set(key) and not declared & set(arguments):
+            out[key] = (f"{flag(key)} {shown(getattr(cfg, key), 40)} is not a parameter of "
+                        f"{cfg.model}{signature_text(cls)}: the model would ignore it while "
+                        f"config.yaml records it; drop it or add the parameter {arguments[0]!r}")
+    return out
+
+
+def check_user_model(cfg) -> None:
+    """A user model's import path imports, and its ``model_options`` repeat no argument that
+    the config sets: checked with the config, before any data is loaded."""
+    cls = import_model(cfg.model)
+    declared = declared_arguments(cls)
+    _check_option_clash(cfg, set(MODEL_ARGUMENTS) if declared is None else declared & set(MODEL_ARGUMENTS))
+
+
+def _check_option_clash(cfg, arguments) -> None:
+    clash = sorted(set(arguments) & set(cfg.model_options))
+    if clash:
+        source = {"x_dim": "the dataset", "image_shape": "the dataset"}
+        where = ", ".join(f"{key} from {source.get(key, '--' + key.replace('_', '-'))}" for key in clash)
+        raise ConfigError(f"model_options {clash} are set from the config already ({where}); "
+                          "drop them from model_options")
 
 
 def _build_user_model(cfg, image_shape) -> nn.Module:
+    from ..config import shown
+
     cls = import_model(cfg.model)
     declared = declared_arguments(cls)
     available = {"x_dim": lambda: math.prod(image_shape), "image_shape": lambda: tuple(image_shape),
                  "latent_dim": lambda: list(cfg.latent_dim), "hidden": lambda: list(cfg.hidden),
-                 "activation": lambda: cfg.activation,
+                 "upper_hidden": lambda: list(cfg.upper_hidden), "activation": lambda: cfg.activation,
+                 "arch": lambda: cfg.arch,
+                 "logvar_range": lambda: None if cfg.logvar_range is None else list(cfg.logvar_range),
                  "prior": lambda: build_prior(cfg, math.prod(image_shape)),
                  "estimator": lambda: cfg.estimator, "baseline": lambda: cfg.baseline,
                  "baseline_beta": lambda: cfg.baseline_beta}
     arguments = {k: make() for k, make in available.items() if declared is None or k in declared}
-    clash = set(arguments) & set(cfg.model_options)
-    if clash:
-        raise ConfigError(f"model_options {sorted(clash)} are set from the config already; "
-                          f"use --{sorted(clash)[0].replace('_', '-')} instead")
+    _check_option_clash(cfg, arguments)
     try:
         model = cls(**arguments, **cfg.model_options)
     except Exception as e:  # the user's constructor: any error is a configuration problem
         raise ConfigError(f"model {cfg.model!r} could not be built with {sorted(arguments)} and "
-                          f"model_options {cfg.model_options}: {type(e).__name__}: {e}") from None
+                          f"model_options {shown(cfg.model_options)}: {type(e).__name__}: "
+                          f"{str(e)[:200]}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {cfg.model!r} must be a torch.nn.Module, got {type(model).__name__}")
     for method in ("model", "guide"):
