@@ -290,8 +290,8 @@ def test_huge_layers_are_refused_fresh_and_from_a_checkpoint(trained, data_dir, 
         status, stderr = run_script(capsys, script, *args, "--data-dir", data_dir)
         assert status == 2, stderr
         line = one_line(stderr.strip())
-        assert "field 'config' holds a configuration that pyro-vae refuses: a model with about " \
-               "1.7e15 parameters (hidden [1000000000000]" in line and "more than this machine's" in line
+        assert "field 'config' holds a configuration that pyro-vae refuses: a model with about " in line
+        assert "parameters (hidden [1000000000000]" in line and "more than this machine's" in line
 
 
 # config.yaml and metrics.jsonl agree with the checkpoint ----------------------------------------
