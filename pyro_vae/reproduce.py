@@ -153,7 +153,7 @@ def read_json(path: Path, what: str) -> Any:
 
 def settings_differences(saved: Any, expected: Config, source: str) -> list[str]:
     """The keys in which a checkpoint's saved config ``saved`` (read as data: nothing is imported)
-    differs from ``expected``, as "key: saved there, expected here", leaving out
+    differs from ``expected``, as "key SAVED there, EXPECTED in the config", leaving out
     :data:`MAY_DIFFER`. Shared by reproduce and ``compare.py --sweep``."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{source} holds no config mapping")
@@ -164,15 +164,19 @@ def settings_differences(saved: Any, expected: Config, source: str) -> list[str]
 
 
 def check_same_settings(run: RunDir, expected: Config, config: str, why: str) -> dict[str, Any]:
-    """The run's last checkpoint, if the settings saved in it are ``expected`` (see
-    :func:`settings_differences`); otherwise a one-line ConfigError that ends with ``why`` (what
-    the mismatch means and what to do)."""
-    state = load_checkpoint(run.checkpoint_path)
-    differences = settings_differences(state["config"], expected, f"the checkpoint in {run.path}")
-    if differences:
-        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-        raise ConfigError(f"{run.path} is a run of other settings than {config} ({shown}): {why}")
-    return state
+    """The run's last checkpoint, if the settings saved in it (and in best.pt, which evaluation
+    opens) are ``expected`` (see :func:`settings_differences`); otherwise a one-line ConfigError
+    that ends with ``why`` (what the mismatch means and what to do)."""
+    last = load_checkpoint(run.checkpoint_path)
+    opened = [(run.path, run.checkpoint_path, last)]
+    if run.best_path.exists():
+        opened.append((run.best_path, run.best_path, load_checkpoint(run.best_path)))
+    for where, path, state in opened:
+        differences = settings_differences(state["config"], expected, str(path))
+        if differences:
+            shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+            raise ConfigError(f"{where} is a run of other settings than {config} ({shown}): {why}")
+    return last
 
 
 def _recorded_source(run: RunDir) -> Optional[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pyro_vae.checkpoint import load_checkpoint
+from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.reproduce import SOURCE_NAME, reproduce, run_name
 from pyro_vae.train import train
@@ -31,6 +31,9 @@ limit_train: 256
 batch_size: 64
 epochs: 1
 """
+
+
+QUICK = ["--num-samples", "5", "--limit", "4"]  # evaluations of the command-line tests
 
 
 def write(path: Path, text: str) -> Path:
@@ -132,7 +135,7 @@ def test_a_run_that_does_not_record_its_config_is_used_only_with_the_same_settin
         (legacy / "rows-tiny" / name).write_bytes((runs / "rows-tiny" / name).read_bytes())
     other = write(tmp_path / "elsewhere" / "rows" / "tiny.yaml", TINY.replace("[16]", "[24]"))
     before = snapshot(legacy)
-    status, stderr = run_script(capsys, "reproduce", other, "--runs-dir", legacy, "--out", tmp_path / "t")
+    status, stderr = run_script(capsys, "reproduce", *QUICK, other, "--runs-dir", legacy, "--out", tmp_path / "t")
     assert_one_line(status, stderr, f"{legacy / 'rows-tiny'} is a run of other settings than {other}",
                     "hidden [16] there, [24] in the config", "does not record its config")
     assert snapshot(legacy) == before and not (tmp_path / "t").exists()
@@ -145,7 +148,7 @@ def test_an_edited_config_is_refused_before_anything_trains(data_dir, tmp_path, 
     write(config, TINY.replace("latent_dim: 2", "latent_dim: 3"))
     fresh = write(tmp_path / "other" / "new.yaml", TINY)  # listed first: it would train first
     before = snapshot(runs)
-    status, stderr = run_script(capsys, "reproduce", fresh, config, "--runs-dir", runs,
+    status, stderr = run_script(capsys, "reproduce", *QUICK, fresh, config, "--runs-dir", runs,
                                 "--data-dir", data_dir)
     assert_one_line(status, stderr, "latent_dim [2] there, [3] in the config",
                     f"{config} was edited since the run was made from it")
@@ -176,7 +179,7 @@ def test_no_train_without_a_run_is_refused_before_anything_is_evaluated(two_conf
 def test_a_bad_reference_is_refused_before_the_first_config_trains(tmp_path, capsys, reference, message):
     good = write(tmp_path / "rows" / "good.yaml", TINY)
     bad = write(tmp_path / "rows" / "bad.yaml", TINY.replace(TINY.splitlines()[0], f"reference: {reference}"))
-    status, stderr = run_script(capsys, "reproduce", good, bad, "--runs-dir", tmp_path / "runs")
+    status, stderr = run_script(capsys, "reproduce", *QUICK, good, bad, "--runs-dir", tmp_path / "runs")
     assert_one_line(status, stderr, message.format(config=bad))
     assert not (tmp_path / "runs").exists()
 
@@ -184,7 +187,7 @@ def test_a_bad_reference_is_refused_before_the_first_config_trains(tmp_path, cap
 def test_a_later_config_that_training_would_refuse_stops_the_first_from_training(tmp_path, capsys):
     good = write(tmp_path / "rows" / "good.yaml", TINY)
     bad = write(tmp_path / "rows" / "bad.yaml", TINY + "lr: -1\n")
-    status, stderr = run_script(capsys, "reproduce", good, bad, "--runs-dir", tmp_path / "runs")
+    status, stderr = run_script(capsys, "reproduce", *QUICK, good, bad, "--runs-dir", tmp_path / "runs")
     assert_one_line(status, stderr, "lr must be positive, got -1.0")
     assert not (tmp_path / "runs").exists()
 
@@ -205,7 +208,7 @@ def test_reproduce_flags_that_make_no_sense_are_one_line(tmp_path, capsys, monke
     monkeypatch.chdir(tmp_path)  # an empty --runs-dir would have meant here
     config = write(tmp_path / "rows" / "tiny.yaml", TINY.replace("epochs: 1\n", "epochs: 2\n"))
     before = snapshot(tmp_path)
-    status, stderr = run_script(capsys, "reproduce", config, *args)
+    status, stderr = run_script(capsys, "reproduce", *QUICK, config, *args)
     assert_one_line(status, stderr, message)
     assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["rows"]
 
@@ -214,7 +217,7 @@ def test_reproduce_into_an_output_directory_another_process_writes_is_refused_be
         tmp_path, capsys):
     config = write(tmp_path / "rows" / "tiny.yaml", TINY)
     with locked_by_another_process(tmp_path / "table"):
-        status, stderr = run_script(capsys, "reproduce", config, "--runs-dir", tmp_path / "runs",
+        status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", tmp_path / "runs",
                                     "--out", tmp_path / "table")
     assert_one_line(status, stderr, f"{tmp_path / 'table'} is in use by process")
     assert not (tmp_path / "runs").exists() and sorted(p.name for p in (tmp_path / "table").iterdir()) == [".lock"]
@@ -227,8 +230,8 @@ def test_a_config_with_a_user_prior_trains_evaluates_and_tabulates_without_a_fla
     monkeypatch.syspath_prepend(str(REPO / "examples"))
     prior = "custom_prior:LearnedLaplacePrior"
     config = write(tmp_path / "rows" / "laplace.yaml", TINY + f"prior: {prior}\n")
-    status, stderr = run_script(capsys, "reproduce", config, "--runs-dir", tmp_path / "runs",
-                                "--data-dir", data_dir, "--num-samples", 5, "--limit", 4)
+    status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", tmp_path / "runs",
+                                "--data-dir", data_dir)
     assert status == 0, stderr
     (row,) = json.loads((tmp_path / "runs" / "reproduction.json").read_text())
     assert row["num_samples"] == 5 and row["run_dir"] == str(tmp_path / "runs" / "rows-laplace")
@@ -236,9 +239,29 @@ def test_a_config_with_a_user_prior_trains_evaluates_and_tabulates_without_a_fla
     # The same run directory under a config that names no code: refused, and nothing imported.
     write(config, TINY)
     sys.modules.pop("custom_prior", None)
-    status, stderr = run_script(capsys, "reproduce", config, "--runs-dir", tmp_path / "runs", "--no-train")
+    status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", tmp_path / "runs", "--no-train")
     assert_one_line(status, stderr, f"prior '{prior}' there, 'normal' in the config")
     assert "custom_prior" not in sys.modules
+
+
+def test_a_best_checkpoint_of_other_settings_is_refused_before_anything_is_imported(
+        data_dir, tmp_path, capsys, monkeypatch):
+    """A shared run whose best.pt (what evaluation opens) names code its config does not."""
+    config = write(tmp_path / "rows" / "tiny.yaml", TINY + "valid_size: 100\n")
+    runs = tmp_path / "runs"
+    reproduce([config], runs, tmp_path / "t", **options(data_dir))
+    best = runs / "rows-tiny" / "best.pt"
+    state = load_checkpoint(best)
+    state["config"].update(prior="evil_prior_module:Prior")
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version", "checksum")}, best)
+    mark = tmp_path / "module-ran"
+    (tmp_path / "evil_prior_module.py").write_text(f"open({str(mark)!r}, 'w').close()\nclass Prior: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (runs / "rows-tiny" / "eval.json").unlink()  # so that it would be evaluated again
+    status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", runs, "--no-train")
+    assert_one_line(status, stderr, f"{best} is a run of other settings than {config}",
+                    "prior 'evil_prior_module:Prior' there, 'normal' in the config")
+    assert not mark.exists() and "evil_prior_module" not in sys.modules
 
 
 # --- eval.json: reused only beside its checkpoint, its fields checked -------------------------
@@ -293,7 +316,7 @@ def test_a_malformed_evaluation_of_the_checkpoint_is_one_line_naming_the_field(
     summary = json.loads((run / "eval.json").read_text())
     (run / "eval.json").write_text(json.dumps({**summary, **change}))
     before = snapshot(run.parent)
-    status, stderr = run_script(capsys, "reproduce", config, "--runs-dir", run.parent, "--no-train")
+    status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", run.parent, "--no-train")
     assert_one_line(status, stderr, f"{run / 'eval.json'}: {message}")
     assert snapshot(run.parent) == before
 
@@ -313,7 +336,7 @@ def test_an_unreadable_evaluation_stops_reproduce_before_training(reproduced, da
     else:
         (run / "eval.json").write_text(content)
     fresh = write(tmp_path / "other" / "new.yaml", TINY)  # listed first: it would train first
-    status, stderr = run_script(capsys, "reproduce", fresh, config, "--runs-dir", run.parent,
+    status, stderr = run_script(capsys, "reproduce", *QUICK, fresh, config, "--runs-dir", run.parent,
                                 "--data-dir", data_dir)
     assert_one_line(status, stderr, f"{run / 'eval.json'} {message}")
     assert not (run.parent / "other-new").exists()
