@@ -7,16 +7,24 @@ evaluated), plus a markdown table of the final numbers.
 
 A sweep file has a `name`, a `base` config shared by all runs and `runs`, a mapping from run
 names to the keys that differ; its runs go to runs/<name>/<run> and the comparison to runs/<name>.
+Every run is checked before the first one trains; run the same command again after a failure or
+Ctrl-C, and the finished runs are skipped and the stopped one resumed.
 """
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from pyro_vae.config import coerce_overrides, read_yaml
+from pyro_vae.atomic import make_directory
+from pyro_vae.config import Config, coerce_overrides, import_paths, read_yaml, validate
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.errors import ConfigError
+from pyro_vae.evaluate import evaluate_run
 from pyro_vae.plots import compare_runs
+from pyro_vae.reproduce import check_same_settings
+from pyro_vae.rundir import RunDir
+from pyro_vae.runlock import RunLock
 from pyro_vae.train import train
 
 
@@ -52,32 +60,102 @@ def read_sweep(path: str) -> tuple[str, dict, dict[str, dict]]:
     return name, coerce_overrides(base, where=f"{path} base"), checked
 
 
-def run_sweep(path: str, data_dir=None) -> tuple[list[Path], Path]:
+@dataclass
+class SweepRun:
+    """One run of a sweep: its folder, its settings (checked) and what is on disk of it."""
+
+    name: str
+    values: dict  # the base config with the run's keys
+    cfg: Config  # the values, validated
+    run: RunDir
+    epoch: int  # of the run's checkpoint on disk (0: none yet)
+    finished: bool  # trained to its epochs, or stopped early: nothing left to train
+
+
+def plan_sweep(path: str, data_dir=None) -> tuple[list[SweepRun], Path]:
+    """Every run of the sweep file checked as training checks it, and every run directory that
+    exists checked to be that run's (the same settings), before the first one trains."""
     name, base, runs = read_sweep(path)
     root = Path("runs") / name
     if data_dir:
         base["data_dir"] = data_dir
-    dirs = []
+    planned = []
     for run, overrides in runs.items():
-        out = root / run
-        print(f"== {run}", flush=True)
-        train({**base, **overrides, "out": str(out)})
-        dirs.append(out)
-    return dirs, root
+        values = {**base, **overrides}
+        where = f"{path}: run {run!r}"
+        for key in ("out", "resume"):
+            if key in values:
+                raise ConfigError(f"{where} sets {key!r}; a sweep puts each run in runs/{name}/<run>, "
+                                  f"so drop {key}")
+        try:
+            cfg = validate(Config(**values))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        run_dir = RunDir(root / run)
+        epoch, finished = 0, False
+        if run_dir.checkpoint_path.exists():
+            state = check_same_settings(run_dir, cfg, where, "it is another sweep's run, or the sweep "
+                                        "file was edited since; restore it, or move the run away")
+            epoch, best = state["epoch"], state.get("best")
+            finished = epoch >= cfg.epochs or bool(
+                cfg.early_stopping and isinstance(best, dict) and epoch - best.get("epoch", epoch)
+                >= cfg.early_stopping)
+        else:
+            try:
+                run_dir.check_new()
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+        planned.append(SweepRun(run, values, cfg, run_dir, epoch, finished))
+    return planned, root
+
+
+def run_sweep(path: str, data_dir=None) -> tuple[list[Path], Path]:
+    """Train the sweep's runs, then return their directories. Run again after a failure or
+    Ctrl-C, it skips the runs that are finished and resumes the one that was stopped."""
+    planned, root = plan_sweep(path, data_dir)
+    for entry in planned:
+        trusted = list(import_paths(entry.values).values())  # the sweep file is the user's
+        if entry.finished:
+            print(f"== {entry.name}: finished (epoch {entry.epoch} of {entry.cfg.epochs} in "
+                  f"{entry.run.path}), skipped", flush=True)
+            if entry.cfg.eval_samples and not (entry.run.path / "eval.json").exists():
+                evaluate_run(entry.run.path, entry.cfg.eval_samples, "test", entry.cfg.limit_test,
+                             data_dir=entry.cfg.data_dir, trusted_imports=trusted)
+            continue
+        if entry.epoch:
+            print(f"== {entry.name}: resuming {entry.run.path} at epoch {entry.epoch + 1}", flush=True)
+            train({**entry.values, "resume": str(entry.run.path)}, trusted_imports=trusted)
+        else:
+            print(f"== {entry.name}", flush=True)
+            train({**entry.values, "out": str(entry.run.path)})
+    return [entry.run.path for entry in planned], root
+
+
+def _nonempty(text: str) -> str:
+    """A path argument: an empty one would silently mean the working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; name a directory")
+    return text
 
 
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="*", help="run directories to compare")
     p.add_argument("--sweep", help="a sweep file: train its runs first, then compare them")
-    p.add_argument("--out", help="where compare.png and compare.md go (default: runs/comparison, or the sweep's folder)")
-    p.add_argument("--data-dir", help="for --sweep: the data directory")
+    p.add_argument("--out", type=_nonempty, help="where compare.png and compare.md go (default: "
+                   "runs/comparison, or the sweep's folder)")
+    p.add_argument("--data-dir", type=_nonempty, help="for --sweep: the data directory")
     args = p.parse_args(argv)
     if bool(args.run_dirs) == bool(args.sweep):
         p.error("give run directories or --sweep FILE (one of them)")
+    if args.data_dir is not None and not args.sweep:
+        p.error("--data-dir is for --sweep (comparing run directories reads no data)")
 
     def work() -> None:
         if args.sweep:
+            if args.out:  # refused now if another process writes it, not after the training
+                with RunLock(make_directory(args.out)):
+                    pass
             dirs, out = run_sweep(args.sweep, args.data_dir)
         else:
             dirs, out = args.run_dirs, Path("runs") / "comparison"
@@ -85,8 +163,9 @@ def main(argv=None) -> int:
         print(paths["markdown"].read_text())
         print(f"wrote {paths['figure']} and {paths['markdown']}")
 
-    return run_command(work, interrupted="runs finished before the interruption are kept; "
-                                         "the comparison was not written",
+    return run_command(work, interrupted="every finished epoch is in its run's checkpoint, and "
+                                         "the comparison was not written; run the same command "
+                                         "again to go on (finished runs are skipped)",
                        single_process=True)
 
 

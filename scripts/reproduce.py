@@ -7,11 +7,13 @@
 
 Each config's run lives in RUNS_DIR/<folder>-<name> (resumed if it exists, so a protocol of many
 hours can be run a piece at a time); it is evaluated on the full test set with K = 5000, and
-reproduction.md, reproduction.json and reproduction.png are written into --out. See the
-README's "Results".
+reproduction.md, reproduction.json and reproduction.png are written into --out. Every config,
+its reference and its run directory are checked before anything trains. See the README's
+"Results".
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -19,12 +21,19 @@ from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.reproduce import reproduce
 
 
+def _directory(text: str) -> str:
+    """A directory argument: an empty one would silently mean the working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; name a directory")
+    return text
+
+
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", type=Path, help="config files with a reference mapping")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"),
+    p.add_argument("--runs-dir", type=_directory, default="runs/reproduce",
                    help="where the runs live (default runs/reproduce)")
-    p.add_argument("--out", type=Path, help="where the table and figure go (default: --runs-dir)")
+    p.add_argument("--out", type=_directory, help="where the table and figure go (default: --runs-dir)")
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
                    help="multiply epochs, the iwae schedule, warm-up and patience by F")
     p.add_argument("--num-samples", type=int, default=5000, help="K for log p(x) (default 5000)")
@@ -32,18 +41,18 @@ def main(argv=None) -> int:
     p.add_argument("--no-train", dest="train", action="store_false",
                    help="only evaluate and tabulate runs that exist")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the config's")
-    p.add_argument("--data-dir", help="default: the config's, else $PYRO_VAE_DATA, else ./data")
+    p.add_argument("--data-dir", type=_directory, help="default: the config's, else $PYRO_VAE_DATA, else ./data")
     args = p.parse_args(argv)
     for name in ("num_samples", "limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not args.epochs_scale > 0:
-        p.error("--epochs-scale must be positive")
+    if not (math.isfinite(args.epochs_scale) and args.epochs_scale > 0):
+        p.error(f"--epochs-scale must be a positive finite number, got {args.epochs_scale}")
     overrides = {k: v for k, v in {"device": args.device, "data_dir": args.data_dir}.items() if v}
 
     def work() -> None:
-        reproduce(args.configs, args.runs_dir, args.out or args.runs_dir, args.epochs_scale,
+        reproduce(args.configs, Path(args.runs_dir), Path(args.out or args.runs_dir), args.epochs_scale,
                   args.num_samples, args.limit, overrides, args.train)
 
     return run_command(work, interrupted="every finished epoch is in its run's checkpoint; run "

@@ -306,7 +306,7 @@ def test_reproduce_refuses_an_edited_config(data_dir, tmp_path):
     options = dict(num_samples=4, limit=8, overrides={"data_dir": data_dir}, log=quiet)
     reproduce([config], tmp_path / "runs", tmp_path, **options)
     config.write_text(TINY.replace("hidden: [32]", "hidden: [48]"))
-    with pytest.raises(ConfigError, match="cannot change hidden"):
+    with pytest.raises(ConfigError, match=r"hidden \[32\] there, \[48\] in the config.*was edited since"):
         reproduce([config], tmp_path / "runs", tmp_path, **options)
 
 
