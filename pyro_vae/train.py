@@ -469,16 +469,22 @@ class Trainer:
     def evaluate_log_likelihood(self, num_samples: int) -> dict:
         """log p(x) on the test split (``--eval-samples``), written to eval.json: of the best
         epoch's weights where the run keeps them (best.pt), as ``evaluate.py`` does."""
-        model, epoch, which = self.model, self.epoch, "last"
-        if self.best is not None:
-            model, epoch, which = copy.deepcopy(self.model), self.best["epoch"], "best"
-            weights = on_main(lambda: load_checkpoint(self.run.best_path)["model"])
+        which = "best" if self.best is not None else "last"
+        path = self.run.best_path if which == "best" else self.run.checkpoint_path
+
+        def read() -> tuple[dict, str]:  # the file evaluated, as evaluate.py would open it
+            state = load_checkpoint(path)
+            return state["model"], state["checksum"]
+        weights, checksum = on_main(read)
+        model, epoch = self.model, self.epoch
+        if which == "best":
+            model, epoch = copy.deepcopy(self.model), self.best["epoch"]
             load_weights(model, weights, self.run.path)
         self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples} "
                  f"({which} checkpoint, epoch {epoch})")
         summary, points = evaluate_model(model, self.data.test, num_samples,
                                        seed=self.cfg.seed, log=self.log, progress=self.progress)
-        summary.update(split="test", epoch=epoch, checkpoint=which)
+        summary.update(split="test", epoch=epoch, checkpoint=which, checkpoint_sha256=checksum)
 
         def report() -> None:
             self.log(describe(summary))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyro_vae.atomic import make_directory
-from pyro_vae.config import Config, coerce_overrides, import_paths, read_yaml, validate
+from pyro_vae.config import Config, coerce_overrides, import_paths, path_argument, read_yaml, validate
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate import evaluate_run
@@ -131,20 +131,13 @@ def run_sweep(path: str, data_dir=None) -> tuple[list[Path], Path]:
     return [entry.run.path for entry in planned], root
 
 
-def _nonempty(text: str) -> str:
-    """A path argument: an empty one would silently mean the working directory."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path; name a directory")
-    return text
-
-
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dirs", nargs="*", help="run directories to compare")
+    p.add_argument("run_dirs", nargs="*", type=path_argument(), help="run directories to compare")
     p.add_argument("--sweep", help="a sweep file: train its runs first, then compare them")
-    p.add_argument("--out", type=_nonempty, help="where compare.png and compare.md go (default: "
+    p.add_argument("--out", type=path_argument(default="runs/comparison"), help="where compare.png and compare.md go (default: "
                    "runs/comparison, or the sweep's folder)")
-    p.add_argument("--data-dir", type=_nonempty, help="for --sweep: the data directory")
+    p.add_argument("--data-dir", type=path_argument("data_dir"), help="for --sweep: the data directory")
     args = p.parse_args(argv)
     if bool(args.run_dirs) == bool(args.sweep):
         p.error("give run directories or --sweep FILE (one of them)")

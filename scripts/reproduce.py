@@ -17,23 +17,18 @@ import math
 import sys
 from pathlib import Path
 
+from pyro_vae.config import path_argument
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.reproduce import reproduce
-
-
-def _directory(text: str) -> str:
-    """A directory argument: an empty one would silently mean the working directory."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path; name a directory")
-    return text
+from pyro_vae.workload import check_iwae, evaluation_images, resolve_device_name
 
 
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", type=Path, help="config files with a reference mapping")
-    p.add_argument("--runs-dir", type=_directory, default="runs/reproduce",
+    p.add_argument("--runs-dir", type=path_argument(default="runs/reproduce"), default="runs/reproduce",
                    help="where the runs live (default runs/reproduce)")
-    p.add_argument("--out", type=_directory, help="where the table and figure go (default: --runs-dir)")
+    p.add_argument("--out", type=path_argument(default="--runs-dir"), help="where the table and figure go (default: --runs-dir)")
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
                    help="multiply epochs, the iwae schedule, warm-up and patience by F")
     p.add_argument("--num-samples", type=int, default=5000, help="K for log p(x) (default 5000)")
@@ -41,7 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-train", dest="train", action="store_false",
                    help="only evaluate and tabulate runs that exist")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the config's")
-    p.add_argument("--data-dir", type=_directory, help="default: the config's, else $PYRO_VAE_DATA, else ./data")
+    p.add_argument("--allow-long", action="store_true",
+                   help="evaluate even where --num-samples on --limit images is refused as too long")
+    p.add_argument("--data-dir", type=path_argument("data_dir"), help="default: the config's, else $PYRO_VAE_DATA, else ./data")
     args = p.parse_args(argv)
     for name in ("num_samples", "limit"):
         value = getattr(args, name)
@@ -52,6 +49,9 @@ def main(argv=None) -> int:
     overrides = {k: v for k, v in {"device": args.device, "data_dir": args.data_dir}.items() if v}
 
     def work() -> None:
+        # an absurd K is refused now, not after hours of training
+        check_iwae(args.num_samples, evaluation_images("test", args.limit), 100,
+                   resolve_device_name(args.device), args.allow_long)
         reproduce(args.configs, Path(args.runs_dir), Path(args.out or args.runs_dir), args.epochs_scale,
                   args.num_samples, args.limit, overrides, args.train)
 

@@ -155,3 +155,28 @@ def test_the_lock_describes_its_holder_as_escaped_json(tmp_path):
         with RunLock(tmp_path):
             text = (tmp_path / ".lock").read_text()
     assert text.count("\n") == 1 and json.loads(text)["command"] == ["svi_train.py", "--out", evil]
+
+
+def test_reproduce_writes_its_table_through_no_link_and_refuses_a_lock_link(data_dir, tmp_path, capsys):
+    config = tmp_path / "cfgs" / "tiny.yaml"
+    config.parent.mkdir()
+    config.write_text("reference: {paper: a test, nll: 100.0}\nlimit_train: 64\nlimit_test: 8\n"
+                      "batch_size: 32\nhidden: [16]\nlatent_dim: 2\nepochs: 1\n")
+    runs, table = tmp_path / "runs", tmp_path / "table"
+    args = [config, "--runs-dir", runs, "--out", table, "--limit", "4", "--data-dir", data_dir]
+    status, stderr = run_script(capsys, "reproduce", *args, "--num-samples", "5")
+    assert status == 0, stderr
+    outside = Outside(tmp_path / "outside")
+    for name in ("reproduction.md", "reproduction.json", "reproduction.png"):
+        (table / name).unlink()
+        (table / name).symlink_to(outside.victim(name))
+    status, stderr = run_script(capsys, "reproduce", *args, "--num-samples", "6")  # evaluates again
+    assert status == 0, stderr
+    outside.unchanged()
+    assert not any(p.is_symlink() for p in table.iterdir())
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    (run / ".lock").unlink()  # left by the last holder
+    (run / ".lock").symlink_to(outside.victim("thesis.tex"))
+    status, stderr = run_script(capsys, "reproduce", *args, "--num-samples", "7")
+    assert_refused_in_one_line(status, stderr, ".lock is a symbolic link")
+    outside.unchanged()

@@ -124,3 +124,13 @@ def test_ais_compares_with_a_matching_pair(evaluated, data_dir, tmp_path):
     assert summary["iwae"]["num_points"] == 4 and summary["checkpoint_sha256"] == iwae["checkpoint_sha256"]
     np.testing.assert_allclose(points["iwae_log_px"],
                                read_result(run_dir, "eval", COLUMNS)[1]["log_px"][:4])
+
+
+def test_the_evaluation_at_the_end_of_training_records_its_checkpoint(small_run):
+    from pyro_vae.checkpoint import load_checkpoint
+    from pyro_vae.train import train
+    from conftest import quiet
+    train({**small_run, "epochs": 1, "eval_samples": 5}, log=quiet, progress=False)
+    run_dir = Path(small_run["out"])
+    summary, _ = read_result(run_dir, "eval", COLUMNS)
+    assert summary["checkpoint_sha256"] == load_checkpoint(run_dir / "checkpoint.pt")["checksum"]
