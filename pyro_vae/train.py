@@ -244,7 +244,7 @@ class Trainer:
         """Continue the run in ``run_dir``; ``overrides`` may change epochs, lr, device, data_dir.
         ``trusted_imports``: import paths in the saved config that may be imported."""
         run, overrides = RunDir(run_dir), overrides or {}
-        on_main(lambda: run.require("--resume"))
+        on_main(lambda: run.require("--resume"), shared=False)
         # Rank 0 reads the checkpoint and hands it to the others (who may be on other machines).
         signature, state = on_main(lambda: (run.checkpoint_signature(), load_checkpoint(run.checkpoint_path)))
         # The saved config on its own first: a value it holds that pyro-vae refuses is the

@@ -40,6 +40,30 @@ def quiet(*_args, **_kwargs):
     """A ``log`` callable for Trainer that prints nothing."""
 
 
+# The smallest run that is still a real one: a second to train, for tests that open, copy or
+# tamper with a run directory.
+TINY_RUN = {"limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16], "latent_dim": 2,
+            "epochs": 1, "plots": False}
+
+
+def train_tiny_run(data_dir: str, out: Path, **overrides) -> Path:
+    """:data:`TINY_RUN` (with ``overrides``) trained into ``out``."""
+    from pyro_vae.train import train
+
+    train({"data_dir": data_dir, **TINY_RUN, **overrides, "out": str(out)}, log=quiet, progress=False)
+    return out
+
+
+def assert_one_line_error(status: int, stderr: str, *phrases: str) -> str:
+    """A script's refusal as the README promises it: status 2 and one line on stderr, no
+    traceback, holding each of ``phrases``; returns the line."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert status == 2 and "Traceback" not in stderr and len(lines) == 1, stderr
+    for phrase in phrases:
+        assert phrase in lines[0], stderr
+    return lines[0]
+
+
 @pytest.fixture
 def small_run(data_dir, tmp_path):
     """Overrides for a run that trains in about a second."""

@@ -72,7 +72,7 @@ def test_config_file_and_flags(data_dir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--elbo", "nope"], "error: unknown elbo 'nope'; choose one of: trace, tracegraph, meanfield"),
     (["--dataset", "cifar"], "error: unknown dataset 'cifar'"),
-    (["--resume", "/nonexistent/run"], "error: no checkpoint at /nonexistent/run/checkpoint.pt"),
+    (["--resume", "/nonexistent/run"], "error: --resume /nonexistent/run is missing: name a run directory"),
 ])
 def test_user_errors_exit_with_a_message_not_a_traceback(args, message):
     result = svi_train(*args)

@@ -15,8 +15,8 @@ import pytest
 
 from pyro_vae.runlock import RunLock
 
-from conftest import run_script
-from test_safety import copy_run, trained_run  # noqa: F401 (a fixture)
+from conftest import assert_one_line_error, run_script, train_tiny_run
+from test_safety import copy_run
 
 # Every name pyro-vae writes in a run directory (or an --out directory); best.pt is left out
 # because evaluation reads it when it is there (a planted one is refused as a checkpoint).
@@ -29,9 +29,9 @@ FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "learning_c
 
 
 @pytest.fixture(scope="module")
-def shared_run(trained_run):
-    """The small trained run of test_safety.py, which each test copies and plants links in."""
-    return trained_run
+def shared_run(data_dir, tmp_path_factory):
+    """A small trained run, which each test copies and plants links in."""
+    return train_tiny_run(data_dir, tmp_path_factory.mktemp("way-out") / "run")
 
 
 # opener -> the arguments of its script, given the directory under attack, the data directory
@@ -77,12 +77,6 @@ def open_run(capsys, opener: str, run: Path, data_dir: str, intact: Path) -> tup
     return run_script(capsys, script, *args(str(run), data_dir, str(intact)))
 
 
-def assert_refused_in_one_line(status: int, stderr: str, phrase: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), stderr
-    assert phrase in lines[0], stderr
-
-
 @pytest.mark.parametrize("opener", list(OPENERS))
 def test_links_at_every_written_name_are_replaced_not_followed(shared_run, data_dir, tmp_path, capsys, opener):
     run = copy_run(shared_run, tmp_path / "run")
@@ -109,7 +103,7 @@ def test_a_planted_lock_link_is_refused(shared_run, data_dir, tmp_path, capsys, 
     (run / ".lock").symlink_to(target)
     before = sorted(p.name for p in run.iterdir())
     status, stderr = open_run(capsys, opener, run, data_dir, shared_run)
-    assert_refused_in_one_line(status, stderr, ".lock is a symbolic link")
+    assert_one_line_error(status, stderr, ".lock is a symbolic link")
     outside.unchanged()
     assert sorted(p.name for p in run.iterdir()) == before
 
@@ -120,7 +114,7 @@ def test_a_figures_link_is_refused(shared_run, data_dir, tmp_path, capsys, opene
     outside = Outside(tmp_path / "outside")
     (run / "figures").symlink_to(outside.root, target_is_directory=True)
     status, stderr = open_run(capsys, opener, run, data_dir, shared_run)
-    assert_refused_in_one_line(status, stderr, "figures is a symbolic link")
+    assert_one_line_error(status, stderr, "figures is a symbolic link")
     outside.unchanged()
 
 
@@ -131,7 +125,7 @@ def test_a_run_directory_that_is_a_link_is_refused(shared_run, data_dir, tmp_pat
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     status, stderr = open_run(capsys, opener, link, data_dir, shared_run)
-    assert_refused_in_one_line(status, stderr, "is a symbolic link")
+    assert_one_line_error(status, stderr, "is a symbolic link")
     assert sorted(p.name for p in real.iterdir()) == before
 
 
@@ -178,5 +172,5 @@ def test_reproduce_writes_its_table_through_no_link_and_refuses_a_lock_link(data
     (run / ".lock").unlink()  # left by the last holder
     (run / ".lock").symlink_to(outside.victim("thesis.tex"))
     status, stderr = run_script(capsys, "reproduce", *args, "--num-samples", "7")
-    assert_refused_in_one_line(status, stderr, ".lock is a symbolic link")
+    assert_one_line_error(status, stderr, ".lock is a symbolic link")
     outside.unchanged()

@@ -26,22 +26,12 @@ from pyro_vae.models import build_model
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import train
 
-from conftest import REPO, quiet, run_script
-
-
-def assert_one_line(status: int, stderr: str, message: str) -> None:
-    assert status == 2, stderr
-    assert "Traceback" not in stderr
-    assert message in stderr, stderr
-    assert len([line for line in stderr.splitlines() if line.strip()]) == 1, stderr
+from conftest import REPO, assert_one_line_error, quiet, run_script, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("refusals") / "run"
-    train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
-    return out
+    return train_tiny_run(data_dir, tmp_path_factory.mktemp("refusals") / "run")
 
 
 @pytest.fixture
@@ -76,7 +66,7 @@ def files_in(directory: Path) -> set[str]:
 def test_empty_paths_are_refused_by_every_script(capsys, trained, empty_cwd, script, args, message):
     before = files_in(trained)
     status, stderr = run_script(capsys, script, *(a.format(run=trained) for a in args))
-    assert_one_line(status, stderr, message)
+    assert_one_line_error(status, stderr, message)
     assert files_in(empty_cwd) == set() and files_in(trained) == before
 
 
@@ -90,7 +80,7 @@ def test_empty_paths_are_refused_in_the_python_api_and_in_config_files(capsys, e
         train({key: ""}, log=quiet, progress=False)
     config = empty_cwd.parent / "c.yaml"
     config.write_text(f"{key}: ''\n")
-    assert_one_line(*run_script(capsys, "svi_train", "--config", config), message)
+    assert_one_line_error(*run_script(capsys, "svi_train", "--config", config), message)
     with pytest.raises(ConfigError, match="holds a NUL byte"):
         make_config({key: "runs/a\0b"})
     assert files_in(empty_cwd) == set()
@@ -109,7 +99,7 @@ def test_empty_paths_are_refused_in_the_python_api_and_in_config_files(capsys, e
 ])
 def test_counts_below_one_are_refused(capsys, trained, empty_cwd, script, args, message):
     before = files_in(trained)
-    assert_one_line(*run_script(capsys, script, *(a.format(run=trained) for a in args)), message)
+    assert_one_line_error(*run_script(capsys, script, *(a.format(run=trained) for a in args)), message)
     assert files_in(empty_cwd) == set() and files_in(trained) == before
 
 
@@ -161,7 +151,7 @@ def no_evaluation(monkeypatch):
 def test_absurd_evaluations_are_refused_with_their_cost(capsys, trained, eight_gib, no_evaluation, args, message):
     before = files_in(trained)
     started = time.perf_counter()
-    assert_one_line(*run_script(capsys, "evaluate", trained, "--device", "cpu", *args), message)
+    assert_one_line_error(*run_script(capsys, "evaluate", trained, "--device", "cpu", *args), message)
     assert time.perf_counter() - started < 5  # refused before the run or the data are opened
     assert files_in(trained) == before  # no eval file, no lock left behind
 
@@ -170,9 +160,9 @@ def test_allow_long_goes_ahead(capsys, tmp_path, eight_gib):
     """With --allow-long the same command passes the check and goes on to open the run (here:
     a directory with no run, so that nothing runs for eleven days)."""
     args = [tmp_path / "nothing", "--device", "cpu", "--num-samples", "100000000", "--batch-size", "1"]
-    assert_one_line(*run_script(capsys, "evaluate", *args), "is 1.0e12 model evaluations: at least "
+    assert_one_line_error(*run_script(capsys, "evaluate", *args), "is 1.0e12 model evaluations: at least "
                                                              "11.6 days on cpu")
-    assert_one_line(*run_script(capsys, "evaluate", *args, "--allow-long"), "no checkpoint at")
+    assert_one_line_error(*run_script(capsys, "evaluate", *args, "--allow-long"), "no checkpoint at")
 
 
 def test_defaults_and_the_readmes_examples_are_far_below_the_limits():
@@ -212,7 +202,7 @@ def test_absurd_training_settings_are_refused_before_anything_loads(capsys, tmp_
     out = tmp_path / "run"
     status, stderr = run_script(capsys, "svi_train", *args, "--device", "cpu", "--out", out,
                                 "--data-dir", tmp_path / "no-data")
-    assert_one_line(status, stderr, message)
+    assert_one_line_error(status, stderr, message)
     assert not out.exists()
 
 
@@ -238,7 +228,7 @@ def test_absurd_training_settings_are_refused_before_anything_loads(capsys, tmp_
 ])
 def test_grad_variance_refuses_flags_it_would_not_read(capsys, trained, empty_cwd, args, message):
     before = files_in(trained)
-    assert_one_line(*run_script(capsys, "grad_variance", *(a.format(run=trained) for a in args)), message)
+    assert_one_line_error(*run_script(capsys, "grad_variance", *(a.format(run=trained) for a in args)), message)
     assert files_in(trained) == before and files_in(empty_cwd) == set()
 
 
@@ -265,13 +255,13 @@ def test_grad_variance_reads_the_baseline_flags_where_they_apply(capsys, trained
 ])
 def test_evaluate_refuses_flags_the_method_would_not_read(capsys, trained, args, message):
     before = files_in(trained)
-    assert_one_line(*run_script(capsys, "evaluate", trained, *args), message)
+    assert_one_line_error(*run_script(capsys, "evaluate", trained, *args), message)
     assert files_in(trained) == before
 
 
 def test_trust_import_is_refused_for_a_new_run(capsys, tmp_path):
     out = tmp_path / "run"
-    assert_one_line(*run_script(capsys, "svi_train", "--trust-import", "examples.custom_model:StyleContentVAE",
+    assert_one_line_error(*run_script(capsys, "svi_train", "--trust-import", "examples.custom_model:StyleContentVAE",
                                 "--out", out),
                     "--trust-import is for reopening a run (--resume); a new run imports the --model "
                     "or --prior you name, so drop it")
@@ -351,12 +341,12 @@ def test_a_yaml_alias_bomb_is_refused_at_once_in_every_reader(capsys, trained, t
     status, stderr = run_script(capsys, "svi_train", "--config", config, "--out", tmp_path / "run")
     seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert_one_line(status, stderr, f"config file {config} uses a YAML anchor or alias (&name, *name) at "
+    assert_one_line_error(status, stderr, f"config file {config} uses a YAML anchor or alias (&name, *name) at "
                                     "line 1, column 4; pyro-vae reads plain YAML only: write the values out")
     assert seconds < 2 and peak < 20 * 2**20 and len(stderr) < 300
     assert not (tmp_path / "run").exists()
     # a sweep file, and a shared run's config.yaml, go through the same reader
-    assert_one_line(*run_script(capsys, "compare", "--sweep", config), f"sweep file {config} uses a YAML anchor")
+    assert_one_line_error(*run_script(capsys, "compare", "--sweep", config), f"sweep file {config} uses a YAML anchor")
     run = tmp_path / "shared"
     run.mkdir()
     (run / "config.yaml").write_text("runs: {a: {}}\n" + bomb)
@@ -386,7 +376,7 @@ def test_long_values_are_cut_in_messages(capsys, tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     status, stderr = run_script(capsys, "svi_train", "--config", path, "--out", tmp_path / "run")
-    assert_one_line(status, stderr, message)
+    assert_one_line_error(status, stderr, message)
     assert len(stderr) < 1500 and "characters)" in stderr
 
 
@@ -444,7 +434,7 @@ def test_user_model_flags_it_does_not_take_are_refused(capsys, tmp_path, user_mo
     status, stderr = run_script(capsys, "svi_train", "--model", f"{user_models}:Tiny", *args, "--out", out,
                                 "--data-dir", tmp_path / "no-data")
     parameter = key.split()[0][2:].replace("-", "_")
-    assert_one_line(status, stderr, f"{key} is not a parameter of {user_models}:Tiny(x_dim, width=4): the "
+    assert_one_line_error(status, stderr, f"{key} is not a parameter of {user_models}:Tiny(x_dim, width=4): the "
                                     "model would ignore it while config.yaml records it; drop it or add "
                                     f"the parameter '{parameter}'")
     assert not out.exists()

@@ -21,7 +21,7 @@ from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.reproduce import SOURCE_NAME, reproduce, run_name
 from pyro_vae.train import train
 
-from conftest import REPO, quiet, run_script
+from conftest import REPO, assert_one_line_error, quiet, run_script
 
 TINY = """\
 reference: {paper: Nobody 2026, table: Table 0, nll: 150.0, epochs: 4}
@@ -44,14 +44,6 @@ def write(path: Path, text: str) -> Path:
 
 def options(data_dir, **extra):
     return dict(num_samples=5, limit=4, overrides={"data_dir": data_dir}, log=quiet, **extra)
-
-
-def assert_one_line(status: int, stderr: str, *phrases: str) -> None:
-    assert status == 2, stderr
-    assert "Traceback" not in stderr
-    assert len([line for line in stderr.splitlines() if line.strip()]) == 1, stderr
-    for phrase in phrases:
-        assert phrase in stderr, stderr
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -136,7 +128,7 @@ def test_a_run_that_does_not_record_its_config_is_used_only_with_the_same_settin
     other = write(tmp_path / "elsewhere" / "rows" / "tiny.yaml", TINY.replace("[16]", "[24]"))
     before = snapshot(legacy)
     status, stderr = run_script(capsys, "reproduce", *QUICK, other, "--runs-dir", legacy, "--out", tmp_path / "t")
-    assert_one_line(status, stderr, f"{legacy / 'rows-tiny'} is a run of other settings than {other}",
+    assert_one_line_error(status, stderr, f"{legacy / 'rows-tiny'} is a run of other settings than {other}",
                     "hidden [16] there, [24] in the config", "does not record its config")
     assert snapshot(legacy) == before and not (tmp_path / "t").exists()
 
@@ -150,7 +142,7 @@ def test_an_edited_config_is_refused_before_anything_trains(data_dir, tmp_path, 
     before = snapshot(runs)
     status, stderr = run_script(capsys, "reproduce", *QUICK, fresh, config, "--runs-dir", runs,
                                 "--data-dir", data_dir)
-    assert_one_line(status, stderr, "latent_dim [2] there, [3] in the config",
+    assert_one_line_error(status, stderr, "latent_dim [2] there, [3] in the config",
                     f"{config} was edited since the run was made from it")
     assert snapshot(runs) == before
 
@@ -180,7 +172,7 @@ def test_a_bad_reference_is_refused_before_the_first_config_trains(tmp_path, cap
     good = write(tmp_path / "rows" / "good.yaml", TINY)
     bad = write(tmp_path / "rows" / "bad.yaml", TINY.replace(TINY.splitlines()[0], f"reference: {reference}"))
     status, stderr = run_script(capsys, "reproduce", *QUICK, good, bad, "--runs-dir", tmp_path / "runs")
-    assert_one_line(status, stderr, message.format(config=bad))
+    assert_one_line_error(status, stderr, message.format(config=bad))
     assert not (tmp_path / "runs").exists()
 
 
@@ -188,7 +180,7 @@ def test_a_later_config_that_training_would_refuse_stops_the_first_from_training
     good = write(tmp_path / "rows" / "good.yaml", TINY)
     bad = write(tmp_path / "rows" / "bad.yaml", TINY + "lr: -1\n")
     status, stderr = run_script(capsys, "reproduce", *QUICK, good, bad, "--runs-dir", tmp_path / "runs")
-    assert_one_line(status, stderr, "lr must be positive, got -1.0")
+    assert_one_line_error(status, stderr, "lr must be positive, got -1.0")
     assert not (tmp_path / "runs").exists()
 
 
@@ -209,7 +201,7 @@ def test_reproduce_flags_that_make_no_sense_are_one_line(tmp_path, capsys, monke
     config = write(tmp_path / "rows" / "tiny.yaml", TINY.replace("epochs: 1\n", "epochs: 2\n"))
     before = snapshot(tmp_path)
     status, stderr = run_script(capsys, "reproduce", *QUICK, config, *args)
-    assert_one_line(status, stderr, message)
+    assert_one_line_error(status, stderr, message)
     assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["rows"]
 
 
@@ -219,7 +211,7 @@ def test_reproduce_into_an_output_directory_another_process_writes_is_refused_be
     with locked_by_another_process(tmp_path / "table"):
         status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", tmp_path / "runs",
                                     "--out", tmp_path / "table")
-    assert_one_line(status, stderr, f"{tmp_path / 'table'} is in use by process")
+    assert_one_line_error(status, stderr, f"{tmp_path / 'table'} is in use by process")
     assert not (tmp_path / "runs").exists() and sorted(p.name for p in (tmp_path / "table").iterdir()) == [".lock"]
 
 
@@ -240,7 +232,7 @@ def test_a_config_with_a_user_prior_trains_evaluates_and_tabulates_without_a_fla
     write(config, TINY)
     sys.modules.pop("custom_prior", None)
     status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", tmp_path / "runs", "--no-train")
-    assert_one_line(status, stderr, f"prior '{prior}' there, 'normal' in the config")
+    assert_one_line_error(status, stderr, f"prior '{prior}' there, 'normal' in the config")
     assert "custom_prior" not in sys.modules
 
 
@@ -259,7 +251,7 @@ def test_a_best_checkpoint_of_other_settings_is_refused_before_anything_is_impor
     monkeypatch.syspath_prepend(str(tmp_path))
     (runs / "rows-tiny" / "eval.json").unlink()  # so that it would be evaluated again
     status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", runs, "--no-train")
-    assert_one_line(status, stderr, f"{best} is a run of other settings than {config}",
+    assert_one_line_error(status, stderr, f"{best} is a run of other settings than {config}",
                     "prior 'evil_prior_module:Prior' there, 'normal' in the config")
     assert not mark.exists() and "evil_prior_module" not in sys.modules
 
@@ -317,7 +309,7 @@ def test_a_malformed_evaluation_of_the_checkpoint_is_one_line_naming_the_field(
     (run / "eval.json").write_text(json.dumps({**summary, **change}))
     before = snapshot(run.parent)
     status, stderr = run_script(capsys, "reproduce", *QUICK, config, "--runs-dir", run.parent, "--no-train")
-    assert_one_line(status, stderr, f"{run / 'eval.json'}: {message}")
+    assert_one_line_error(status, stderr, f"{run / 'eval.json'}: {message}")
     assert snapshot(run.parent) == before
 
 
@@ -338,7 +330,7 @@ def test_an_unreadable_evaluation_stops_reproduce_before_training(reproduced, da
     fresh = write(tmp_path / "other" / "new.yaml", TINY)  # listed first: it would train first
     status, stderr = run_script(capsys, "reproduce", *QUICK, fresh, config, "--runs-dir", run.parent,
                                 "--data-dir", data_dir)
-    assert_one_line(status, stderr, f"{run / 'eval.json'} {message}")
+    assert_one_line_error(status, stderr, f"{run / 'eval.json'} {message}")
     assert not (run.parent / "other-new").exists()
 
 
@@ -389,7 +381,7 @@ def test_compare_on_a_malformed_evaluation_is_one_line_naming_the_field(trained,
                                                                         evaluation, message):
     run = copy_of(trained, tmp_path / "run", evaluation)
     status, stderr = run_script(capsys, "compare", run, "--out", tmp_path / "cmp")
-    assert_one_line(status, stderr, f"{run / 'eval.json'}", message)
+    assert_one_line_error(status, stderr, f"{run / 'eval.json'}", message)
     assert not (tmp_path / "cmp" / "compare.png").exists() and not (tmp_path / "cmp" / "compare.md").exists()
 
 
@@ -423,7 +415,7 @@ def test_compare_into_a_run_another_process_writes_is_refused(trained, tmp_path,
     before = snapshot(run)
     with locked_by_another_process(run):
         status, stderr = run_script(capsys, "compare", run, "--out", run)
-    assert_one_line(status, stderr, f"{run} is in use by process")
+    assert_one_line_error(status, stderr, f"{run} is in use by process")
     assert snapshot(run) == {**before, ".lock": (run / ".lock").read_bytes()}
 
 
@@ -433,7 +425,7 @@ def test_compare_into_a_run_another_process_writes_is_refused(trained, tmp_path,
 ])
 def test_compare_flags_that_make_no_sense_are_one_line(trained, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    assert_one_line(*run_script(capsys, "compare", trained, *args), message)
+    assert_one_line_error(*run_script(capsys, "compare", trained, *args), message)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -455,7 +447,7 @@ def test_a_sweep_whose_later_run_is_invalid_trains_nothing(tmp_path, capsys, mon
                          ("{out: elsewhere}", "run 'second' sets 'out'; a sweep puts each run in runs/tiny/<run>"),
                          ("{elbo: renyi, alpha: 2, num_particles: 2}", "run 'second': --alpha 2.0 > 1")):
         sweep = write(tmp_path / "sweep.yaml", SWEEP.replace("{lr: 0.003}", bad))
-        assert_one_line(*run_script(capsys, "compare", "--sweep", sweep), f"{sweep}: {message}")
+        assert_one_line_error(*run_script(capsys, "compare", "--sweep", sweep), f"{sweep}: {message}")
         assert not (tmp_path / "runs").exists()
 
 
@@ -493,7 +485,7 @@ def test_a_sweep_refuses_a_run_directory_of_other_settings_before_training(data_
     train({"limit_train": 256, "limit_test": 16, "batch_size": 64, "hidden": [24], "latent_dim": 2,
            "epochs": 1, "plots": False, "data_dir": data_dir, "out": str(second)}, log=quiet, progress=False)
     before = snapshot(tmp_path / "runs")
-    assert_one_line(*run_script(capsys, "compare", "--sweep", sweep, "--data-dir", data_dir),
+    assert_one_line_error(*run_script(capsys, "compare", "--sweep", sweep, "--data-dir", data_dir),
                     f"runs/tiny/second is a run of other settings than {sweep}: run 'second'",
                     "hidden [24] there, [16] in the config")
     assert snapshot(tmp_path / "runs") == before
@@ -505,7 +497,7 @@ def test_a_sweep_into_an_output_directory_another_process_writes_is_refused_befo
     sweep = write(tmp_path / "sweep.yaml", SWEEP)
     with locked_by_another_process(tmp_path / "cmp"):
         status, stderr = run_script(capsys, "compare", "--sweep", sweep, "--out", tmp_path / "cmp")
-    assert_one_line(status, stderr, f"{tmp_path / 'cmp'} is in use by process")
+    assert_one_line_error(status, stderr, f"{tmp_path / 'cmp'} is in use by process")
     assert not (tmp_path / "runs").exists()
 
 

@@ -19,7 +19,7 @@ from pyro_vae.grad_variance import run_diagnostic
 from pyro_vae.plots import compare_runs, plot_run
 from pyro_vae.train import Trainer, train
 
-from conftest import quiet, run_script
+from conftest import quiet, run_script, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,10 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def trained_run(data_dir, tmp_path_factory):
     """One small trained run, copied by each test that tampers with it."""
-    out = tmp_path_factory.mktemp("safety") / "run"
-    train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
-    return out
+    return train_tiny_run(data_dir, tmp_path_factory.mktemp("safety") / "run")
 
 
 def copy_run(source: Path, target: Path) -> Path:

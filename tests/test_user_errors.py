@@ -19,25 +19,15 @@ from pyro_vae.errors import ConfigError, DatasetCorruptError, TrainingDivergedEr
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import Trainer, train
 
-from conftest import poison_losses, quiet, run_script
+from conftest import assert_one_line_error, poison_losses, quiet, run_script, train_tiny_run
 
 def cli(capsys, name: str, *args) -> tuple[int, str]:
     return run_script(capsys, name, *args)
 
 
-def assert_user_error(status: int, stderr: str, message: str) -> None:
-    assert status == 2, stderr
-    assert "Traceback" not in stderr
-    assert message in stderr, stderr
-    assert len([line for line in stderr.splitlines() if line.strip()]) == 1, stderr
-
-
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("user-errors") / "run"
-    train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
-    return out
+    return train_tiny_run(data_dir, tmp_path_factory.mktemp("user-errors") / "run")
 
 
 def config_file(tmp_path: Path, content: bytes) -> Path:
@@ -58,7 +48,7 @@ def config_file(tmp_path: Path, content: bytes) -> Path:
 ])
 def test_bad_numbers_are_refused_before_anything_loads(capsys, tmp_path, args, message):
     status, stderr = cli(capsys, "svi_train", *args, "--data-dir", tmp_path / "no-data")
-    assert_user_error(status, stderr, message)
+    assert_one_line_error(status, stderr, message)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -69,20 +59,20 @@ def test_bad_numbers_are_refused_before_anything_loads(capsys, tmp_path, args, m
 ])
 def test_bad_config_files(capsys, tmp_path, content, message):
     status, stderr = cli(capsys, "svi_train", "--config", config_file(tmp_path, content))
-    assert_user_error(status, stderr, message)
+    assert_one_line_error(status, stderr, message)
 
 
 def test_unreadable_config_file(capsys, tmp_path):
     unreadable = tmp_path / "config.yaml"
     unreadable.mkdir()  # root can read any file; a directory cannot be read as one
     status, stderr = cli(capsys, "svi_train", "--config", unreadable)
-    assert_user_error(status, stderr, f"cannot read config file {unreadable}: Is a directory")
+    assert_one_line_error(status, stderr, f"cannot read config file {unreadable}: Is a directory")
 
 
 def test_batch_larger_than_the_data_is_refused(capsys, data_dir, tmp_path):
     status, stderr = cli(capsys, "svi_train", "--limit-train", "100", "--batch-size", "128",
                          "--data-dir", data_dir, "--out", tmp_path / "run")
-    assert_user_error(status, stderr, "batch_size 128 is larger than the 100 training images; use "
+    assert_one_line_error(status, stderr, "batch_size 128 is larger than the 100 training images; use "
                                       "--batch-size 100 or less")
     assert not (tmp_path / "run").exists()
 
@@ -92,7 +82,7 @@ def test_out_never_overwrites_a_users_file(capsys, data_dir, tmp_path):
     mine.mkdir()
     (mine / "config.yaml").write_text("my own notes\n")
     status, stderr = cli(capsys, "svi_train", "--limit-train", "64", "--data-dir", data_dir, "--out", mine)
-    assert_user_error(status, stderr, f"--out {mine} is not empty (it holds config.yaml)")
+    assert_one_line_error(status, stderr, f"--out {mine} is not empty (it holds config.yaml)")
     assert (mine / "config.yaml").read_text() == "my own notes\n"
 
 
@@ -101,7 +91,7 @@ def test_out_never_overwrites_a_users_file(capsys, data_dir, tmp_path):
     (["--num-points", "-5"], "--num-points must be at least 1"),
 ])
 def test_plot_run_arguments(capsys, trained, args, message):
-    assert_user_error(*cli(capsys, "plot_run", trained, *args), message)
+    assert_one_line_error(*cli(capsys, "plot_run", trained, *args), message)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -111,11 +101,11 @@ def test_plot_run_arguments(capsys, trained, args, message):
     (["--seed", str(2**32)], "--seed must be in [0, 2^32 - 1]"),
 ])
 def test_evaluate_arguments(capsys, trained, args, message):
-    assert_user_error(*cli(capsys, "evaluate", trained, *args), message)
+    assert_one_line_error(*cli(capsys, "evaluate", trained, *args), message)
 
 
 def test_grad_variance_warmup_must_not_be_negative(capsys):
-    assert_user_error(*cli(capsys, "grad_variance", "--init", "--baseline-warmup", "-3"),
+    assert_one_line_error(*cli(capsys, "grad_variance", "--init", "--baseline-warmup", "-3"),
                       "--baseline-warmup must be at least 0")
 
 
@@ -133,7 +123,7 @@ def test_bad_sweep_files(capsys, tmp_path, content, message):
     path = tmp_path / "sweep.yaml"
     if content is not None:
         path.write_bytes(content)
-    assert_user_error(*cli(capsys, "compare", "--sweep", path), message.format(path=path))
+    assert_one_line_error(*cli(capsys, "compare", "--sweep", path), message.format(path=path))
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -147,14 +137,14 @@ def test_compare_on_a_malformed_run(capsys, trained, tmp_path, damage, message):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     (run / "metrics.jsonl").write_text(damage)
-    assert_user_error(*cli(capsys, "compare", run, "--out", tmp_path / "cmp"), message)
+    assert_one_line_error(*cli(capsys, "compare", run, "--out", tmp_path / "cmp"), message)
 
 
 def test_compare_on_a_malformed_evaluation(capsys, trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     (run / "eval.json").write_text("{")
-    assert_user_error(*cli(capsys, "compare", run, "--out", tmp_path / "cmp"),
+    assert_one_line_error(*cli(capsys, "compare", run, "--out", tmp_path / "cmp"),
                       "eval.json is not readable JSON")
 
 
