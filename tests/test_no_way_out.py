@@ -44,7 +44,7 @@ OPENERS = {
     "bdmc": ("evaluate", lambda run, d, _: [run, "--method", "bdmc", "--limit", "2", "--ais-steps", "2",
                                             "--ais-chains", "2", "--leapfrog", "1", "--data-dir", d]),
     "plot": ("plot_run", lambda run, d, _: [run, "--num-points", "8", "--data-dir", d]),
-    "grad_variance": ("grad_variance", lambda run, d, _: [run, "--repeats", "2", "--baseline-warmup", "0",
+    "grad_variance": ("grad_variance", lambda run, d, _: [run, "--repeats", "2",
                                                           "--estimators", "reparam", "--batch-size", "8",
                                                           "--data-dir", d]),
     "compare": ("compare", lambda run, d, intact: [intact, "--out", run]),
