@@ -190,7 +190,7 @@ def test_defaults_and_the_readmes_examples_are_far_below_the_limits():
      "lower --eval-samples or --limit-test"),
     (["--hidden", "1000000000000"],
      "a model with about 1.7e15 parameters (hidden [1000000000000], latent_dim [50]) with its "
-     "gradients and Adam's moments needs at least 24,272 TiB of memory at once, more than this "
+     "gradients and Adam's moments needs at least 25,029 TiB of memory at once, more than this "
      "machine's 8 GiB; use smaller --hidden, --latent-dim or prior sizes"),
     (["--latent-dim", "1000000000000"], "with its gradients and Adam's moments needs at least"),
     (["--prior", "vamp", "--prior-components", "1000000000"], "a model with about 7.8e11 parameters"),

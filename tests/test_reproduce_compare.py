@@ -190,9 +190,9 @@ def test_a_later_config_that_training_would_refuse_stops_the_first_from_training
     (["--epochs-scale", "0"], "--epochs-scale must be a positive finite number, got 0.0"),
     (["--epochs-scale", "-2"], "--epochs-scale must be a positive finite number, got -2.0"),
     (["--epochs-scale", "1e308"], "--epochs-scale 1e+308 makes epochs 2 infinite"),
-    (["--runs-dir", ""], "argument --runs-dir: an empty path; name a directory"),
-    (["--out", ""], "argument --out: an empty path; name a directory"),
-    (["--data-dir", ""], "argument --data-dir: an empty path; name a directory"),
+    (["--runs-dir", ""], "argument --runs-dir: is empty (''); name a directory"),
+    (["--out", ""], "argument --out: is empty (''); name a directory"),
+    (["--data-dir", ""], "argument --data-dir: is empty (''); name a directory"),
     (["--num-samples", "0"], "--num-samples must be at least 1"),
     (["--limit", "-1"], "--limit must be at least 1"),
 ])
@@ -420,7 +420,7 @@ def test_compare_into_a_run_another_process_writes_is_refused(trained, tmp_path,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", ""], "argument --out: an empty path; name a directory"),
+    (["--out", ""], "argument --out: is empty (''); name a directory"),
     (["--data-dir", "/tmp"], "--data-dir is for --sweep"),
 ])
 def test_compare_flags_that_make_no_sense_are_one_line(trained, tmp_path, capsys, monkeypatch, args, message):
