@@ -114,3 +114,13 @@ def test_other_errors_are_one_line_saying_whose_they_are(capsys):
     # no frame outside pyro-vae and its libraries: a bug of pyro-vae's, to be reported
     message = describe_unexpected(ValueError("line one\nline two"))
     assert message.startswith("unexpected ValueError: line one line two") and "PYRO_VAE_TRACEBACK=1" in message
+
+
+@pytest.mark.parametrize("content", [b"the user's own notes\n", b"", b"\x80\x02]q\x00.", bytes(range(256)) * 8])
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
+    """Any bytes at a checkpoint's name (a planted best.pt, a copy gone wrong) are refused as such."""
+    from pyro_vae.errors import CheckpointError
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(tmp_path)
+    assert "\n" not in str(refused.value) and str(tmp_path / "checkpoint.pt") in str(refused.value)
