@@ -56,7 +56,11 @@ EVAL_BATCH_SIZE = 1000
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    parameters = list(model.parameters())
+    if not parameters:
+        raise ConfigError(f"model {cfg.model!r} has no parameters to train: keep its networks as "
+                          "attributes (submodules) of the model, as README \"Your own model\" shows")
+    return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
 
 
 class SVIStep:

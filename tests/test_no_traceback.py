@@ -124,3 +124,31 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
     with pytest.raises(CheckpointError) as refused:
         load_checkpoint(tmp_path)
     assert "\n" not in str(refused.value) and str(tmp_path / "checkpoint.pt") in str(refused.value)
+
+
+NO_PARAMETERS = textwrap.dedent("""
+    import pyro, pyro.distributions as dist, torch
+    from torch import nn
+
+    class NoParams(nn.Module):
+        # a model and guide with nothing to learn
+        def __init__(self, x_dim, latent_dim):
+            super().__init__()
+        def model(self, x):
+            with pyro.plate("data", x.shape[-2]):
+                pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+                pyro.sample("x", dist.Bernoulli(logits=torch.zeros_like(x)).to_event(1), obs=x)
+        def guide(self, x):
+            with pyro.plate("data", x.shape[-2]):
+                pyro.sample("z", dist.Normal(x.new_zeros(x.shape[:-1] + (2,)), 1.0).to_event(1))
+
+""")
+
+
+def test_a_user_model_without_parameters_is_one_line(tmp_path, data_dir):
+    (tmp_path / "odd_models.py").write_text(NO_PARAMETERS)
+    result = script(tmp_path, "svi_train", "--model", "odd_models:NoParams", "--out", str(tmp_path / "run"),
+                    "--epochs", "1", "--data-dir", data_dir, *TINY)
+    assert result.returncode == 2
+    assert "model 'odd_models:NoParams' has no parameters to train" in one_line_error(result)
+    assert not (tmp_path / "run").exists()
