@@ -160,7 +160,8 @@ def plot_reproduction(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("nats per test image (lower is better)")
     ax.set_title("reproduction: -ELBO per epoch, final NLL (dots), paper NLL (dashed)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if rows:  # a table of rows none of which could be drawn has nothing to label
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -141,7 +141,6 @@ NO_PARAMETERS = textwrap.dedent("""
         def guide(self, x):
             with pyro.plate("data", x.shape[-2]):
                 pyro.sample("z", dist.Normal(x.new_zeros(x.shape[:-1] + (2,)), 1.0).to_event(1))
-
 """)
 
 
