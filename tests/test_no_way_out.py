@@ -174,3 +174,19 @@ def test_reproduce_writes_its_table_through_no_link_and_refuses_a_lock_link(data
     status, stderr = run_script(capsys, "reproduce", *args, "--num-samples", "7")
     assert_one_line_error(status, stderr, ".lock is a symbolic link")
     outside.unchanged()
+
+
+def test_a_saved_data_directory_that_is_not_here_is_not_made(shared_run, data_dir, tmp_path, capsys, monkeypatch):
+    """The author's data_dir names a place on their machine: pyro-vae does not create it (nor
+    download into it) on yours, but reads the data from your own data directory."""
+    from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
+    run = copy_run(shared_run, tmp_path / "run")
+    elsewhere = tmp_path / "outside" / "authors-data"
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["config"]["data_dir"] = str(elsewhere)
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version", "checksum")},
+                    run / "checkpoint.pt")
+    monkeypatch.setenv("PYRO_VAE_DATA", data_dir)
+    status, stderr = run_script(capsys, "evaluate", run, "--num-samples", "5", "--limit", "4")
+    assert status == 0, stderr
+    assert not (tmp_path / "outside").exists()
