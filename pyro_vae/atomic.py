@@ -19,6 +19,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
@@ -144,3 +145,24 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_regular_file(path: Union[str, Path], max_bytes: int) -> bytes:
+    """The bytes of ``path``, if it is a regular file of at most ``max_bytes``; else a ValueError
+    (or OSError) that says what it is. A file of a shared directory may be a FIFO, which would
+    block a plain read, or a device, which might never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ValueError("it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("it is not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"it has {info.st_size} bytes, at most {max_bytes} expected")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        return f.read(max_bytes + 1)

@@ -61,6 +61,13 @@ def _feed(h, value: Any) -> None:
                         f"{type(value).__name__}")
 
 
+def checkpoint_sha256(state: dict[str, Any]) -> str:
+    """The SHA-256 that identifies a loaded checkpoint: the one stored in it, or (a version-1
+    file, written before checksums) the one its contents have. Results record it to say which
+    checkpoint they belong to."""
+    return state.get("checksum") or content_digest(state)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Serialize in memory, then write atomically: a full disk fails as a plain ``OSError``
     (a WriteError that says so), never inside torch's zip writer, and the old file survives."""

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import yaml
 
+from .commands import quote
 from .errors import ConfigError, UntrustedImportError
 from .workload import check_model_size
 
@@ -633,9 +634,9 @@ def check_trusted_imports(values: dict[str, Any], trusted: Iterable[str], source
     for key, path in import_paths(values).items():
         if path not in trusted:
             raise UntrustedImportError(
-                f"{source} names the {key} {path!r}, code that opening the run would import and "
-                f"run; pyro-vae imports only code you name. If you trust it, pass --trust-import "
-                f"{path}")
+                f"{source} names the {key} {shown(path)}, code that opening the run would import "
+                f"and run; pyro-vae imports only code you name. If you trust it, pass "
+                f"--trust-import {quote(path)}")
 
 
 def saved_config(saved: Any, trusted: Iterable[str], source: str) -> dict[str, Any]:

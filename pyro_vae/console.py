@@ -37,8 +37,11 @@ def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing w
             print(f"\n{e}", file=sys.stderr)
         return 130
     except PyroVAEError as e:
+        if os.environ.get(TRACEBACK_ENV) and e.__cause__ is not None \
+                and not isinstance(e.__cause__, PyroVAEError):  # the user's code, wrapped
+            traceback.print_exception(e.__cause__)
         if getattr(e, "reported_by_rank", None) is None:  # else another rank printed it
-            print(f"{_rank_prefix()}error: {e}", file=sys.stderr)
+            print(f"{_rank_prefix()}error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: {interrupted}", file=sys.stderr)
@@ -47,8 +50,15 @@ def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing w
         if os.environ.get(TRACEBACK_ENV):
             raise
         if getattr(e, "reported_by_rank", None) is None:
-            print(f"{_rank_prefix()}error: {describe_unexpected(e)}", file=sys.stderr)
+            print(f"{_rank_prefix()}error: {one_line(describe_unexpected(e))}", file=sys.stderr)
         return 2
+
+
+def one_line(text: str) -> str:
+    """A message as the one line it must be on a terminal: line breaks and tabs become spaces,
+    other control characters are escaped (a path from a shared file may hold anything)."""
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # Set to 1 to see the traceback of an unexpected error instead of its one-line description.
@@ -75,7 +85,7 @@ def _user_frame(error: BaseException) -> Optional[traceback.FrameSummary]:
 def describe_unexpected(error: BaseException) -> str:
     """One line for an exception that is not one of pyro-vae's own errors: what was raised, where
     (the user's code, when the traceback passes through it) and what to do."""
-    message = " ".join(str(error).split())
+    message = one_line(str(error))
     message = message if len(message) <= 300 else message[:300] + "..."
     what = f"{type(error).__name__}: {message}" if message else type(error).__name__
     frame = _user_frame(error)
@@ -99,4 +109,4 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         # every rank of a torchrun job parses the same arguments: one of them says it
-        self.exit(2, f"error: {message}; see {self.prog} --help\n" if ranks().main else None)
+        self.exit(2, f"error: {one_line(message)}; see {self.prog} --help\n" if ranks().main else None)

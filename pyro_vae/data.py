@@ -50,7 +50,6 @@ import hashlib
 import math
 import os
 import secrets
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,7 @@ import torch
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import download_url
 
-from .atomic import atomic_write, make_directory, write_failure
+from .atomic import atomic_write, make_directory, read_regular_file, write_failure
 from .console import log_line
 from .distributed import log_on_main
 from .errors import DatasetCorruptError, DatasetNotFoundError, WriteError
@@ -193,33 +192,13 @@ def idx_problem(content: bytes, shape: tuple[int, ...], sha256: Optional[str] = 
     return None
 
 
-def _read_regular_file(path: Path, max_bytes: int) -> bytes:
-    """The bytes of ``path``, if it is a regular file of at most ``max_bytes``; else a ValueError
-    (or OSError) that says what it is. A FIFO would block and a device might never end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ValueError("it is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("it is not a regular file")
-        if info.st_size > max_bytes:
-            raise ValueError(f"it has {info.st_size} bytes, expected {max_bytes}")
-        f = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
-        return f.read(max_bytes + 1)
-
-
 def _read_extracted(path: Path, shape: tuple[int, ...], sha256: Optional[str]):
     """(content, None) for an extracted file that passes :func:`idx_problem`, (None, problem) for
     one that does not, (None, None) for none at all."""
     if not os.path.lexists(path):
         return None, None
     try:
-        content = _read_regular_file(path, _idx_size(shape))
+        content = read_regular_file(path, _idx_size(shape))
     except OSError as e:
         return None, f"it cannot be read: {e.strerror}"
     except ValueError as e:
@@ -232,7 +211,7 @@ def _archive_content(archive: Path, md5: str, shape: tuple[int, ...], sha256: Op
     """The decompressed bytes of an archive whose MD5 is ``md5`` (checked before decompressing),
     or a DatasetCorruptError naming it."""
     try:
-        packed = _read_regular_file(archive, ARCHIVE_MAX_BYTES)
+        packed = read_regular_file(archive, ARCHIVE_MAX_BYTES)
     except OSError as e:
         what = f"cannot be read ({e.strerror})"
     except ValueError as e:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write, make_directory
 from .build import build_model, checkpoint_path, load_weights, resolve_device, run_config
-from .checkpoint import content_digest, load_checkpoint
+from .checkpoint import checkpoint_sha256, load_checkpoint
 from .console import log_line
 from .data import load_dataset
 from .distributed import (batch_span, gather_on_main, log_on_main, main_first, on_main, ranks,
@@ -457,7 +457,7 @@ class OpenedRun:
         file ("best"/"last") and its SHA-256 (``checkpoint_sha256``), so that a result is reused
         or compared only beside the very checkpoint it belongs to."""
         return {"epoch": self.state["epoch"], "checkpoint": self.which,
-                "checkpoint_sha256": self.state.get("checksum") or content_digest(self.state)}
+                "checkpoint_sha256": checkpoint_sha256(self.state)}
 
 
 @contextmanager

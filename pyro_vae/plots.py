@@ -7,7 +7,6 @@ files. Image grids come from ``torchvision.utils.make_grid``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -27,6 +26,7 @@ from .config import coerce_overrides  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .decode import decode, posterior_mean_trace, prior_samples, reconstruct, sample_images  # noqa: E402
 from .errors import ConfigError, RunDirError  # noqa: E402
+from .results import read_summary  # noqa: E402
 from .rundir import RunDir  # noqa: E402
 from .runlock import RunLock  # noqa: E402
 from .sites import probe  # noqa: E402
@@ -40,6 +40,11 @@ def _save(fig, path: Path) -> Path:
         return save_figure(fig, path, dpi=DPI)
     finally:
         plt.close(fig)
+
+
+def plain(text) -> str:
+    """``text`` as a matplotlib label shows it: a '$' (in a run's name, say) would start mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def _show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: float = 6.0) -> Path:
@@ -189,8 +194,8 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
                  plot_latent_space(model, data.test, data.test_labels, out / "latent_space.png",
                                    top.name, layers),
                  plot_learning_curves(state["metrics"], out / "learning_curves.png",
-                                      f"{run.path.name}: {cfg.model}, {cfg.elbo}, {cfg.estimator}, "
-                                      f"prior {cfg.prior}")]
+                                      plain(f"{run.path.name}: {cfg.model}, {cfg.elbo}, "
+                                            f"{cfg.estimator}, prior {cfg.prior}"))]
         if top.size == 2:
             paths.append(plot_manifold(model, shape, out / "manifold.png", top.name))
     return paths
@@ -203,16 +208,7 @@ def _read_evaluation(path: Path) -> Optional[dict[str, Any]]:
     if not path.exists() and not path.is_symlink():
         return None
     advice = "run scripts/evaluate.py again or delete it"
-    try:
-        if not path.is_file() or path.stat().st_size > 2**20:
-            raise RunDirError(f"{path} is not an evaluation written by pyro-vae (not a regular "
-                              f"file, or over 1 MiB); {advice}")
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        reason = e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-        raise RunDirError(f"{path} is not readable JSON ({reason}); {advice}") from None
-    if not isinstance(result, dict):
-        raise RunDirError(f"{path} holds no JSON object; {advice}")
+    result = read_summary(path, advice)
 
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -267,9 +263,6 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
 
     def cell(text) -> str:  # one markdown cell: a '|' or a line break would split the row
         return " ".join(str(text).replace("|", "\\|").split())
-
-    def plain(text) -> str:  # a matplotlib label: '$' would start mathtext
-        return str(text).replace("$", r"\$")
 
     with RunLock(out_dir):
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))

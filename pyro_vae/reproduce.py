@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 
 from .atomic import atomic_write, make_directory
 from .build import checkpoint_path
-from .checkpoint import content_digest, load_checkpoint
+from .checkpoint import checkpoint_sha256, load_checkpoint
 from .config import (RESUME_OVERRIDABLE, Config, coerce_overrides, import_paths, read_config_file,
                      validate)
 from .console import log_line
@@ -49,6 +49,7 @@ from .data import load_dataset
 from .errors import (CheckpointError, ConfigError, PyroVAEError, RunDirError, RunLockedError,
                      WriteError)
 from .evaluate import describe_active_units, evaluate_run
+from . import results
 from .plots import plot_reproduction
 from .rundir import RunDir
 from .runlock import RunLock
@@ -65,9 +66,6 @@ REFERENCE_FIELDS = {"paper": "a string", "table": "a string", "nll": "a finite n
 
 # Keys in which a run may differ from its config and still be its run (what a resume may change).
 MAY_DIFFER = frozenset(RESUME_OVERRIDABLE) | {"resume", "out"}
-
-# Small JSON files read from a run directory (eval.json, SOURCE_NAME) are refused above this size.
-MAX_JSON_BYTES = 2**20
 
 
 def _is_number(value: Any) -> bool:
@@ -135,20 +133,10 @@ def run_name(config: str | Path, scale: float, distinct: bool = False) -> str:
 
 def read_json(path: Path, what: str) -> Any:
     """The JSON in ``path`` (None if there is no such file), or a one-line RunDirError: not a
-    regular file, too large, not UTF-8 JSON."""
+    regular file, too large, not UTF-8 JSON (:func:`pyro_vae.results.read_json`)."""
     if not path.exists() and not path.is_symlink():
         return None
-    advice = f"delete it or {what}"
-    if not path.is_file():
-        raise RunDirError(f"{path} is not a regular file; {advice}")
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise RunDirError(f"{path} is larger than {MAX_JSON_BYTES >> 20} MiB, so it was not "
-                              f"written by pyro-vae; {advice}")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        reason = e.strerror if isinstance(e, OSError) else type(e).__name__
-        raise RunDirError(f"{path} is not readable JSON ({reason}); {advice}") from None
+    return results.read_json(path, f"delete it or {what}")
 
 
 def settings_differences(saved: Any, expected: Config, source: str) -> list[str]:
@@ -320,11 +308,6 @@ def check_summary(summary: dict[str, Any], path: Path) -> dict[str, Any]:
     return summary
 
 
-def _checkpoint_sha256(state: dict[str, Any]) -> str:
-    """As :meth:`~pyro_vae.evaluate.OpenedRun.provenance` records it."""
-    return state.get("checksum") or content_digest(state)
-
-
 def _evaluation_of(run: RunDir, state: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The run's eval.json if it evaluated the checkpoint ``state`` (its ``checkpoint_sha256``),
     its fields checked; None if there is none, or it evaluated another checkpoint (or is from a
@@ -335,7 +318,7 @@ def _evaluation_of(run: RunDir, state: dict[str, Any]) -> Optional[dict[str, Any
         return None
     if not isinstance(summary, dict):
         raise RunDirError(f"{path} holds no JSON object; delete it or run scripts/evaluate.py again")
-    if summary.get("checkpoint_sha256") != _checkpoint_sha256(state):
+    if summary.get("checkpoint_sha256") != checkpoint_sha256(state):
         return None
     return check_summary(summary, path)
 

@@ -11,6 +11,7 @@ is always one evaluation's, and readers that need only the summary read it alone
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import secrets
@@ -21,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write_all
+from .atomic import atomic_write_all, read_regular_file
 from .errors import RunDirError, WriteError
 
 ID_KEY = "result_id"
+# Largest files read back: a summary is a few KiB; the per-point file of BDMC on 10,000 images,
+# which holds the images, about 32 MB.
+MAX_JSON_BYTES = 2**20
+MAX_POINTS_BYTES = 2**30
 
 
 def _finite_or_none(value):
@@ -73,14 +78,22 @@ def save_result(directory: Path, stem: str, summary: dict, arrays: dict[str, np.
                      f"{stem}_points.npz instead", failure.errno) from None
 
 
-def read_summary(path: Path) -> dict[str, Any]:
-    """A summary file as a mapping, or a RunDirError naming the file."""
+def read_json(path: Path, advice: str = "evaluate again") -> Any:
+    """The JSON in ``path`` (a regular file of at most :data:`MAX_JSON_BYTES`: a shared run's file
+    may be a FIFO or huge), or a one-line RunDirError naming the file and ending in ``advice``."""
     try:
-        summary = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RunDirError(f"cannot read {path}: {e}") from None
+        return json.loads(read_regular_file(path, MAX_JSON_BYTES).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e) if type(e) is ValueError \
+            else type(e).__name__
+        raise RunDirError(f"{path} is not readable JSON ({reason}); {advice}") from None
+
+
+def read_summary(path: Path, advice: str = "evaluate again") -> dict[str, Any]:
+    """A summary file as a mapping, or a one-line RunDirError naming the file."""
+    summary = read_json(path, advice)
     if not isinstance(summary, dict):
-        raise RunDirError(f"{path} must hold a JSON object (an evaluation summary)")
+        raise RunDirError(f"{path} holds no JSON object (an evaluation summary); {advice}")
     return summary
 
 
@@ -90,7 +103,8 @@ def read_result(directory: Path, stem: str, columns: tuple[str, ...]) -> tuple[d
     summary_path, points_path = paths(directory, stem)
     summary = read_summary(summary_path)
     try:
-        with np.load(points_path, allow_pickle=False) as points:
+        content = io.BytesIO(read_regular_file(points_path, MAX_POINTS_BYTES))
+        with np.load(content, allow_pickle=False) as points:
             found = {name: points[name] for name in (*columns, ID_KEY) if name in points.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise RunDirError(f"cannot read {points_path}: {e}") from None

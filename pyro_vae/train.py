@@ -29,7 +29,7 @@ from torch.distributions import constraints
 from tqdm.auto import tqdm
 
 from .build import build_model, load_weights, model_structure, resolve_device, saved_run_values
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from .commands import resume_command
 from .console import describe_unexpected, log_line
 from .config import IMPORT_PATH_KEYS, Config, import_paths, merge_values, resume_config, validate
@@ -416,6 +416,9 @@ class Trainer:
                   "test_elbo": self.evaluate()}
         if self.data.valid is not None:
             record["valid_elbo"] = self.evaluate(self.data.valid)
+        for key in ("test_elbo", "valid_elbo"):
+            if key in record and not math.isfinite(record[key]):
+                raise self._diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
         if cfg.kl_warmup:
             record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.kl_warmup)
         # An epoch's seconds run from the end of the previous epoch's record, so that the previous
@@ -478,7 +481,7 @@ class Trainer:
 
         def read() -> tuple[dict, str]:  # the file evaluated, as evaluate.py would open it
             state = load_checkpoint(path)
-            return state["model"], state["checksum"]
+            return state["model"], checkpoint_sha256(state)
         weights, checksum = on_main(read)
         model, epoch = self.model, self.epoch
         if which == "best":

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyro_vae.atomic import make_directory
-from pyro_vae.config import Config, coerce_overrides, import_paths, path_argument, read_yaml, validate
+from pyro_vae.config import (Config, coerce_overrides, import_paths, path_argument, path_problem, read_yaml,
+                             shown, validate)
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate import evaluate_run
@@ -31,8 +32,10 @@ from pyro_vae.train import train
 def _folder_name(value, what: str, path: str) -> str:
     """A sweep's or run's name becomes one folder: a plain name, never a path."""
     name = str(value)
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise ConfigError(f"{path}: {what} {value!r} must be a plain folder name (no '/' or '..')")
+    if path_problem(name) or name in (".", "..") or "/" in name or "\\" in name \
+            or not name.isprintable():
+        raise ConfigError(f"{path}: {what} {shown(value)} must be a plain folder name (printable, "
+                          "no '/' or '..')")
     return name
 
 

@@ -151,3 +151,26 @@ def test_a_user_model_without_parameters_is_one_line(tmp_path, data_dir):
     assert result.returncode == 2
     assert "model 'odd_models:NoParams' has no parameters to train" in one_line_error(result)
     assert not (tmp_path / "run").exists()
+
+
+def test_advice_naming_a_shared_import_path_quotes_it():
+    """The command a message suggests pastes as exactly what the checkpoint named, never more."""
+    from pyro_vae.config import check_trusted_imports
+    from pyro_vae.errors import UntrustedImportError
+    evil = "evil:M; touch /tmp/owned\nmore"
+    with pytest.raises(UntrustedImportError) as refused:
+        check_trusted_imports({"model": evil}, [], "the checkpoint in run")
+    message = str(refused.value)
+    word = message.split("pass --trust-import ", 1)[1]
+    assert "\n" not in message
+    pasted = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True)
+    assert pasted.stdout == evil  # one shell word, exactly the path: nothing else runs
+
+
+def test_a_dollar_in_a_run_name_draws(tmp_path, data_dir, capsys):
+    """matplotlib reads '$' as mathtext: a run's name in a title is drawn as text."""
+    from conftest import run_script, train_tiny_run
+    run = train_tiny_run(data_dir, tmp_path / "a $\\frac{x}$ run")
+    status, stderr = run_script(capsys, "plot_run", run, "--num-points", "8", "--data-dir", data_dir)
+    assert status == 0, stderr
+    assert (run / "figures" / "learning_curves.png").is_file()

@@ -134,3 +134,15 @@ def test_the_evaluation_at_the_end_of_training_records_its_checkpoint(small_run)
     run_dir = Path(small_run["out"])
     summary, _ = read_result(run_dir, "eval", COLUMNS)
     assert summary["checkpoint_sha256"] == load_checkpoint(run_dir / "checkpoint.pt")["checksum"]
+
+
+def test_a_fifo_planted_as_eval_json_blocks_nothing(evaluated, data_dir, tmp_path):
+    """A named pipe would block a plain read for ever: it is refused as not a regular file."""
+    import os
+    run_dir = copy(evaluated, tmp_path / "run")
+    (run_dir / "eval.json").unlink()
+    os.mkfifo(run_dir / "eval.json")
+    result = run("evaluate.py", str(run_dir), *AIS, data_dir=data_dir)  # run() times out at 300 s
+    assert result.returncode == 0, result.stderr
+    assert "not a regular file" in result.stdout
+    read_result(run_dir, "eval_ais", ("log_px",))
