@@ -159,7 +159,7 @@ def read_regular_file(path: Union[str, Path], max_bytes: int) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("it is not a regular file")
         if info.st_size > max_bytes:
-            raise ValueError(f"it has {info.st_size} bytes, at most {max_bytes} expected")
+            raise ValueError(f"it has {info.st_size} bytes, expected {max_bytes}")
         f = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
