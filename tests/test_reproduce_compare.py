@@ -317,7 +317,7 @@ def test_a_malformed_evaluation_of_the_checkpoint_is_one_line_naming_the_field(
     ("{", "is not readable JSON (JSONDecodeError)"),
     ("[1, 2]", "holds no JSON object"),
     ("[" * 100000 + "]" * 100000, "is not readable JSON (RecursionError)"),
-    (None, "is not a regular file"),
+    (None, "is not readable JSON (it is a directory)"),
 ])
 def test_an_unreadable_evaluation_stops_reproduce_before_training(reproduced, data_dir, tmp_path, capsys,
                                                                   content, message):
