@@ -77,7 +77,7 @@ def compare_with_iwae(directory: Path, summary: dict,
     iwae = read_summary(directory / "eval.json")
     if any(iwae.get(k) != summary[k] for k in ("split", "checkpoint_sha256")):
         return None
-    iwae, points = read_result(directory, "eval", ("log_px", "khat"))
+    iwae, points = read_result(directory, "eval", ("log_px", "khat"), iwae)
     iwae_log_px, khat = points["log_px"], points["khat"]
     n = min(len(ais_log_px), len(iwae_log_px))
     iwae_log_px, khat = iwae_log_px[:n], khat[:n]

@@ -18,7 +18,7 @@ import secrets
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -97,11 +97,13 @@ def read_summary(path: Path, advice: str = "evaluate again") -> dict[str, Any]:
     return summary
 
 
-def read_result(directory: Path, stem: str, columns: tuple[str, ...]) -> tuple[dict, dict[str, np.ndarray]]:
+def read_result(directory: Path, stem: str, columns: tuple[str, ...],
+                summary: Optional[dict] = None) -> tuple[dict, dict[str, np.ndarray]]:
     """The summary and the per-point ``columns`` (1-D float arrays of one length) of one result,
-    or a RunDirError that says which file is wrong and what to do."""
+    or a RunDirError that says which file is wrong and what to do. ``summary``: the summary file
+    as the caller already read it (not read again)."""
     summary_path, points_path = paths(directory, stem)
-    summary = read_summary(summary_path)
+    summary = read_summary(summary_path) if summary is None else summary
     try:
         content = io.BytesIO(read_regular_file(points_path, MAX_POINTS_BYTES))
         with np.load(content, allow_pickle=False) as points:

@@ -13,7 +13,6 @@ its reference and its run directory are checked before anything trains. See the 
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -44,8 +43,6 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not (math.isfinite(args.epochs_scale) and args.epochs_scale > 0):
-        p.error(f"--epochs-scale must be a positive finite number, got {args.epochs_scale}")
     overrides = {k: v for k, v in {"device": args.device, "data_dir": args.data_dir}.items() if v}
 
     def work() -> None:
