@@ -1,9 +1,11 @@
-"""Shared fixtures. MNIST comes from $PYRO_VAE_DATA (CI sets it to a scratch copy of
-../shared/datasets); otherwise ../shared/datasets is copied into a temporary directory."""
+"""Shared fixtures. The data directory is the scripts' own: ``$PYRO_VAE_DATA``, else ``./data``
+(relative to where pytest runs). A dataset missing there is downloaded once, as
+``svi_train.py`` would, unless downloads are off (``$PYRO_VAE_OFFLINE``) or impossible; then the
+tests that need it skip with one line saying where the files should go (under ``$CI`` they fail
+instead: CI points ``$PYRO_VAE_DATA`` at a copy of ../shared/datasets)."""
 
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
 import pyro
@@ -11,21 +13,36 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def _dataset_in(name: str, root: Path) -> str:
+    """``root`` once ``name`` loads from it (downloading it there if it is missing and downloads
+    are allowed); a one-line skip (a failure under ``$CI``) when it cannot."""
+    from pyro_vae.data import load_dataset
+    from pyro_vae.errors import DatasetNotFoundError
+
+    try:
+        load_dataset(name, str(root), limit_train=1, limit_test=1)
+    except DatasetNotFoundError as e:
+        message = f"{name} is not available for the tests: {e}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return str(root)
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> str:
-    if os.environ.get("PYRO_VAE_DATA"):
-        return os.environ["PYRO_VAE_DATA"]
-    if SHARED_DATASETS.is_dir():
-        copy = tmp_path_factory.mktemp("datasets")
-        shutil.copytree(SHARED_DATASETS, copy, dirs_exist_ok=True)
-        return str(copy)
-    message = "no MNIST files: set PYRO_VAE_DATA to a directory holding MNIST/raw and BinarizedMNIST"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+def data_dir() -> str:
+    """The data directory holding MNIST (downloaded there on first use when possible)."""
+    from pyro_vae.data import resolve_data_dir
+
+    return _dataset_in("mnist", resolve_data_dir().resolve())
+
+
+@pytest.fixture(scope="session")
+def binarized_data_dir(data_dir) -> str:
+    """:func:`data_dir`, also holding Larochelle's binarized MNIST (downloaded when possible)."""
+    return _dataset_in("binarized-mnist", Path(data_dir))
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,8 @@
 import gzip
+import os
 import shutil
+import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -10,6 +13,8 @@ from pyro_vae import data as data_module
 from pyro_vae.data import load_dataset, parse_amat, resolve_data_dir
 from pyro_vae.errors import DatasetCorruptError, DatasetNotFoundError
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_data_dir_precedence(monkeypatch):
     monkeypatch.setenv("PYRO_VAE_DATA", "/from/env")
@@ -17,6 +22,28 @@ def test_data_dir_precedence(monkeypatch):
     assert resolve_data_dir(None) == Path("/from/env")
     monkeypatch.delenv("PYRO_VAE_DATA")
     assert resolve_data_dir(None) == Path("data")
+
+
+def _pytest_from(cwd: Path, test: str) -> subprocess.CompletedProcess:
+    """This suite's ``test``, run as a newcomer runs it from ``cwd``: no $PYRO_VAE_DATA, no $CI,
+    offline (downloads off, so nothing is fetched)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYRO_VAE_DATA", "CI")}
+    env["PYRO_VAE_OFFLINE"] = "1"
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           str(REPO / "tests" / test)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_tests_find_mnist_where_the_scripts_do(data_dir, tmp_path):
+    """With no $PYRO_VAE_DATA the suite reads ./data, like svi_train.py: MNIST there is tested,
+    not skipped; a dataset missing there and impossible to download skips with the reason."""
+    shutil.copytree(Path(data_dir) / "MNIST", tmp_path / "data" / "MNIST")
+    ran = _pytest_from(tmp_path, "test_data.py::test_archives_alone_are_enough")
+    assert "1 passed" in ran.stdout, ran.stdout
+    skipped = _pytest_from(tmp_path, "test_data.py::test_binarized_mnist")
+    assert "1 skipped" in skipped.stdout, skipped.stdout
+    assert f"BinarizedMNIST is not in the data directory {tmp_path / 'data'}" in skipped.stdout
+    assert "downloads are off" in skipped.stdout
 
 
 def test_parse_amat():
@@ -56,17 +83,17 @@ def test_training_batches_are_binarized_afresh(data_dir):
     assert abs(a.mean() - d.train.mean()) < 5 * 0.5 / 280
 
 
-def test_binarized_mnist(data_dir):
-    d = load_dataset("binarized-mnist", data_dir, limit_train=1000)
+def test_binarized_mnist(binarized_data_dir):
+    d = load_dataset("binarized-mnist", binarized_data_dir, limit_train=1000)
     assert d.train.shape == (1000, 784) and d.valid.shape == (10000, 784) and d.test.shape == (10000, 784)
     assert not d.dynamic_binarization
     assert set(d.train.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(d.split("test"), d.test) and torch.equal(d.split("train"), d.train)
 
 
-def test_corrupt_binarized_file_is_reported(data_dir, tmp_path):
+def test_corrupt_binarized_file_is_reported(binarized_data_dir, tmp_path):
     folder = tmp_path / "BinarizedMNIST"
-    shutil.copytree(Path(data_dir) / "BinarizedMNIST", folder)
+    shutil.copytree(Path(binarized_data_dir) / "BinarizedMNIST", folder)
     test_file = folder / "binarized_mnist_test.amat.gz"
     raw = bytearray(gzip.decompress(test_file.read_bytes()))
     raw[0] = ord("1") if raw[0] == ord("0") else ord("0")  # flip one pixel

@@ -37,3 +37,16 @@ def test_readme_examples_are_the_tested_files(heading, path):
 def test_every_script_flag_is_in_the_readme(script):
     flags = re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', (REPO / "scripts" / f"{script}.py").read_text())
     assert [f for f in flags if f not in README] == []
+
+
+def test_the_tested_floors_are_pyproject_floors():
+    """.ci/run's floors job installs .ci/floors.txt: it tests what pyproject.toml claims only if
+    every dependency's ``>=`` floor there is pinned ``==`` here, and nothing else is."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    claimed = dict(re.findall(r'^\s*"([A-Za-z0-9_-]+)>=([0-9.]+)",?\s*$', pyproject, re.M))
+    claimed.update(re.findall(r'"([A-Za-z0-9_-]+)>=([0-9.]+)"', pyproject.split("dev = [", 1)[1].split("]", 1)[0]))
+    floors = (REPO / ".ci" / "floors.txt").read_text()
+    pinned = dict(re.findall(r"^([A-Za-z0-9_-]+)==([0-9.]+)\s*$", floors, re.M))
+    assert pinned == claimed and len(claimed) >= 9
+    python = re.search(r'requires-python = ">=3\.(\d+)"', pyproject).group(1)
+    assert f"PYENV_VERSION=3.{python}." in (REPO / ".ci" / "run").read_text()
