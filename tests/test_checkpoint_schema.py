@@ -109,7 +109,10 @@ CASES = {
     "rng-short": (setter("rng", "torch", value=lambda t: t[:100]), "rng.torch", "torch refuses"),
     "rng-float": (setter("rng", "torch", value=lambda t: t.float()), "rng.torch", "found a float32 tensor"),
     "rng-mt-words": (setter("rng", "torch", value=lambda t: torch.full_like(t, 255)), "rng.torch", "Invalid mt19937 state"),
-    "rng-cuda-str": (setter("rng", "cuda", value="none"), "rng.cuda", "must be a list"),
+    "rng-cuda-str": (setter("rng", "cuda", value="none"), "rng.cuda", "must be None, a 1-dimensional uint8 tensor"),
+    "rng-cuda-float": (setter("rng", "cuda", value=torch.zeros(16)), "rng.cuda", "found a float32 tensor"),
+    "rng-cuda-list": (setter("rng", "cuda", value=[torch.zeros(16, dtype=torch.uint8), 3]), "rng.cuda[1]",
+                      "found int 3"),
     "optimizer-list": (setter("optimizer", value=[]), "optimizer", "must be an optimizer state"),
     "optimizer-no-state": (remover("optimizer", "state"), "optimizer.state", "is missing"),
     "optimizer-lr-str": (setter("optimizer", "param_groups", 0, "lr", value="0.001"),
@@ -385,3 +388,75 @@ def test_a_damaged_best_pt_says_that_checkpoint_last_works(trained, data_dir, tm
     with pytest.raises(CheckpointError) as error:
         load_checkpoint(run / "best.pt")
     assert "--checkpoint last" not in str(error.value)
+
+
+# CUDA generator states: the run's own GPU's, read on any machine ----------------------------------
+
+CUDA_STATE = torch.arange(16, dtype=torch.uint8)  # what torch.cuda.get_rng_state returns: 16 bytes
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch.cuda's generator functions on a machine without a GPU: the states set, by device."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": CUDA_STATE.clone())
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("every GPU's state saved"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
+    return restored
+
+
+def test_a_cuda_run_saves_its_own_gpu_generator_only(fake_gpu):
+    from pyro_vae.train import _rng_state
+
+    assert torch.equal(_rng_state(torch.device("cuda"))["cuda"], CUDA_STATE)
+    assert _rng_state(torch.device("cpu"))["cuda"] is None
+
+
+@pytest.mark.parametrize("saved, device, restored, note", [
+    (CUDA_STATE, "cuda", CUDA_STATE, None),  # this pyro-vae: the run's GPU's state
+    ([CUDA_STATE + 1, CUDA_STATE], "cuda:1", CUDA_STATE, None),  # earlier: one per GPU, take ours
+    ([CUDA_STATE], "cuda", CUDA_STATE, None),
+    ([CUDA_STATE], "cuda:1", None, "no CUDA generator state for cuda:1 (it has 1)"),  # fewer GPUs
+    (None, "cuda", None, "written on the cpu"),
+    ([], "cuda", None, "written on the cpu"),
+    (CUDA_STATE, "cpu", None, "not restored on the cpu"),  # a GPU run continued on a CPU
+    ([CUDA_STATE, CUDA_STATE], "cpu", None, "not restored on the cpu"),
+    (None, "cpu", None, None),
+    ([], "cpu", None, None),
+])
+def test_a_cuda_generator_state_is_restored_where_it_fits(fake_gpu, saved, device, restored, note):
+    from pyro_vae.train import _set_rng_state
+
+    said = _set_rng_state({"torch": torch.get_rng_state(), "cuda": saved}, torch.device(device), "x.pt")
+    assert (said is None) if note is None else (note in said and "\n" not in said)
+    if restored is None:
+        assert fake_gpu == []
+    else:
+        assert len(fake_gpu) == 1 and torch.equal(fake_gpu[0][0], restored)
+        assert fake_gpu[0][1] == torch.device(device)
+
+
+def test_a_state_torch_refuses_names_the_field(fake_gpu, monkeypatch):
+    from pyro_vae.train import _set_rng_state
+
+    def refuse(state, device="cuda"):
+        raise RuntimeError("RNG state is wrong size")
+    monkeypatch.setattr(torch.cuda, "set_rng_state", refuse)
+    with pytest.raises(CheckpointError, match=r"x.pt: field 'rng.cuda\[1\]' is not a CUDA generator state"):
+        _set_rng_state({"torch": torch.get_rng_state(), "cuda": [CUDA_STATE] * 2}, torch.device("cuda:1"), "x.pt")
+
+
+@pytest.mark.parametrize("saved", [CUDA_STATE, [CUDA_STATE, CUDA_STATE]], ids=["this", "earlier"])
+def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(trained, tmp_path, saved):
+    """What a GPU run's checkpoint holds in its generator field (only the weights' device
+    differs, and they are saved on the CPU): it resumes on the CPU with one note."""
+    run = copy_run(trained, tmp_path / "run")
+    craft(run / "checkpoint.pt", setter("rng", "cuda", value=saved))
+    lines = []
+    trainer = Trainer.resume(str(run), {"epochs": 3, "device": "cpu"}, log=lines.append, progress=False)
+    trainer.fit()
+    assert trainer.epoch == 3 and trainer.device == torch.device("cpu")
+    notes = [line for line in lines if "note:" in line]
+    assert len(notes) == 1 and "CUDA generator state is not restored on the cpu" in notes[0], lines
+    assert load_checkpoint(run / "checkpoint.pt")["rng"]["cuda"] is None  # a CPU run's, from now on
