@@ -171,8 +171,9 @@ def to_bytes(value: Any) -> torch.Tensor:
 def from_bytes(data: torch.Tensor) -> Any:
     """The value :func:`to_bytes` made, read with ``weights_only=True``: a payload holding anything
     but tensors, numbers, strings, lists, tuples and dicts is refused (``pickle.UnpicklingError``)
-    instead of executing code another rank sent."""
-    return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=True)
+    instead of executing code another rank sent. Tensors arrive on the CPU (a GPU tensor of the
+    sender's would otherwise land on the sender's GPU index); the receiver moves them."""
+    return torch.load(io.BytesIO(data.numpy().tobytes()), map_location="cpu", weights_only=True)
 
 
 def _sizes(data: torch.Tensor) -> list[int]:

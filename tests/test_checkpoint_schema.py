@@ -460,3 +460,38 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(trained, tmp_path, sav
     notes = [line for line in lines if "note:" in line]
     assert len(notes) == 1 and "CUDA generator state is not restored on the cpu" in notes[0], lines
     assert load_checkpoint(run / "checkpoint.pt")["rng"]["cuda"] is None  # a CPU run's, from now on
+
+
+def test_every_torch_load_maps_to_the_cpu_and_reads_plain_data_only():
+    """A file or payload written on a GPU opens on a machine without one (and on another GPU index):
+    every ``torch.load`` of the package names ``map_location`` (the CPU; the weights are then copied
+    onto the run's device by ``load_state_dict``, which puts Adam's moments beside their
+    parameters) and ``weights_only=True``."""
+    import ast
+
+    calls = []
+    for path in sorted((REPO / "pyro_vae").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                calls.append((path.name, node.lineno, keywords.get("map_location"), keywords.get("weights_only")))
+    assert {name for name, *_ in calls} >= {"checkpoint.py", "distributed.py"}
+    for name, line, map_location, weights_only in calls:
+        assert map_location == "'cpu'" and weights_only == "True", (name, line)
+
+
+def test_adam_state_saved_on_one_device_lands_beside_the_parameters():
+    """What a resume relies on when a run moves between devices (here CPU float64 parameters stand
+    in for another device: load_state_dict casts the moments to each parameter's dtype and device)."""
+    from pyro_vae.graphed import portable_state
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=1e-3)
+    p.grad = torch.ones(3)
+    opt.step()
+    q = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    moved = torch.optim.Adam([q], lr=1.0)
+    moved.load_state_dict(portable_state(opt))
+    state = moved.state[q]
+    assert state["exp_avg"].dtype == torch.float64 and state["exp_avg"].device == q.device
+    assert state["step"].device.type == "cpu"  # not capturable: the step count stays on the CPU
