@@ -336,11 +336,21 @@ class Trainer:
                 raise mark_reported(InterruptedRunError(f"interrupted {when}. {self._kept()}")) from None
             except PyroVAEError:
                 raise
+            except torch.cuda.OutOfMemoryError as e:
+                raise PyroVAEError(self._out_of_memory(e)) from None  # this rank's GPU, said by it
             except Exception as e:  # the user's model or prior failed after its start-up probe
                 raise PyroVAEError(f"{describe_unexpected(e)}. {self._kept()}") from e
             finally:
                 if opened is not None:
                     self._leave_nothing_unsaved(*opened)
+
+    def _out_of_memory(self, error: BaseException) -> str:
+        """What to do when the GPU's memory ran out while training (not a bug to report)."""
+        detail = ". ".join(" ".join(str(error).split()).split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
+        when = f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else "after training"
+        return (f"the GPU ran out of memory {when} ({detail}): lower --batch-size (now "
+                f"{self.cfg.batch_size}){' or --num-particles' if self.cfg.num_particles > 1 else ''}, "
+                f"or train on a GPU with more free memory. {self._kept()}")
 
     def _open_for_writing(self, stack: ExitStack):
         """Create and lock the run directory (held until ``stack`` closes), and check that nobody
