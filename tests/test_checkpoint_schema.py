@@ -45,7 +45,7 @@ def trained(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("schema") / "run"
     train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "valid_size": 1000,
            "batch_size": 32, "hidden": [16], "latent_dim": 2, "epochs": 2, "plots": False,
-           "out": str(out)}, log=quiet, progress=False)
+           "device": "cpu", "out": str(out)}, log=quiet, progress=False)
     return out
 
 
@@ -310,7 +310,8 @@ KILL_AT_CONFIG = textwrap.dedent("""
 def test_a_kill_between_checkpoint_and_config_yaml_is_repaired(data_dir, tmp_path):
     out = tmp_path / "run"
     train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
+           "latent_dim": 2, "epochs": 1, "plots": False, "device": "cpu", "out": str(out)}, log=quiet,
+          progress=False)
     launch = (f"import runpy, sys\n{KILL_AT_CONFIG}\nsys.argv = ['svi_train.py'] + sys.argv[1:]\n"
               f"runpy.run_path({str(REPO / 'scripts' / 'svi_train.py')!r}, run_name='__main__')\n")
     killed = subprocess.run([sys.executable, "-c", launch, "--resume", str(out), "--epochs", "2",
@@ -350,7 +351,8 @@ def test_a_kill_between_checkpoint_and_config_yaml_is_repaired(data_dir, tmp_pat
 def test_the_printed_command_names_a_directory_with_a_space_and_unicode(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "my runs" / "vae é 'quoted' $HOME"
     train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
+           "latent_dim": 2, "epochs": 1, "plots": False, "device": "cpu", "out": str(out)}, log=quiet,
+          progress=False)
     trainer = Trainer.resume(str(out), {"epochs": 2}, log=quiet, progress=False)
     poison_losses(monkeypatch, trainer, float("nan"))
     with pytest.raises(TrainingDivergedError) as error:
