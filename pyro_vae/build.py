@@ -21,6 +21,7 @@ from . import models
 from .checkpoint import load_checkpoint
 from .config import Config, make_config, saved_config, validate
 from .data import IMAGE_SHAPE
+from .distributed import check_own_gpu
 from .errors import CheckpointError, ConfigError, UntrustedImportError
 from .objectives import check_structure
 from .rundir import RunDir
@@ -41,11 +42,16 @@ def build_model(cfg: Config, image_shape: Sequence[int] = IMAGE_SHAPE,
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of "cpu", "cuda" or "auto" (cuda where PyTorch sees a GPU). In a torchrun job,
+    "cuda" is the rank's own GPU, and a job with more ranks on a machine than GPUs is refused
+    (:func:`~pyro_vae.distributed.check_own_gpu`)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use "
                           "--device cpu (or auto)")
+    if name == "cuda":
+        check_own_gpu()
     return torch.device(name)
 
 

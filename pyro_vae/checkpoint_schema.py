@@ -241,6 +241,26 @@ def step_count(value: Any, field: str) -> None:
 
 step_count.expected = "a whole number >= 0 (a scalar tensor)"
 
+_CUDA_STATE = tensor((torch.uint8,), dim=1)
+_CUDA_STATES = list_of(_CUDA_STATE)
+
+
+def cuda_rng_state(value: Any, field: str) -> None:
+    """The run's own GPU's generator state (None: a CPU run), or, as earlier pyro-vae wrote it, a
+    list of one per GPU of the machine that wrote it. Its contents are torch's to check, where a
+    GPU is (:func:`pyro_vae.train._set_rng_state`)."""
+    if value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        _CUDA_STATES(value, field)
+    elif isinstance(value, torch.Tensor):
+        _CUDA_STATE(value, field)
+    else:
+        raise Invalid(field, cuda_rng_state.expected, found(value))
+
+
+cuda_rng_state.expected = f"None, {_CUDA_STATE.expected} or {_CUDA_STATES.expected}"
+
 
 def config_value(tp: Any) -> Check:
     """The check of a Config field of type ``tp`` (from its type hints: one source of truth).
@@ -309,7 +329,7 @@ SCHEMA = record(
         "config": config_mapping,
         "model": mapping_of(text(), tensor(FLOATING + INTEGRAL)),
         "optimizer": OPTIMIZER,
-        "rng": record({"torch": rng_state, "cuda": list_of(tensor((torch.uint8,), dim=1))},
+        "rng": record({"torch": rng_state, "cuda": cuda_rng_state},
                       what="an RNG state"),
         "metrics": list_of(METRIC_RECORD),
     },

@@ -17,13 +17,20 @@ What the ranks share, and how:
   message printed once. A rank never waits in a collective for a rank that has already failed.
 - **Numbers** (:func:`sum_over_ranks`, :func:`gather_on_main`, :func:`broadcast_module`).
 
-Objects travel between ranks as pickles read back with ``weights_only=True``: tensors, numbers,
-strings, lists and dicts only, like a checkpoint, so no rank executes code another rank sent.
+Objects travel between ranks as ``torch.save`` bytes read back with ``torch.load(weights_only=True)``:
+tensors, numbers, strings, lists and dicts only, like a checkpoint, so no rank executes code
+another rank sent. pyro-vae serializes them itself (:func:`to_bytes`, :func:`from_bytes`) rather
+than through ``all_gather_object`` and its kin, whose ``weights_only`` argument only recent
+torch has (2.11 lacks it): the same safety on every torch version, one code path. The bytes
+travel as uint8 tensors on the CPU, by gloo (with GPUs, too: the group is ``cpu:gloo,cuda:nccl``):
+they are a few kilobytes of decisions and per-image numbers, which copies to and from a GPU for
+NCCL would only slow down, and a CPU tensor needs no rank's GPU to be chosen yet.
 """
 
 from __future__ import annotations
 
 import datetime
+import io
 import math
 import os
 import zlib
@@ -87,20 +94,37 @@ def backend_for(cuda: bool) -> str:
 def process_group():
     """Join the ranks ``torchrun`` launched (a no-op when it did not, or when a process group is
     already initialized); leave the group on the way out. With GPUs each rank takes the one its
-    ``LOCAL_RANK`` names, so ``--device cuda`` means that rank's own device."""
+    ``LOCAL_RANK`` names, so ``--device cuda`` means that rank's own device; a rank with no GPU
+    of its own takes none (a CPU run needs none, a CUDA run is refused: :func:`check_own_gpu`)."""
     if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
         yield ranks()
         return
     if not dist.is_available():
         raise errors.ConfigError("this PyTorch build has no torch.distributed; run without torchrun")
     cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+    if cuda and int(os.environ["LOCAL_RANK"]) < torch.cuda.device_count():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend_for(cuda), timeout=TIMEOUT)
     try:
         yield ranks()
     finally:
         dist.destroy_process_group()
+
+
+def check_own_gpu() -> None:
+    """Refuse, for a run on CUDA, a torchrun job that starts more processes on this machine than
+    it has GPUs. Two ranks on one GPU would get as far as the first collective, which NCCL
+    refuses (a duplicate GPU) with a traceback on every rank; this says what to do instead."""
+    if not launched_by_torchrun():
+        return
+    local_rank = int(os.environ["LOCAL_RANK"])
+    local_world = max(int(os.environ.get("LOCAL_WORLD_SIZE", 0)), local_rank + 1)
+    count = torch.cuda.device_count()
+    if local_world > count:
+        raise errors.ConfigError(
+            f"torchrun started {local_world} processes on this machine, which has {count} GPU"
+            f"{'' if count == 1 else 's'} that PyTorch can see: each rank needs a GPU of its own "
+            f"(NCCL refuses to share one); use --nproc-per-node {count} or fewer, or --device cpu")
 
 
 def stream_seed(purpose: str, *keys: int) -> int:
@@ -135,21 +159,64 @@ def share_note(n: int) -> str:
     return f", rank 0's share of {n}" if r.distributed else ""
 
 
-# --- collectives over Python objects (pickled, read back with weights_only=True) ---
+# --- collectives over Python objects (torch.save bytes, read back with weights_only=True) ---
+
+def to_bytes(value: Any) -> torch.Tensor:
+    """``value`` as a CPU uint8 tensor of ``torch.save`` bytes (plain data: see :func:`from_bytes`)."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return torch.frombuffer(bytearray(buffer.getbuffer()), dtype=torch.uint8)
+
+
+def from_bytes(data: torch.Tensor) -> Any:
+    """The value :func:`to_bytes` made, read with ``weights_only=True``: a payload holding anything
+    but tensors, numbers, strings, lists, tuples and dicts is refused (``pickle.UnpicklingError``)
+    instead of executing code another rank sent. Tensors arrive on the CPU (a GPU tensor of the
+    sender's would otherwise land on the sender's GPU index); the receiver moves them."""
+    return torch.load(io.BytesIO(data.numpy().tobytes()), map_location="cpu", weights_only=True)
+
+
+def _sizes(data: torch.Tensor) -> list[int]:
+    """Every rank's byte count, in rank order."""
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([data.numel()]))
+    return [int(s) for s in sizes]
+
+
+def _padded(data: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.cat([data, data.new_zeros(size - data.numel())])
+
 
 def _all_gather(value: Any) -> list:
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, value, weights_only=True)
-    return out
+    data = to_bytes(value)
+    sizes = _sizes(data)
+    parts = [torch.empty(max(sizes), dtype=torch.uint8) for _ in sizes]
+    dist.all_gather(parts, _padded(data, max(sizes)))
+    return [from_bytes(part[:size]) for part, size in zip(parts, sizes)]
 
 
 def broadcast(value: Any = None) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if not ranks().distributed:
+    """Rank 0's ``value`` on every rank (rank 0 keeps its own object)."""
+    r = ranks()
+    if not r.distributed:
         return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0, weights_only=True)
-    return box[0]
+    data = to_bytes(value) if r.main else None
+    size = torch.tensor([data.numel() if r.main else 0])
+    dist.broadcast(size, src=0)
+    if not r.main:
+        data = torch.empty(int(size), dtype=torch.uint8)
+    dist.broadcast(data, src=0)
+    return value if r.main else from_bytes(data)
+
+
+def _gather(value: Any) -> Optional[list]:
+    """Every rank's ``value`` in rank order on rank 0, None on the others."""
+    data = to_bytes(value)
+    sizes = _sizes(data)
+    main = dist.get_rank() == 0
+    parts = [torch.empty(max(sizes), dtype=torch.uint8) for _ in sizes] if main else None
+    dist.gather(_padded(data, max(sizes)), parts, dst=0)
+    return [from_bytes(part[:size]) for part, size in zip(parts, sizes)] if main else None
 
 
 def _outcome(fn: Callable[[], T]) -> tuple[Any, Optional[BaseException]]:
@@ -248,9 +315,7 @@ def gather_on_main(arrays: dict[str, np.ndarray]) -> Optional[dict[str, np.ndarr
     r = ranks()
     if not r.distributed:
         return arrays
-    parts = [None] * r.world_size if r.main else None
-    dist.gather_object({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
-                       parts, dst=0, weights_only=True)
+    parts = _gather({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
     if not r.main:
         return None
     keys = dict.fromkeys(k for part in parts for k in part)  # a rank with no items may lack some

@@ -27,6 +27,7 @@ test suite checks everything here except the capture itself.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -91,6 +92,7 @@ class GraphedSteps:
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self.first_bad_loss = torch.zeros((), device=device)
         self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.side: Optional[torch.cuda.Stream] = None  # the warm-up steps' stream (capture only)
         self.steps_run = 0
 
     def start_epoch(self, order: torch.Tensor) -> None:
@@ -129,19 +131,27 @@ class GraphedSteps:
                 self._capture()
             if self.graph is not None:
                 self.graph.replay()
-            elif self.capture:  # warm-up: on a side stream, as capture requires
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    self._step()
-                torch.cuda.current_stream().wait_stream(side)
+            elif self.capture:
+                self._warm_up()
             else:
                 self._step()
             self.steps_run += 1
 
+    def _warm_up(self) -> None:
+        """An uncaptured step on a side stream, as capture requires (PyTorch's recipe: one side
+        stream, ordered after the work queued before it and before the work queued after it).
+        Adam warns that a capturable optimizer runs uncaptured: here that is the point."""
+        if self.side is None:
+            self.side = torch.cuda.Stream()
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
+            self._step()
+        torch.cuda.current_stream().wait_stream(self.side)
+
     def read(self) -> tuple[float, Optional[tuple[int, float]]]:
         """(sum of this epoch's losses so far, (batch index, loss) of its first non-finite loss or
-        None): the one host synchronisation."""
-        bad = int(self.first_bad.item())
-        first_bad = (bad, float(self.first_bad_loss.item())) if bad >= 0 else None
-        return float(self.loss_sum.item()), first_bad
+        None): the one host synchronisation (one copy of the three numbers, not three)."""
+        total, bad, bad_loss = torch.stack([self.loss_sum.double(), self.first_bad.double(),
+                                            self.first_bad_loss.double()]).tolist()
+        return total, ((int(bad), bad_loss) if bad >= 0 else None)

@@ -162,22 +162,48 @@ def non_module_params() -> dict[str, torch.Tensor]:
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The CPU generator, and the run's own GPU's (None for a CPU run): not every GPU's, which a
+    machine with fewer GPUs could not take back."""
     return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def _set_rng_state(state: dict[str, Any], device: torch.device, source) -> None:
-    """Restore the generators (checked on load: :mod:`~pyro_vae.checkpoint_schema`). A CUDA state
-    is restored on each GPU that has one; its format is checked by torch here, where a GPU is."""
+def _saved_cuda_state(saved: Any, device: torch.device) -> tuple[Optional[torch.Tensor], str, Optional[str]]:
+    """(the saved CUDA generator state for ``device``, its field, or None and a note saying why
+    there is none). ``saved``: a tensor (the run's GPU's), None (a CPU run), or, as pyro-vae wrote
+    before, a list of one state per GPU of the machine that wrote it (empty: a CPU run)."""
+    if isinstance(saved, (list, tuple)) and not saved:
+        saved = None
+    if not isinstance(saved, (list, tuple)):
+        return saved, "rng.cuda", None if saved is not None else (
+            "the checkpoint was written on the cpu, so the GPU's random numbers continue from the "
+            "seed, not from where the run stopped")
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index < len(saved):
+        return saved[index], f"rng.cuda[{index}]", None
+    return None, "rng.cuda", (f"the checkpoint holds no CUDA generator state for cuda:{index} (it has "
+                              f"{len(saved)}), so the GPU's random numbers continue from the seed")
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device, source) -> Optional[str]:
+    """Restore the generators (checked on load: :mod:`~pyro_vae.checkpoint_schema`); returns a note
+    where a CUDA state could not be restored (a run moved between the CPU and a GPU). A CUDA
+    state's format is checked by torch here, where a GPU is."""
     torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:
-        for index, cuda_state in zip(range(torch.cuda.device_count()), state["cuda"]):
-            try:
-                torch.cuda.set_rng_state(cuda_state, index)
-            except (RuntimeError, TypeError) as e:
-                raise CheckpointError(f"{source}: field 'rng.cuda[{index}]' is not a CUDA generator "
-                                      f"state that torch accepts ({' '.join(str(e).split())}); the "
-                                      "file was not written by pyro-vae or was altered") from None
+    saved = state["cuda"]
+    if device.type != "cuda":
+        return None if saved is None or len(saved) == 0 else (
+            "the checkpoint's CUDA generator state is not restored on the cpu; the random numbers "
+            "continue from its CPU generator")
+    cuda_state, field, note = _saved_cuda_state(saved, device)
+    if cuda_state is not None:
+        try:
+            torch.cuda.set_rng_state(cuda_state, device)
+        except (RuntimeError, TypeError) as e:
+            raise CheckpointError(f"{source}: field {field!r} is not a CUDA generator state that "
+                                  f"torch accepts ({' '.join(str(e).split())}); the file was not "
+                                  "written by pyro-vae or was altered") from None
+    return note
 
 
 class Trainer:
@@ -215,6 +241,7 @@ class Trainer:
             cfg.dataset, cfg.data_dir, self.device, cfg.limit_train, cfg.limit_test,
             valid_size=cfg.valid_size))
         self.graphed: Optional[GraphedSteps] = None
+        self._rng_note: Optional[str] = None  # a resumed run's generators that could not be restored
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
         self.saved_epoch = 0  # the epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
@@ -271,7 +298,7 @@ class Trainer:
         pyro_params = {k: v.to(self.device) for k, v in state.get("pyro_params", {}).items()}
         self._param_scope = {"params": pyro_params,
                              "constraints": {k: constraints.real for k in pyro_params}}
-        _set_rng_state(state["rng"], self.device, self.run.checkpoint_path)
+        self._rng_note = _set_rng_state(state["rng"], self.device, self.run.checkpoint_path)
 
     @contextmanager
     def param_scope(self):
@@ -309,11 +336,21 @@ class Trainer:
                 raise mark_reported(InterruptedRunError(f"interrupted {when}. {self._kept()}")) from None
             except PyroVAEError:
                 raise
+            except torch.cuda.OutOfMemoryError as e:
+                raise PyroVAEError(self._out_of_memory(e)) from None  # this rank's GPU, said by it
             except Exception as e:  # the user's model or prior failed after its start-up probe
                 raise PyroVAEError(f"{describe_unexpected(e)}. {self._kept()}") from e
             finally:
                 if opened is not None:
                     self._leave_nothing_unsaved(*opened)
+
+    def _out_of_memory(self, error: BaseException) -> str:
+        """What to do when the GPU's memory ran out while training (not a bug to report)."""
+        detail = ". ".join(" ".join(str(error).split()).split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
+        when = f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else "after training"
+        return (f"the GPU ran out of memory {when} ({detail}): lower --batch-size (now "
+                f"{self.cfg.batch_size}){' or --num-particles' if self.cfg.num_particles > 1 else ''}, "
+                f"or train on a GPU with more free memory. {self._kept()}")
 
     def _open_for_writing(self, stack: ExitStack):
         """Create and lock the run directory (held until ``stack`` closes), and check that nobody
@@ -356,6 +393,8 @@ class Trainer:
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         self.log(self._describe())
+        if self._rng_note:
+            self.log(f"  note: {self._rng_note}")
         if cfg.elbo == "meanfield" and self.ranks.main:
             for line in self._kl_kinds():
                 self.log(f"  --elbo meanfield: {line}")

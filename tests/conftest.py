@@ -46,6 +46,18 @@ def binarized_data_dir(data_dir) -> str:
 
 
 @pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request, monkeypatch):
+    """The suite runs on the CPU on any machine: a test not marked ``cuda`` sees no GPU, so a run's
+    default device "auto" (and every "auto" a script resolves, the process group's backend, the
+    workload estimates) means the CPU, as on the CPU-only machines the suite was written on. Exact
+    comparisons between runs, and CPU-only paths such as the uncaptured device loop, stay what
+    they test. The GPU's own paths are tests/test_cuda*.py, marked ``cuda`` (pinning device cuda).
+    Module- and session-scoped fixtures run before this one: they pin their device themselves."""
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture(autouse=True)
 def fresh_pyro_state():
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
@@ -60,7 +72,7 @@ def quiet(*_args, **_kwargs):
 # The smallest run that is still a real one: a second to train, for tests that open, copy or
 # tamper with a run directory.
 TINY_RUN = {"limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16], "latent_dim": 2,
-            "epochs": 1, "plots": False}
+            "epochs": 1, "plots": False, "device": "cpu"}
 
 
 def train_tiny_run(data_dir: str, out: Path, **overrides) -> Path:
@@ -85,7 +97,8 @@ def assert_one_line_error(status: int, stderr: str, *phrases: str) -> str:
 def small_run(data_dir, tmp_path):
     """Overrides for a run that trains in about a second."""
     return {"data_dir": data_dir, "limit_train": 256, "limit_test": 128, "batch_size": 32,
-            "hidden": [64], "latent_dim": 8, "epochs": 2, "plots": False, "out": str(tmp_path / "run")}
+            "hidden": [64], "latent_dim": 8, "epochs": 2, "plots": False, "device": "cpu",
+            "out": str(tmp_path / "run")}
 
 
 def run_script(capsys, name: str, *args) -> tuple[int, str]:

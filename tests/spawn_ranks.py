@@ -5,6 +5,9 @@ variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so pyro-vae'
 :func:`~pyro_vae.distributed.process_group` joins the group exactly as under torchrun. The
 function's return value comes back per rank (through a file: it may hold tensors). Writes into
 ``watch`` are recorded per rank with an audit hook, to check which rank wrote what.
+
+The ranks see no GPU (``CUDA_VISIBLE_DEVICES=""``): they test the CPU path, gloo alone, on any
+machine (on a one-GPU machine two ranks would otherwise share it, which NCCL refuses).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -68,12 +72,27 @@ def _worker(rank: int, world_size: int, port: int, fn: Callable, args: tuple, ou
     torch.save({"result": result, "written": written}, Path(out) / f"rank{rank}.pt")
 
 
+@contextmanager
+def no_gpu_for_children():
+    """``CUDA_VISIBLE_DEVICES=""`` in the environment that processes started meanwhile inherit."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 def run_ranks(world_size: int, fn: Callable, *args, tmp: Path, watch: Optional[Path] = None
               ) -> list[dict[str, Any]]:
     """``fn(*args)`` on ``world_size`` ranks; per rank ``{"result": ..., "written": [paths]}``
     (``written``: files and directories under ``watch`` that the rank wrote, created or removed)."""
     out = Path(tmp) / f"ranks-{free_port()}"
     out.mkdir(parents=True)
-    mp.spawn(_worker, args=(world_size, free_port(), fn, args, str(out), str(watch) if watch else None),
-             nprocs=world_size, join=True)
+    with no_gpu_for_children():
+        mp.spawn(_worker, args=(world_size, free_port(), fn, args, str(out), str(watch) if watch else None),
+                 nprocs=world_size, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world_size)]

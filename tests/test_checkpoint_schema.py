@@ -45,7 +45,7 @@ def trained(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("schema") / "run"
     train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "valid_size": 1000,
            "batch_size": 32, "hidden": [16], "latent_dim": 2, "epochs": 2, "plots": False,
-           "out": str(out)}, log=quiet, progress=False)
+           "device": "cpu", "out": str(out)}, log=quiet, progress=False)
     return out
 
 
@@ -109,7 +109,10 @@ CASES = {
     "rng-short": (setter("rng", "torch", value=lambda t: t[:100]), "rng.torch", "torch refuses"),
     "rng-float": (setter("rng", "torch", value=lambda t: t.float()), "rng.torch", "found a float32 tensor"),
     "rng-mt-words": (setter("rng", "torch", value=lambda t: torch.full_like(t, 255)), "rng.torch", "Invalid mt19937 state"),
-    "rng-cuda-str": (setter("rng", "cuda", value="none"), "rng.cuda", "must be a list"),
+    "rng-cuda-str": (setter("rng", "cuda", value="none"), "rng.cuda", "must be None, a 1-dimensional uint8 tensor"),
+    "rng-cuda-float": (setter("rng", "cuda", value=torch.zeros(16)), "rng.cuda", "found a float32 tensor"),
+    "rng-cuda-list": (setter("rng", "cuda", value=[torch.zeros(16, dtype=torch.uint8), 3]), "rng.cuda[1]",
+                      "found int 3"),
     "optimizer-list": (setter("optimizer", value=[]), "optimizer", "must be an optimizer state"),
     "optimizer-no-state": (remover("optimizer", "state"), "optimizer.state", "is missing"),
     "optimizer-lr-str": (setter("optimizer", "param_groups", 0, "lr", value="0.001"),
@@ -307,7 +310,8 @@ KILL_AT_CONFIG = textwrap.dedent("""
 def test_a_kill_between_checkpoint_and_config_yaml_is_repaired(data_dir, tmp_path):
     out = tmp_path / "run"
     train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
+           "latent_dim": 2, "epochs": 1, "plots": False, "device": "cpu", "out": str(out)}, log=quiet,
+          progress=False)
     launch = (f"import runpy, sys\n{KILL_AT_CONFIG}\nsys.argv = ['svi_train.py'] + sys.argv[1:]\n"
               f"runpy.run_path({str(REPO / 'scripts' / 'svi_train.py')!r}, run_name='__main__')\n")
     killed = subprocess.run([sys.executable, "-c", launch, "--resume", str(out), "--epochs", "2",
@@ -347,7 +351,8 @@ def test_a_kill_between_checkpoint_and_config_yaml_is_repaired(data_dir, tmp_pat
 def test_the_printed_command_names_a_directory_with_a_space_and_unicode(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "my runs" / "vae é 'quoted' $HOME"
     train({"data_dir": data_dir, "limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16],
-           "latent_dim": 2, "epochs": 1, "plots": False, "out": str(out)}, log=quiet, progress=False)
+           "latent_dim": 2, "epochs": 1, "plots": False, "device": "cpu", "out": str(out)}, log=quiet,
+          progress=False)
     trainer = Trainer.resume(str(out), {"epochs": 2}, log=quiet, progress=False)
     poison_losses(monkeypatch, trainer, float("nan"))
     with pytest.raises(TrainingDivergedError) as error:
@@ -385,3 +390,110 @@ def test_a_damaged_best_pt_says_that_checkpoint_last_works(trained, data_dir, tm
     with pytest.raises(CheckpointError) as error:
         load_checkpoint(run / "best.pt")
     assert "--checkpoint last" not in str(error.value)
+
+
+# CUDA generator states: the run's own GPU's, read on any machine ----------------------------------
+
+CUDA_STATE = torch.arange(16, dtype=torch.uint8)  # what torch.cuda.get_rng_state returns: 16 bytes
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch.cuda's generator functions on a machine without a GPU: the states set, by device."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": CUDA_STATE.clone())
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("every GPU's state saved"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
+    return restored
+
+
+def test_a_cuda_run_saves_its_own_gpu_generator_only(fake_gpu):
+    from pyro_vae.train import _rng_state
+
+    assert torch.equal(_rng_state(torch.device("cuda"))["cuda"], CUDA_STATE)
+    assert _rng_state(torch.device("cpu"))["cuda"] is None
+
+
+@pytest.mark.parametrize("saved, device, restored, note", [
+    (CUDA_STATE, "cuda", CUDA_STATE, None),  # this pyro-vae: the run's GPU's state
+    ([CUDA_STATE + 1, CUDA_STATE], "cuda:1", CUDA_STATE, None),  # earlier: one per GPU, take ours
+    ([CUDA_STATE], "cuda", CUDA_STATE, None),
+    ([CUDA_STATE], "cuda:1", None, "no CUDA generator state for cuda:1 (it has 1)"),  # fewer GPUs
+    (None, "cuda", None, "written on the cpu"),
+    ([], "cuda", None, "written on the cpu"),
+    (CUDA_STATE, "cpu", None, "not restored on the cpu"),  # a GPU run continued on a CPU
+    ([CUDA_STATE, CUDA_STATE], "cpu", None, "not restored on the cpu"),
+    (None, "cpu", None, None),
+    ([], "cpu", None, None),
+])
+def test_a_cuda_generator_state_is_restored_where_it_fits(fake_gpu, saved, device, restored, note):
+    from pyro_vae.train import _set_rng_state
+
+    said = _set_rng_state({"torch": torch.get_rng_state(), "cuda": saved}, torch.device(device), "x.pt")
+    assert (said is None) if note is None else (note in said and "\n" not in said)
+    if restored is None:
+        assert fake_gpu == []
+    else:
+        assert len(fake_gpu) == 1 and torch.equal(fake_gpu[0][0], restored)
+        assert fake_gpu[0][1] == torch.device(device)
+
+
+def test_a_state_torch_refuses_names_the_field(fake_gpu, monkeypatch):
+    from pyro_vae.train import _set_rng_state
+
+    def refuse(state, device="cuda"):
+        raise RuntimeError("RNG state is wrong size")
+    monkeypatch.setattr(torch.cuda, "set_rng_state", refuse)
+    with pytest.raises(CheckpointError, match=r"x.pt: field 'rng.cuda\[1\]' is not a CUDA generator state"):
+        _set_rng_state({"torch": torch.get_rng_state(), "cuda": [CUDA_STATE] * 2}, torch.device("cuda:1"), "x.pt")
+
+
+@pytest.mark.parametrize("saved", [CUDA_STATE, [CUDA_STATE, CUDA_STATE]], ids=["this", "earlier"])
+def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(trained, tmp_path, saved):
+    """What a GPU run's checkpoint holds in its generator field (only the weights' device
+    differs, and they are saved on the CPU): it resumes on the CPU with one note."""
+    run = copy_run(trained, tmp_path / "run")
+    craft(run / "checkpoint.pt", setter("rng", "cuda", value=saved))
+    lines = []
+    trainer = Trainer.resume(str(run), {"epochs": 3, "device": "cpu"}, log=lines.append, progress=False)
+    trainer.fit()
+    assert trainer.epoch == 3 and trainer.device == torch.device("cpu")
+    notes = [line for line in lines if "note:" in line]
+    assert len(notes) == 1 and "CUDA generator state is not restored on the cpu" in notes[0], lines
+    assert load_checkpoint(run / "checkpoint.pt")["rng"]["cuda"] is None  # a CPU run's, from now on
+
+
+def test_every_torch_load_maps_to_the_cpu_and_reads_plain_data_only():
+    """A file or payload written on a GPU opens on a machine without one (and on another GPU index):
+    every ``torch.load`` of the package names ``map_location`` (the CPU; the weights are then copied
+    onto the run's device by ``load_state_dict``, which puts Adam's moments beside their
+    parameters) and ``weights_only=True``."""
+    import ast
+
+    calls = []
+    for path in sorted((REPO / "pyro_vae").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                calls.append((path.name, node.lineno, keywords.get("map_location"), keywords.get("weights_only")))
+    assert {name for name, *_ in calls} >= {"checkpoint.py", "distributed.py"}
+    for name, line, map_location, weights_only in calls:
+        assert map_location == "'cpu'" and weights_only == "True", (name, line)
+
+
+def test_adam_state_saved_on_one_device_lands_beside_the_parameters():
+    """What a resume relies on when a run moves between devices (here CPU float64 parameters stand
+    in for another device: load_state_dict casts the moments to each parameter's dtype and device)."""
+    from pyro_vae.graphed import portable_state
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=1e-3)
+    p.grad = torch.ones(3)
+    opt.step()
+    q = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    moved = torch.optim.Adam([q], lr=1.0)
+    moved.load_state_dict(portable_state(opt))
+    state = moved.state[q]
+    assert state["exp_avg"].dtype == torch.float64 and state["exp_avg"].device == q.device
+    assert state["step"].device.type == "cpu"  # not capturable: the step count stays on the CPU

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from pyro.poutine.messenger import Messenger
 
 from pyro_vae.config import Config
 from pyro_vae.data_parallel import data_parallel_problem
+from pyro_vae.errors import ConfigError
 from pyro_vae.distributed import Ranks, batch_span, ranks, share, stream_seed
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import SVIStep, Trainer
@@ -51,7 +53,8 @@ class CommonNoise(Messenger):
 
 
 def tiny(data_dir, out, **options):
-    return {"data_dir": data_dir, "limit_train": 64, "limit_test": 40, "batch_size": BATCH,
+    """A tiny run on the CPU (the ranks see no GPU: spawn_ranks), whatever the machine."""
+    return {"data_dir": data_dir, "device": "cpu", "limit_train": 64, "limit_test": 40, "batch_size": BATCH,
             "hidden": [32], "latent_dim": 4, "plots": False, "out": str(out), **options}
 
 
@@ -182,7 +185,7 @@ def test_the_readme_command_trains_with_torchrun(data_dir, tmp_path):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                str(REPO / "scripts" / "svi_train.py"), *flags(tiny(data_dir, run)), "--epochs", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo alone
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("epoch   1/1") == 1, done.stdout  # printed by rank 0 only
@@ -248,3 +251,58 @@ def test_one_process_commands_refuse_several_ranks(script, tmp_path, monkeypatch
     assert status == 2 and "runs in one process; start it with python, not torchrun" in err
     monkeypatch.setenv("RANK", "1")
     assert run_script(capsys, script, tmp_path) == (2, "")  # said once, by rank 0
+
+
+# --- objects between ranks: plain data only; one GPU per rank ---
+
+class Exotic:
+    """Not plain data: unpickling it would import and call code of the sender's choosing."""
+
+    def __reduce__(self):
+        return (print, ("code ran on the receiving rank",))
+
+
+def test_object_bytes_round_trip_plain_data_and_refuse_anything_else():
+    from pyro_vae.distributed import from_bytes, to_bytes
+
+    value = ("ok", {"epoch": 3, "loss": [1.5, float("inf")], "x": torch.arange(4)}, None, "text")
+    back = from_bytes(to_bytes(value))
+    assert back[0] == "ok" and back[2:] == (None, "text")
+    assert back[1]["loss"] == [1.5, float("inf")] and torch.equal(back[1]["x"], torch.arange(4))
+    with pytest.raises(pickle.UnpicklingError):
+        from_bytes(to_bytes(Exotic()))
+
+
+def send_an_object_that_is_not_plain_data() -> str:
+    from pyro_vae.distributed import broadcast
+
+    try:
+        broadcast(Exotic() if ranks().main else None)
+    except pickle.UnpicklingError:
+        return "refused"
+    return "kept"
+
+
+def test_a_rank_refuses_an_object_that_is_not_plain_data(tmp_path, capfd):
+    results = [r["result"] for r in run_ranks(2, send_an_object_that_is_not_plain_data, tmp=tmp_path)]
+    assert results == ["kept", "refused"]  # rank 0 keeps its own object; rank 1 never unpickles it
+    assert "code ran" not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("local_rank, local_world, gpus", [(1, 2, 1), (0, 2, 1), (2, 3, 2)])
+def test_a_cuda_run_refuses_more_ranks_on_a_machine_than_gpus(monkeypatch, local_rank, local_world, gpus):
+    from pyro_vae.build import resolve_device
+
+    for name, value in torchrun_environment(local_rank, local_world, 29500).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    for device in ("cuda", "auto"):
+        with pytest.raises(ConfigError) as refused:
+            resolve_device(device)
+        message = str(refused.value)
+        assert "\n" not in message and f"--nproc-per-node {gpus} or fewer, or --device cpu" in message
+        assert f"started {local_world} processes" in message
+    assert resolve_device("cpu") == torch.device("cpu")  # a CPU run needs no GPU per rank
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: local_world)
+    assert resolve_device("cuda") == torch.device("cuda")  # one GPU each: fine

@@ -1,5 +1,7 @@
 """The on-device training loop behind CUDA graphs (pyro_vae.graphed), exercised on the CPU: the
-same step the graph captures, run uncaptured. Capture itself needs a GPU (see the README)."""
+same step the graph captures, run uncaptured. Capture itself needs a GPU (tests/test_cuda.py).
+Every run here is pinned to the CPU (small_run's device): with "auto" on a GPU machine the host
+run would be graphed too."""
 
 import math
 
@@ -23,6 +25,7 @@ def run(overrides, **extra):
                          ids=lambda o: "+".join(map(str, o.values())))
 def test_the_device_loop_trains_exactly_like_the_host_loop(small_run, tmp_path, monkeypatch, options):
     small_run.update(options, epochs=2)
+    assert small_run["device"] == "cpu"  # the host loop: on CUDA every compiled run is graphed
     host = run(small_run)
     monkeypatch.setattr(Trainer, "device_loop", True)
     device = run(small_run, out=str(tmp_path / "device"))

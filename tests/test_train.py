@@ -5,7 +5,7 @@ import torch
 
 from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.config import Config
-from pyro_vae.errors import CheckpointError, ConfigError, TrainingDivergedError
+from pyro_vae.errors import CheckpointError, ConfigError, PyroVAEError, TrainingDivergedError
 from pyro_vae.importance import elbo_per_datapoint
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import Trainer, train
@@ -159,6 +159,27 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(small_run, monkey
         trainer.fit()
     assert rundir.checkpoint_path.read_bytes() == saved
     assert rundir.metrics_path.read_text() == metrics
+
+
+def test_a_gpu_out_of_memory_says_what_to_do_in_one_line(small_run, monkeypatch):
+    """torch.cuda.OutOfMemoryError in a step is the batch's size, not a bug to report."""
+    from pyro_vae.lowering import LoweredStep
+
+    run(small_run, epochs=1)
+    trainer = Trainer.resume(small_run["out"], {"epochs": 2}, log=quiet, progress=False)
+
+    def out_of_memory(*_args, **_kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                                          "total capacity of 139.8 GiB of which 1.2 GiB is free.\nmore")
+    monkeypatch.setattr(LoweredStep, "__call__", out_of_memory)
+    trainer.step.elbo.loss_and_grads = out_of_memory
+    with pytest.raises(PyroVAEError) as error:
+        trainer.fit()
+    message = str(error.value)
+    assert "\n" not in message and "bug" not in message, message
+    assert message.startswith("the GPU ran out of memory during epoch 2 (CUDA out of memory. Tried to "
+                              "allocate 2.00 GiB): lower --batch-size (now 32)"), message
+    assert "checkpoint of epoch 1" in message
 
 
 def test_nan_parameters_are_caught_before_saving(small_run):
