@@ -312,3 +312,21 @@ def test_the_batch_default_depends_on_the_device():
     vae = LinearGaussianVAE()
     summary, _ = estimate_ais(vae, vae.sample_data(3), 1, num_chains=2, log=quiet)
     assert summary["batch_size"] == 100  # the CPU's, as before
+
+
+def test_out_of_memory_while_tracing_the_energy_halves_the_batch_and_keeps_the_graph(monkeypatch):
+    """Running out of memory while the graph is traced (tracing wraps whatever fails) is the
+    batch's size, not the model's fault: the batch is halved and the smaller one is traced."""
+    real = AnnealingPath.pyro_ends
+
+    def small_memory(self, z):
+        if len(self.x) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, z)
+    monkeypatch.setattr(AnnealingPath, "pyro_ends", small_memory)
+    vae = LinearGaussianVAE()
+    messages = []
+    _, points = estimate_ais(vae, vae.sample_data(4), 3, num_chains=2, batch_size=4, log=messages.append)
+    assert [m for m in messages if not m.startswith("AIS: 2 of")] == [
+        "out of memory: retrying with 2 images per batch"]  # and nothing about tracing failing
+    assert len(points.log_px) == 4 and np.isfinite(points.log_px).all()
