@@ -7,12 +7,16 @@ distribution with per-image step sizes (the same :func:`~pyro_vae.ais.anneal` lo
 reference writes log p(x, z) and log q(z | x) of the
 one-layer VAE by hand (standard normal prior, Bernoulli pixels) and differentiates them with
 autograd; pyro-vae reads both off Pyro traces of the model and guide (:mod:`pyro_vae.ais`), which
-works for any model. The variants are interleaved (random order per round); reported are the
-median seconds, the throughput and the median per-round ratio to the reference.
+works for any model: "pyro-vae" replays them as one traced graph per shape (what ``evaluate.py
+--method ais`` does), "pyro-vae+pyro-traces" runs the Pyro traces at every leapfrog step (what
+it did before). The variants are interleaved (random order per round); reported are the median
+seconds, the throughput, the median per-round ratio to the reference, and the median per-round
+ratio of the traced graph to the Pyro traces. On CUDA the clocks are read after
+``torch.cuda.synchronize()``, and the images default to :data:`~pyro_vae.ais.DEFAULT_BATCH`'s.
 
     python benchmarks/ais.py                                  # IWAE paper's 1-layer net, CPU
     python benchmarks/ais.py --run-dir runs/<run>             # a trained checkpoint's networks
-    python benchmarks/ais.py --device cuda --num-images 1000 --steps 200
+    python benchmarks/ais.py --device cuda --steps 200        # 5000 images, one batch
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.ais import AnnealingPath, anneal, log_mean_exp, sigmoid_schedule
+from pyro_vae.ais import AnnealingPath, TracedEnds, anneal, default_batch, log_mean_exp, sigmoid_schedule
 from pyro_vae.build import resolve_device
 from pyro_vae.evaluate import evaluation_context
 from timing import benchmark_model, interleaved, ratio_summary, write_json
@@ -66,7 +70,9 @@ def hand_written_ais(vae, x, steps, chains, leapfrog):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", help="use this run's trained networks (default: random weights)")
-    p.add_argument("--num-images", type=int, default=100)
+    p.add_argument("--num-images", type=int,
+                   help="images in the one batch (default: AIS's batch on the device: 100 on cpu, "
+                        "5000 on cuda)")
     p.add_argument("--steps", type=int, default=20, help="annealing steps T")
     p.add_argument("--chains", type=int, default=16)
     p.add_argument("--leapfrog", type=int, default=10)
@@ -76,6 +82,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
+    args.num_images = args.num_images or default_batch(device.type)
     pyro.set_rng_seed(0)
     burda_1layer = {"hidden": [200, 200], "activation": "tanh", "latent_dim": 50}
     cfg, vae = benchmark_model(args.run_dir, device, burda_1layer)
@@ -84,26 +91,35 @@ def main(argv=None):
     x = torch.bernoulli(torch.full((args.num_images, 784), 0.13)).to(device)
     t, c, leap = args.steps, args.chains, args.leapfrog
 
-    def pyro_vae():
-        path = AnnealingPath(vae.model, vae.guide, x, c)
-        return log_mean_exp(anneal(path, path.sample_start(), sigmoid_schedule(t), leap).log_weights)
+    def pyro_vae(traced):
+        def run():
+            path = AnnealingPath(vae.model, vae.guide, x, c, traced=traced)
+            return log_mean_exp(anneal(path, path.sample_start(), sigmoid_schedule(t), leap).log_weights)
+        return run
 
-    variants = {"hand-written": lambda: hand_written_ais(vae, x, t, c, leap), "pyro-vae": pyro_vae}
+    traced = TracedEnds.of(vae, print)  # traced in the warm-up call, replayed in the timed ones
+    variants = {"hand-written": lambda: hand_written_ais(vae, x, t, c, leap),
+                "pyro-vae": pyro_vae(traced), "pyro-vae+pyro-traces": pyro_vae(None)}
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
     with evaluation_context(vae, device, seed=0):
         times = interleaved(variants, args.rounds, sync=sync)
     print(f"device {device}, {args.num_images} images, T = {t}, {c} chains, {leap} leapfrog steps, "
           f"{args.rounds} rounds, {'trained' if args.run_dir else 'random'} "
           f"{cfg.arch} 784-{'-'.join(map(str, cfg.hidden))}-{cfg.latent_dim[0]} {cfg.activation}")
-    print(f"{'variant':<16}{'seconds':>10}{'images x steps / s':>20}{'ratio':>8}")
+    print(f"{'variant':<22}{'seconds':>10}{'images x steps / s':>20}{'ratio':>8}")
     results = {"device": str(device), "num_images": args.num_images, "steps": t, "chains": c,
-               "leapfrog": leap, "rounds": args.rounds, "variants": {}}
+               "leapfrog": leap, "rounds": args.rounds, "traced_operations": traced.operations(),
+               "variants": {}}
     for name, ts in times.items():
         summary = ratio_summary(ts, times["hand-written"])
         summary["images_steps_per_second"] = args.num_images * t / summary["seconds"]
         results["variants"][name] = summary
-        print(f"{name:<16}{summary['seconds']:>10.3f}{summary['images_steps_per_second']:>20.1f}"
+        print(f"{name:<22}{summary['seconds']:>10.3f}{summary['images_steps_per_second']:>20.1f}"
               f"{summary['ratio']:>8.3f}")
+    speedup = ratio_summary(times["pyro-vae"], times["pyro-vae+pyro-traces"])
+    results["traced_vs_pyro_traces"] = speedup
+    print(f"traced graph ({traced.operations()} tensor operations per gradient evaluation) / Pyro "
+          f"traces: {speedup['ratio']:.3f} (quartiles {speedup['ratio_q1']:.3f}-{speedup['ratio_q3']:.3f})")
     if args.json:
         write_json(args.json, results)
     return results

@@ -10,6 +10,12 @@ median per-round ratio. Target (issue 4): pyro-vae / hand-written <= 1.10 on CPU
     python benchmarks/evaluate.py                       # default MLP, random weights, CPU
     python benchmarks/evaluate.py --run-dir runs/<run>  # a trained checkpoint's networks
     python benchmarks/evaluate.py --device cuda --num-images 10000 --num-samples 5000 --rounds 1
+
+The chunk size follows from ``--max-memory`` (default auto: 1 GiB on the CPU, half the free GPU
+memory on CUDA, as ``evaluate.py`` sizes it) unless ``--chunk`` is given. On CUDA the clocks are
+read after ``torch.cuda.synchronize()``, and "pyro-vae+psis-serial" runs PSIS after each batch
+instead of on the worker thread that overlaps it with the next batch's GPU work (the default
+there: "pyro-vae+psis").
     python benchmarks/evaluate.py --prior vamp --num-images 20 --num-samples 5000 --rounds 1
 
 With ``--prior vamp`` (or ``mog``) there is no hand-written reference; the variants are pyro-vae's
@@ -28,7 +34,8 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.evaluate import estimate_log_likelihood
+from pyro_vae.evaluate import estimate_log_likelihood, memory_budget, particle_bytes
+from pyro_vae.precision import tf32
 from pyro_vae.mixture import DiagonalNormalMixture
 from pyro_vae.build import resolve_device
 from timing import benchmark_model, interleaved, ratio_summary, write_json
@@ -64,7 +71,9 @@ def main(argv=None):
     p.add_argument("--num-images", type=int, default=100)
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--chunk", type=int, default=250, help="particles drawn at once")
+    p.add_argument("--chunk", type=int, help="particles drawn at once (default: from --max-memory)")
+    p.add_argument("--max-memory", default="auto",
+                   help="activation memory of one chunk (default auto, as evaluate.py)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--prior", default="normal", help="the model's prior (random weights only)")
@@ -79,9 +88,11 @@ def main(argv=None):
                                train_data=torch.rand(1000, 784))
     vae.eval()
     data = torch.bernoulli(torch.full((args.num_images, 784), 0.13)).to(device)
-    k, b, c = args.num_samples, args.batch_size, args.chunk
+    k, b = args.num_samples, args.batch_size
+    budget = memory_budget(args.max_memory, device, print)
+    c = args.chunk or max(1, min(k, budget // (b * particle_bytes(vae, data))))
 
-    def pyro_vae(diagnostics=False, broadcast=False):
+    def pyro_vae(diagnostics=False, broadcast=False, overlap=None):
         def run():
             density = DiagonalNormalMixture.log_prob
             if broadcast:  # the parent's log_prob: (particles, batch, components, D) broadcasting
@@ -90,7 +101,7 @@ def main(argv=None):
             try:
                 with vae.fixed_prior():
                     return estimate_log_likelihood(vae.model, vae.guide, data, k, b, chunk_size=c,
-                                                   diagnostics=diagnostics, log=print)
+                                                   diagnostics=diagnostics, log=print, overlap=overlap)
             finally:
                 DiagonalNormalMixture.log_prob = density
         return run
@@ -102,8 +113,11 @@ def main(argv=None):
         reference = "hand-written"
         variants = {reference: lambda: reference_log_px(vae, data, k, b, c), "pyro-vae": pyro_vae(),
                     "pyro-vae+psis": pyro_vae(diagnostics=True)}
+        if device.type == "cuda":
+            variants["pyro-vae+psis-serial"] = pyro_vae(diagnostics=True, overlap=False)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    times = interleaved(variants, args.rounds, sync=sync)
+    with tf32(False):  # as every evaluation runs
+        times = interleaved(variants, args.rounds, sync=sync)
     print(f"device {device}, {args.num_images} images, K = {k}, batch {b}, chunk {c}, "
           f"{args.rounds} rounds, {'trained' if args.run_dir else 'random'} "
           f"{cfg.arch} 784-{'-'.join(map(str, cfg.hidden))}-{cfg.latent_dim[0]}, prior {cfg.prior}")

@@ -58,6 +58,7 @@ class Config:
     num_particles: int = 1
     alpha: Optional[float] = None
     compile: bool = True
+    tf32: bool = False
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -129,6 +130,8 @@ HELP = {
     "alpha": "Renyi alpha (--elbo renyi)",
     "compile": "run each step as one traced graph of tensor operations (--no-compile: Pyro's "
                "eager step); --jit is the same flag",
+    "tf32": "CUDA: let training's float32 matmuls and convolutions use TF32 (default off: full "
+            "float32); log p(x) evaluations always run without it",
     "epochs": "total number of epochs (a resumed run stops at this epoch)",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -156,7 +159,8 @@ IMPORT_PATH_KEYS = ("prior", "model")
 ALIASES = {"latent_dims": "latent_dim", "jit": "compile"}
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
-RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots", "compile")
+RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots", "compile",
+                      "tf32")
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 

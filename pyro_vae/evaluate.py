@@ -9,9 +9,12 @@ IWAE and VampPrior papers). The log-weights come from Pyro traces (:mod:`pyro_va
 so any prior and likelihood the model samples from is handled by its own ``log_prob``.
 
 - **Memory.** K is split into chunks, combined with a streaming logsumexp; the chunk size follows
-  from a memory budget for the activations, and a CUDA out-of-memory error halves it and
-  retries. The K log-weights of the current batch (K x B floats) are kept for the diagnostics.
-- **Sync.** Everything stays on the device; each batch moves its results to the host once.
+  from a memory budget for the activations (:func:`memory_budget`: by default 1 GiB on the CPU,
+  a share of the free memory on CUDA), and a CUDA out-of-memory error halves it and retries.
+  The K log-weights of the current batch (K x B floats) are kept for the diagnostics.
+- **Sync.** Everything stays on the device; each batch moves its results to the host once. On
+  CUDA that copy does not wait: it goes into pinned memory, and PSIS (float64, on the CPU) runs
+  on a worker thread while the GPU draws the next batch's particles (:class:`HostResults`).
 - **Seeds and ranks.** Each batch of images draws its particles from a stream seeded by the
   evaluation seed and the index of its first image (:func:`~pyro_vae.distributed.stream_seed`),
   not from one stream for the whole split. So the batches can be shared out among the ranks of a
@@ -30,6 +33,7 @@ import math
 import shutil
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +54,12 @@ from .distributed import (batch_span, gather_on_main, log_on_main, main_first, o
                           share_note, stream_seed, together)
 from .errors import WriteError
 from .importance import log_weights, trace_particles
+from .precision import tf32
 from .results import save_result
 from .rundir import RunDir
 from .runlock import RunLock
 from .sites import isolated, latent_sites, sample_sites
+from .workload import show_bytes
 
 # PSIS k-hat (Vehtari et al.): up to 0.5 converged, up to 0.7 converging slowly, above 0.7 not
 # converged in K. KHAT_SEVERE is ours, measured with AIS (README, "Can it be trusted?"): on trained
@@ -63,6 +69,17 @@ KHAT_GOOD, KHAT_BAD, KHAT_SEVERE = 0.5, 0.7, 1.5
 PSIS_MIN_SAMPLES = 21  # ArviZ fits the Pareto tail to ceil(min(K/5, 3 sqrt(K))) >= 5 weights
 ACTIVE_UNIT_THRESHOLD = 1e-2  # Burda et al.: Cov_x(E_q[z_j]) above this
 MEAN_PREFIX = "posterior_mean:"  # the columns of E_q[z | x] when ranks gather their results
+# The memory budget "auto" (see memory_budget): on the CPU the long-standing 1 GiB, so CPU results
+# are what they always were; on CUDA this share of the free memory, rounded down to a power of two.
+AUTO_MEMORY = "auto"
+CPU_MEMORY_BUDGET = 2**30
+CUDA_FREE_SHARE = 0.5
+# The out-of-memory error of the caching allocator: torch.cuda.OutOfMemoryError since torch 1.13,
+# also named torch.OutOfMemoryError in recent versions (the same class); a RuntimeError either way.
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+# Batches whose results may wait for PSIS on the worker thread at once (HostResults): two keep
+# the GPU and the CPU both busy; more would only hold more pinned memory.
+PSIS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -77,7 +94,7 @@ class PointEstimates:
 
 
 def parse_memory(text: str | int) -> int:
-    """'2GiB', '512MB', '1e9' or an int -> bytes."""
+    """'2GiB', '512MB', '1e9' or an int -> bytes ("auto" is :func:`memory_budget`'s)."""
     if isinstance(text, int):
         return text
     units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
@@ -91,6 +108,39 @@ def parse_memory(text: str | int) -> int:
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not a finite size")
     return int(value)
+
+
+def power_of_two_below(n: float) -> int:
+    """The largest power of two <= ``n`` (1 for less)."""
+    return 2 ** max(0, int(n).bit_length() - 1)
+
+
+def memory_budget(max_memory: int | str, device: torch.device,
+                  log: Optional[Callable[[str], None]] = None) -> int:
+    """Bytes of activations one chunk of particles (AIS: one batch of chains) may use.
+
+    An explicit size (``--max-memory 8GiB``) is taken as it is. "auto": on the CPU 1 GiB, the
+    budget pyro-vae always had, so CPU numbers stay what they were. On CUDA a 1 GiB budget cuts
+    K = 5000 for 100 images into ~18 chunks, each a Pyro trace on the host, so the GPU idles
+    between them; "auto" takes half of the free memory instead (``torch.cuda.mem_get_info``, plus
+    what PyTorch's caching allocator holds unused, e.g. after training in the same process):
+    the other half is headroom for what the budget does not count (the allocator's rounding and
+    fragmentation, the K x B log-weights and their copies, cuBLAS workspaces, and
+    :func:`particle_bytes` errs large anyway). It is rounded down to a power of two, so that
+    a little more or less free memory gives the same chunks, hence the same numbers (the chunk
+    size decides how the random stream is cut); ``--max-memory`` with that size reproduces them
+    anywhere. ``log``: where to say what "auto" chose on CUDA."""
+    if not (isinstance(max_memory, str) and max_memory.strip().lower() == AUTO_MEMORY):
+        return parse_memory(max_memory)
+    if device.type != "cuda":
+        return CPU_MEMORY_BUDGET
+    free = torch.cuda.mem_get_info(device)[0]
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # cached, unused
+    budget = power_of_two_below(CUDA_FREE_SHARE * free)
+    if log is not None:
+        log(f"memory budget: {show_bytes(budget)} (half of the {show_bytes(free)} free on "
+            f"{device}, rounded down to a power of two; --max-memory sets it)")
+    return budget
 
 
 def particle_bytes(model, x: torch.Tensor) -> int:
@@ -127,20 +177,27 @@ def particle_bytes(model, x: torch.Tensor) -> int:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
+    return isinstance(error, OutOfMemoryError) or "out of memory" in str(error)
 
 
-def halved_after_out_of_memory(error: BaseException, size: int, unit: str, on_cuda: bool,
+def halved_after_out_of_memory(error: BaseException, size: int, unit: str,
                                log: Callable[[str], None]) -> int:
     """The work size to retry with after ``error``: half of ``size``, said in the log; re-raises
-    ``error`` if it is not an out-of-memory error or the size cannot shrink."""
+    ``error`` if it is not an out-of-memory error or the size cannot shrink. The caller then
+    leaves its ``except`` block (whose exception's traceback holds the failed attempt's
+    tensors) and calls :func:`release_memory` before retrying."""
     if not is_out_of_memory(error) or size == 1:
         raise error
     size = max(1, size // 2)
-    if on_cuda:
-        torch.cuda.empty_cache()
     log(f"out of memory: retrying with {size} {unit}")
     return size
+
+
+def release_memory(device: torch.device) -> None:
+    """Give the CUDA caching allocator's free blocks back, so that a retry after an out-of-memory
+    error finds unfragmented memory (nothing to do on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 class ChunkedLogWeights:
@@ -159,13 +216,15 @@ class ChunkedLogWeights:
         while done < num_samples:
             n = min(self.chunk, num_samples - done)
             try:
-                traces = trace_particles(self.model, self.guide, x, num_samples=n)
-                lw = log_weights(traces).expand(n, x.shape[0])
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                self.chunk = halved_after_out_of_memory(e, self.chunk, "particles per chunk",
-                                                        x.is_cuda, self.log)
+                lw, chunk_sums = self._draw(x, n)
+            except RuntimeError as e:  # OutOfMemoryError included
+                self.chunk = halved_after_out_of_memory(e, self.chunk, "particles per chunk", self.log)
+                lw = None
+            if lw is None:  # outside the except block: the failed attempt's tensors are free now
+                release_memory(x.device)
                 continue
-            add_site_means(sums, traces.guide, n, x.shape[0])
+            for name, total in chunk_sums.items():
+                sums[name] = sums[name] + total if name in sums else total
             new_max = torch.maximum(running_max, lw.max(0).values)
             shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
             running_sum = running_sum * torch.exp(running_max - shift) + torch.exp(lw - shift).sum(0)
@@ -176,6 +235,15 @@ class ChunkedLogWeights:
         shift = torch.where(torch.isfinite(running_max), running_max, torch.zeros_like(running_max))
         log_px = shift + torch.log(running_sum) - math.log(num_samples)
         return torch.cat(chunks), log_px, {name: total / num_samples for name, total in sums.items()}
+
+    def _draw(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(n, B)`` log-weights of ``n`` new particles and the sums of their site means. The
+        traces die on return, so the next chunk is not drawn while these are held."""
+        traces = trace_particles(self.model, self.guide, x, num_samples=n)
+        lw = log_weights(traces).expand(n, x.shape[0])
+        sums: dict[str, torch.Tensor] = {}
+        add_site_means(sums, traces.guide, n, x.shape[0])
+        return lw, sums
 
 
 def add_site_means(sums: dict[str, torch.Tensor], guide_trace, num_samples: int, batch: int) -> None:
@@ -228,51 +296,120 @@ def psis(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return khat, ess
 
 
+def unpack(packed: np.ndarray, num_samples: int, diagnostics: bool,
+           site_sizes: dict[str, int]) -> dict:
+    """One batch's results from its packed columns (log p^(x), the ELBO, the K log-weights, the
+    site means): copies of the small columns (so that the K log-weights are not kept alive by
+    views of them), and PSIS's k-hat and ESS where ``diagnostics``."""
+    result = {"log_px": packed[:, 0].copy(), "elbo": packed[:, 1].copy(), "means": {}}
+    if diagnostics:
+        result["khat"], result["ess"] = psis(packed[:, 2:2 + num_samples])
+    column = 2 + num_samples
+    for name, size in site_sizes.items():
+        result["means"][name] = packed[:, column:column + size].copy()
+        column += size
+    return result
+
+
+class HostResults:
+    """Each batch's results on the host, in batch order (:func:`unpack`).
+
+    Serial (``overlap`` False, the CPU's way): a batch is copied to the host and unpacked, PSIS
+    included, before the next one starts. Overlapped (CUDA's): the copy goes into pinned host
+    memory without waiting for it, and unpacking and PSIS run on one worker thread while the
+    main thread queues the next batch's GPU work; at most PSIS_IN_FLIGHT batches wait for the
+    worker. PSIS is the largest single cost at GPU speed (ArviZ fits each row in float64 on the
+    CPU), so it then overlaps the GPU's work instead of following it. Both ways reach the same
+    code with the same float32 columns: the numbers are identical.
+    """
+
+    def __init__(self, num_samples: int, diagnostics: bool, overlap: bool):
+        self.num_samples, self.diagnostics, self.overlap = num_samples, diagnostics, overlap
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psis") if overlap else None
+        self.parts: list[Future | dict] = []
+        self.waited = 0  # the parts before this index are resolved
+
+    def add(self, packed: torch.Tensor, site_sizes: dict[str, int]) -> None:
+        """Take one batch's packed ``(B, 2 + K + D)`` columns (on the device)."""
+        args = (self.num_samples, self.diagnostics, site_sizes)
+        if self.pool is None:
+            self.parts.append(unpack(packed.cpu().numpy(), *args))  # the batch's one host transfer
+            return
+        copied = None
+        if packed.is_cuda:
+            host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+            host.copy_(packed, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+        else:  # the overlapped path on the CPU (tests): nothing to copy
+            host = packed
+
+        def work() -> dict:
+            if copied is not None:
+                copied.synchronize()
+            return unpack(host.numpy(), *args)
+        self.parts.append(self.pool.submit(work))
+        while len(self.parts) - self.waited > PSIS_IN_FLIGHT:
+            self.parts[self.waited] = self.parts[self.waited].result()
+            self.waited += 1
+
+    def results(self) -> list[dict]:
+        """Every batch's :func:`unpack` result, in the order they were added."""
+        return [part.result() if isinstance(part, Future) else part for part in self.parts]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 @torch.no_grad()
 def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor,
                             num_samples: int = 5000, batch_size: int = 100,
-                            chunk_size: Optional[int] = None, max_memory: int = 2**30,
+                            chunk_size: Optional[int] = None, max_memory: int | str = 2**30,
                             bytes_per_particle: int = 2**14, diagnostics: bool = True, log: Callable[[str], None] = log_line,
-                            progress: bool = False, seed: Optional[int] = None) -> Optional[PointEstimates]:
+                            progress: bool = False, seed: Optional[int] = None,
+                            overlap: Optional[bool] = None) -> Optional[PointEstimates]:
     """Per-point log p^(x), ELBO, k-hat and ESS for every row of ``data``.
 
-    ``chunk_size`` particles are drawn at once; if None it follows from ``max_memory`` and
-    ``bytes_per_particle`` (see :func:`particle_bytes`). With ``seed``, each batch's particles
-    come from the stream of (``seed``, its first image's index), and in a torchrun job each rank
-    takes its share of the batches: rank 0 returns the results of all (the others None).
+    ``chunk_size`` particles are drawn at once; if None it follows from ``max_memory`` (bytes,
+    a size like "8GiB", or "auto": :func:`memory_budget`) and ``bytes_per_particle`` (see
+    :func:`particle_bytes`). With ``seed``, each batch's particles come from the stream of
+    (``seed``, its first image's index), and in a torchrun job each rank takes its share of the
+    batches: rank 0 returns the results of all (the others None). ``overlap``: PSIS on a worker
+    thread, overlapping the next batch (:class:`HostResults`; default: on CUDA).
     """
     if chunk_size is None:
-        chunk_size = max(1, min(num_samples, max_memory // (batch_size * bytes_per_particle)))
+        budget = memory_budget(max_memory, data.device)
+        chunk_size = max(1, min(num_samples, budget // (batch_size * bytes_per_particle)))
     sampler = ChunkedLogWeights(model, guide, chunk_size, log)
     diagnostics = diagnostics and num_samples >= PSIS_MIN_SAMPLES
-    out = {k: [] for k in ("log_px", "elbo", "khat", "ess")}
-    means: dict[str, list[np.ndarray]] = {}
+    host = HostResults(num_samples, diagnostics, data.is_cuda if overlap is None else overlap)
 
     first, end = batch_span(len(data), batch_size) if seed is not None else (0, len(data))
     starts = range(first, end, batch_size)
     report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
     log = log_on_main(log)
-    with pyro.validation_enabled(False):
-        for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",
-                                       desc="log p(x)", leave=False)):
-            if not progress and i and i % report_every == 0:
-                log(f"log p(x): {start - first} of {end - first} images done{share_note(len(data))}")
-            if seed is not None:
-                torch.manual_seed(stream_seed("particles", seed, start))
-            x = data[start:start + batch_size]
-            lw, log_px, site_means = sampler(x, num_samples)
-            columns = [log_px[:, None], lw.mean(0)[:, None], lw.T, *site_means.values()]
-            packed = torch.cat(columns, dim=1).cpu().numpy()  # the batch's one host transfer
-            out["log_px"].append(packed[:, 0])
-            out["elbo"].append(packed[:, 1])
-            if diagnostics:
-                khat, ess = psis(packed[:, 2:2 + num_samples])
-                out["khat"].append(khat)
-                out["ess"].append(ess)
-            start_column = 2 + num_samples
-            for name, mean in site_means.items():
-                means.setdefault(name, []).append(packed[:, start_column:start_column + mean.shape[1]])
-                start_column += mean.shape[1]
+    try:
+        with pyro.validation_enabled(False):
+            for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",
+                                           desc="log p(x)", leave=False)):
+                if not progress and i and i % report_every == 0:
+                    log(f"log p(x): {start - first} of {end - first} images done{share_note(len(data))}")
+                if seed is not None:
+                    torch.manual_seed(stream_seed("particles", seed, start))
+                x = data[start:start + batch_size]
+                lw, log_px, site_means = sampler(x, num_samples)
+                columns = [log_px[:, None], lw.mean(0)[:, None], lw.T, *site_means.values()]
+                host.add(torch.cat(columns, dim=1), {name: m.shape[1] for name, m in site_means.items()})
+        parts = host.results()
+    finally:
+        host.close()
+    out = {k: [part[k] for part in parts] for k in ("log_px", "elbo")}
+    out.update({k: [part[k] for part in parts] if diagnostics else [] for k in ("khat", "ess")})
+    means: dict[str, list[np.ndarray]] = {}
+    for part in parts:
+        for name, mean in part["means"].items():
+            means.setdefault(name, []).append(mean)
     n = sum(len(part) for part in out["log_px"])
     columns = {k: np.concatenate(v) if v else np.full(n, np.nan, dtype=np.float32) for k, v in out.items()}
     columns.update({f"{MEAN_PREFIX}{name}": np.concatenate(parts) for name, parts in means.items()})
@@ -368,8 +505,10 @@ def frozen(module: nn.Module):
 @contextmanager
 def evaluation_context(model, device: torch.device, seed: int):
     """Eval mode, frozen weights, a private param store, a forked RNG seeded with ``seed``, the
-    model's optional ``fixed_prior()`` and no Pyro validation: evaluating never disturbs a
-    training run's state, and the same seed gives the same numbers."""
+    model's optional ``fixed_prior()``, no Pyro validation and no TF32 (see
+    :mod:`pyro_vae.precision`: not measured to change log p(x) by less than its standard error;
+    the previous setting comes back afterwards): evaluating never disturbs a training run's
+    state, and the same seed gives the same numbers."""
     model.eval()
     devices = [device] if device.type == "cuda" else []
     fixed_prior = getattr(model, "fixed_prior", nullcontext)
@@ -381,20 +520,24 @@ def evaluation_context(model, device: torch.device, seed: int):
             stack.enter_context(frozen(model))
         stack.enter_context(fixed_prior())
         stack.enter_context(pyro.validation_enabled(False))
+        stack.enter_context(tf32(False))
         yield
 
 
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
-                   max_memory: int | str = "1GiB", seed: int = 0, log: Callable[[str], None] = log_line,
+                   max_memory: int | str = AUTO_MEMORY, seed: int = 0, log: Callable[[str], None] = log_line,
                    progress: bool = False) -> tuple[dict, Optional[PointEstimates]]:
     """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with
     diagnostics, in the :func:`evaluation_context`. In a torchrun job the ranks share the work;
-    every rank returns the summary, rank 0 alone the per-point estimates (the others None)."""
+    every rank returns the summary, rank 0 alone the per-point estimates (the others None).
+    ``max_memory``: see :func:`memory_budget`; in a torchrun job every rank takes rank 0's
+    budget, so that the chunks, hence the numbers, do not depend on the number of ranks."""
     bytes_per_particle = particle_bytes(model, x)
+    budget = on_main(lambda: memory_budget(max_memory, x.device, log_on_main(log)))
     start = time.perf_counter()
     with evaluation_context(model, x.device, seed):
         points = estimate_log_likelihood(model.model, model.guide, x, num_samples, batch_size,
-                                         max_memory=parse_memory(max_memory),
+                                         max_memory=budget,
                                          bytes_per_particle=bytes_per_particle, log=log,
                                          progress=progress, seed=seed)
     if x.is_cuda:
@@ -403,7 +546,7 @@ def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: 
     def summary() -> dict:
         result = summarize(points, num_samples)
         result.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
-                      batch_size=batch_size, ranks=ranks().world_size)
+                      batch_size=batch_size, max_memory=budget, ranks=ranks().world_size)
         return result
     return on_main(summary), points
 
@@ -536,7 +679,7 @@ def _nothing_computed(fn: Callable[[], object]) -> Callable[[], object]:
 
 def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "test",
                  limit: Optional[int] = None, batch_size: int = 100, device: Optional[str] = None,
-                 seed: Optional[int] = None, max_memory: int | str = "1GiB",
+                 seed: Optional[int] = None, max_memory: int | str = AUTO_MEMORY,
                  data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
                  progress: Optional[bool] = None, out_dir: str | Path | None = None,
                  trusted_imports: Iterable[str] = (), checkpoint: str = "best") -> dict:

@@ -18,7 +18,8 @@ from .ais import estimate_ais, estimate_bdmc
 from .console import log_line
 from .distributed import log_on_main, on_main
 from .errors import RunDirError
-from .evaluate import KHAT_BAD, KHAT_SEVERE, open_for_evaluation, show_progress, standard_error
+from .evaluate import (AUTO_MEMORY, KHAT_BAD, KHAT_SEVERE, open_for_evaluation, show_progress,
+                       standard_error)
 from .results import read_result, read_summary, save_result
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test
@@ -133,14 +134,16 @@ def describe_bdmc(summary: dict) -> str:
 
 def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: int = 16,
             num_leapfrog: int = 10, start: str = "guide", split: str = "test",
-            limit: Optional[int] = None, batch_size: int = 100, max_memory: int | str = "1GiB",
+            limit: Optional[int] = None, batch_size: Optional[int] = None,
+            max_memory: int | str = AUTO_MEMORY,
             device: Optional[str] = None, seed: Optional[int] = None, data_dir: Optional[str] = None,
             log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
             out_dir: str | Path | None = None, trusted_imports: Iterable[str] = (),
             checkpoint: str = "best") -> dict:
     """AIS log p(x) of a run's checkpoint; writes ``eval_ais.json`` and ``eval_ais_points.npz``
     (per image: the AIS estimate, HMC acceptance, final step size, and AIS - IWAE where an
-    ``eval.json`` of the same checkpoint is in ``out_dir`` or else in the run directory)."""
+    ``eval.json`` of the same checkpoint is in ``out_dir`` or else in the run directory).
+    ``batch_size`` None: the device's default (:data:`~pyro_vae.ais.DEFAULT_BATCH`)."""
     with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
                              checkpoint) as opened:
         steps = num_steps or default_steps(opened.x.device.type)
@@ -176,7 +179,8 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
 
 def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
              num_steps: Optional[int] = None, num_chains: int = 16, num_leapfrog: int = 10,
-             start: str = "guide", batch_size: int = 100, max_memory: int | str = "1GiB",
+             start: str = "guide", batch_size: Optional[int] = None,
+             max_memory: int | str = AUTO_MEMORY,
              device: Optional[str] = None, seed: Optional[int] = None, data_dir: Optional[str] = None,
              log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
              out_dir: str | Path | None = None, trusted_imports: Iterable[str] = (),

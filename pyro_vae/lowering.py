@@ -140,6 +140,31 @@ class LoweringFailed(Exception):
     a tensor's value); the step runs eagerly instead."""
 
 
+def trace_graph(fn: Callable, *args) -> torch.fx.GraphModule:
+    """``fn(*args)`` recorded as a flat, :func:`simplify`-ed graph of ATen operations (backward
+    passes that ``fn`` runs with ``torch.autograd.grad`` included), replayed by calling its
+    ``forward`` with arguments of the same shapes. Raises :class:`LoweringFailed` where ``fn``
+    cannot be traced or where the shape of a result depends on tensor values."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        try:
+            graph = simplify(make_fx(fn)(*args))
+        except Exception as e:  # whatever the user's model did that tracing cannot follow
+            reason = (str(e).strip().splitlines() or [""])[0]
+            raise LoweringFailed(f"{type(e).__name__}: {reason}") from e
+    dynamic = sorted({str(node.target) for node in graph.graph.nodes if _data_dependent_shape(node)})
+    if dynamic:
+        raise LoweringFailed(f"the shape of some results depends on the data ({', '.join(dynamic)}, "
+                             "e.g. indexing with a boolean mask), which a traced graph would "
+                             "fix at the first call's")
+    return graph
+
+
+def operation_count(graph: torch.fx.GraphModule) -> int:
+    """How many tensor operations a call of ``graph`` replays."""
+    return sum(1 for node in graph.graph.nodes if node.op == "call_function")
+
+
 class LoweredStep:
     """``(loss, grads) = lowered(x)``: the objective's loss and its gradient with respect to
     ``params``, from one traced graph per input shape (see the module docstring).
@@ -194,30 +219,18 @@ class LoweredStep:
 
     def _trace(self, x: torch.Tensor) -> torch.fx.GraphModule:
         before = _param_store_state()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
-            try:
-                graph = simplify(make_fx(lambda p, data, inputs: self._joint(p, data, inputs))(
-                    self.params, x, self._inputs()))
-            except Exception as e:  # whatever the user's model did that tracing cannot follow
-                reason = (str(e).strip().splitlines() or [""])[0]
-                raise LoweringFailed(f"{type(e).__name__}: {reason}") from e
+        graph = trace_graph(lambda p, data, inputs: self._joint(p, data, inputs),
+                            self.params, x, self._inputs())
         after = _param_store_state()
         replaced = sorted(name for name, value in before.items() if after.get(name) is not value)
         if replaced:
             raise LoweringFailed(f"the step replaces Pyro params {', '.join(replaced)} in Python on "
                                  "every call, which a traced graph cannot repeat")
-        dynamic = sorted({str(node.target) for node in graph.graph.nodes if _data_dependent_shape(node)})
-        if dynamic:
-            raise LoweringFailed(f"the shape of some results depends on the data ({', '.join(dynamic)}, "
-                                 "e.g. indexing with a boolean mask), which a traced graph would "
-                                 "fix at the first step's")
         return graph
 
     def operations(self, x: torch.Tensor) -> int:
         """How many tensor operations one step replays (for the run's description)."""
-        graph = self.compile(x).graph
-        return sum(1 for node in graph.nodes if node.op == "call_function")
+        return operation_count(self.compile(x))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[Optional[torch.Tensor], ...]]:
         graph = self.graphs.get((x.shape, x.dtype, x.device)) or self.compile(x)

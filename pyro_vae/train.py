@@ -41,6 +41,7 @@ from .divergence import likely_cause
 from .errors import (CheckpointError, ConfigError, InterruptedRunError, PyroVAEError,
                      TrainingDivergedError, WriteError)
 from .evaluate import describe, evaluate_model, save_results
+from .precision import tf32
 from .importance import elbo_per_datapoint
 from .graphed import READ_EVERY, GraphedSteps, portable_state, set_learning_rate, use_tensor_learning_rate
 from .lowering import LoweredStep, LoweringFailed, lowering_problem
@@ -326,6 +327,7 @@ class Trainer:
             # Every non-finite loss stops training with a message of ours (_diverged), so
             # Pyro's "Encountered NaN" warnings would only print lines of noise before it.
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            stack.enter_context(tf32(self.cfg.tf32))  # --tf32; evaluations switch it off again
             opened = on_main(lambda: self._open_for_writing(stack), shared=False)  # rank 0's
             try:
                 with self.param_scope():

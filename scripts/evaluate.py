@@ -25,22 +25,26 @@ import sys
 from pyro_vae.config import add_trust_argument, path_argument
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.distributed import log_on_main, process_group, ranks
-from pyro_vae.ais import STARTS
+from pyro_vae.ais import DEFAULT_BATCH, STARTS
 from pyro_vae.errors import ConfigError
-from pyro_vae.evaluate import evaluate_run, parse_memory
+from pyro_vae.evaluate import AUTO_MEMORY, evaluate_run, parse_memory
 from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run, default_steps
 from pyro_vae.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name
 
 # Defaults of the flags that only some methods read: None in argparse, so that a flag given to a
 # method that does not read it is refused even when it repeats the default.
 DEFAULT_SAMPLES, DEFAULT_CHAINS, DEFAULT_LEAPFROG, DEFAULT_START, DEFAULT_SPLIT = 5000, 16, 10, "guide", "test"
+DEFAULT_IWAE_BATCH = 100  # images per batch for iwae; ais/bdmc: pyro_vae.ais.DEFAULT_BATCH
 
 
-def memory_size(text: str) -> int:
+def memory_size(text: str) -> int | str:
+    if text.strip().lower() == AUTO_MEMORY:
+        return AUTO_MEMORY
     try:
         size = parse_memory(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 512MiB, 8GiB or 1e9") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 512MiB, 8GiB, 1e9 "
+                                         "or auto") from None
     if size <= 0:
         raise argparse.ArgumentTypeError("the memory budget must be positive")
     return size
@@ -87,10 +91,13 @@ def parse_and_run(argv) -> int:
                         "validation split; else the last); last: checkpoint.pt")
     p.add_argument("--limit", type=int, help="only the first N images of the split (bdmc: "
                    f"the number of simulated images, default {DEFAULT_BDMC_IMAGES})")
-    p.add_argument("--batch-size", type=int, default=100, help="images per batch")
-    p.add_argument("--max-memory", default="1GiB", type=memory_size,
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per batch (default: iwae {DEFAULT_IWAE_BATCH}; ais/bdmc "
+                        f"{DEFAULT_BATCH['cpu']} on cpu, {DEFAULT_BATCH['cuda']} on cuda)")
+    p.add_argument("--max-memory", default=AUTO_MEMORY, type=memory_size,
                    help="activation memory for one chunk of particles (ais/bdmc: for one batch of "
-                        "images x chains, gradients included), e.g. 512MiB or 8GiB")
+                        "images x chains, gradients included), e.g. 512MiB or 8GiB; auto (default): "
+                        "1GiB on cpu, half the free GPU memory on cuda")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default: the run's")
     p.add_argument("--seed", type=int, help="default: the run's")
     p.add_argument("--data-dir", type=path_argument("data_dir"),
@@ -121,8 +128,8 @@ def parse_and_run(argv) -> int:
     ais_options = dict(num_steps=args.ais_steps, num_chains=args.ais_chains or DEFAULT_CHAINS,
                        num_leapfrog=args.leapfrog or DEFAULT_LEAPFROG, start=args.ais_start or DEFAULT_START)
     try:
-        check_cost(args.method, split, args.limit, num_samples, ais_options, args.batch_size,
-                   args.device, args.allow_long)
+        check_cost(args.method, split, args.limit, num_samples, ais_options,
+                   args.batch_size or DEFAULT_IWAE_BATCH, args.device, args.allow_long)
     except ConfigError as e:
         p.error(str(e))
     common = dict(batch_size=args.batch_size, max_memory=args.max_memory, device=args.device, seed=args.seed, data_dir=args.data_dir,
@@ -130,7 +137,8 @@ def parse_and_run(argv) -> int:
 
     def work() -> None:
         if args.method == "iwae":
-            evaluate_run(args.run_dir, num_samples, split, args.limit, **common)
+            evaluate_run(args.run_dir, num_samples, split, args.limit,
+                         **{**common, "batch_size": args.batch_size or DEFAULT_IWAE_BATCH})
         elif args.method == "ais":
             ais_run(args.run_dir, split=split, limit=args.limit, **ais_options, **common)
         else:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.ais import (AnnealingPath, LatentLayout, estimate_ais, estimate_bdmc, sigmoid_schedule)
+from pyro_vae.ais import (STARTS, AnnealingPath, LatentLayout, TracedEnds, estimate_ais, estimate_bdmc,
+                          sigmoid_schedule)
+from pyro_vae.evaluate import evaluation_context
 from pyro_vae.config import make_config
 from pyro_vae.distributed import stream_seed
 from pyro_vae.errors import ConfigError
@@ -256,3 +258,75 @@ def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
     assert compare_with_iwae(tmp_path, {**summary, "checkpoint_sha256": "cd34"}, np.zeros(2)) is None
     assert compare_with_iwae(tmp_path, {**summary, "split": "valid"}, np.zeros(2)) is None
     assert compare_with_iwae(tmp_path / "elsewhere", summary, np.zeros(2)) is None
+
+
+@pytest.mark.parametrize("start", STARTS)
+@pytest.mark.parametrize("options", [{"hidden": [16], "latent_dim": 4},
+                                     {"model": "hvae", "hidden": [16], "upper_hidden": [8], "latent_dim": [6, 3]},
+                                     {"hidden": [16], "latent_dim": 4, "prior": "vamp", "prior_components": 3}],
+                         ids=["vae", "hvae", "vamp"])
+def test_the_traced_energy_equals_the_pyro_traced_one(options, start):
+    """The graph traced once and replayed at new points gives the log-densities and gradients
+    of Pyro's traces there."""
+    model = build_model(make_config(options), train_data=torch.rand(10, 784))
+    x = torch.bernoulli(torch.full((5, 784), 0.3))
+    messages = []
+    with evaluation_context(model, CPU, seed=0):
+        traced = TracedEnds.of(model, messages.append)
+        path = AnnealingPath(model.model, model.guide, x, 3, start, traced=traced)
+        z = path.sample_start()
+        for point in (z, z + 0.3 * torch.randn_like(z), z - 1.0):
+            for mine, pyros in zip(path.ends(point), path.pyro_ends(point)):
+                torch.testing.assert_close(mine, pyros, rtol=0, atol=1e-5)
+    assert not messages and traced.problem is None and len(traced.graphs) == 1
+    assert traced.operations() > 10
+
+
+@pytest.mark.parametrize("model", ["linear", "vae"])
+def test_ais_with_the_traced_energy_gives_the_numbers_of_pyro_traces(model):
+    if model == "linear":
+        vae, x = LinearGaussianVAE(), LinearGaussianVAE().sample_data(7)
+    else:
+        vae = build_model(make_config({"hidden": [16], "latent_dim": 4}))
+        x = torch.bernoulli(torch.full((7, 784), 0.3))
+    runs = [estimate_ais(vae, x, 20, num_chains=4, num_leapfrog=3, batch_size=3, seed=2, log=quiet,
+                         traced=traced)[1] for traced in (True, False)]
+    np.testing.assert_allclose(runs[0].log_px, runs[1].log_px, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(runs[0].acceptance, runs[1].acceptance, rtol=0, atol=1e-6)
+
+
+def test_a_model_that_cannot_be_traced_runs_with_pyro_traces_and_says_so():
+    """The flow prior's spline picks bins by boolean masks (shapes that depend on the data)."""
+    model = build_model(make_config({"hidden": [16], "latent_dim": 4, "prior": "flow", "flow_depth": 2}))
+    x = torch.bernoulli(torch.full((3, 784), 0.3))
+    messages = []
+    _, traced = estimate_ais(model, x, 4, num_chains=2, num_leapfrog=2, seed=1, log=messages.append)
+    _, plain = estimate_ais(model, x, 4, num_chains=2, num_leapfrog=2, seed=1, log=quiet, traced=False)
+    assert sum("could not be traced" in m for m in messages) == 1
+    np.testing.assert_array_equal(traced.log_px, plain.log_px)
+
+
+def test_the_batch_default_depends_on_the_device():
+    from pyro_vae.ais import default_batch
+    assert default_batch("cpu") == 100 and default_batch("cuda") == 5000
+    vae = LinearGaussianVAE()
+    summary, _ = estimate_ais(vae, vae.sample_data(3), 1, num_chains=2, log=quiet)
+    assert summary["batch_size"] == 100  # the CPU's, as before
+
+
+def test_out_of_memory_while_tracing_the_energy_halves_the_batch_and_keeps_the_graph(monkeypatch):
+    """Running out of memory while the graph is traced (tracing wraps whatever fails) is the
+    batch's size, not the model's fault: the batch is halved and the smaller one is traced."""
+    real = AnnealingPath.pyro_ends
+
+    def small_memory(self, z):
+        if len(self.x) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, z)
+    monkeypatch.setattr(AnnealingPath, "pyro_ends", small_memory)
+    vae = LinearGaussianVAE()
+    messages = []
+    _, points = estimate_ais(vae, vae.sample_data(4), 3, num_chains=2, batch_size=4, log=messages.append)
+    assert [m for m in messages if not m.startswith("AIS: 2 of")] == [
+        "out of memory: retrying with 2 images per batch"]  # and nothing about tracing failing
+    assert len(points.log_px) == 4 and np.isfinite(points.log_px).all()

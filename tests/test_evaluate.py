@@ -16,8 +16,8 @@ from torch import nn
 
 from pyro_vae import evaluate as evaluate_module
 from pyro_vae.config import Config, make_config
-from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_model, parse_memory,
-                               particle_bytes, summarize, trust_sentence)
+from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_model, memory_budget,
+                               parse_memory, particle_bytes, summarize, trust_sentence)
 from pyro_vae.models.vae import VAE
 from pyro_vae.nets import build_nets
 from pyro_vae.build import build_model
@@ -121,6 +121,91 @@ def test_out_of_memory_shrinks_the_chunk_and_retries(monkeypatch):
     assert messages == ["out of memory: retrying with 16 particles per chunk",
                         "out of memory: retrying with 8 particles per chunk"]
     np.testing.assert_allclose(retried.log_px, reference.log_px, rtol=1e-6)
+
+
+def test_after_out_of_memory_the_cache_is_released_outside_the_except_block(monkeypatch):
+    """The failed attempt's tensors are held by the exception's traceback while its ``except``
+    block runs: the allocator's cache is emptied after it, when they are free."""
+    vae = LinearGaussianVAE()
+    real = evaluate_module.trace_particles
+    calls = iter([True, False, False, False])
+
+    def fails_once(*args, **kwargs):
+        if next(calls):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    handling = []
+    monkeypatch.setattr(evaluate_module, "trace_particles", fails_once)
+    monkeypatch.setattr(evaluate_module, "release_memory", lambda device: handling.append(sys.exc_info()[0]))
+    points = estimate_log_likelihood(vae.model, vae.guide, vae.sample_data(4), 8, chunk_size=8, log=quiet)
+    assert handling == [None] and np.isfinite(points.log_px).all()
+
+
+def test_a_cuda_out_of_memory_error_is_one_to_retry():
+    assert evaluate_module.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    assert evaluate_module.OutOfMemoryError is torch.cuda.OutOfMemoryError
+    assert not evaluate_module.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+def test_the_auto_memory_budget(monkeypatch):
+    """CPU: the 1 GiB of old (the same chunks, so the same numbers). CUDA: half of the free memory
+    (what the caching allocator holds unused included), rounded down to a power of two, so that
+    a little more or less free memory gives the same budget. An explicit size wins."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert memory_budget("auto", cpu) == 2**30 and memory_budget("AUTO", cpu) == 2**30
+    assert memory_budget("2GiB", cuda) == 2 * 2**30 and memory_budget(12345, cuda) == 12345
+    free = {"bytes": 100 * 10**9}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 141 * 10**9))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 5 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2**30)
+    messages = []
+    assert memory_budget("auto", cuda, messages.append) == 32 * 2**30  # (100e9 + 4 GiB) / 2 -> 32 GiB
+    assert messages and "32 GiB" in messages[0] and "--max-memory" in messages[0]
+    free["bytes"] = 120 * 10**9
+    assert memory_budget("auto", cuda) == 32 * 2**30  # the same chunks: the same numbers
+    free["bytes"] = 10**6  # the cache's 4 GiB remain
+    assert memory_budget("auto", cuda) == 2 * 2**30
+
+
+def test_the_default_budget_on_the_cpu_gives_the_numbers_of_1_gib():
+    vae = build_model(make_config({"hidden": [16], "latent_dim": 3}))
+    x = torch.bernoulli(torch.full((6, 784), 0.2))
+    _, auto = evaluate_model(vae, x, num_samples=30, batch_size=3, log=quiet)
+    summary, one_gib = evaluate_model(vae, x, num_samples=30, batch_size=3, max_memory="1GiB", log=quiet)
+    np.testing.assert_array_equal(auto.log_px, one_gib.log_px)
+    assert summary["max_memory"] == 2**30
+
+
+@pytest.mark.parametrize("diagnostics", [True, False])
+def test_psis_overlapped_with_the_next_batch_gives_the_serial_numbers(diagnostics):
+    """The CUDA way (PSIS on a worker thread, at most two batches waiting for it) forced on the
+    CPU: five batches, every result the same as one batch after the other."""
+    vae = build_model(make_config({"model": "hvae", "hidden": [16], "upper_hidden": [8],
+                                   "latent_dim": [4, 2]}))
+    x = torch.bernoulli(torch.full((10, 784), 0.2))
+    runs = {}
+    for overlap in (False, True):
+        with evaluate_module.evaluation_context(vae, x.device, seed=0):
+            runs[overlap] = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=2, log=quiet,
+                                                    seed=0, diagnostics=diagnostics, overlap=overlap)
+    serial, overlapped = runs[False], runs[True]
+    for name in ("log_px", "elbo", "khat", "ess"):
+        np.testing.assert_array_equal(getattr(overlapped, name), getattr(serial, name))
+    assert serial.posterior_mean.keys() == overlapped.posterior_mean.keys() == {"z1", "z2"}
+    for name in serial.posterior_mean:
+        np.testing.assert_array_equal(overlapped.posterior_mean[name], serial.posterior_mean[name])
+    assert np.isfinite(serial.khat).all() == diagnostics
+
+
+def test_an_error_in_psis_on_the_worker_thread_reaches_the_caller(monkeypatch):
+    def broken(log_w):
+        raise ValueError("PSIS failed")
+    monkeypatch.setattr(evaluate_module, "psis", broken)
+    vae = LinearGaussianVAE()
+    with pytest.raises(ValueError, match="PSIS failed"):
+        estimate_log_likelihood(vae.model, vae.guide, vae.sample_data(6), 30, batch_size=2, log=quiet,
+                                overlap=True)
 
 
 class LaplacePrior(nn.Module):
