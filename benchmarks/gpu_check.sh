@@ -14,7 +14,7 @@
 #           (each step's whole log, metrics.jsonl, eval JSONs, benchmark JSONs; no checkpoints).
 #   WHEELS  wheels of what the GPU image lacks (default .whl/): pyro-ppl, pyro-api, arviz 0.23,
 #           xarray-einstats, h5netcdf, platformdirs. Installed with pip --no-index --no-deps into a
-#           scratch folder on PYTHONPATH, unless pyro and arviz already import.
+#           scratch folder on PYTHONPATH, unless pyro and arviz are installed already.
 #   DATA    a datasets folder holding MNIST/raw/*.gz (default .gpudata/), copied to a scratch
 #           folder that PYRO_VAE_DATA names: torchvision unpacks the archives there, offline.
 #   DEVICE  cuda (default) or cpu.  QUICK=1: tiny sizes (a dry run, tested by tests/test_gpu_check.py).
@@ -113,17 +113,17 @@ step versions 60 -- $PY benchmarks/gpu_check.py versions
 # ------------------------------------------------------------------ the CUDA tests (skipped on a CPU)
 step tests_cuda 150 -- $PY -m pytest -q -p no:cacheprovider -m cuda tests
 
-# ------------------------------------------------------------------ training: graph vs --no-compile
+# ------------------------------------------------------------------ the IWAE net with the CUDA graph, evaluated
+# first, as the evaluations and the optional benchmarks use its run
 TRAIN="scripts/svi_train.py --device $DEVICE --no-plots"
 step train_iwae_graph 120 -- $PY $TRAIN --config $IWAE $IWAE_SIZE --out "$WORK/runs/train_iwae_graph"
-
-# ------------------------------------------------------------------ log p(x) at K = 5000, AIS
 EVAL="scripts/evaluate.py $WORK/runs/train_iwae_graph --device $DEVICE"
 step eval_1k 120 -- $PY $EVAL $EVAL_1K --out "$WORK/eval_1k"
 step eval_10k 180 -- $PY $EVAL $EVAL_ALL --out "$WORK/eval_10k"
 # beside eval_1k's eval.json, so that AIS is compared with IWAE on the same images
 step ais_100 150 -- $PY $EVAL --method ais $AIS_SIZE --out "$WORK/eval_1k"
 
+# ------------------------------------------------------------------ the graph against --no-compile (summary.json's checks)
 step train_default_graph 120 -- $PY $TRAIN $TRAIN_SIZE --out "$WORK/runs/train_default_graph"
 step train_default_eager 150 -- $PY $TRAIN $TRAIN_SIZE --no-compile --out "$WORK/runs/train_default_eager"
 step train_iwae_eager 180 -- $PY $TRAIN --config $IWAE $IWAE_SIZE --no-compile --out "$WORK/runs/train_iwae_eager"
