@@ -17,7 +17,7 @@ gpu_check = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gpu_check)  # by its path: benchmarks/ on sys.path would shadow names
 
 
-@pytest.mark.slow  # 100 s of CPU time (4 min on 2 busy cores): 15 processes, each importing torch and Pyro
+@pytest.mark.slow  # 90 s on 2 CPU cores (4 min when busy): 15 processes, each importing torch and Pyro
 def test_the_dry_run_runs_every_step_of_the_check(data_dir, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "OUT": str(out), "DATA": data_dir,
