@@ -2,8 +2,8 @@
 """Time one training step of pyro-vae against hand-written PyTorch, interleaved in one process.
 
 For every objective named in ``--variants``, pyro-vae's step (exactly what ``scripts/svi_train.py``
-runs: :func:`pyro_vae.train.make_step`, compiled unless the variant ends in ``+eager``) is timed
-against a hand-written eager PyTorch step of the *same* objective on a deep copy of the same
+launches from the host: :func:`pyro_vae.train.make_step`, compiled unless the variant ends in
+``+eager``) is timed against a hand-written eager PyTorch step of the *same* objective on a deep copy of the same
 networks, with the same optimizer on the same fixed binary minibatch:
 
 - ``trace``, ``tracegraph``: the Monte Carlo ELBO, log p(x, z) - log q(z | x) at z ~ q;
@@ -14,7 +14,12 @@ networks, with the same optimizer on the same fixed binary minibatch:
   hook on each z that weights the encoder's path gradient by a further w~ (Tucker et al. 2018).
 
 The hand-written side handles both shipped models (``--model vae`` or ``hvae``, any number of
-layers) with the standard-normal prior. ``--priors normal vamp`` times the pyro-vae steps once
+layers) with the standard-normal prior.
+
+``NAME+graph`` (``--device cuda`` only) times the path ``svi_train.py`` takes on CUDA: the whole
+step captured as one CUDA graph (:class:`pyro_vae.graphed.GraphedSteps`, set up as the Trainer
+sets it up), its minibatches sliced and binarized on the device. It is also reported as a ratio
+to ``NAME``, the host-launched compiled step timed in the same rounds (added if not named). ``--priors normal vamp`` times the pyro-vae steps once
 per prior and also reports each one's ratio to the first prior's (the VampPrior target).
 
 Timing (``benchmarks/timing.py``): after warm-up, ``--rounds`` rounds each time ``--steps``
@@ -28,6 +33,7 @@ step. Targets (issue 11): <= 1.10 on CPU; <= 1.0 on a GPU.
     python benchmarks/train_step.py --model hvae --hidden 200 200 --activation tanh --batch-size 20
     python benchmarks/train_step.py --priors normal vamp --variants trace
     python benchmarks/train_step.py --device cuda --json out.json
+    python benchmarks/train_step.py --device cuda --variants trace trace+graph
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from torch.nn import functional as F
 
 from pyro_vae.build import build_model, resolve_device
 from pyro_vae.config import make_config, replaced
+from pyro_vae.console import ArgumentParser
+from pyro_vae.graphed import GraphedSteps, use_tensor_learning_rate
 from pyro_vae.train import make_optimizer, make_step
 from timing import interleaved, ratio_summary, write_json
 
@@ -121,8 +129,36 @@ class HandWritten:
         return loss.item()
 
 
+class GraphedBlock:
+    """``steps`` training steps as ``svi_train.py`` runs them on CUDA: one CUDA graph of the whole
+    step, replayed (``capture=False`` runs the same steps uncaptured: the CPU tests use it).
+
+    The graph slices its minibatches from ``train`` by a counter on the device, so a block must
+    not run past the end of an epoch: a new one starts (the same order again) before it would.
+    """
+
+    def __init__(self, step, optimizer, train: torch.Tensor, batch_size: int, steps: int,
+                 capture: bool = True):
+        if step.lowered is None or step.scale is not None:
+            raise ValueError(f"no whole-step graph for this step ({step.prepare(train[:batch_size])}"
+                             f"{', KL warm-up' if step.scale is not None else ''})")
+        use_tensor_learning_rate(optimizer, capturable=capture)  # as Trainer does on CUDA
+        self.graphed = GraphedSteps(step.lowered, optimizer, train, batch_size, True, capture)
+        self.order = torch.randperm(len(train), device=train.device)
+        self.per_epoch, self.steps, self.left = len(train) // batch_size, steps, 0
+        if self.per_epoch < steps:
+            raise ValueError(f"{len(train)} images hold fewer than {steps} batches of {batch_size}")
+
+    def __call__(self) -> None:
+        if self.left < self.steps:
+            self.graphed.start_epoch(self.order)
+            self.left = self.per_epoch
+        self.graphed.run(self.steps)  # asynchronous: the caller synchronizes before reading clocks
+        self.left -= self.steps
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="a YAML config the flags below override (default: the defaults)")
     p.add_argument("--model", choices=["vae", "hvae"])
     p.add_argument("--hidden", type=int, nargs="+")
@@ -136,7 +172,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--variants", nargs="+", default=["trace"],
                    help="objectives (trace tracegraph meanfield stl iwae renyi dreg); NAME+eager "
-                        "for the uncompiled step")
+                        "for the uncompiled step, NAME+graph for the whole-step CUDA graph "
+                        "(--device cuda; NAME is timed too)")
     p.add_argument("--num-particles", type=int, default=5, help="K of iwae, renyi and dreg")
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--steps", type=int, default=20, help="consecutive steps per timed block")
@@ -148,6 +185,18 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    variants = []
+    for variant in args.variants:
+        name, _, mode = variant.partition("+")
+        if mode not in ("", "eager", "graph"):
+            p.error(f"--variants {variant}: write NAME, NAME+eager or NAME+graph")
+        if mode == "graph" and device.type != "cuda":
+            p.error(f"--variants {variant} times the whole-step CUDA graph that svi_train.py uses on "
+                    f"CUDA; it needs --device cuda (on {device.type} svi_train.py launches each step "
+                    f"from the host, which {name} times)")
+        if mode == "graph" and name not in args.variants + variants:
+            variants.append(name)  # the graph's ratio is to the host-launched step of the same run
+        variants.append(variant)
     pyro.set_rng_seed(0)
     overrides = {k: v for k, v in {"model": args.model, "hidden": args.hidden,
                                    "upper_hidden": args.upper_hidden, "activation": args.activation,
@@ -158,11 +207,14 @@ def main(argv=None):
     x = torch.bernoulli(torch.full((args.batch_size, 784), 0.13)).to(device)
     train_data = torch.rand(1000, 784).to(device)
 
-    steps, pairs = {}, {}
+    # the graph variants' training set: enough batches that an epoch spans several timed blocks
+    epoch_data = torch.rand(8 * args.steps * args.batch_size, 784, device=device) \
+        if any(v.endswith("+graph") for v in variants) else None
+    steps, blocks, pairs = {}, {}, {}
     for prior in args.priors:
         mixture = components if prior in ("mog", "vamp") else {}  # only mixtures read it
         template = build_model(replaced(base, prior=prior, **mixture), train_data=train_data).to(device)
-        for variant in args.variants:
+        for variant in variants:
             name, _, mode = variant.partition("+")
             multi = name in ("iwae", "dreg", "renyi")
             k = args.num_particles if multi else 1
@@ -170,8 +222,14 @@ def main(argv=None):
                            alpha=0.5 if name == "renyi" else None, compile=mode != "eager")
             model = copy.deepcopy(template)
             key = variant if len(args.priors) == 1 else f"{prior}/{variant}"
-            steps[key] = make_step(cfg, model, make_optimizer(cfg, model))
+            optimizer = make_optimizer(cfg, model)
+            steps[key] = make_step(cfg, model, optimizer)
             steps[key].prepare(x)
+            if mode == "graph":
+                try:
+                    blocks[key] = GraphedBlock(steps[key], optimizer, epoch_data, args.batch_size, args.steps)
+                except ValueError as e:
+                    p.error(f"--variants {variant}: {e}")
             if prior == "normal" and f"hand/{name}" not in steps:
                 nets = copy.deepcopy(template)
                 steps[f"hand/{name}"] = HandWritten(nets, name, k, make_optimizer(cfg, nets))
@@ -182,7 +240,7 @@ def main(argv=None):
     def block(step):
         return lambda: [step(x) for _ in range(args.steps)]
 
-    times = interleaved({k: block(step) for k, step in steps.items()}, args.rounds,
+    times = interleaved({k: blocks.get(k) or block(step) for k, step in steps.items()}, args.rounds,
                         warmup=max(1, args.warmup // args.steps), sync=sync)
     results = {"device": str(device), "batch_size": args.batch_size, "threads": torch.get_num_threads(),
                "torch": torch.__version__, "pyro": pyro.__version__, "config": base.to_dict(),
@@ -198,6 +256,8 @@ def main(argv=None):
     for key, (prior, variant, hand) in pairs.items():
         ms = 1e3 * statistics.median(times[key]) / args.steps
         entry = {"ms_per_step": ms, "step": steps[key].prepare(x)}
+        if key in blocks:
+            entry["step"] = f"one CUDA graph of the whole step ({entry['step']})"
         line = f"{key:<22}{ms:>10.3f}"
         if hand in times:
             summary = ratio_summary(times[key], times[hand])
@@ -211,6 +271,11 @@ def main(argv=None):
             same = ratio_summary(times[key], times[f"{first}/{variant}"])["ratio"]
             entry[f"ratio_to_{first}"] = same
             line += f"{same:>12.3f}"
+        if key in blocks:
+            host = ratio_summary(times[key], times[key.removesuffix("+graph")])
+            entry.update(ratio_to_host=host["ratio"], ratio_to_host_q1=host["ratio_q1"],
+                         ratio_to_host_q3=host["ratio_q3"])
+            line += f"  {host['ratio']:.3f} x the host-launched step"
         results["variants"][key] = entry
         print(line)
     if args.json:

@@ -33,6 +33,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -261,6 +262,13 @@ def add_site_means(sums: dict[str, torch.Tensor], guide_trace, num_samples: int,
             mean = value
         total = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
         sums[site["name"]] = sums[site["name"]] + total if site["name"] in sums else total
+
+
+# ArviZ 0.x announces its 1.x refactor with a multi-line FutureWarning once a day, in the middle of
+# an evaluation's output. It is about ArviZ's own API, which _arviz_psislw already handles in
+# both lines: nothing a user of pyro-vae can act on. Only that message is filtered; every other
+# warning from ArviZ (a bad k-hat fit, say) still shows.
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 
 def _arviz_psislw(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
