@@ -135,9 +135,9 @@ step bench_train_iwae 120 -- $PY benchmarks/train_step.py --device $DEVICE --con
   --variants iwae iwae+eager ${GRAPH:+iwae+graph} --rounds 10 $BENCH_TRAIN --json "$WORK/bench_train_iwae.json"
 
 # ------------------------------------------------------------------ optional: while time is left
-# a short selection of the rest of the suite, as a GPU machine runs it (device "auto" is CUDA there):
-# the device loop's tests and the two-rank tests of one step, one evaluation and the README's torchrun
-# (all of test_distributed.py takes minutes: each test starts two processes)
+# a short selection of the rest of the suite, to see that it passes on a GPU machine too (tests not
+# marked cuda see no GPU: tests/conftest.py hides it): the device loop's tests and the two-rank tests
+# of one step, one evaluation and the README's torchrun (all of test_distributed.py takes minutes)
 step tests_short 150 optional -- $PY -m pytest -q -p no:cacheprovider $SHORT_TESTS tests/test_graphed.py \
   tests/test_distributed.py::test_two_ranks_take_the_step_one_process_takes_on_the_whole_batch \
   tests/test_distributed.py::test_evaluation_on_two_ranks_equals_evaluation_on_one \
