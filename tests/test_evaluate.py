@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -356,3 +357,26 @@ def test_psis_reads_the_tail_of_the_weights_with_either_arviz_line():
     assert (ess[:3] > 3000).all() and (ess[3:] < 500).all(), ess
     smoothed, _ = _arviz_psislw(log_w)
     np.testing.assert_allclose(np.exp(smoothed).sum(-1), 1.0, rtol=1e-9)
+
+
+def _psis_in_a_fresh_process(tmp_path, code: str) -> str:
+    """stderr of ``code`` run in a new Python with every warning shown and an empty cache
+    directory (ArviZ 0.x warns about its refactor once a day, stamped there)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONWARNINGS": "default"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_psis_does_not_print_arvizs_refactor_notice_but_other_warnings_pass(tmp_path):
+    import arviz
+
+    if not arviz.__version__.startswith("0."):
+        pytest.skip(f"ArviZ {arviz.__version__} has no refactor notice (0.x only)")
+    assert "ArviZ is undergoing a major refactor" in _psis_in_a_fresh_process(tmp_path / "a", "import arviz")
+    stderr = _psis_in_a_fresh_process(tmp_path / "b", (
+        "import warnings, numpy as np\n"
+        "from pyro_vae.evaluate import psis\n"
+        "psis(np.random.default_rng(0).standard_normal((2, 200)))\n"
+        "warnings.warn('a user warning', FutureWarning)\n"))
+    assert "ArviZ is undergoing" not in stderr and "a user warning" in stderr
