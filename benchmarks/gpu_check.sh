@@ -102,7 +102,7 @@ install() {
   else
     "$PY" -m pip install --no-index --no-deps --no-compile --target "$WORK/site" "$WHEELS"/*.whl || return
   fi
-  [ -d "$DATA/MNIST/raw" ] || { echo "no $DATA/MNIST/raw: carry the MNIST archives (README, GPU check)"; return 1; }
+  [ -d "$DATA/MNIST/raw" ] || { echo "no $DATA/MNIST/raw: carry the MNIST archives (docs/performance.md, GPU check)"; return 1; }
   cp -r "$DATA"/. "$WORK/data/" && chmod -R u+w "$WORK/data" && ls -R "$WORK/data"
 }
 export -f install
@@ -137,7 +137,7 @@ step bench_train_iwae 120 -- $PY benchmarks/train_step.py --device $DEVICE --con
 # ------------------------------------------------------------------ optional: while time is left
 # a short selection of the rest of the suite, to see that it passes on a GPU machine too (tests not
 # marked cuda see no GPU: tests/conftest.py hides it): the device loop's tests and the two-rank tests
-# of one step, one evaluation and the README's torchrun (all of test_distributed.py takes minutes)
+# of one step, one evaluation and the documented torchrun command (all of test_distributed.py takes minutes)
 step tests_short 150 optional -- $PY -m pytest -q -p no:cacheprovider $SHORT_TESTS tests/test_graphed.py \
   tests/test_distributed.py::test_two_ranks_take_the_step_one_process_takes_on_the_whole_batch \
   tests/test_distributed.py::test_evaluation_on_two_ranks_equals_evaluation_on_one \

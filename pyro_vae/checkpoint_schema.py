@@ -287,7 +287,7 @@ def config_mapping(value: Any, field: str) -> None:
         name = ALIASES.get(key, key) if isinstance(key, str) else key
         if name not in CONFIG_FIELDS:
             raise Invalid(_path(field, key), "absent", found(v), problem="is not a config key "
-                          "(see the README's configuration table)")
+                          "(see docs/configuration.md)")
         CONFIG_FIELDS[name](v, _path(field, key))
 
 

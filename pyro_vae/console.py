@@ -28,7 +28,7 @@ def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing w
     if single_process and launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
         if os.environ["RANK"] == "0":
             print(f"error: {Path(sys.argv[0]).name} runs in one process; start it with python, "
-                  "not torchrun (README, \"Scaling out\")", file=sys.stderr)
+                  "not torchrun (docs/scaling-out.md)", file=sys.stderr)
         return 2
     try:
         return work() or 0

@@ -63,7 +63,7 @@ from .sites import isolated, latent_sites, sample_sites
 from .workload import show_bytes
 
 # PSIS k-hat (Vehtari et al.): up to 0.5 converged, up to 0.7 converging slowly, above 0.7 not
-# converged in K. KHAT_SEVERE is ours, measured with AIS (README, "Can it be trusted?"): on trained
+# converged in K. KHAT_SEVERE is ours, measured with AIS (docs/evaluation.md, "Can it be trusted?"): on trained
 # MNIST VAEs, IWAE at K = 5000 fell 0.3-0.5 nats per image short of AIS whatever k-hat was up to
 # 1.5, and several nats short above it.
 KHAT_GOOD, KHAT_BAD, KHAT_SEVERE = 0.5, 0.7, 1.5

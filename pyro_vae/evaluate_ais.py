@@ -24,9 +24,9 @@ from .results import read_result, read_summary, save_result
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test
 # images take minutes: the one-layer MNIST VAE with 16 chains and 10 leapfrog steps costs about
-# 2.5 ms per image and step on one core (measured; README, Performance), so T = 500 on 200 images
+# 2.5 ms per image and step on one core (measured; docs/performance.md), so T = 500 on 200 images
 # is about 4 minutes. On the trained one-layer models, T = 300 and T = 1000 agreed to 0.01 nats and
-# BDMC's bounds at T = 1000 to 0.01 nats (README, "Can it be trusted?"). On a GPU ten times more,
+# BDMC's bounds at T = 1000 to 0.01 nats (docs/evaluation.md, "Can it be trusted?"). On a GPU ten times more,
 # as in the papers that use AIS as a reference.
 DEFAULT_AIS_STEPS = {"cpu": 500, "cuda": 5000}
 DEFAULT_BDMC_IMAGES = 100

@@ -410,7 +410,7 @@ def _cell(text: str) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as a markdown table (what README "Results" shows)."""
+    """The rows as a markdown table (what docs/results.md shows)."""
     lines = ["| config | paper (table) | paper NLL | ours NLL +- SE | gap | epochs (paper) | "
              "train time | device | active units | k-hat median / >0.7 |",
              "|---|---|---|---|---|---|---|---|---|---|"]

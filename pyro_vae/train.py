@@ -60,7 +60,7 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
     parameters = list(model.parameters())
     if not parameters:
         raise ConfigError(f"model {cfg.model!r} has no parameters to train: keep its networks as "
-                          "attributes (submodules) of the model, as README \"Your own model\" shows")
+                          "attributes (submodules) of the model, as docs/models.md (\"Your own model\") shows")
     return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
 
 

@@ -29,7 +29,7 @@ from .errors import ConfigError
 # Longest a command runs without --allow-long, at FAST_RATE (so in practice longer still).
 MAX_HOURS = 24
 # Model evaluations per second assumed for the estimate, on the fast side on purpose. Measured on
-# the development machine (README, Performance), for the default network: IWAE K = 5000 on 1,000
+# the development machine (docs/performance.md), for the default network: IWAE K = 5000 on 1,000
 # images (5e6 evaluations) in 79 s on 2 CPU cores, AIS 160 gradient evaluations per 2.5 ms on one
 # core: about 60,000 per second either way. cpu: 1e6, 16 times that (a many-core CPU, a smaller
 # network). cuda: not measured; 1e9 per second would be about 1 PFLOP/s for the default network

@@ -65,7 +65,7 @@ def check_cost(method: str, split: str, limit, num_samples: int, ais_options: di
 
 
 def main(argv=None) -> int:
-    with process_group():  # a no-op unless launched by torchrun (README, "Scaling out")
+    with process_group():  # a no-op unless launched by torchrun (docs/scaling-out.md)
         return parse_and_run(argv)
 
 

@@ -8,8 +8,7 @@
 Each config's run lives in RUNS_DIR/<folder>-<name> (resumed if it exists, so a protocol of many
 hours can be run a piece at a time); it is evaluated on the full test set with K = 5000, and
 reproduction.md, reproduction.json and reproduction.png are written into --out. Every config,
-its reference and its run directory are checked before anything trains. See the README's
-"Results".
+its reference and its run directory are checked before anything trains. See docs/results.md.
 """
 
 import argparse

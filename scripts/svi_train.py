@@ -7,7 +7,7 @@
     python scripts/svi_train.py --resume runs/<run>            # continue where it stopped
     torchrun --nproc-per-node 2 scripts/svi_train.py           # data-parallel on 2 ranks
 
-Every flag is also a key of the YAML config; flags override the file. See the README. Before
+Every flag is also a key of the YAML config; flags override the file. See docs/configuration.md. Before
 anything is loaded, a setting that nothing would read is refused, and so is a model too large
 for this machine's memory or an --eval-samples evaluation that would take more than a day.
 """
@@ -27,7 +27,7 @@ from pyro_vae.workload import (check_iwae, check_training_memory, evaluation_ima
 
 
 def main(argv=None) -> int:
-    with process_group():  # a no-op unless launched by torchrun (README, "Scaling out")
+    with process_group():  # a no-op unless launched by torchrun (docs/scaling-out.md)
         return parse_and_run(argv)
 
 

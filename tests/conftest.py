@@ -84,7 +84,7 @@ def train_tiny_run(data_dir: str, out: Path, **overrides) -> Path:
 
 
 def assert_one_line_error(status: int, stderr: str, *phrases: str) -> str:
-    """A script's refusal as the README promises it: status 2 and one line on stderr, no
+    """A script's refusal as the docs promise it: status 2 and one line on stderr, no
     traceback, holding each of ``phrases``; returns the line."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert status == 2 and "Traceback" not in stderr and len(lines) == 1, stderr

@@ -1,5 +1,6 @@
-"""The README documents every config key and flag (in its configuration table), and its
-examples are the files the tests run."""
+"""The docs (README.md, the front page, and the pages of docs/) document every config key and
+flag, their links lead somewhere, their examples are the files the tests run, and their Python
+examples run."""
 
 import dataclasses
 import re
@@ -11,12 +12,14 @@ from pyro_vae.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+PAGES = {p.name: p.read_text() for p in sorted((REPO / "docs").glob("*.md"))}
+DOCS = "\n".join([README, *PAGES.values()])
 
 
 @pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Config)])
 def test_every_config_key_is_documented(name):
     flag = "--" + name.replace("_", "-")
-    assert f"| `{name}` / `{flag}`" in README
+    assert f"| `{name}` / `{flag}`" in PAGES["configuration.md"]
 
 
 def test_quick_start_has_the_three_commands():
@@ -27,8 +30,8 @@ def test_quick_start_has_the_three_commands():
 
 @pytest.mark.parametrize("heading, path", [("### Your own prior", "examples/custom_prior.py"),
                                            ("### Your own model", "examples/custom_model.py")])
-def test_readme_examples_are_the_tested_files(heading, path):
-    section = README.split(heading, 1)[1]
+def test_the_docs_examples_are_the_tested_files(heading, path):
+    section = PAGES["models.md"].split(heading, 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert code == (REPO / path).read_text()
 
@@ -36,7 +39,7 @@ def test_readme_examples_are_the_tested_files(heading, path):
 @pytest.mark.parametrize("script", sorted(p.stem for p in (REPO / "scripts").glob("*.py")))
 def test_every_script_flag_is_in_the_readme(script):
     flags = re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', (REPO / "scripts" / f"{script}.py").read_text())
-    assert [f for f in flags if f not in README] == []
+    assert [f for f in flags if f not in DOCS] == []
 
 
 def test_the_tested_floors_are_pyproject_floors():
@@ -50,3 +53,61 @@ def test_the_tested_floors_are_pyproject_floors():
     assert pinned == claimed and len(claimed) >= 9
     python = re.search(r'requires-python = ">=3\.(\d+)"', pyproject).group(1)
     assert f"PYENV_VERSION=3.{python}." in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_front_page_is_short_and_links_every_page():
+    assert README.count("\n") < 200
+    linked = set(re.findall(r"\]\(docs/([a-z-]+\.md)", README))
+    assert linked == set(PAGES)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", ["README.md", *(f"docs/{p}" for p in PAGES)])
+def test_every_link_leads_to_a_file_and_heading_that_exist(name):
+    path = REPO / name
+    text = path.read_text()
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.*)$", linked.read_text(), re.M)
+            if anchor not in {_slug(h) for h in headings}:
+                broken.append(target)
+    assert broken == []
+
+
+# Each Python example with sizes that take seconds: (what the page says, what the test runs).
+TINY = [('"epochs": 5', '"epochs": 1, "limit_train": 64, "limit_test": 16, "batch_size": 32, "plots": False'),
+        ('"hidden": [200, 200], "latent_dim": 50', '"hidden": [16], "latent_dim": 2'),
+        ("num_samples=5000, limit=1000", "num_samples=10, limit=8"),
+        ("num_samples=1000, limit=1000", "num_samples=10, limit=8"),
+        ("data.test[:1000], num_samples=1000", "data.test[:8], num_samples=10"),
+        ('ais_run("runs/a", limit=100)', 'ais_run("runs/a", limit=2, num_steps=3, num_chains=2, num_leapfrog=2)'),
+        ("limit_train=10_000", "limit_train=64, limit_test=16"),
+        ("torch.arange(128)", "torch.arange(32)")]
+
+
+def _python_blocks(text: str) -> str:
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    for shown, tested in TINY:
+        code = code.replace(shown, tested)
+    return code
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/python-api.md"])
+def test_the_python_examples_run(name, data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYRO_VAE_DATA", data_dir)
+    code = _python_blocks((REPO / name).read_text())
+    assert code.count("\n") >= 5
+    exec(compile("import torch\n" + code, name, "exec"), {"__name__": "docs_example"})
+    assert (tmp_path / "runs" / "a" / "eval.json").is_file()

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh, the check that a borrowed GPU runs (README, "GPU check"), as its dry
+"""benchmarks/gpu_check.sh, the check that a borrowed GPU runs (docs/performance.md, "GPU check"), as its dry
 run: DEVICE=cpu QUICK=1 runs every command of the check on the CPU with tiny sizes, so that a flag
 renamed or a file moved breaks this test here, not the few minutes a GPU is lent for."""
 

@@ -1,5 +1,5 @@
 """Models as an extension point: the shipped families' sites, the site rules, objective refusals,
-every objective on the two-layer model, and a user's own model (the README's example) end to end."""
+every objective on the two-layer model, and a user's own model (the docs' example) end to end."""
 
 import json
 from pathlib import Path
@@ -215,7 +215,7 @@ def test_hvae_trains_resumes_and_draws_its_figures(data_dir, tmp_path, capsys):
 
 
 def test_user_model_example_trains_resumes_evaluates_and_plots(data_dir, tmp_path, capsys, monkeypatch):
-    """The README's example, through the scripts, as a user runs it from the repository root."""
+    """The docs' example (docs/models.md), through the scripts, as a user runs it from the repository root."""
     monkeypatch.chdir(REPO)
     path = f"examples.{EXAMPLE}"
     run_dir = tmp_path / "run"

@@ -80,7 +80,7 @@ def one_line(stderr: str) -> str:
 # The archives alone -----------------------------------------------------------------------------
 
 def test_archives_alone_train_offline(data_dir, tmp_path, originals):
-    """The README's offline setup, as a user runs it: a subprocess with $PYRO_VAE_OFFLINE=1."""
+    """The documented offline setup, as a user runs it: a subprocess with $PYRO_VAE_OFFLINE=1."""
     raw = archives_only(data_dir, tmp_path)
     env = {**os.environ, "PYRO_VAE_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "scripts/svi_train.py", *SMALL_RUN, "--data-dir",

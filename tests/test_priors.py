@@ -144,13 +144,13 @@ def test_prior_errors(overrides, message, tmp_path, monkeypatch):
         build_model(make_config({"hidden": [8], "latent_dim": 2, **overrides}))
 
 
-def test_readme_shows_the_example_prior_verbatim():
-    readme = (REPO / "README.md").read_text()
-    assert (REPO / "examples" / "custom_prior.py").read_text().strip() in readme
+def test_the_docs_show_the_example_prior_verbatim():
+    page = (REPO / "docs" / "models.md").read_text()
+    assert (REPO / "examples" / "custom_prior.py").read_text().strip() in page
 
 
 def test_user_defined_prior_end_to_end(data_dir, tmp_path):
-    """The README's example: train, resume, evaluate, generate, without editing the package."""
+    """The docs' example (docs/models.md): train, resume, evaluate, generate, without editing the package."""
     config = tmp_path / "laplace.yaml"
     config.write_text("prior: custom_prior:LearnedLaplacePrior\nprior_options: {init_scale: 0.5}\n")
     out = tmp_path / "run"

@@ -166,7 +166,7 @@ def test_allow_long_goes_ahead(capsys, tmp_path, eight_gib):
 
 
 def test_defaults_and_the_readmes_examples_are_far_below_the_limits():
-    """The README says so: 100 times the work of each default or example still passes."""
+    """The docs say so: 100 times the work of each default or example still passes."""
     slack = 100
     cpu_steps, cuda_steps = DEFAULT_AIS_STEPS["cpu"], DEFAULT_AIS_STEPS["cuda"]
     for device, images, k in (("cpu", 10_000, 5000), ("cpu", 60_000, 5000), ("cuda", 60_000, 5000)):

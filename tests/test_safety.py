@@ -113,7 +113,7 @@ def test_crafted_checkpoint_from_the_command_line(trained_run, data_dir, tmp_pat
 
 
 def test_a_named_prior_is_trusted(data_dir, tmp_path, monkeypatch):
-    """The README's own prior: named when training, refused when reopened unnamed, accepted with
+    """The docs' own prior: named when training, refused when reopened unnamed, accepted with
     --trust-import or (on resume) the same --prior."""
     monkeypatch.syspath_prepend(str(REPO / "examples"))
     prior = "custom_prior:LearnedLaplacePrior"
