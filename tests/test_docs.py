@@ -111,3 +111,19 @@ def test_the_python_examples_run(name, data_dir, tmp_path, monkeypatch):
     assert code.count("\n") >= 5
     exec(compile("import torch\n" + code, name, "exec"), {"__name__": "docs_example"})
     assert (tmp_path / "runs" / "a" / "eval.json").is_file()
+
+
+@pytest.mark.parametrize("field", [f for f in dataclasses.fields(Config)
+                                   if f.default is not None], ids=lambda f: f.name)
+def test_the_configuration_table_states_each_default_as_config_has_it(field):
+    """The table's default column is checked against the dataclass, so the two cannot drift (a
+    default of None is described in words: "all", "none", per model)."""
+    import yaml
+
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    row = re.search(rf"^\| `{field.name}` / `--[\w-]+`[^|]* \| `([^`]*)` \|", PAGES["configuration.md"], re.M)
+    assert row is not None, f"no row with a literal default for {field.name}"
+    shown = yaml.safe_load(row.group(1))
+    if isinstance(default, float) and isinstance(shown, str):
+        shown = float(shown)  # YAML 1.1 reads 1e-3 as a string; pyro-vae's flags take it as a number
+    assert shown == default
