@@ -101,12 +101,24 @@ def small_run(data_dir, tmp_path):
             "out": str(tmp_path / "run")}
 
 
-def run_script(capsys, name: str, *args) -> tuple[int, str]:
-    """Exit status and stderr of ``python scripts/<name>.py args``, run in this process through
-    the script's ``main(argv)`` (seconds faster than a subprocess; argparse's exit included)."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+def load_command(script: str):
+    """The command behind ``scripts/<script>.py`` (its module of pyro_vae/cli), executed afresh
+    as a new module, so it binds the library functions a test has patched, as a new process
+    would."""
+    from pyro_vae.cli.main import COMMANDS
+
+    module_name = {s: m for m, s, _ in COMMANDS.values()}[f"{script}.py"]
+    spec = importlib.util.spec_from_file_location(f"command_{module_name}",
+                                                  REPO / "pyro_vae" / "cli" / f"{module_name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_script(capsys, name: str, *args) -> tuple[int, str]:
+    """Exit status and stderr of ``python scripts/<name>.py args``, run in this process through
+    the command's ``main(argv)`` (seconds faster than a subprocess; argparse's exit included)."""
+    module = load_command(name)
     try:
         status = module.main([str(a) for a in args])
     except SystemExit as e:

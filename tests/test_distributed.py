@@ -1,7 +1,6 @@
 """Data-parallel training and sharded evaluation on 2 CPU ranks (gloo), spawned by the tests as
 torchrun would launch them (:mod:`spawn_ranks`), against one process."""
 
-import importlib.util
 import json
 import math
 import os
@@ -23,17 +22,12 @@ from pyro_vae.distributed import Ranks, batch_span, ranks, share, stream_seed
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import SVIStep, Trainer
 
-from conftest import REPO, quiet, run_script
+from conftest import REPO, load_command, quiet, run_script
 from spawn_ranks import run_ranks, torchrun_environment
 
 BATCH = 8  # the global batch of the one-step comparison
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class CommonNoise(Messenger):
@@ -92,11 +86,11 @@ def test_two_ranks_take_the_step_one_process_takes_on_the_whole_batch(data_dir, 
 
 
 def train_script(argv: list[str]) -> int:
-    return load_script("svi_train").parse_and_run(argv)
+    return load_command("svi_train").parse_and_run(argv)
 
 
 def evaluate_scripts(argvs: list[list[str]]) -> list[int]:
-    return [load_script("evaluate").parse_and_run(argv) for argv in argvs]
+    return [load_command("evaluate").parse_and_run(argv) for argv in argvs]
 
 
 def flags(overrides: dict) -> list[str]:
