@@ -458,11 +458,11 @@ def test_model_options_that_repeat_an_argument_name_no_missing_flag(user_models)
 
 
 def test_every_flag_a_message_names_exists():
-    """No message tells the user to pass a flag that no script accepts (once: ``use --x-dim``)."""
+    """No message tells the user to pass a flag that no command accepts (once: ``use --x-dim``)."""
     flags = {"--" + key.replace("_", "-") for key in FIELD_TYPES} | {"--latent-dims", "--jit", "--help"}
     flags.add("--nproc-per-node")  # torchrun's own, in the scripts' usage examples
     flags |= {"--no-" + key for key in ("compile", "plots", "jit")}
-    for path in [*(REPO / "scripts").glob("*.py"), REPO / "pyro_vae" / "config.py"]:  # --trust-import
+    for path in [*(REPO / "pyro_vae" / "cli").glob("*.py"), REPO / "pyro_vae" / "config.py"]:  # --trust-import
         flags |= set(re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', path.read_text()))
     named = []
     for path in [*(REPO / "pyro_vae").rglob("*.py"), *(REPO / "scripts").glob("*.py")]:
