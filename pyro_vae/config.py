@@ -93,17 +93,18 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# One-line help for ``--help``; the README table carries the full description.
+# One-line help for ``--help``; the README table carries the full description. ``{names}`` is
+# filled in from the key's registry (see registries).
 HELP = {
-    "dataset": "mnist | binarized-mnist | fashion-mnist",
+    "dataset": "{names}",
     "data_dir": "dataset directory (else $PYRO_VAE_DATA, else ./data)",
     "limit_train": "use only the first N training examples",
     "limit_test": "use only the first N test (and validation) examples",
     "valid_size": "hold out the last N training images as a validation split (mnist, fashion-mnist; "
                   "binarized-mnist has its own)",
-    "model": "vae | hvae | package.module:Class (a model of your own)",
+    "model": "{names} | package.module:Class (a model of your own)",
     "model_options": "keyword options for a user-defined model, as JSON on the command line",
-    "arch": "mlp | conv (the networks next to x)",
+    "arch": "{names} (the networks next to x)",
     "hidden": "hidden layer sizes between x and the first latent layer, e.g. --hidden 200 200 "
               "(default: vae 400 400, hvae 200 200)",
     "upper_hidden": "hvae: hidden layer sizes between consecutive latent layers (default 100 100)",
@@ -113,7 +114,7 @@ HELP = {
                   "hvae (default 100 50); --latent-dims is the same flag",
     "logvar_range": "clamp the guide's log-variance to [LOW, HIGH] (hardtanh), e.g. -6 2 as in the "
                     "VampPrior code (default: softplus scale, no clamp)",
-    "prior": "normal | learned-normal | mog | vamp | flow | student-t | laplace | package.module:Class",
+    "prior": "{names} | package.module:Class",
     "prior_components": "components of mog (default 10) or pseudo-inputs of vamp (default 500)",
     "vamp_init": "data | random: how vamp's pseudo-inputs start",
     "flow": "spline | affine: the flow prior's coupling layers",
@@ -121,7 +122,7 @@ HELP = {
     "flow_hidden": "hidden units of each coupling layer's networks",
     "prior_df": "degrees of freedom of the student-t prior",
     "prior_options": "keyword options for a user-defined prior, as JSON on the command line",
-    "elbo": "trace | tracegraph | meanfield | iwae | renyi | dreg | stl (default: trace, or "
+    "elbo": "{names} (default: trace, or "
             "tracegraph with --estimator score)",
     "estimator": "reparam | score (gradient estimator of the guide's z)",
     "baseline": "none | avg | nn (score-function baselines, with --elbo tracegraph)",
@@ -137,7 +138,7 @@ HELP = {
     "lr": "Adam learning rate",
     "adam_eps": "Adam epsilon",
     "adam_betas": "Adam's beta1 beta2, e.g. --adam-betas 0.9 0.999",
-    "lr_schedule": "constant | iwae (Burda et al.'s staged decay)",
+    "lr_schedule": "{names} (iwae: Burda et al.'s staged decay)",
     "lr_schedule_scale": "iwae schedule: stage i lasts 3^i x this many epochs (0.1: 328 epochs in all)",
     "kl_warmup": "epochs E of KL warm-up: latent terms weighted by min(1, epochs done / E) (trace, "
                  "tracegraph, meanfield; 0: none)",
@@ -395,23 +396,38 @@ def coerce_overrides(raw: dict[str, Any], where: str = "overrides") -> dict[str,
     return out
 
 
-def validate(cfg: Config) -> Config:
-    """Check choices, ranges and combinations; return ``cfg`` with ``elbo`` resolved."""
+def registries() -> dict[str, Any]:
+    """Config key -> the :class:`~pyro_vae.registry.Registry` its valid values come from.
+
+    Imported here, when a config is validated or a parser built, not when this module is: the
+    registries live with what they build (data, nets, models, ...), which sit above the config.
+    """
     from .data import DATASETS
-    from .nets import ARCHITECTURES, GATED, LAYER_KINDS
-    from .estimators import BASELINES, ESTIMATORS
-    from .objectives import check_compatibility, default_objective
-    from .priors import PRIORS, import_prior
+    from .models import MODELS
+    from .nets import ARCHITECTURES
+    from .objectives import OBJECTIVES
+    from .priors import PRIORS
     from .schedule import LR_SCHEDULES
 
+    return {"dataset": DATASETS, "arch": ARCHITECTURES, "model": MODELS, "prior": PRIORS,
+            "elbo": OBJECTIVES, "lr_schedule": LR_SCHEDULES}
+
+
+def validate(cfg: Config) -> Config:
+    """Check choices, ranges and combinations; return ``cfg`` with ``elbo`` resolved."""
+    from .nets import GATED, LAYER_KINDS
+    from .estimators import BASELINES, ESTIMATORS
+    from .objectives import check_compatibility, default_objective
+    from .priors import import_prior
+
+    registry = registries()
+    priors = registry["prior"]
     choices = {
-        "dataset": DATASETS,
-        "arch": ARCHITECTURES,
+        **{key: registry[key].names() for key in ("dataset", "arch", "lr_schedule")},
         "activation": LAYER_KINDS,
         "estimator": ESTIMATORS,
         "baseline": BASELINES,
         "device": ("cpu", "cuda", "auto"),
-        "lr_schedule": LR_SCHEDULES,
         "vamp_init": ("data", "random"),
         "flow": ("spline", "affine"),
     }
@@ -429,9 +445,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key} sizes must be positive, got {shown(getattr(cfg, key))}")
     _validate_model(cfg)
     check_model_size(cfg)  # sizes typed with a few zeros too many fail here, not in an allocation
-    if cfg.valid_size is not None and cfg.dataset == "binarized-mnist":
-        raise ConfigError("binarized-mnist has its own validation split (10,000 images); drop "
-                          "valid_size")
+    own_validation = registry["dataset"].get(cfg.dataset).capabilities["validation"]
+    if cfg.valid_size is not None and own_validation:
+        raise ConfigError(f"{cfg.dataset} has its own validation split ({own_validation:,} images); "
+                          "drop valid_size")
     if cfg.valid_size is not None and cfg.valid_size >= 60000:
         raise ConfigError(f"valid_size {cfg.valid_size} leaves no training images (60,000 in all)")
     if cfg.arch == "conv" and cfg.activation == GATED:
@@ -457,19 +474,19 @@ def validate(cfg: Config) -> Config:
     if cfg.early_stopping is not None:
         if cfg.early_stopping < 1:
             raise ConfigError(f"early_stopping must be at least 1 epoch, got {cfg.early_stopping}")
-        if cfg.valid_size is None and cfg.dataset != "binarized-mnist":
+        if cfg.valid_size is None and not own_validation:
             raise ConfigError(f"early_stopping watches the validation ELBO, and {cfg.dataset} has "
                               "no validation split: add --valid-size N (e.g. 10000)")
     if not cfg.lr_schedule_scale > 0:
         raise ConfigError(f"lr_schedule_scale must be positive, got {cfg.lr_schedule_scale}")
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2^32 - 1] (NumPy's and PyTorch's seed range), got {cfg.seed}")
-    if cfg.prior not in PRIORS and ":" not in cfg.prior:
-        raise ConfigError(f"unknown prior {shown(cfg.prior)}; choose one of: {', '.join(PRIORS)}, or give "
+    if cfg.prior not in priors and ":" not in cfg.prior:
+        raise ConfigError(f"unknown prior {shown(cfg.prior)}; choose one of: {', '.join(priors.names())}, or give "
                           "an import path package.module:ClassName")
-    if cfg.prior not in PRIORS:
+    if cfg.prior not in priors:
         import_prior(cfg.prior)  # a bad path fails now, not after the data have loaded
-    if cfg.prior_options and cfg.prior in PRIORS:
+    if cfg.prior_options and cfg.prior in priors and not priors.get(cfg.prior).capabilities["options"]:
         raise ConfigError(f"prior_options are for user-defined priors; prior {cfg.prior!r} takes its "
                           "own keys (prior_components, vamp_init, flow, flow_depth, flow_hidden, prior_df)")
     if cfg.prior == "flow" and cfg.latent_dim[-1] < 2:
@@ -542,7 +559,7 @@ def _validate_model(cfg: Config) -> None:
     from .models import MODELS, check_user_model
 
     if cfg.model not in MODELS and ":" not in cfg.model:
-        raise ConfigError(f"unknown model {shown(cfg.model)}; choose one of: {', '.join(MODELS)}, or give "
+        raise ConfigError(f"unknown model {shown(cfg.model)}; choose one of: {', '.join(MODELS.names())}, or give "
                           "an import path package.module:ClassName")
     if cfg.model not in MODELS:
         check_user_model(cfg)  # a bad path fails now, not after the data have loaded
@@ -550,7 +567,7 @@ def _validate_model(cfg: Config) -> None:
     if cfg.model_options:
         raise ConfigError(f"model_options are for user-defined models; model {cfg.model!r} takes "
                           "its own keys (hidden, upper_hidden, latent_dim, activation, arch)")
-    low, high = MODELS[cfg.model].layers
+    low, high = MODELS.get(cfg.model).capabilities["layers"]
     layers = len(cfg.latent_dim)
     if layers < low or (high is not None and layers > high):
         wanted = f"{low}" if low == high else f"at least {low}"
@@ -578,13 +595,16 @@ def add_config_arguments(parser: argparse.ArgumentParser,
     """One ``--flag`` per Config field. Defaults are suppressed so that only given flags count.
     ``path_defaults``: what leaving out a path flag does in this script, where it differs from
     training's (PATH_KEYS), for its message."""
+    registry = registries()
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         tp = FIELD_TYPES[f.name]
         base = tp
         if typing.get_origin(tp) is typing.Union:  # Optional[X] -> X
             base = next(a for a in typing.get_args(tp) if a is not type(None))
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": HELP[f.name], "dest": f.name}
+        names = " | ".join(registry[f.name].names()) if f.name in registry else ""
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": f.name,
+                                  "help": HELP[f.name].replace("{names}", names)}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(base) is dict:

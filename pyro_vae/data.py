@@ -63,9 +63,14 @@ from torchvision.datasets.utils import download_url
 from .atomic import atomic_write, make_directory, read_regular_file, write_failure
 from .console import log_line
 from .distributed import log_on_main
-from .errors import DatasetCorruptError, DatasetNotFoundError, WriteError
+from .errors import ConfigError, DatasetCorruptError, DatasetNotFoundError, WriteError
+from .registry import Registry
 
-DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
+# name -> ``loader(root, download, valid_size, log) -> VAEData`` (see register_dataset).
+DATASETS = Registry(
+    "dataset",
+    validation=None,  # the size of the dataset's own validation split (None: valid_size makes one)
+)
 IMAGE_SHAPE = (1, 28, 28)
 EVAL_BINARIZATION_SEED = 0
 DATA_DIR_ENV = "PYRO_VAE_DATA"
@@ -360,26 +365,24 @@ def _load_binarized_split(root: Path, split: str, download: bool) -> torch.Tenso
         raise DatasetCorruptError(f"{path} is corrupt ({e}). {hint}") from None
 
 
-def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.device = "cpu",
-                 limit_train: Optional[int] = None, limit_test: Optional[int] = None,
-                 download: bool = True, valid_size: Optional[int] = None,
-                 log: Optional[Callable[[str], None]] = None) -> VAEData:
-    """Load ``name`` from the resolved data directory onto ``device``.
+def register_dataset(name: str, *, description: str = "", replace: bool = False,
+                     **capabilities) -> Callable[[Callable], Callable]:
+    """A decorator registering a loader as ``--dataset name``.
 
-    ``limit_train``/``limit_test`` keep the first N examples of each split (the test split is
-    binarized before it is cut, so the first N images are the same whatever N is).
-    ``valid_size`` holds out the last N training images as the validation split (grey-level
-    datasets only; binarized-mnist has its own): binarized once, like the test split, as in the
-    VampPrior code, and cut before ``limit_train``, so it is the same whatever that is.
-    ``log`` (default: print on rank 0) hears of files extracted or repaired from their archives.
+    The loader is called as ``loader(root, download, valid_size, log)``: ``root`` the resolved
+    data directory (a Path), ``download`` whether it may download (False offline), ``valid_size``
+    the number of training images to hold out as a validation split (or None), ``log`` a
+    function taking one line. It returns a :class:`VAEData` on the CPU with whole splits:
+    :func:`load_dataset` applies the limits and moves it to the device. A dataset with its own
+    validation split registers ``validation=N`` (its size), so that valid_size is refused.
     """
-    root = resolve_data_dir(data_dir)
-    download = downloads_allowed(download)
-    if name in ("mnist", "fashion-mnist"):
-        cls, folder = ((tv_datasets.MNIST, "MNIST") if name == "mnist"
-                       else (tv_datasets.FashionMNIST, "FashionMNIST"))
-        x_train, y_train, x_test, y_test = _load_torchvision(cls, folder, root, download,
-                                                               log_on_main(log or log_line))
+    return DATASETS.register(name, description=description, replace=replace, **capabilities)
+
+
+def _grey_levels(name: str, cls, folder: str):
+    """A loader of torchvision's MNIST layout: grey levels, binarized dynamically (see above)."""
+    def load(root: Path, download: bool, valid_size: Optional[int], log) -> VAEData:
+        x_train, y_train, x_test, y_test = _load_torchvision(cls, folder, root, download, log)
         train = x_train.reshape(len(x_train), -1).float().div_(255)
         test = _binarize_fixed(x_test.reshape(len(x_test), -1).float().div_(255))
         valid = None
@@ -389,16 +392,47 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
                                  f"({len(train)} in all)")
             cut = len(train) - valid_size
             train, valid, y_train = train[:cut], _binarize_fixed(train[cut:]), y_train[:cut]
-        data = VAEData(name, train, test, valid, y_train, y_test, dynamic_binarization=True)
-    elif name == "binarized-mnist":
-        if valid_size:
-            raise ValueError("binarized-mnist has its own validation split (10,000 images); "
-                             "drop valid_size")
-        train, valid, test = (_load_binarized_split(root, s, download)
-                              for s in ("train", "valid", "test"))
-        data = VAEData(name, train, test, valid)
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        return VAEData(name, train, test, valid, y_train, y_test, dynamic_binarization=True)
+    return load
+
+
+register_dataset("mnist", description="MNIST digits, 60k/10k, grey levels binarized dynamically")(
+    _grey_levels("mnist", tv_datasets.MNIST, "MNIST"))
+
+
+@register_dataset("binarized-mnist", validation=10000,
+                  description="Larochelle & Murray's static binarization of MNIST, 50k/10k/10k")
+def _binarized_mnist(root: Path, download: bool, valid_size: Optional[int], log) -> VAEData:
+    if valid_size:
+        raise ValueError("binarized-mnist has its own validation split (10,000 images); "
+                         "drop valid_size")
+    train, valid, test = (_load_binarized_split(root, s, download) for s in ("train", "valid", "test"))
+    return VAEData("binarized-mnist", train, test, valid)
+
+
+register_dataset("fashion-mnist", description="Fashion-MNIST clothing, 60k/10k, grey levels binarized "
+                                              "dynamically")(
+    _grey_levels("fashion-mnist", tv_datasets.FashionMNIST, "FashionMNIST"))
+
+
+def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.device = "cpu",
+                 limit_train: Optional[int] = None, limit_test: Optional[int] = None,
+                 download: bool = True, valid_size: Optional[int] = None,
+                 log: Optional[Callable[[str], None]] = None) -> VAEData:
+    """Load ``name`` (a registered dataset) from the resolved data directory onto ``device``.
+
+    ``limit_train``/``limit_test`` keep the first N examples of each split (the test split is
+    binarized before it is cut, so the first N images are the same whatever N is).
+    ``valid_size`` holds out the last N training images as the validation split (grey-level
+    datasets only; binarized-mnist has its own): binarized once, like the test split, as in the
+    VampPrior code, and cut before ``limit_train``, so it is the same whatever that is.
+    ``log`` (default: print on rank 0) hears of files extracted or repaired from their archives.
+    """
+    loader = DATASETS.get(name).factory
+    data = loader(resolve_data_dir(data_dir), downloads_allowed(download), valid_size,
+                  log_on_main(log or log_line))
+    if not isinstance(data, VAEData):
+        raise ConfigError(f"dataset {name!r}: its loader returned {type(data).__name__}, not VAEData")
     return _limit_and_move(data, limit_train, limit_test, torch.device(device))
 
 

@@ -23,13 +23,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .distributed import Ranks, stream_seed, sum_over_ranks
 from .errors import ConfigError
-from .objectives import OBJECTIVES
+from .objectives import capability
 from .sites import sample_sites, trace_once
 
 
 def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: Ranks) -> Optional[str]:
     """Why this run cannot be split across ``ranks``, or None. ``x``: a few data points."""
-    if not OBJECTIVES[cfg.elbo].sums_over_data:
+    if not capability(cfg.elbo, "sums_over_data"):
         return (f"--elbo {cfg.elbo} does not declare that its loss is a sum over data points "
                 "(register_objective(..., sums_over_data=True)), so shares of a batch cannot be "
                 "trained on separate ranks")

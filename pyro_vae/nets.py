@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .registry import Registry
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -22,7 +24,9 @@ ACTIVATIONS = {
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
 }
-ARCHITECTURES = ("mlp", "conv")
+# name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range) -> (encoder, decoder)``,
+# for ``--arch`` (registered below, after the networks).
+ARCHITECTURES = Registry("arch")
 
 
 class GatedDense(nn.Module):
@@ -159,18 +163,24 @@ class ConvDecoder(nn.Module):
         return logits.reshape(*batch_shape, -1)
 
 
+@ARCHITECTURES.register("mlp", description="fully connected layers over the flattened image")
+def _mlp(image_shape, hidden, z_dim, activation, logvar_range):
+    x_dim = math.prod(image_shape)
+    return (MLPEncoder(x_dim, hidden, z_dim, activation, logvar_range),
+            MLPDecoder(z_dim, hidden, x_dim, activation))
+
+
+@ARCHITECTURES.register("conv", description="strided convolutions, then fully connected layers")
+def _conv(image_shape, hidden, z_dim, activation, logvar_range):
+    return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
+            ConvDecoder(z_dim, hidden, image_shape, activation))
+
+
 def build_nets(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
                activation: str, logvar_range: Optional[Sequence[float]] = None
                ) -> tuple[nn.Module, nn.Module]:
     """The (encoder, decoder) pair for ``arch``."""
-    x_dim = math.prod(image_shape)
-    if arch == "mlp":
-        return (MLPEncoder(x_dim, hidden, z_dim, activation, logvar_range),
-                MLPDecoder(z_dim, hidden, x_dim, activation))
-    if arch == "conv":
-        return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
-                ConvDecoder(z_dim, hidden, image_shape, activation))
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES.get(arch).factory(image_shape, hidden, z_dim, activation, logvar_range)
 
 
 def init_output_bias(decoder: nn.Module, mean_pixel: torch.Tensor) -> None:

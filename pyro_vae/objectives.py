@@ -7,37 +7,36 @@ K-sample bounds), and :func:`check_compatibility` refuses every other combinatio
 any work is done, with a message that says what would work. New objectives register the same
 way::
 
-    @register_objective("my-bound", multi_sample=True, sums_over_data=True)
+    @register_objective("my-bound", description="my K-sample bound", multi_sample=True,
+                        sums_over_data=True)
     def _my_bound(cfg):
         return MyBound(num_particles=cfg.num_particles)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
 from .elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
 from .errors import ConfigError
+from .registry import Registry
 from .sites import MAX_PLATE_NESTING, Structure
 
 
-@dataclass(frozen=True)
-class Objective:
-    factory: Callable[..., ELBO]
-    score_function: bool = True  # accepts a guide whose z is not reparameterized
-    baselines: bool = False  # honours the baselines of score-function sites
-    multi_sample: bool = False  # a K-sample bound: needs num_particles >= 2
-    kl_warmup: bool = False  # a sum of site terms, so --kl-warmup can scale the latent ones
+# What an objective can do; check_compatibility refuses every combination it cannot.
+OBJECTIVES = Registry(
+    "elbo",
+    score_function=True,  # accepts a guide whose z is not reparameterized
+    baselines=False,  # honours the baselines of score-function sites
+    multi_sample=False,  # a K-sample bound: needs num_particles >= 2
+    kl_warmup=False,  # a sum of site terms, so --kl-warmup can scale the latent ones
     # The loss is a sum of per-data-point terms, so the ranks of a torchrun job can each take a
     # share of the batch and sum their gradients (pyro_vae.data_parallel). False for a bound
     # taken over the whole batch at once (Pyro's RenyiELBO) or anything else that couples points.
-    sums_over_data: bool = False
-
-
-OBJECTIVES: dict[str, Objective] = {}
+    sums_over_data=False,
+)
 
 # Names users may look for that are refused on purpose, with the reason.
 UNSUPPORTED = {
@@ -47,11 +46,21 @@ UNSUPPORTED = {
 }
 
 
-def register_objective(name: str, **capabilities) -> Callable[[Callable], Callable]:
-    def register(factory: Callable) -> Callable:
-        OBJECTIVES[name] = Objective(factory, **capabilities)
-        return factory
-    return register
+def register_objective(name: str, *, description: str = "", replace: bool = False,
+                       **capabilities) -> Callable[[Callable], Callable]:
+    """A decorator registering ``factory(cfg) -> ELBO`` as ``--elbo name``, with the
+    capabilities of :data:`OBJECTIVES` it has (the rest keep their defaults)."""
+    return OBJECTIVES.register(name, description=description, replace=replace, **capabilities)
+
+
+def capability(name: str, key: str):
+    """The value of capability ``key`` of objective ``name``."""
+    return OBJECTIVES.get(name).capabilities[key]
+
+
+def having(key: str) -> list[str]:
+    """The objectives that have capability ``key``, in order."""
+    return [n for n in OBJECTIVES if capability(n, key)]
 
 
 def _pyro_elbo(cls):
@@ -63,19 +72,27 @@ def _pyro_elbo(cls):
     return factory
 
 
-# Monte Carlo ELBO: log p(x,z) - log q(z|x) at z ~ q (REINFORCE for a score-function guide).
-register_objective("trace", kl_warmup=True, sums_over_data=True)(_pyro_elbo(Trace_ELBO))
-# The same, with Rao-Blackwellization and the baselines of score-function sites.
-register_objective("tracegraph", baselines=True, kl_warmup=True, sums_over_data=True)(_pyro_elbo(TraceGraph_ELBO))
-# KL(q || p) analytic where kl_divergence knows the pair; reparameterized guides only.
-register_objective("meanfield", score_function=False, kl_warmup=True, sums_over_data=True)(_pyro_elbo(TraceMeanField_ELBO))
-register_objective("iwae", score_function=False, multi_sample=True, sums_over_data=True)(
+register_objective("trace", kl_warmup=True, sums_over_data=True,
+                   description="Monte Carlo ELBO, log p(x,z) - log q(z|x) at z ~ q (REINFORCE for "
+                               "a score-function guide)")(_pyro_elbo(Trace_ELBO))
+register_objective("tracegraph", baselines=True, kl_warmup=True, sums_over_data=True,
+                   description="the same, Rao-Blackwellized, with the baselines of score-function "
+                               "sites")(_pyro_elbo(TraceGraph_ELBO))
+register_objective("meanfield", score_function=False, kl_warmup=True, sums_over_data=True,
+                   description="KL(q || p) analytic where kl_divergence knows the pair; "
+                               "reparameterized guides only")(_pyro_elbo(TraceMeanField_ELBO))
+register_objective("iwae", score_function=False, multi_sample=True, sums_over_data=True,
+                   description="the K-sample importance-weighted bound (Burda et al. 2016)")(
     lambda cfg: IWAE_ELBO(num_particles=cfg.num_particles))
-register_objective("renyi", score_function=False, multi_sample=True, sums_over_data=True)(
+register_objective("renyi", score_function=False, multi_sample=True, sums_over_data=True,
+                   description="the Renyi alpha bound (--alpha; 0 is iwae, 1 the ELBO)")(
     lambda cfg: RenyiBound(alpha=cfg.alpha, num_particles=cfg.num_particles))
-register_objective("dreg", score_function=False, multi_sample=True, sums_over_data=True)(
+register_objective("dreg", score_function=False, multi_sample=True, sums_over_data=True,
+                   description="iwae with doubly reparameterized gradients (Tucker et al. 2019)")(
     lambda cfg: DReG_ELBO(num_particles=cfg.num_particles))
-register_objective("stl", score_function=False, sums_over_data=True)(lambda cfg: STL_ELBO(num_particles=cfg.num_particles))
+register_objective("stl", score_function=False, sums_over_data=True,
+                   description="the ELBO with sticking-the-landing gradients (Roeder et al. 2017)")(
+    lambda cfg: STL_ELBO(num_particles=cfg.num_particles))
 
 
 def default_objective(estimator: str) -> str:
@@ -89,11 +106,9 @@ def check_compatibility(cfg) -> None:
     name = cfg.elbo
     if name in UNSUPPORTED:
         raise ConfigError(f"--elbo {name} is not offered: {UNSUPPORTED[name]}")
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown elbo {name!r}; choose one of: {', '.join(OBJECTIVES)}")
-    spec = OBJECTIVES[name]
-    score_ok = [n for n, o in OBJECTIVES.items() if o.score_function]
-    if cfg.estimator == "score" and not spec.score_function:
+    spec = OBJECTIVES.get(name).capabilities
+    score_ok = having("score_function")
+    if cfg.estimator == "score" and not spec["score_function"]:
         raise ConfigError(
             f"--elbo {name} needs a reparameterized guide, but --estimator score makes z "
             f"non-reparameterized. Use --estimator reparam, or one of --elbo {', '.join(score_ok)} "
@@ -102,17 +117,17 @@ def check_compatibility(cfg) -> None:
         if cfg.estimator != "score":
             raise ConfigError("baselines reduce the variance of score-function gradients only; "
                               "add --estimator score, or drop --baseline")
-        if not spec.baselines:
-            with_baselines = [n for n, o in OBJECTIVES.items() if o.baselines]
+        if not spec["baselines"]:
+            with_baselines = having("baselines")
             raise ConfigError(f"--elbo {name} ignores baselines (Pyro applies them only in "
                               f"TraceGraph_ELBO); use --elbo {' or '.join(with_baselines)}")
-    if spec.multi_sample and cfg.num_particles < 2:
+    if spec["multi_sample"] and cfg.num_particles < 2:
         raise ConfigError(f"--elbo {name} is a K-sample bound: pass --num-particles K with K >= 2 "
                           "(e.g. 5 or 50); with K = 1 it is the ELBO")
-    if cfg.kl_warmup and not spec.kl_warmup:
-        with_warmup = [n for n, o in OBJECTIVES.items() if o.kl_warmup]
+    if cfg.kl_warmup and not spec["kl_warmup"]:
+        with_warmup = having("kl_warmup")
         why = ("in a K-sample bound the latent terms sit inside a log-mean-exp, where scaling them "
-               "is a different bound, not warm-up" if spec.multi_sample else
+               "is a different bound, not warm-up" if spec["multi_sample"] else
                "it does not weight its terms by Pyro's site scales")
         raise ConfigError(f"--kl-warmup does not apply to --elbo {name}: {why}; use --elbo "
                           f"{' or '.join(with_warmup)}, or drop --kl-warmup")
@@ -129,10 +144,9 @@ def check_compatibility(cfg) -> None:
 
 def check_structure(cfg, structure: Structure) -> None:
     """Refuse an objective that is not sound for the model's latent structure, saying why."""
-    spec = OBJECTIVES[cfg.elbo]
     score_sites = structure.score_function_sites
-    if score_sites and not spec.score_function:
-        score_ok = [n for n, o in OBJECTIVES.items() if o.score_function]
+    if score_sites and not capability(cfg.elbo, "score_function"):
+        score_ok = having("score_function")
         raise ConfigError(f"--elbo {cfg.elbo} needs reparameterized guide sites, but model "
                           f"{cfg.model!r} samples {', '.join(score_sites)} without "
                           f"reparameterization; use --elbo {' or '.join(score_ok)}")
@@ -148,4 +162,4 @@ def check_structure(cfg, structure: Structure) -> None:
 
 def build_objective(cfg) -> ELBO:
     check_compatibility(cfg)
-    return OBJECTIVES[cfg.elbo].factory(cfg)
+    return OBJECTIVES.get(cfg.elbo).factory(cfg)

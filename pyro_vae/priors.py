@@ -12,6 +12,10 @@ The interface, for the shipped priors and for users' own (``--prior my_pkg.my_mo
 - A prior that needs the model itself (VampPrior uses its ``encode_top``) or training data (to
   initialise) may define ``bind(model, train_data)``; it is called once, after the model is built.
 - The prior is over the top latent layer: ``latent_dim`` is the last of the config's latent sizes.
+
+A prior can also be registered under a name, as the shipped ones are (:func:`register_prior`):
+then ``--prior NAME`` builds it through ``builder(cfg, latent_dim, x_dim)``, with no import path
+to trust. A builder that reads ``cfg.prior_options`` registers with ``options=True``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch.nn import functional as F
 from .errors import ConfigError
 from .imports import import_path
 from .mixture import DiagonalNormalMixture
+from .registry import Registry
 
 
 class StandardNormalPrior(nn.Module):
@@ -187,31 +192,66 @@ class LaplacePrior(nn.Module):
         return dist.Laplace(self.loc, torch.ones_like(self.loc)).to_event(1)
 
 
-def _shipped(cfg, x_dim: int) -> dict[str, Callable[[], nn.Module]]:
-    d = cfg.latent_dim[-1]  # the top latent layer
-    return {
-        "normal": lambda: StandardNormalPrior(d),
-        "learned-normal": lambda: LearnedNormalPrior(d),
-        "mog": lambda: MixtureOfGaussiansPrior(d, cfg.prior_components or 10),
-        "vamp": lambda: VampPrior(d, cfg.prior_components or 500, cfg.vamp_init, x_dim),
-        "flow": lambda: FlowPrior(d, cfg.flow, cfg.flow_depth, cfg.flow_hidden),
-        "student-t": lambda: StudentTPrior(d, cfg.prior_df),
-        "laplace": lambda: LaplacePrior(d),
-    }
+# A prior's builder takes ``(cfg, latent_dim, x_dim)``: the run's config (for its own keys, such
+# as prior_components), the size of the top latent layer, and the pixels per image.
+PRIORS = Registry(
+    "prior",
+    options=False,  # reads the config's prior_options (else they are refused, as unread)
+)
 
 
-PRIORS = ("normal", "learned-normal", "mog", "vamp", "flow", "student-t", "laplace")
+def register_prior(name: str, *, description: str = "", replace: bool = False,
+                   **capabilities) -> Callable[[Callable], Callable]:
+    """A decorator registering ``builder(cfg, latent_dim, x_dim) -> nn.Module`` as
+    ``--prior name``: a prior of a new file, usable by name like the shipped ones."""
+    return PRIORS.register(name, description=description, replace=replace, **capabilities)
+
+
+@register_prior("normal", description="N(0, I): the classic VAE prior")
+def _normal(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return StandardNormalPrior(latent_dim)
+
+
+@register_prior("learned-normal", description="a diagonal Normal with learned mean and scale")
+def _learned_normal(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return LearnedNormalPrior(latent_dim)
+
+
+@register_prior("mog", description="a learned mixture of prior_components (10) diagonal Gaussians")
+def _mog(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return MixtureOfGaussiansPrior(latent_dim, cfg.prior_components or 10)
+
+
+@register_prior("vamp", description="VampPrior: the guide's posteriors at prior_components (500) "
+                                    "learned pseudo-inputs")
+def _vamp(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return VampPrior(latent_dim, cfg.prior_components or 500, cfg.vamp_init, x_dim)
+
+
+@register_prior("flow", description="a spline or affine coupling flow over N(0, I)")
+def _flow(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return FlowPrior(latent_dim, cfg.flow, cfg.flow_depth, cfg.flow_hidden)
+
+
+@register_prior("student-t", description="independent Student-t(prior_df) coordinates")
+def _student_t(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return StudentTPrior(latent_dim, cfg.prior_df)
+
+
+@register_prior("laplace", description="independent Laplace(0, 1) coordinates")
+def _laplace(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+    return LaplacePrior(latent_dim)
 
 
 def import_prior(path: str) -> type:
     """``"package.module:ClassName"`` -> the class, or a ConfigError that says what failed."""
-    return import_path(path, "prior", PRIORS)
+    return import_path(path, "prior", PRIORS.names())
 
 
 def build_prior(cfg, x_dim: int = 784) -> nn.Module:
-    """The prior module named by ``cfg.prior`` (shipped name or import path)."""
+    """The prior module named by ``cfg.prior`` (registered name or import path)."""
     if cfg.prior in PRIORS:
-        prior = _shipped(cfg, x_dim)[cfg.prior]()
+        prior = PRIORS.get(cfg.prior).factory(cfg, cfg.latent_dim[-1], x_dim)  # the top latent layer
     else:
         cls = import_prior(cfg.prior)
         try:

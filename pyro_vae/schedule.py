@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-LR_SCHEDULES = ("constant", "iwae")
+from .registry import Registry
+
+# name -> ``rate(base_lr, epoch, scale) -> lr``, for ``--lr-schedule``.
+LR_SCHEDULES = Registry("lr_schedule")
 IWAE_STAGES = 8  # i = 0..7: 3280 epochs in all
 
 
@@ -20,10 +23,16 @@ def iwae_stage(epoch: int, scale: float = 1.0) -> int:
     return stage
 
 
+@LR_SCHEDULES.register("constant", description="the base learning rate throughout")
+def _constant(base_lr: float, epoch: int, scale: float) -> float:
+    return base_lr
+
+
+@LR_SCHEDULES.register("iwae", description="Burda et al.'s staged decay: 10^(-i/7) in stage i")
+def _iwae(base_lr: float, epoch: int, scale: float) -> float:
+    return base_lr * 10 ** (-iwae_stage(epoch, scale) / 7)
+
+
 def learning_rate(schedule: str, base_lr: float, epoch: int, scale: float = 1.0) -> float:
     """The learning rate for ``epoch`` (1-based)."""
-    if schedule == "constant":
-        return base_lr
-    if schedule == "iwae":
-        return base_lr * 10 ** (-iwae_stage(epoch, scale) / 7)
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    return LR_SCHEDULES.get(schedule).factory(base_lr, epoch, scale)

@@ -226,13 +226,17 @@ def test_data_parallel_refuses_what_does_not_split(data_dir, tmp_path, options, 
     assert found is not None and problem in found
 
 
-def test_an_objective_must_declare_that_it_sums_over_data(data_dir, tmp_path, monkeypatch):
+def test_an_objective_must_declare_that_it_sums_over_data(data_dir, tmp_path):
     from pyro_vae import objectives
 
-    monkeypatch.setitem(objectives.OBJECTIVES, "trace",
-                        objectives.Objective(objectives.OBJECTIVES["trace"].factory, kl_warmup=True))
-    trainer = Trainer(Config(**tiny(data_dir, tmp_path / "run")), log=quiet, progress=False)
-    found = data_parallel_problem(trainer.cfg, trainer.model, trainer.data.test[:2], Ranks(0, 2, "gloo"))
+    trace = objectives.OBJECTIVES.get("trace")
+    objectives.register_objective("trace", replace=True, kl_warmup=True)(trace.factory)
+    try:
+        trainer = Trainer(Config(**tiny(data_dir, tmp_path / "run")), log=quiet, progress=False)
+        found = data_parallel_problem(trainer.cfg, trainer.model, trainer.data.test[:2], Ranks(0, 2, "gloo"))
+    finally:
+        objectives.register_objective("trace", replace=True, description=trace.description,
+                                      **trace.capabilities)(trace.factory)
     assert "sums_over_data=True" in found
 
 

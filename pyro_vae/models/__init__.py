@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -37,6 +36,7 @@ from ..errors import ConfigError
 from ..imports import import_path
 from ..nets import build_nets
 from ..priors import build_prior, check_prior
+from ..registry import Registry
 from .hvae import HierarchicalVAE
 from .vae import VAE
 
@@ -67,27 +67,32 @@ MODEL_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    builder: Callable[..., nn.Module]  # (cfg, image_shape, prior) -> the model
-    defaults: dict[str, Any] = field(default_factory=dict)  # config values it changes
-    layers: Optional[tuple[int, Optional[int]]] = (1, 1)  # (min, max) latent layers; None: any
-    ignores: dict[str, str] = field(default_factory=dict)  # config keys it does not read -> why
-
-
-MODELS: dict[str, ModelFamily] = {}
 # What every family (and a user model) starts from, before its own defaults.
 COMMON_DEFAULTS = {"hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100]}
 
+MODELS = Registry(
+    "model",
+    defaults={},  # config values it changes (over COMMON_DEFAULTS)
+    layers=(1, 1),  # (min, max) latent layers; max None: any
+    ignores={},  # config keys it does not read -> why
+)
 
-def register_model(name: str, **options) -> Callable[[Callable], Callable]:
-    def register(builder: Callable) -> Callable:
-        MODELS[name] = ModelFamily(builder, **options)
-        return builder
-    return register
+
+def register_model(name: str, *, description: str = "", replace: bool = False,
+                   **options) -> Callable[[Callable], Callable]:
+    """A decorator registering ``builder(cfg, image_shape, prior) -> nn.Module`` as
+    ``--model name``; ``options`` are the capabilities of :data:`MODELS` (defaults, layers,
+    ignores)."""
+    return MODELS.register(name, description=description, replace=replace, **options)
 
 
-@register_model("vae", ignores={"upper_hidden": "it has one latent layer (upper_hidden sizes the "
+def family(name: str) -> dict[str, Any]:
+    """The capabilities of the registered family ``name`` ({} for a user model's import path)."""
+    return dict(MODELS.get(name).capabilities) if name in MODELS else {}
+
+
+@register_model("vae", description="one stochastic layer; mlp or conv networks (--arch)",
+                ignores={"upper_hidden": "it has one latent layer (upper_hidden sizes the "
                                                 "layers between the latent layers of --model hvae)"})
 def _vae(cfg, image_shape, prior) -> nn.Module:
     encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim[0], cfg.activation,
@@ -96,7 +101,7 @@ def _vae(cfg, image_shape, prior) -> nn.Module:
                x_dim=math.prod(image_shape))
 
 
-@register_model("hvae", layers=(2, None),
+@register_model("hvae", layers=(2, None), description="two or more stochastic layers (Burda et al. 2016)",
                 defaults={"hidden": [200, 200], "latent_dim": [100, 50], "activation": "tanh"})
 def _hvae(cfg, image_shape, prior) -> nn.Module:
     return HierarchicalVAE(image_shape, cfg.latent_dim, cfg.hidden, cfg.upper_hidden, cfg.activation,
@@ -106,12 +111,11 @@ def _hvae(cfg, image_shape, prior) -> nn.Module:
 
 def model_defaults(name: str) -> dict[str, Any]:
     """The config values that ``--model name`` implies where the user gave none."""
-    family = MODELS.get(name)
-    return {**COMMON_DEFAULTS, **(family.defaults if family else {})}
+    return {**COMMON_DEFAULTS, **family(name).get("defaults", {})}
 
 
 def import_model(path: str) -> type:
-    return import_path(path, "model", list(MODELS))
+    return import_path(path, "model", MODELS.names())
 
 
 def declared_arguments(cls: type) -> Optional[set[str]]:
@@ -137,17 +141,16 @@ def signature_text(cls: type, limit: int = 100) -> str:
 def ignored_model_settings(cfg, defaults) -> dict[str, str]:
     """key -> a one-line message, for every model-shaping key set in ``cfg`` (different from its
     value in ``defaults``, the config's defaults) that the model never reads: a key a shipped
-    family ignores (``ModelFamily.ignores``), or one of :data:`MODEL_KEYS` that a user model's
+    family ignores (its ``ignores`` capability), or one of :data:`MODEL_KEYS` that a user model's
     constructor does not declare. See :func:`pyro_vae.config.ignored_settings`."""
     from ..config import flag, shown
 
     def is_set(key: str) -> bool:
         return getattr(cfg, key) != getattr(defaults, key)
 
-    family = MODELS.get(cfg.model)
-    if family is not None:
+    if cfg.model in MODELS:
         return {key: f"{flag(key)} is not read by --model {cfg.model}: {why}; drop it"
-                for key, why in family.ignores.items() if is_set(key)}
+                for key, why in family(cfg.model)["ignores"].items() if is_set(key)}
     cls = import_model(cfg.model)
     declared = declared_arguments(cls)
     if declared is None:  # **kwargs: it is given everything
@@ -210,7 +213,7 @@ def _build_user_model(cfg, image_shape) -> nn.Module:
 def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> nn.Module:
     """The model ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp)."""
     if cfg.model in MODELS:
-        model = MODELS[cfg.model].builder(cfg, image_shape, build_prior(cfg, math.prod(image_shape)))
+        model = MODELS.get(cfg.model).factory(cfg, image_shape, build_prior(cfg, math.prod(image_shape)))
     else:
         model = _build_user_model(cfg, image_shape)
     prior = getattr(model, "prior", None)
