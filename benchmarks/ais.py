@@ -25,13 +25,13 @@ import argparse
 
 import pyro
 import torch
+from timing import benchmark_model, interleaved, ratio_summary, write_json
 from torch.distributions import Normal
 from torch.nn import functional as F
 
 from pyro_vae.ais import AnnealingPath, TracedEnds, anneal, default_batch, log_mean_exp, sigmoid_schedule
 from pyro_vae.build import resolve_device
 from pyro_vae.evaluate import evaluation_context
-from timing import benchmark_model, interleaved, ratio_summary, write_json
 
 
 class HandWrittenPath:

@@ -31,14 +31,14 @@ import math
 
 import pyro
 import torch
+from timing import benchmark_model, interleaved, ratio_summary, write_json
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.evaluate import estimate_log_likelihood, memory_budget, particle_bytes
-from pyro_vae.precision import tf32
-from pyro_vae.mixture import DiagonalNormalMixture
 from pyro_vae.build import resolve_device
-from timing import benchmark_model, interleaved, ratio_summary, write_json
+from pyro_vae.evaluate import estimate_log_likelihood, memory_budget, particle_bytes
+from pyro_vae.mixture import DiagonalNormalMixture
+from pyro_vae.precision import tf32
 
 
 @torch.no_grad()

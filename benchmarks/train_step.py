@@ -45,6 +45,7 @@ import statistics
 
 import pyro
 import torch
+from timing import interleaved, ratio_summary, write_json
 from torch.nn import functional as F
 
 from pyro_vae.build import build_model, resolve_device
@@ -52,7 +53,6 @@ from pyro_vae.config import make_config, replaced
 from pyro_vae.console import ArgumentParser
 from pyro_vae.graphed import GraphedSteps, use_tensor_learning_rate
 from pyro_vae.train import make_optimizer, make_step
-from timing import interleaved, ratio_summary, write_json
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

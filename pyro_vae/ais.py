@@ -44,8 +44,16 @@ from tqdm.auto import tqdm
 from .console import log_line
 from .distributed import batch_span, gather_on_main, log_on_main, on_main, ranks, share_note, stream_seed
 from .errors import ConfigError
-from .evaluate import (AUTO_MEMORY, evaluation_context, halved_after_out_of_memory, is_out_of_memory,
-                       memory_budget, particle_bytes, release_memory, standard_error)
+from .evaluate import (
+    AUTO_MEMORY,
+    evaluation_context,
+    halved_after_out_of_memory,
+    is_out_of_memory,
+    memory_budget,
+    particle_bytes,
+    release_memory,
+    standard_error,
+)
 from .hmc import STEP_SIZE_INIT, Point, adapt_step_size, hmc_transition
 from .importance import log_density, particles_plate
 from .lowering import LoweringFailed, operation_count, trace_graph

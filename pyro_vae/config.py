@@ -415,8 +415,8 @@ def registries() -> dict[str, Any]:
 
 def validate(cfg: Config) -> Config:
     """Check choices, ranges and combinations; return ``cfg`` with ``elbo`` resolved."""
-    from .nets import GATED, LAYER_KINDS
     from .estimators import BASELINES, ESTIMATORS
+    from .nets import GATED, LAYER_KINDS
     from .objectives import check_compatibility, default_objective
     from .priors import import_prior
 

@@ -51,8 +51,17 @@ from .build import build_model, checkpoint_path, load_weights, resolve_device, r
 from .checkpoint import checkpoint_sha256, load_checkpoint
 from .console import log_line
 from .data import load_dataset
-from .distributed import (batch_span, gather_on_main, log_on_main, main_first, on_main, ranks,
-                          share_note, stream_seed, together)
+from .distributed import (
+    batch_span,
+    gather_on_main,
+    log_on_main,
+    main_first,
+    on_main,
+    ranks,
+    share_note,
+    stream_seed,
+    together,
+)
 from .errors import WriteError
 from .importance import log_weights, trace_particles
 from .precision import tf32

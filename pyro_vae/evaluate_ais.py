@@ -18,8 +18,7 @@ from .ais import estimate_ais, estimate_bdmc
 from .console import log_line
 from .distributed import log_on_main, on_main
 from .errors import RunDirError
-from .evaluate import (AUTO_MEMORY, KHAT_BAD, KHAT_SEVERE, open_for_evaluation, show_progress,
-                       standard_error)
+from .evaluate import AUTO_MEMORY, KHAT_BAD, KHAT_SEVERE, open_for_evaluation, show_progress, standard_error
 from .results import read_result, read_summary, save_result
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test

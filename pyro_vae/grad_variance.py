@@ -26,8 +26,8 @@ import torch
 
 from .atomic import atomic_write, make_directory, save_figure
 from .build import build_model, load_run, load_weights, resolve_device
-from .console import log_line
 from .config import Config, check_path, make_config, replaced
+from .console import log_line
 from .data import load_dataset
 from .errors import ConfigError
 from .objectives import build_objective, check_structure

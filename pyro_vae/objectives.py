@@ -19,11 +19,10 @@ from typing import Callable
 
 from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
-from .elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
+from .elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
 from .errors import ConfigError
 from .registry import Registry
 from .sites import MAX_PLATE_NESTING, Structure
-
 
 # What an objective can do; check_compatibility refuses every combination it cannot.
 OBJECTIVES = Registry(

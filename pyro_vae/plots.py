@@ -15,9 +15,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from .atomic import atomic_write, make_directory, save_figure  # noqa: E402

@@ -39,17 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from . import results
 from .atomic import atomic_write, make_directory
 from .build import checkpoint_path
 from .checkpoint import checkpoint_sha256, load_checkpoint
-from .config import (RESUME_OVERRIDABLE, Config, coerce_overrides, import_paths, read_config_file,
-                     validate)
+from .config import RESUME_OVERRIDABLE, Config, coerce_overrides, import_paths, read_config_file, validate
 from .console import log_line
 from .data import load_dataset
-from .errors import (CheckpointError, ConfigError, PyroVAEError, RunDirError, RunLockedError,
-                     WriteError)
+from .errors import CheckpointError, ConfigError, PyroVAEError, RunDirError, RunLockedError, WriteError
 from .evaluate import describe_active_units, evaluate_run
-from . import results
 from .plots import plot_reproduction
 from .rundir import RunDir
 from .runlock import RunLock

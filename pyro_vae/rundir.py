@@ -22,9 +22,9 @@ from typing import Any, Optional
 import yaml
 
 from .atomic import atomic_write
-from .commands import resume_command
 from .checkpoint import load_checkpoint
 from .checkpoint_schema import METRIC_KEYS  # what every line of metrics.jsonl holds
+from .commands import resume_command
 from .config import read_yaml
 from .errors import ConfigError, RunDirError
 from .runlock import LOCK_NAME, RunLock

@@ -31,22 +31,20 @@ from tqdm.auto import tqdm
 from .build import build_model, load_weights, model_structure, resolve_device, saved_run_values
 from .checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from .commands import resume_command
-from .console import describe_unexpected, log_line
 from .config import IMPORT_PATH_KEYS, Config, import_paths, merge_values, resume_config, validate
+from .console import describe_unexpected, log_line
 from .data import VAEData, load_dataset
 from .data_parallel import check_data_parallel, epoch_order, seed_rank_stream, sum_loss_and_gradients
-from .distributed import (broadcast_module, log_on_main, main_first, mark_reported, on_main, ranks,
-                          share, together)
+from .distributed import broadcast_module, log_on_main, main_first, mark_reported, on_main, ranks, share, together
 from .divergence import likely_cause
-from .errors import (CheckpointError, ConfigError, InterruptedRunError, PyroVAEError,
-                     TrainingDivergedError, WriteError)
+from .errors import CheckpointError, ConfigError, InterruptedRunError, PyroVAEError, TrainingDivergedError, WriteError
 from .evaluate import describe, evaluate_model, save_results
-from .precision import tf32
-from .importance import elbo_per_datapoint
 from .graphed import READ_EVERY, GraphedSteps, portable_state, set_learning_rate, use_tensor_learning_rate
+from .importance import elbo_per_datapoint
 from .lowering import LoweredStep, LoweringFailed, lowering_problem
 from .objectives import build_objective
 from .plots import plot_run
+from .precision import tf32
 from .priors import kl_description
 from .rundir import RunDir
 from .schedule import learning_rate

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.ais import (STARTS, AnnealingPath, LatentLayout, TracedEnds, estimate_ais, estimate_bdmc,
-                          sigmoid_schedule)
-from pyro_vae.evaluate import evaluation_context
+from pyro_vae.ais import STARTS, AnnealingPath, LatentLayout, TracedEnds, estimate_ais, estimate_bdmc, sigmoid_schedule
 from pyro_vae.config import make_config
 from pyro_vae.distributed import stream_seed
 from pyro_vae.errors import ConfigError
+from pyro_vae.evaluate import evaluation_context
 from pyro_vae.hmc import STEP_SIZE_MAX, STEP_SIZE_MIN, Point, adapt_step_size, hmc_transition
 from pyro_vae.importance import log_importance_weights
 from pyro_vae.models import build_model

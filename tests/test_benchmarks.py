@@ -11,6 +11,7 @@ import torch
 from pyro_vae.build import build_model
 from pyro_vae.config import make_config
 from pyro_vae.train import make_optimizer, make_step
+
 from conftest import assert_one_line_error
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

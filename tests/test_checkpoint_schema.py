@@ -30,8 +30,8 @@ from pyro_vae.config import Config, make_config, merge_values
 from pyro_vae.errors import CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError
 from pyro_vae.plots import compare_runs
 from pyro_vae.rundir import RunDir
-from pyro_vae.workload import check_model_size, parameter_estimate
 from pyro_vae.train import Trainer, train
+from pyro_vae.workload import check_model_size, parameter_estimate
 
 from conftest import poison_losses, quiet, run_script
 

@@ -17,8 +17,8 @@ from pyro.poutine.messenger import Messenger
 
 from pyro_vae.config import Config
 from pyro_vae.data_parallel import data_parallel_problem
-from pyro_vae.errors import ConfigError
 from pyro_vae.distributed import Ranks, batch_span, ranks, share, stream_seed
+from pyro_vae.errors import ConfigError
 from pyro_vae.rundir import RunDir
 from pyro_vae.train import SVIStep, Trainer
 

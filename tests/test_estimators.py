@@ -12,7 +12,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
-from pyro_vae.elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
+from pyro_vae.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
 
 from linear_gaussian import LinearGaussianVAE
 

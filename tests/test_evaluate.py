@@ -16,12 +16,20 @@ import torch
 from torch import nn
 
 from pyro_vae import evaluate as evaluate_module
+from pyro_vae.build import build_model
 from pyro_vae.config import Config, make_config
-from pyro_vae.evaluate import (active_units, estimate_log_likelihood, evaluate_model, memory_budget,
-                               parse_memory, particle_bytes, summarize, trust_sentence)
+from pyro_vae.evaluate import (
+    active_units,
+    estimate_log_likelihood,
+    evaluate_model,
+    memory_budget,
+    parse_memory,
+    particle_bytes,
+    summarize,
+    trust_sentence,
+)
 from pyro_vae.models.vae import VAE
 from pyro_vae.nets import build_nets
-from pyro_vae.build import build_model
 from pyro_vae.train import train
 
 from conftest import quiet

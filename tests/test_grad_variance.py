@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from pyro_vae.grad_variance import ESTIMATOR_SPECS, run_diagnostic
 from pyro_vae.train import train
 

@@ -8,9 +8,9 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
+from pyro_vae.build import build_model
 from pyro_vae.config import Config
 from pyro_vae.importance import elbo_per_datapoint, log_importance_weights
-from pyro_vae.build import build_model
 
 B, D = 6, 3
 

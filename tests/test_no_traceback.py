@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_faults import one_line_error
 
 from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.console import describe_unexpected, run_command
-
-from test_faults import one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--limit-train", "256", "--limit-test", "32", "--batch-size", "32", "--latent-dim", "2",

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
+from test_safety import copy_run
 
 from pyro_vae.runlock import RunLock
 
 from conftest import assert_one_line_error, run_script, train_tiny_run
-from test_safety import copy_run
 
 # Every name pyro-vae writes in a run directory (or an --out directory); best.pt is left out
 # because evaluation reads it when it is there (a planted one is refused as a checkpoint).

@@ -13,11 +13,11 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
+from pyro_vae.build import build_model
 from pyro_vae.config import make_config
+from pyro_vae.decode import sample_images
 from pyro_vae.errors import ConfigError
 from pyro_vae.priors import PRIORS, kl_description
-from pyro_vae.build import build_model
-from pyro_vae.decode import sample_images
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"mog": {"prior_components": 3}, "vamp": {"prior_components": 4},
@@ -177,9 +177,10 @@ def test_user_defined_prior_end_to_end(data_dir, tmp_path):
 
 @pytest.mark.parametrize("prior", PRIORS)
 def test_every_prior_trains_resumes_and_is_evaluated(prior, data_dir, tmp_path):
-    from conftest import quiet
     from pyro_vae.evaluate import evaluate_run
     from pyro_vae.train import train
+
+    from conftest import quiet
 
     out = tmp_path / "run"
     train({"data_dir": data_dir, "limit_train": 128, "limit_test": 16, "batch_size": 32, "hidden": [32],

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyro_vae import workload
-from pyro_vae.config import (FIELD_TYPES, Config, make_config, read_yaml, replaced, resume_config,
-                             saved_config)
+from pyro_vae.config import FIELD_TYPES, Config, make_config, read_yaml, replaced, resume_config, saved_config
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES
 from pyro_vae.grad_variance import spec_config

@@ -55,6 +55,7 @@ def test_epoch_seconds_count_the_checkpoint_write(small_run, monkeypatch):
     """An epoch's seconds run from the previous record, so a slow checkpoint write (a network
     disk, fsync under load) shows in the training time instead of disappearing from it."""
     import time
+
     import pyro_vae.train as train_module
     pause = 0.3
 

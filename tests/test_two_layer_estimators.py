@@ -22,13 +22,13 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO
 from pyro.poutine.messenger import Messenger
+from test_estimators import Z_MAX, draw_gradients, dreg_reference_gradients, exact_gradient, z_scores
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from pyro_vae.elbos import DReG_ELBO, IWAE_ELBO, RenyiBound, STL_ELBO
+from pyro_vae.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
 from pyro_vae.evaluate import estimate_log_likelihood
 from pyro_vae.importance import trace_particles
 
-from test_estimators import Z_MAX, draw_gradients, dreg_reference_gradients, exact_gradient, z_scores
 from two_layer_gaussian import TwoLayerGaussianVAE
 
 LATENTS = ("z1", "z2")

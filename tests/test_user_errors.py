@@ -21,6 +21,7 @@ from pyro_vae.train import Trainer, train
 
 from conftest import assert_one_line_error, poison_losses, quiet, run_script, train_tiny_run
 
+
 def cli(capsys, name: str, *args) -> tuple[int, str]:
     return run_script(capsys, name, *args)
 

@@ -16,8 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyro_vae.atomic import make_directory
-from pyro_vae.config import (Config, coerce_overrides, import_paths, path_argument, path_problem, read_yaml,
-                             shown, validate)
+from pyro_vae.config import (
+    Config,
+    coerce_overrides,
+    import_paths,
+    path_argument,
+    path_problem,
+    read_yaml,
+    shown,
+    validate,
+)
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate import evaluate_run

@@ -21,10 +21,10 @@ is refused before the run is opened, with what it would cost; --allow-long runs 
 import argparse
 import sys
 
+from pyro_vae.ais import DEFAULT_BATCH, STARTS
 from pyro_vae.config import add_trust_argument, path_argument
 from pyro_vae.console import ArgumentParser, run_command
 from pyro_vae.distributed import log_on_main, process_group, ranks
-from pyro_vae.ais import DEFAULT_BATCH, STARTS
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate import AUTO_MEMORY, evaluate_run, parse_memory
 from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run, default_steps

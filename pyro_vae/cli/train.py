@@ -21,8 +21,7 @@ from pyro_vae.distributed import process_group, ranks, together
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluate import evaluate_model
 from pyro_vae.train import train
-from pyro_vae.workload import (check_iwae, check_training_memory, evaluation_images,
-                               resolve_device_name)
+from pyro_vae.workload import check_iwae, check_training_memory, evaluation_images, resolve_device_name
 
 
 def main(argv=None) -> int:
