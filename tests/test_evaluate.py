@@ -379,9 +379,8 @@ def _psis_in_a_fresh_process(tmp_path, code: str) -> str:
 def test_psis_does_not_print_arvizs_refactor_notice_but_other_warnings_pass(tmp_path):
     import arviz
 
-    if not arviz.__version__.startswith("0."):
-        pytest.skip(f"ArviZ {arviz.__version__} has no refactor notice (0.x only)")
-    assert "ArviZ is undergoing a major refactor" in _psis_in_a_fresh_process(tmp_path / "a", "import arviz")
+    if "ArviZ is undergoing a major refactor" not in _psis_in_a_fresh_process(tmp_path / "a", "import arviz"):
+        pytest.skip(f"ArviZ {arviz.__version__} prints no refactor notice (the later 0.x versions do)")
     stderr = _psis_in_a_fresh_process(tmp_path / "b", (
         "import warnings, numpy as np\n"
         "from pyro_vae.evaluate import psis\n"
