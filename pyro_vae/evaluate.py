@@ -219,7 +219,7 @@ class ChunkedLogWeights:
 
     def __call__(self, x: torch.Tensor, num_samples: int):
         """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, and E_q[z | x] ``(B, D_site)``
-        of every latent site (see :func:`add_site_means`)."""
+        of every latent site (see :func:`site_mean_sums`)."""
         chunks, done, sums = [], 0, {}
         running_max = torch.full((x.shape[0],), -math.inf, device=x.device)
         running_sum = torch.zeros(x.shape[0], device=x.device)
@@ -251,26 +251,25 @@ class ChunkedLogWeights:
         traces die on return, so the next chunk is not drawn while these are held."""
         traces = trace_particles(self.model, self.guide, x, num_samples=n)
         lw = log_weights(traces).expand(n, x.shape[0])
-        sums: dict[str, torch.Tensor] = {}
-        add_site_means(sums, traces.guide, n, x.shape[0])
-        return lw, sums
+        return lw, site_mean_sums(traces.guide, n, x.shape[0])
 
 
-def add_site_means(sums: dict[str, torch.Tensor], guide_trace, num_samples: int, batch: int) -> None:
-    """Add each latent site's conditional mean, summed over the particles, to ``sums``.
+def site_mean_sums(guide_trace, num_samples: int, batch: int) -> dict[str, torch.Tensor]:
+    """Each latent site's conditional mean, summed over the particles: ``{name: (batch, D)}``.
 
     The mean of q(z_l | parents) averaged over the particles' parents is E_q[z_l | x] (tower
     rule), with less noise than averaging the samples; for a first-layer site it is exact.
     Distributions without a ``mean`` contribute their samples.
     """
+    sums = {}
     for site in latent_sites(guide_trace):
         value = site["value"]
         try:
             mean = site["fn"].mean
         except NotImplementedError:
             mean = value
-        total = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
-        sums[site["name"]] = sums[site["name"]] + total if site["name"] in sums else total
+        sums[site["name"]] = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
+    return sums
 
 
 # ArviZ 0.x announces its 1.x refactor with a multi-line FutureWarning once a day, in the middle of
