@@ -3,16 +3,16 @@
 
 Both run the same algorithm on the same networks and images: C chains per image from the guide,
 a sigmoid schedule of T steps, one HMC transition of L leapfrog steps per intermediate
-distribution with per-image step sizes (the same :func:`~pyro_vae.ais.anneal` loop). The
+distribution with per-image step sizes (the same :func:`~pyro_vae.evaluation.ais.anneal` loop). The
 reference writes log p(x, z) and log q(z | x) of the
 one-layer VAE by hand (standard normal prior, Bernoulli pixels) and differentiates them with
-autograd; pyro-vae reads both off Pyro traces of the model and guide (:mod:`pyro_vae.ais`), which
+autograd; pyro-vae reads both off Pyro traces of the model and guide (:mod:`pyro_vae.evaluation.ais`), which
 works for any model: "pyro-vae" replays them as one traced graph per shape (what ``evaluate.py
 --method ais`` does), "pyro-vae+pyro-traces" runs the Pyro traces at every leapfrog step (what
 it did before). The variants are interleaved (random order per round); reported are the median
 seconds, the throughput, the median per-round ratio to the reference, and the median per-round
 ratio of the traced graph to the Pyro traces. On CUDA the clocks are read after
-``torch.cuda.synchronize()``, and the images default to :data:`~pyro_vae.ais.DEFAULT_BATCH`'s.
+``torch.cuda.synchronize()``, and the images default to :data:`~pyro_vae.evaluation.ais.DEFAULT_BATCH`'s.
 
     python benchmarks/ais.py                                  # IWAE paper's 1-layer net, CPU
     python benchmarks/ais.py --run-dir runs/<run>             # a trained checkpoint's networks
@@ -29,9 +29,9 @@ from timing import benchmark_model, interleaved, ratio_summary, write_json
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.ais import AnnealingPath, TracedEnds, anneal, default_batch, log_mean_exp, sigmoid_schedule
-from pyro_vae.build import resolve_device
-from pyro_vae.evaluate import evaluation_context
+from pyro_vae.core.distributed import resolve_device
+from pyro_vae.evaluation.ais import AnnealingPath, TracedEnds, anneal, default_batch, log_mean_exp, sigmoid_schedule
+from pyro_vae.evaluation.evaluate import evaluation_context
 
 
 class HandWrittenPath:

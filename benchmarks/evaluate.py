@@ -19,7 +19,7 @@ there: "pyro-vae+psis").
     python benchmarks/evaluate.py --prior vamp --num-images 20 --num-samples 5000 --rounds 1
 
 With ``--prior vamp`` (or ``mog``) there is no hand-written reference; the variants are pyro-vae's
-mixture density by matrix products (:mod:`pyro_vae.mixture`) and the broadcasting
+mixture density by matrix products (:mod:`pyro_vae.nn.mixture`) and the broadcasting
 ``MixtureSameFamily.log_prob`` it replaced, inside the same estimator with the prior built once
 (``fixed_prior``, as ``evaluate.py`` does); the ratio is to the latter (issue 11: >= 10x faster).
 """
@@ -35,10 +35,10 @@ from timing import benchmark_model, interleaved, ratio_summary, write_json
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from pyro_vae.build import resolve_device
-from pyro_vae.evaluate import estimate_log_likelihood, memory_budget, particle_bytes
-from pyro_vae.mixture import DiagonalNormalMixture
-from pyro_vae.precision import tf32
+from pyro_vae.core.distributed import resolve_device
+from pyro_vae.core.precision import tf32
+from pyro_vae.evaluation.evaluate import estimate_log_likelihood, memory_budget, particle_bytes
+from pyro_vae.nn.mixture import DiagonalNormalMixture
 
 
 @torch.no_grad()

@@ -18,8 +18,9 @@ from typing import Callable, Optional
 import pyro
 import torch
 
-from pyro_vae.build import build_model, load_run, load_weights
 from pyro_vae.config import make_config
+from pyro_vae.models import build_model
+from pyro_vae.runs.opening import load_run, load_weights
 
 
 def benchmark_model(run_dir: Optional[str], device: torch.device, settings: dict,

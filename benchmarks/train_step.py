@@ -2,7 +2,7 @@
 """Time one training step of pyro-vae against hand-written PyTorch, interleaved in one process.
 
 For every objective named in ``--variants``, pyro-vae's step (exactly what ``scripts/svi_train.py``
-launches from the host: :func:`pyro_vae.train.make_step`, compiled unless the variant ends in
+launches from the host: :func:`pyro_vae.training.trainer.make_step`, compiled unless the variant ends in
 ``+eager``) is timed against a hand-written eager PyTorch step of the *same* objective on a deep copy of the same
 networks, with the same optimizer on the same fixed binary minibatch:
 
@@ -17,7 +17,7 @@ The hand-written side handles both shipped models (``--model vae`` or ``hvae``, 
 layers) with the standard-normal prior.
 
 ``NAME+graph`` (``--device cuda`` only) times the path ``svi_train.py`` takes on CUDA: the whole
-step captured as one CUDA graph (:class:`pyro_vae.graphed.GraphedSteps`, set up as the Trainer
+step captured as one CUDA graph (:class:`pyro_vae.training.graphed.GraphedSteps`, set up as the Trainer
 sets it up), its minibatches sliced and binarized on the device. It is also reported as a ratio
 to ``NAME``, the host-launched compiled step timed in the same rounds (added if not named). ``--priors normal vamp`` times the pyro-vae steps once
 per prior and also reports each one's ratio to the first prior's (the VampPrior target).
@@ -48,11 +48,12 @@ import torch
 from timing import interleaved, ratio_summary, write_json
 from torch.nn import functional as F
 
-from pyro_vae.build import build_model, resolve_device
 from pyro_vae.config import make_config, replaced
-from pyro_vae.console import ArgumentParser
-from pyro_vae.graphed import GraphedSteps, use_tensor_learning_rate
-from pyro_vae.train import make_optimizer, make_step
+from pyro_vae.core.console import ArgumentParser
+from pyro_vae.core.distributed import resolve_device
+from pyro_vae.models import build_model
+from pyro_vae.training.graphed import GraphedSteps, use_tensor_learning_rate
+from pyro_vae.training.trainer import make_optimizer, make_step
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 def _dataset_in(name: str, root: Path) -> str:
     """``root`` once ``name`` loads from it (downloading it there if it is missing and downloads
     are allowed); a one-line skip (a failure under ``$CI``) when it cannot."""
+    from pyro_vae.core.errors import DatasetNotFoundError
     from pyro_vae.data import load_dataset
-    from pyro_vae.errors import DatasetNotFoundError
 
     try:
         load_dataset(name, str(root), limit_train=1, limit_test=1)
@@ -77,7 +77,7 @@ TINY_RUN = {"limit_train": 64, "limit_test": 16, "batch_size": 32, "hidden": [16
 
 def train_tiny_run(data_dir: str, out: Path, **overrides) -> Path:
     """:data:`TINY_RUN` (with ``overrides``) trained into ``out``."""
-    from pyro_vae.train import train
+    from pyro_vae.training.trainer import train
 
     train({"data_dir": data_dir, **TINY_RUN, **overrides, "out": str(out)}, log=quiet, progress=False)
     return out
@@ -129,7 +129,7 @@ def run_script(capsys, name: str, *args) -> tuple[int, str]:
 def poison_losses(monkeypatch, trainer, value: float) -> None:
     """Every training step of ``trainer`` reports the loss ``value`` (nan, inf) and updates nothing,
     whether the step is compiled or eager."""
-    from pyro_vae.lowering import LoweredStep
+    from pyro_vae.infer.lowering import LoweredStep
 
     trainer.step.elbo.loss_and_grads = lambda *args, **kwargs: value
     monkeypatch.setattr(LoweredStep, "__call__",

@@ -13,7 +13,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_vae.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
 
 
 class LinearGaussianVAE(nn.Module):

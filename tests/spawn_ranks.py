@@ -2,7 +2,7 @@
 
 Each rank is a process started by ``torch.multiprocessing.spawn`` with torchrun's environment
 variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so pyro-vae's own
-:func:`~pyro_vae.distributed.process_group` joins the group exactly as under torchrun. The
+:func:`~pyro_vae.core.distributed.process_group` joins the group exactly as under torchrun. The
 function's return value comes back per rank (through a file: it may hold tensors). Writes into
 ``watch`` are recorded per rank with an audit hook, to check which rank wrote what.
 
@@ -62,7 +62,7 @@ def _worker(rank: int, world_size: int, port: int, fn: Callable, args: tuple, ou
             watch: Optional[str]) -> None:
     os.environ.update(torchrun_environment(rank, world_size, port))
     torch.set_num_threads(1)
-    from pyro_vae.distributed import process_group
+    from pyro_vae.core.distributed import process_group
 
     written: list[str] = []
     if watch is not None:

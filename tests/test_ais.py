@@ -9,15 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.ais import STARTS, AnnealingPath, LatentLayout, TracedEnds, estimate_ais, estimate_bdmc, sigmoid_schedule
 from pyro_vae.config import make_config
-from pyro_vae.distributed import stream_seed
-from pyro_vae.errors import ConfigError
-from pyro_vae.evaluate import evaluation_context
-from pyro_vae.hmc import STEP_SIZE_MAX, STEP_SIZE_MIN, Point, adapt_step_size, hmc_transition
-from pyro_vae.importance import log_importance_weights
+from pyro_vae.core.distributed import stream_seed
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.evaluation.ais import (
+    STARTS,
+    AnnealingPath,
+    LatentLayout,
+    TracedEnds,
+    estimate_ais,
+    estimate_bdmc,
+    sigmoid_schedule,
+)
+from pyro_vae.evaluation.evaluate import evaluation_context
+from pyro_vae.evaluation.hmc import STEP_SIZE_MAX, STEP_SIZE_MIN, Point, adapt_step_size, hmc_transition
+from pyro_vae.infer.importance import log_importance_weights
 from pyro_vae.models import build_model
-from pyro_vae.priors import PRIORS
+from pyro_vae.models.priors import PRIORS
 
 from conftest import quiet, run_script
 from linear_gaussian import LinearGaussianVAE
@@ -167,7 +175,7 @@ def test_layout_flattens_and_restores_every_site():
 
 
 def test_the_command_writes_ais_and_bdmc_results_and_compares_with_iwae(small_run, capsys, tmp_path):
-    from pyro_vae.train import train
+    from pyro_vae.training.trainer import train
     train(small_run, log=quiet, progress=False)
     run = small_run["out"]
     common = ["--limit", "6", "--data-dir", small_run["data_dir"]]
@@ -209,7 +217,7 @@ def test_flag_mistakes_are_one_line_errors(capsys, tmp_path, args, message):
 
 
 def test_out_of_memory_halves_the_batch_of_images_and_retries(monkeypatch):
-    import pyro_vae.ais as ais_module
+    import pyro_vae.evaluation.ais as ais_module
     real = ais_module.anneal
 
     def small_memory(path, z, *args, **kwargs):
@@ -229,8 +237,8 @@ def test_out_of_memory_halves_the_batch_of_images_and_retries(monkeypatch):
 def test_the_memory_budget_sets_the_images_per_batch():
     """Three particles' activations per chain (forward, the gradient's graph, the carried
     gradients): ten images' worth of budget is ten images, twice the chains half as many."""
-    from pyro_vae.ais import images_per_batch
-    from pyro_vae.evaluate import particle_bytes
+    from pyro_vae.evaluation.ais import images_per_batch
+    from pyro_vae.evaluation.evaluate import particle_bytes
     model = build_model(make_config({"hidden": [32], "latent_dim": 4}))
     x = torch.zeros(50, 784)
     per_image = 3 * 16 * particle_bytes(model, x[:1])
@@ -241,8 +249,8 @@ def test_the_memory_budget_sets_the_images_per_batch():
 
 
 def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
-    from pyro_vae.evaluate_ais import compare_with_iwae
-    from pyro_vae.results import write_result
+    from pyro_vae.evaluation.evaluate_ais import compare_with_iwae
+    from pyro_vae.runs.results import write_result
     summary = {"split": "test", "epoch": 3, "checkpoint": "last", "checkpoint_sha256": "ab12"}
     write_result(tmp_path, "eval", {**summary, "num_samples": 10},
                  {"log_px": np.array([-3.0, -2.0]), "khat": np.array([0.9, 0.2])})
@@ -306,7 +314,7 @@ def test_a_model_that_cannot_be_traced_runs_with_pyro_traces_and_says_so():
 
 
 def test_the_batch_default_depends_on_the_device():
-    from pyro_vae.ais import default_batch
+    from pyro_vae.evaluation.ais import default_batch
     assert default_batch("cpu") == 100 and default_batch("cuda") == 5000
     vae = LinearGaussianVAE()
     summary, _ = estimate_ais(vae, vae.sample_data(3), 1, num_chains=2, log=quiet)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae.build import build_model
 from pyro_vae.config import make_config
-from pyro_vae.train import make_optimizer, make_step
+from pyro_vae.models import build_model
+from pyro_vae.training.trainer import make_optimizer, make_step
 
 from conftest import assert_one_line_error
 

@@ -1,4 +1,4 @@
-"""A checkpoint is validated as data (pyro_vae/checkpoint_schema.py), not only checksummed.
+"""A checkpoint is validated as data (pyro_vae/runs/checkpoint_schema.py), not only checksummed.
 
 Each crafted checkpoint below is a valid one with one field changed and its SHA-256 recomputed,
 as an author who shares a run directory can do (``craft``). Every field is checked on load and
@@ -22,16 +22,16 @@ import pytest
 import torch
 import yaml
 
-from pyro_vae import workload
-from pyro_vae.build import build_model
-from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
-from pyro_vae.commands import quote, resume_command
 from pyro_vae.config import Config, make_config, merge_values
-from pyro_vae.errors import CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError
-from pyro_vae.plots import compare_runs
-from pyro_vae.rundir import RunDir
-from pyro_vae.train import Trainer, train
-from pyro_vae.workload import check_model_size, parameter_estimate
+from pyro_vae.core import workload
+from pyro_vae.core.commands import quote, resume_command
+from pyro_vae.core.errors import CheckpointError, ConfigError, InterruptedRunError, TrainingDivergedError
+from pyro_vae.core.workload import check_model_size, parameter_estimate
+from pyro_vae.models import build_model
+from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
+from pyro_vae.runs.rundir import RunDir
+from pyro_vae.training.trainer import Trainer, train
+from pyro_vae.viz.plots import compare_runs
 
 from conftest import poison_losses, quiet, run_script
 
@@ -300,7 +300,7 @@ def test_huge_layers_are_refused_fresh_and_from_a_checkpoint(trained, data_dir, 
 # config.yaml and metrics.jsonl agree with the checkpoint ----------------------------------------
 
 KILL_AT_CONFIG = textwrap.dedent("""
-    import os, signal, pyro_vae.rundir as rundir
+    import os, signal, pyro_vae.runs.rundir as rundir
     def killed(self, config):
         os.kill(os.getpid(), signal.SIGKILL)  # after the checkpoint, before config.yaml
     rundir.RunDir.write_config = killed
@@ -409,7 +409,7 @@ def fake_gpu(monkeypatch):
 
 
 def test_a_cuda_run_saves_its_own_gpu_generator_only(fake_gpu):
-    from pyro_vae.train import _rng_state
+    from pyro_vae.training.trainer import _rng_state
 
     assert torch.equal(_rng_state(torch.device("cuda"))["cuda"], CUDA_STATE)
     assert _rng_state(torch.device("cpu"))["cuda"] is None
@@ -428,7 +428,7 @@ def test_a_cuda_run_saves_its_own_gpu_generator_only(fake_gpu):
     ([], "cpu", None, None),
 ])
 def test_a_cuda_generator_state_is_restored_where_it_fits(fake_gpu, saved, device, restored, note):
-    from pyro_vae.train import _set_rng_state
+    from pyro_vae.training.trainer import _set_rng_state
 
     said = _set_rng_state({"torch": torch.get_rng_state(), "cuda": saved}, torch.device(device), "x.pt")
     assert (said is None) if note is None else (note in said and "\n" not in said)
@@ -440,7 +440,7 @@ def test_a_cuda_generator_state_is_restored_where_it_fits(fake_gpu, saved, devic
 
 
 def test_a_state_torch_refuses_names_the_field(fake_gpu, monkeypatch):
-    from pyro_vae.train import _set_rng_state
+    from pyro_vae.training.trainer import _set_rng_state
 
     def refuse(state, device="cuda"):
         raise RuntimeError("RNG state is wrong size")
@@ -485,7 +485,7 @@ def test_every_torch_load_maps_to_the_cpu_and_reads_plain_data_only():
 def test_adam_state_saved_on_one_device_lands_beside_the_parameters():
     """What a resume relies on when a run moves between devices (here CPU float64 parameters stand
     in for another device: load_state_dict casts the moments to each parameter's dtype and device)."""
-    from pyro_vae.graphed import portable_state
+    from pyro_vae.training.graphed import portable_state
 
     p = torch.nn.Parameter(torch.ones(3))
     opt = torch.optim.Adam([p], lr=1e-3)

@@ -103,7 +103,7 @@ def test_output_lines_are_flushed_as_they_happen(monkeypatch):
     """Piped to a file, block-buffered stdout would show nothing until the run ends."""
     import io
 
-    from pyro_vae import console
+    from pyro_vae.core import console
 
     class Recorder(io.StringIO):
         flushes = 0

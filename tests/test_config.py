@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pyro_vae.config import Config, add_config_arguments, load_yaml, make_config, resume_config
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,9 @@ import warnings
 import pytest
 import torch
 
-from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.config import Config
-from pyro_vae.train import Trainer, train
+from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
+from pyro_vae.training.trainer import Trainer, train
 
 from conftest import REPO, TINY_RUN, quiet, run_script
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pyro_vae import data as data_module
+from pyro_vae.core.errors import DatasetCorruptError, DatasetNotFoundError
 from pyro_vae.data import load_dataset, parse_amat, resolve_data_dir
-from pyro_vae.errors import DatasetCorruptError, DatasetNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 

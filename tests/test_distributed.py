@@ -16,11 +16,11 @@ from pyro.distributions import Independent
 from pyro.poutine.messenger import Messenger
 
 from pyro_vae.config import Config
-from pyro_vae.data_parallel import data_parallel_problem
-from pyro_vae.distributed import Ranks, batch_span, ranks, share, stream_seed
-from pyro_vae.errors import ConfigError
-from pyro_vae.rundir import RunDir
-from pyro_vae.train import SVIStep, Trainer
+from pyro_vae.core.distributed import Ranks, batch_span, ranks, share, stream_seed
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.runs.rundir import RunDir
+from pyro_vae.training.data_parallel import data_parallel_problem
+from pyro_vae.training.trainer import SVIStep, Trainer
 
 from conftest import REPO, load_command, quiet, run_script
 from spawn_ranks import run_ranks, torchrun_environment
@@ -227,7 +227,7 @@ def test_data_parallel_refuses_what_does_not_split(data_dir, tmp_path, options, 
 
 
 def test_an_objective_must_declare_that_it_sums_over_data(data_dir, tmp_path):
-    from pyro_vae import objectives
+    from pyro_vae.infer import objectives
 
     trace = objectives.OBJECTIVES.get("trace")
     objectives.register_objective("trace", replace=True, kl_warmup=True)(trace.factory)
@@ -261,7 +261,7 @@ class Exotic:
 
 
 def test_object_bytes_round_trip_plain_data_and_refuse_anything_else():
-    from pyro_vae.distributed import from_bytes, to_bytes
+    from pyro_vae.core.distributed import from_bytes, to_bytes
 
     value = ("ok", {"epoch": 3, "loss": [1.5, float("inf")], "x": torch.arange(4)}, None, "text")
     back = from_bytes(to_bytes(value))
@@ -272,7 +272,7 @@ def test_object_bytes_round_trip_plain_data_and_refuse_anything_else():
 
 
 def send_an_object_that_is_not_plain_data() -> str:
-    from pyro_vae.distributed import broadcast
+    from pyro_vae.core.distributed import broadcast
 
     try:
         broadcast(Exotic() if ranks().main else None)
@@ -289,7 +289,7 @@ def test_a_rank_refuses_an_object_that_is_not_plain_data(tmp_path, capfd):
 
 @pytest.mark.parametrize("local_rank, local_world, gpus", [(1, 2, 1), (0, 2, 1), (2, 3, 2)])
 def test_a_cuda_run_refuses_more_ranks_on_a_machine_than_gpus(monkeypatch, local_rank, local_world, gpus):
-    from pyro_vae.build import resolve_device
+    from pyro_vae.core.distributed import resolve_device
 
     for name, value in torchrun_environment(local_rank, local_world, 29500).items():
         monkeypatch.setenv(name, value)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
-from pyro_vae.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
+from pyro_vae.infer.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
 
 from linear_gaussian import LinearGaussianVAE
 
@@ -192,8 +192,8 @@ def test_new_objectives_train_with_pyro_svi():
 def test_dreg_gradients_are_exactly_the_doubly_reparameterized_ones():
     """Same draws (same seed): DReG's encoder gradient is that of -sum stop(w~^2) log w and its
     decoder gradient that of -sum stop(w~) log w, with log q at fixed guide parameters."""
-    from pyro_vae.elbos.path import detach_parameters
-    from pyro_vae.importance import log_density, trace_particles
+    from pyro_vae.infer.elbos.path import detach_parameters
+    from pyro_vae.infer.importance import log_density, trace_particles
 
     vae = LinearGaussianVAE()
     x = vae.sample_data(4)

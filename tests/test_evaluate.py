@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from pyro_vae import evaluate as evaluate_module
-from pyro_vae.build import build_model
 from pyro_vae.config import Config, make_config
-from pyro_vae.evaluate import (
+from pyro_vae.evaluation.evaluate import (
     active_units,
     estimate_log_likelihood,
     evaluate_model,
@@ -28,9 +27,10 @@ from pyro_vae.evaluate import (
     summarize,
     trust_sentence,
 )
+from pyro_vae.models import build_model
 from pyro_vae.models.vae import VAE
-from pyro_vae.nets import build_nets
-from pyro_vae.train import train
+from pyro_vae.nn.nets import build_nets
+from pyro_vae.training.trainer import train
 
 from conftest import quiet
 from linear_gaussian import LinearGaussianVAE
@@ -357,7 +357,7 @@ def test_psis_reads_the_tail_of_the_weights_with_either_arviz_line():
     weights are Frechet with shape 1, so k = 1; for narrow normal log-weights it is near 0.
     ArviZ 1.x's psislw takes a log-likelihood (the sign flipped): un-negated it gave k-hat -0.03
     for the Gumbel rows. The smoothed weights are normalized in both lines."""
-    from pyro_vae.evaluate import _arviz_psislw, psis
+    from pyro_vae.evaluation.evaluate import _arviz_psislw, psis
     rng = np.random.default_rng(0)
     log_w = np.concatenate([rng.normal(0, 0.5, (3, 5000)), rng.gumbel(0, 1, (3, 5000))]) - 80
     khat, ess = psis(log_w)
@@ -383,7 +383,7 @@ def test_psis_does_not_print_arvizs_refactor_notice_but_other_warnings_pass(tmp_
         pytest.skip(f"ArviZ {arviz.__version__} prints no refactor notice (the later 0.x versions do)")
     stderr = _psis_in_a_fresh_process(tmp_path / "b", (
         "import warnings, numpy as np\n"
-        "from pyro_vae.evaluate import psis\n"
+        "from pyro_vae.evaluation.evaluate import psis\n"
         "psis(np.random.default_rng(0).standard_normal((2, 200)))\n"
         "warnings.warn('a user warning', FutureWarning)\n"))
     assert "ArviZ is undergoing" not in stderr and "a user warning" in stderr

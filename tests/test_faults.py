@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from pyro_vae import checkpoint as checkpoint_module
-from pyro_vae.checkpoint import load_checkpoint
-from pyro_vae.errors import CheckpointError, RunLockedError, WriteError
-from pyro_vae.rundir import RunDir
-from pyro_vae.runlock import RunLock
-from pyro_vae.train import Trainer, train
+from pyro_vae.core.errors import CheckpointError, RunLockedError, WriteError
+from pyro_vae.runs.checkpoint import load_checkpoint
+from pyro_vae.runs.lock import RunLock
+from pyro_vae.runs.rundir import RunDir
+from pyro_vae.training.trainer import Trainer, train
 
 from conftest import quiet
 
@@ -108,7 +108,7 @@ def test_kill_9_during_training_then_resume_equals_an_uninterrupted_run(uninterr
 # Dies by SIGKILL halfway through writing the bytes of the second checkpoint (epoch 2).
 DIE_IN_SECOND_CHECKPOINT_WRITE = textwrap.dedent("""
     import os, signal
-    import pyro_vae.checkpoint as checkpoint
+    import pyro_vae.runs.checkpoint as checkpoint
     real, calls = checkpoint.atomic_write, []
     def dying_write(path, content):
         calls.append(path)
@@ -202,9 +202,9 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(uninterrupt
 
 def enospc_in(name: str) -> str:
     """Prelude: the first write of a file called ``name`` fails with ENOSPC halfway through (in
-    :mod:`pyro_vae.atomic`, through which every file is written)."""
+    :mod:`pyro_vae.core.atomic`, through which every file is written)."""
     return textwrap.dedent(f"""
-        import errno, pyro_vae.atomic as atomic
+        import errno, pyro_vae.core.atomic as atomic
         real, failed = atomic._stage, []
         def full_disk(path, content):
             if path.name == {name!r} and not failed:  # the first such write only
@@ -286,7 +286,7 @@ def test_write_error_in_process_is_typed(small_run, monkeypatch):
 
 def hold_lock(directory: Path) -> subprocess.Popen:
     """Another process that holds the run directory's lock until it is killed."""
-    code = (f"from pyro_vae.runlock import RunLock\nimport time\nRunLock({str(directory)!r}).__enter__()\n"
+    code = (f"from pyro_vae.runs.lock import RunLock\nimport time\nRunLock({str(directory)!r}).__enter__()\n"
             "print('locked', flush=True)\ntime.sleep(600)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
@@ -313,7 +313,7 @@ def pause_after_first_epoch(go: Path) -> str:
     """Prelude: after writing its first epoch, training waits until the file ``go`` exists."""
     return textwrap.dedent(f"""
         import os, time
-        from pyro_vae.rundir import RunDir
+        from pyro_vae.runs.rundir import RunDir
         real = RunDir.write_metrics
         def write_then_wait(self, records):
             real(self, records)
@@ -354,7 +354,7 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
             pass
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     # released: another process may take it now
-    code = f"from pyro_vae.runlock import RunLock\nRunLock({str(tmp_path)!r}).__enter__()\nprint('ok')"
+    code = f"from pyro_vae.runs.lock import RunLock\nRunLock({str(tmp_path)!r}).__enter__()\nprint('ok')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
 
 

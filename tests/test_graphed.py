@@ -1,4 +1,4 @@
-"""The on-device training loop behind CUDA graphs (pyro_vae.graphed), exercised on the CPU: the
+"""The on-device training loop behind CUDA graphs (pyro_vae.training.graphed), exercised on the CPU: the
 same step the graph captures, run uncaptured. Capture itself needs a GPU (tests/test_cuda.py).
 Every run here is pinned to the CPU (small_run's device): with "auto" on a GPU machine the host
 run would be graphed too."""
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from pyro_vae.config import Config
-from pyro_vae.errors import TrainingDivergedError
-from pyro_vae.graphed import READ_EVERY, portable_state, set_learning_rate, use_tensor_learning_rate
-from pyro_vae.train import Trainer, train
+from pyro_vae.core.errors import TrainingDivergedError
+from pyro_vae.training.graphed import READ_EVERY, portable_state, set_learning_rate, use_tensor_learning_rate
+from pyro_vae.training.trainer import Trainer, train
 
 from conftest import poison_losses, quiet
 

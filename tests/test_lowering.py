@@ -1,4 +1,4 @@
-"""The compiled step (pyro_vae.lowering): the same loss and gradients as Pyro's eager step, the
+"""The compiled step (pyro_vae.infer.lowering): the same loss and gradients as Pyro's eager step, the
 random stream untouched by compiling, and an eager fallback, with the reason, where tracing would
 be wrong."""
 
@@ -8,11 +8,11 @@ import pyro
 import pytest
 import torch
 
-from pyro_vae.build import build_model
 from pyro_vae.config import make_config
-from pyro_vae.lowering import LoweredStep, LoweringFailed, differentiable_loss, tensor_items
-from pyro_vae.objectives import build_objective
-from pyro_vae.train import make_optimizer, make_step
+from pyro_vae.infer.lowering import LoweredStep, LoweringFailed, differentiable_loss, tensor_items
+from pyro_vae.infer.objectives import build_objective
+from pyro_vae.models import build_model
+from pyro_vae.training.trainer import make_optimizer, make_step
 
 from conftest import REPO
 
@@ -134,7 +134,7 @@ class ValueDependentVAE(torch.nn.Module):
 
 
 def test_a_model_that_reads_tensor_values_falls_back_to_eager():
-    from pyro_vae.train import SVIStep
+    from pyro_vae.training.trainer import SVIStep
 
     model = ValueDependentVAE()
     step = SVIStep(model, build_objective(make_config({"elbo": "trace"})),

@@ -1,11 +1,11 @@
-"""The mixture density by matrix products (pyro_vae.mixture) against MixtureSameFamily."""
+"""The mixture density by matrix products (pyro_vae.nn.mixture) against MixtureSameFamily."""
 
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_vae.mixture import DiagonalNormalMixture, mixture_log_prob
+from pyro_vae.nn.mixture import DiagonalNormalMixture, mixture_log_prob
 
 
 def reference(logits, locs, scales):

@@ -8,9 +8,9 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from pyro_vae.build import build_model
 from pyro_vae.config import Config
-from pyro_vae.importance import elbo_per_datapoint, log_importance_weights
+from pyro_vae.infer.importance import elbo_per_datapoint, log_importance_weights
+from pyro_vae.models import build_model
 
 B, D = 6, 3
 
@@ -108,7 +108,7 @@ def test_meanfield_removes_the_kl_noise(vae, x):
 
 
 def test_pixel_likelihood_is_the_bernoulli_on_logits():
-    from pyro_vae.likelihood import BernoulliPixels
+    from pyro_vae.models.likelihood import BernoulliPixels
 
     logits = torch.randn(3, 5, 784) * 4
     x = torch.bernoulli(torch.full((5, 784), 0.3))

@@ -12,13 +12,13 @@ from pyro import poutine
 from pyro.distributions.testing.fakes import NonreparameterizedNormal
 from torch import nn
 
-from pyro_vae.build import build_model, model_structure
 from pyro_vae.config import make_config
-from pyro_vae.errors import ConfigError
-from pyro_vae.evaluate import describe, evaluate_model
-from pyro_vae.grad_variance import run_diagnostic
-from pyro_vae.objectives import build_objective, check_structure
-from pyro_vae.sites import probe
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.evaluation.evaluate import describe, evaluate_model
+from pyro_vae.infer.objectives import build_objective, check_structure, model_structure
+from pyro_vae.models import build_model
+from pyro_vae.models.sites import probe
+from pyro_vae.studies.grad_variance import run_diagnostic
 
 from conftest import quiet, run_script
 

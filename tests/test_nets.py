@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae.build import build_model
 from pyro_vae.config import Config
-from pyro_vae.nets import init_output_bias
+from pyro_vae.models import build_model
+from pyro_vae.nn.nets import init_output_bias
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])

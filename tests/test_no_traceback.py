@@ -15,8 +15,8 @@ import pytest
 import torch
 from test_faults import one_line_error
 
-from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
-from pyro_vae.console import describe_unexpected, run_command
+from pyro_vae.core.console import describe_unexpected, run_command
+from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--limit-train", "256", "--limit-test", "32", "--batch-size", "32", "--latent-dim", "2",
@@ -118,7 +118,7 @@ def test_other_errors_are_one_line_saying_whose_they_are(capsys):
 @pytest.mark.parametrize("content", [b"the user's own notes\n", b"", b"\x80\x02]q\x00.", bytes(range(256)) * 8])
 def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
     """Any bytes at a checkpoint's name (a planted best.pt, a copy gone wrong) are refused as such."""
-    from pyro_vae.errors import CheckpointError
+    from pyro_vae.core.errors import CheckpointError
     (tmp_path / "checkpoint.pt").write_bytes(content)
     with pytest.raises(CheckpointError) as refused:
         load_checkpoint(tmp_path)
@@ -155,7 +155,7 @@ def test_a_user_model_without_parameters_is_one_line(tmp_path, data_dir):
 def test_advice_naming_a_shared_import_path_quotes_it():
     """The command a message suggests pastes as exactly what the checkpoint named, never more."""
     from pyro_vae.config import check_trusted_imports
-    from pyro_vae.errors import UntrustedImportError
+    from pyro_vae.core.errors import UntrustedImportError
     evil = "evil:M; touch /tmp/owned\nmore"
     with pytest.raises(UntrustedImportError) as refused:
         check_trusted_imports({"model": evil}, [], "the checkpoint in run")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_safety import copy_run
 
-from pyro_vae.runlock import RunLock
+from pyro_vae.runs.lock import RunLock
 
 from conftest import assert_one_line_error, run_script, train_tiny_run
 
@@ -179,7 +179,7 @@ def test_reproduce_writes_its_table_through_no_link_and_refuses_a_lock_link(data
 def test_a_saved_data_directory_that_is_not_here_is_not_made(shared_run, data_dir, tmp_path, capsys, monkeypatch):
     """The author's data_dir names a place on their machine: pyro-vae does not create it (nor
     download into it) on yours, but reads the data from your own data directory."""
-    from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
+    from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
     run = copy_run(shared_run, tmp_path / "run")
     elsewhere = tmp_path / "outside" / "authors-data"
     state = load_checkpoint(run / "checkpoint.pt")

@@ -2,9 +2,9 @@ import pytest
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
 from pyro_vae.config import Config, make_config
-from pyro_vae.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
-from pyro_vae.errors import ConfigError
-from pyro_vae.objectives import OBJECTIVES, build_objective, register_objective
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.infer.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
+from pyro_vae.infer.objectives import OBJECTIVES, build_objective, register_objective
 
 
 @pytest.mark.parametrize("name, cls", [("trace", Trace_ELBO), ("meanfield", TraceMeanField_ELBO)])

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from pyro_vae import data as data_module
+from pyro_vae.core.errors import DatasetCorruptError, DatasetNotFoundError, WriteError
 from pyro_vae.data import load_dataset
-from pyro_vae.errors import DatasetCorruptError, DatasetNotFoundError, WriteError
 
 from conftest import run_script
 

@@ -1,14 +1,14 @@
-"""TF32 (pyro_vae.precision): off by default, on in training with --tf32, always off while log
+"""TF32 (pyro_vae.core.precision): off by default, on in training with --tf32, always off while log
 p(x) is estimated, and whatever was set before comes back."""
 
 import pytest
 import torch
 
-from pyro_vae.ais import estimate_ais
 from pyro_vae.config import make_config
-from pyro_vae.evaluate import evaluation_context
-from pyro_vae.precision import tf32, tf32_enabled, tf32_state
-from pyro_vae.train import Trainer
+from pyro_vae.core.precision import tf32, tf32_enabled, tf32_state
+from pyro_vae.evaluation.ais import estimate_ais
+from pyro_vae.evaluation.evaluate import evaluation_context
+from pyro_vae.training.trainer import Trainer
 
 from conftest import TINY_RUN, quiet
 from linear_gaussian import LinearGaussianVAE
@@ -38,7 +38,7 @@ def test_an_evaluation_runs_without_tf32_and_restores_the_previous_setting():
 
 
 def test_ais_runs_without_tf32(monkeypatch):
-    import pyro_vae.ais as ais_module
+    import pyro_vae.evaluation.ais as ais_module
     seen = []
     real = ais_module.anneal
 

@@ -13,11 +13,11 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
-from pyro_vae.build import build_model
 from pyro_vae.config import make_config
-from pyro_vae.decode import sample_images
-from pyro_vae.errors import ConfigError
-from pyro_vae.priors import PRIORS, kl_description
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.models import build_model
+from pyro_vae.models.decode import sample_images
+from pyro_vae.models.priors import PRIORS, kl_description
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"mog": {"prior_components": 3}, "vamp": {"prior_components": 4},
@@ -128,7 +128,7 @@ class UnbatchedPrior(torch.nn.Module):
 @pytest.mark.parametrize("overrides, message", [
     ({"prior": "gamma"}, "unknown prior 'gamma'"),
     ({"prior": "nowhere_module:Prior"}, "cannot import nowhere_module"),
-    ({"prior": "pyro_vae.priors:NoSuchPrior"}, "has no attribute 'NoSuchPrior'"),
+    ({"prior": "pyro_vae.models.priors:NoSuchPrior"}, "has no attribute 'NoSuchPrior'"),
     ({"prior": "torch.nn:Identity"}, "forward\\(\\) failed"),
     ({"prior": "test_priors:UnbatchedPrior"}, "must be batch_shape \\(\\) and event_shape \\(2,\\)"),
     ({"prior": "mog", "prior_options": {"a": 1}}, "prior_options are for user-defined priors"),
@@ -177,8 +177,8 @@ def test_user_defined_prior_end_to_end(data_dir, tmp_path):
 
 @pytest.mark.parametrize("prior", PRIORS)
 def test_every_prior_trains_resumes_and_is_evaluated(prior, data_dir, tmp_path):
-    from pyro_vae.evaluate import evaluate_run
-    from pyro_vae.train import train
+    from pyro_vae.evaluation.evaluate import evaluate_run
+    from pyro_vae.training.trainer import train
 
     from conftest import quiet
 

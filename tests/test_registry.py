@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from pyro_vae.config import add_config_arguments, make_config
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import Registry
 from pyro_vae.data import DATASETS, VAEData, load_dataset, register_dataset
-from pyro_vae.errors import ConfigError
 from pyro_vae.models import MODELS, register_model
-from pyro_vae.nets import ARCHITECTURES, build_nets
-from pyro_vae.priors import PRIORS, register_prior
-from pyro_vae.registry import Registry
-from pyro_vae.schedule import LR_SCHEDULES, learning_rate
+from pyro_vae.models.priors import PRIORS, register_prior
+from pyro_vae.nn.nets import ARCHITECTURES, build_nets
+from pyro_vae.training.schedule import LR_SCHEDULES, learning_rate
 
 from conftest import train_tiny_run
 

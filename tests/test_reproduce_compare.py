@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
-from pyro_vae.errors import ConfigError, RunDirError
-from pyro_vae.reproduce import SOURCE_NAME, reproduce, run_name
-from pyro_vae.train import train
+from pyro_vae.core.errors import ConfigError, RunDirError
+from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
+from pyro_vae.studies.reproduce import SOURCE_NAME, reproduce, run_name
+from pyro_vae.training.trainer import train
 
 from conftest import REPO, assert_one_line_error, quiet, run_script
 
@@ -57,7 +57,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 def locked_by_another_process(directory: Path):
     """Another process holds ``directory``'s run lock (in this process the lock is re-entrant)."""
     directory.mkdir(parents=True, exist_ok=True)
-    code = (f"from pyro_vae.runlock import RunLock\nimport time\nRunLock({str(directory)!r}).__enter__()\n"
+    code = (f"from pyro_vae.runs.lock import RunLock\nimport time\nRunLock({str(directory)!r}).__enter__()\n"
             "print('locked', flush=True)\ntime.sleep(600)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -98,8 +98,8 @@ def test_two_configs_of_the_same_folder_and_name_get_two_runs(two_configs):
 def test_each_config_finds_its_own_run_again_alone_and_in_any_order(two_configs, data_dir, tmp_path,
                                                                      monkeypatch):
     p, q, runs, rows = two_configs
-    monkeypatch.setattr("pyro_vae.reproduce.evaluate_run", lambda *a, **k: pytest.fail("re-evaluated"))
-    monkeypatch.setattr("pyro_vae.reproduce.train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("pyro_vae.studies.reproduce.evaluate_run", lambda *a, **k: pytest.fail("re-evaluated"))
+    monkeypatch.setattr("pyro_vae.studies.reproduce.train", lambda *a, **k: pytest.fail("trained"))
     for order in ([q], [q, p]):
         paths = reproduce(order, runs, tmp_path, train_runs=False, **options(data_dir))
         again = {r["config"]: r["run_dir"] for r in json.loads(paths["json"].read_text())}
@@ -265,7 +265,7 @@ def reproduced(data_dir, tmp_path):
     config = write(tmp_path / "rows" / "tiny.yaml", TINY)
     runs = tmp_path / "runs"
     reproduce([config], runs, tmp_path / "t", **options(data_dir))
-    import pyro_vae.reproduce as module
+    import pyro_vae.studies.reproduce as module
 
     def again(monkeypatch) -> int:
         calls = []
@@ -386,7 +386,7 @@ def test_compare_on_a_malformed_evaluation_is_one_line_naming_the_field(trained,
 
 
 def test_compare_says_which_epoch_and_split_an_evaluation_is_of(trained, tmp_path):
-    from pyro_vae.plots import compare_runs
+    from pyro_vae.viz.plots import compare_runs
 
     runs = [copy_of(trained, tmp_path / "earlier", {**EVALUATION, "epoch": 1}),
             copy_of(trained, tmp_path / "valid", {**EVALUATION, "split": "valid"}),
@@ -400,7 +400,7 @@ def test_compare_says_which_epoch_and_split_an_evaluation_is_of(trained, tmp_pat
 
 
 def test_compare_keeps_one_table_row_per_run_whatever_the_names(trained, tmp_path):
-    from pyro_vae.plots import compare_runs
+    from pyro_vae.viz.plots import compare_runs
 
     run = copy_of(trained, tmp_path / "a|b $\\frac$ (c)", EVALUATION)
     paths = compare_runs([run], tmp_path / "cmp")
@@ -466,7 +466,7 @@ def test_a_sweep_continues_after_a_failure_and_skips_finished_runs(data_dir, tmp
 
     # Again: both runs are finished; nothing is trained or evaluated, the comparison is redrawn.
     before = {p: snapshot(tmp_path / "runs" / "tiny" / p) for p in ("first", "second")}
-    monkeypatch.setattr("pyro_vae.train.Trainer.fit", lambda self: pytest.fail("trained"))
+    monkeypatch.setattr("pyro_vae.training.trainer.Trainer.fit", lambda self: pytest.fail("trained"))
     status, stderr = run_script(capsys, "compare", "--sweep", sweep, "--data-dir", data_dir)
     assert status == 0, stderr
     assert {p: snapshot(tmp_path / "runs" / "tiny" / p) for p in before} == before

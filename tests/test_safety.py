@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
-from pyro_vae.errors import CheckpointError, UntrustedImportError
-from pyro_vae.evaluate import evaluate_run
-from pyro_vae.grad_variance import run_diagnostic
-from pyro_vae.plots import compare_runs, plot_run
-from pyro_vae.train import Trainer, train
+from pyro_vae.core.errors import CheckpointError, UntrustedImportError
+from pyro_vae.evaluation.evaluate import evaluate_run
+from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
+from pyro_vae.studies.grad_variance import run_diagnostic
+from pyro_vae.training.trainer import Trainer, train
+from pyro_vae.viz.plots import compare_runs, plot_run
 
 from conftest import quiet, run_script, train_tiny_run
 
@@ -164,7 +164,7 @@ def test_checksum_detects_bytes_changed_in_place(trained_run, tmp_path):
 
 def test_checksum_covers_every_value(trained_run):
     """Any change to a tensor, a number or a string of the state is a different checksum."""
-    from pyro_vae.checkpoint import content_digest
+    from pyro_vae.runs.checkpoint import content_digest
 
     state = load_checkpoint(trained_run / "checkpoint.pt")
     digest = content_digest(state)

@@ -1,6 +1,6 @@
 import pytest
 
-from pyro_vae.schedule import iwae_stage, learning_rate
+from pyro_vae.training.schedule import iwae_stage, learning_rate
 
 
 def test_iwae_schedule_stages_last_3_to_the_i_epochs():

@@ -3,12 +3,12 @@ import math
 import pytest
 import torch
 
-from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.config import Config
-from pyro_vae.errors import CheckpointError, ConfigError, PyroVAEError, TrainingDivergedError
-from pyro_vae.importance import elbo_per_datapoint
-from pyro_vae.rundir import RunDir
-from pyro_vae.train import Trainer, train
+from pyro_vae.core.errors import CheckpointError, ConfigError, PyroVAEError, TrainingDivergedError
+from pyro_vae.infer.importance import elbo_per_datapoint
+from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
+from pyro_vae.runs.rundir import RunDir
+from pyro_vae.training.trainer import Trainer, train
 
 from conftest import poison_losses, quiet
 
@@ -56,7 +56,7 @@ def test_epoch_seconds_count_the_checkpoint_write(small_run, monkeypatch):
     disk, fsync under load) shows in the training time instead of disappearing from it."""
     import time
 
-    import pyro_vae.train as train_module
+    import pyro_vae.training.trainer as train_module
     pause = 0.3
 
     def slow_save(state, path):
@@ -137,7 +137,7 @@ def test_resume_refuses_a_different_experiment(small_run):
 
 def test_a_finished_run_is_not_overwritten(small_run, monkeypatch):
     run(small_run, epochs=1)
-    monkeypatch.setattr("pyro_vae.train.load_dataset", None)  # refused before loading any data
+    monkeypatch.setattr("pyro_vae.training.trainer.load_dataset", None)  # refused before loading any data
     with pytest.raises(ConfigError, match="already holds a run.*--resume"):
         run(small_run)
 
@@ -164,7 +164,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(small_run, monkey
 
 def test_a_gpu_out_of_memory_says_what_to_do_in_one_line(small_run, monkeypatch):
     """torch.cuda.OutOfMemoryError in a step is the batch's size, not a bug to report."""
-    from pyro_vae.lowering import LoweredStep
+    from pyro_vae.infer.lowering import LoweredStep
 
     run(small_run, epochs=1)
     trainer = Trainer.resume(small_run["out"], {"epochs": 2}, log=quiet, progress=False)

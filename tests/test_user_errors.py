@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from pyro_vae.config import make_config
+from pyro_vae.core.errors import ConfigError, DatasetCorruptError, TrainingDivergedError
 from pyro_vae.data import load_dataset
-from pyro_vae.errors import ConfigError, DatasetCorruptError, TrainingDivergedError
-from pyro_vae.rundir import RunDir
-from pyro_vae.train import Trainer, train
+from pyro_vae.runs.rundir import RunDir
+from pyro_vae.training.trainer import Trainer, train
 
 from conftest import assert_one_line_error, poison_losses, quiet, run_script, train_tiny_run
 

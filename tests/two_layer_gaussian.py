@@ -21,7 +21,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_vae.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
 
 LOG_2PI = math.log(2 * math.pi)
 

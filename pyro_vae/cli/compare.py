@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyro_vae.atomic import make_directory
 from pyro_vae.config import (
     Config,
     coerce_overrides,
@@ -26,14 +25,15 @@ from pyro_vae.config import (
     shown,
     validate,
 )
-from pyro_vae.console import ArgumentParser, run_command
-from pyro_vae.errors import ConfigError
-from pyro_vae.evaluate import evaluate_run
-from pyro_vae.plots import compare_runs
-from pyro_vae.reproduce import check_same_settings
-from pyro_vae.rundir import RunDir
-from pyro_vae.runlock import RunLock
-from pyro_vae.train import train
+from pyro_vae.core.atomic import make_directory
+from pyro_vae.core.console import ArgumentParser, run_command
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.evaluation.evaluate import evaluate_run
+from pyro_vae.runs.lock import RunLock
+from pyro_vae.runs.rundir import RunDir
+from pyro_vae.studies.reproduce import check_same_settings
+from pyro_vae.training.trainer import train
+from pyro_vae.viz.plots import compare_runs
 
 
 def _folder_name(value, what: str, path: str) -> str:

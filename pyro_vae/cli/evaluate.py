@@ -21,19 +21,19 @@ is refused before the run is opened, with what it would cost; --allow-long runs 
 import argparse
 import sys
 
-from pyro_vae.ais import DEFAULT_BATCH, STARTS
 from pyro_vae.config import add_trust_argument, path_argument
-from pyro_vae.console import ArgumentParser, run_command
-from pyro_vae.distributed import log_on_main, process_group, ranks
-from pyro_vae.errors import ConfigError
-from pyro_vae.evaluate import AUTO_MEMORY, evaluate_run, parse_memory
-from pyro_vae.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run, default_steps
-from pyro_vae.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name
+from pyro_vae.core.console import ArgumentParser, run_command
+from pyro_vae.core.distributed import log_on_main, process_group, ranks
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name
+from pyro_vae.evaluation.ais import DEFAULT_BATCH, STARTS
+from pyro_vae.evaluation.evaluate import AUTO_MEMORY, evaluate_run, parse_memory
+from pyro_vae.evaluation.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run, default_steps
 
 # Defaults of the flags that only some methods read: None in argparse, so that a flag given to a
 # method that does not read it is refused even when it repeats the default.
 DEFAULT_SAMPLES, DEFAULT_CHAINS, DEFAULT_LEAPFROG, DEFAULT_START, DEFAULT_SPLIT = 5000, 16, 10, "guide", "test"
-DEFAULT_IWAE_BATCH = 100  # images per batch for iwae; ais/bdmc: pyro_vae.ais.DEFAULT_BATCH
+DEFAULT_IWAE_BATCH = 100  # images per batch for iwae; ais/bdmc: pyro_vae.evaluation.ais.DEFAULT_BATCH
 
 
 def memory_size(text: str) -> int | str:
@@ -52,7 +52,7 @@ def memory_size(text: str) -> int | str:
 def check_cost(method: str, split: str, limit, num_samples: int, ais_options: dict, batch_size: int,
                device, allow_long: bool) -> None:
     """Refuse, before the run is opened, an evaluation whose time (unless ``allow_long``) or
-    memory is absurd for this machine (:mod:`pyro_vae.workload`)."""
+    memory is absurd for this machine (:mod:`pyro_vae.core.workload`)."""
     device = resolve_device_name(device)
     processes = ranks().world_size  # a torchrun job shares the images
     if method == "iwae":

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from pyro_vae.config import path_argument
-from pyro_vae.console import ArgumentParser, run_command
-from pyro_vae.reproduce import reproduce
-from pyro_vae.workload import check_iwae, evaluation_images, resolve_device_name
+from pyro_vae.core.console import ArgumentParser, run_command
+from pyro_vae.core.workload import check_iwae, evaluation_images, resolve_device_name
+from pyro_vae.studies.reproduce import reproduce
 
 
 def main(argv=None) -> int:

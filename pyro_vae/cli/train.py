@@ -16,12 +16,12 @@ import inspect
 import sys
 
 from pyro_vae.config import add_config_arguments, add_trust_argument, make_config, merge_values
-from pyro_vae.console import ArgumentParser, run_command
-from pyro_vae.distributed import process_group, ranks, together
-from pyro_vae.errors import ConfigError
-from pyro_vae.evaluate import evaluate_model
-from pyro_vae.train import train
-from pyro_vae.workload import check_iwae, check_training_memory, evaluation_images, resolve_device_name
+from pyro_vae.core.console import ArgumentParser, run_command
+from pyro_vae.core.distributed import process_group, ranks, together
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.workload import check_iwae, check_training_memory, evaluation_images, resolve_device_name
+from pyro_vae.evaluation.evaluate import evaluate_model
+from pyro_vae.training.trainer import train
 
 
 def main(argv=None) -> int:
@@ -48,7 +48,7 @@ def parse_and_run(argv) -> int:
 def check_settings(args: dict, config_file, trusted: list[str]) -> None:
     """Refuse, before anything is loaded, --trust-import for a new run (which reads no saved
     config, so nothing would use it), and what this machine cannot do in reason
-    (:mod:`pyro_vae.workload`): a training step whose activations exceed its memory, an
+    (:mod:`pyro_vae.core.workload`): a training step whose activations exceed its memory, an
     --eval-samples evaluation of more than a day."""
     values = merge_values(args, config_file)
     if trusted and not values.get("resume"):

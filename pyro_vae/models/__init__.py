@@ -1,7 +1,7 @@
 """Model families: a registry from ``--model`` names to builders, and users' own models.
 
 A model is an ``nn.Module`` with two Pyro methods, ``model(x)`` and ``guide(x)``, that follow the
-site rules of :mod:`pyro_vae.sites`. Nothing else about it is assumed: training, evaluation and
+site rules of :mod:`pyro_vae.models.sites`. Nothing else about it is assumed: training, evaluation and
 figures read its traces. Two hooks are optional and looked up by name: ``init_from_data(mean_pixel)``
 (called once when a new run starts) and ``fixed_prior()`` (a context manager entered while
 evaluating, for a prior that is costly to build).
@@ -32,13 +32,14 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..imports import import_path
-from ..nets import build_nets
-from ..priors import build_prior, check_prior
-from ..registry import Registry
-from .hvae import HierarchicalVAE
-from .vae import VAE
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.imports import import_path
+from pyro_vae.core.registry import Registry
+from pyro_vae.core.workload import check_model_size
+from pyro_vae.models.hvae import HierarchicalVAE
+from pyro_vae.models.priors import build_prior, check_prior
+from pyro_vae.models.vae import VAE
+from pyro_vae.nn.nets import build_nets
 
 # Constructor arguments a user model may declare, and what they hold.
 MODEL_ARGUMENTS = {
@@ -143,7 +144,7 @@ def ignored_model_settings(cfg, defaults) -> dict[str, str]:
     value in ``defaults``, the config's defaults) that the model never reads: a key a shipped
     family ignores (its ``ignores`` capability), or one of :data:`MODEL_KEYS` that a user model's
     constructor does not declare. See :func:`pyro_vae.config.ignored_settings`."""
-    from ..config import flag, shown
+    from pyro_vae.config import flag, shown
 
     def is_set(key: str) -> bool:
         return getattr(cfg, key) != getattr(defaults, key)
@@ -182,7 +183,7 @@ def _check_option_clash(cfg, arguments) -> None:
 
 
 def _build_user_model(cfg, image_shape) -> nn.Module:
-    from ..config import shown
+    from pyro_vae.config import shown
 
     cls = import_model(cfg.model)
     declared = declared_arguments(cls)
@@ -211,7 +212,11 @@ def _build_user_model(cfg, image_shape) -> nn.Module:
 
 
 def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> nn.Module:
-    """The model ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp)."""
+    """The model ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp).
+    Sizes whose parameters the machine could not hold are refused first
+    (:func:`~pyro_vae.core.workload.check_model_size`): a config or a shared checkpoint asking
+    for layers of 10^12 units gets one line, not an allocation that the kernel kills."""
+    check_model_size(cfg, image_shape)
     if cfg.model in MODELS:
         model = MODELS.get(cfg.model).factory(cfg, image_shape, build_prior(cfg, math.prod(image_shape)))
     else:

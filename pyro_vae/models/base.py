@@ -14,7 +14,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..nets import init_output_bias
+from pyro_vae.nn.nets import init_output_bias
 
 
 class PriorModel(nn.Module):
@@ -44,5 +44,5 @@ class PriorModel(nn.Module):
         return self._fixed_prior if self._fixed_prior is not None else self.prior()
 
     def init_from_data(self, mean_pixel: torch.Tensor) -> None:
-        """Start the decoder at the mean training image (see :func:`~pyro_vae.nets.init_output_bias`)."""
+        """Start the decoder at the mean training image (see :func:`~pyro_vae.nn.nets.init_output_bias`)."""
         init_output_bias(self.output_decoder, mean_pixel)

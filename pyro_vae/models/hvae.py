@@ -26,10 +26,10 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..estimators import BaselineNet, baseline_infer, latent_distribution
-from ..likelihood import BernoulliPixels
-from ..nets import MLPEncoder, build_nets
-from .base import PriorModel
+from pyro_vae.models.base import PriorModel
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.nn.nets import MLPEncoder, build_nets
 
 
 class HierarchicalVAE(PriorModel):

@@ -18,16 +18,16 @@ import pyro
 import torch
 from torch import nn
 
-from ..estimators import BaselineNet, baseline_infer, latent_distribution
-from ..likelihood import BernoulliPixels
-from .base import PriorModel
+from pyro_vae.models.base import PriorModel
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.likelihood import BernoulliPixels
 
 
 class VAE(PriorModel):
     """Holds the encoder, decoder and prior modules and defines ``model`` and ``guide``.
 
     ``estimator`` chooses how the guide's ``z`` is differentiated ("reparam" or "score", see
-    :mod:`pyro_vae.estimators`); ``baseline`` ("none", "avg", "nn") adds a variance-reducing
+    :mod:`pyro_vae.models.estimators`); ``baseline`` ("none", "avg", "nn") adds a variance-reducing
     baseline to a score-function ``z``. A "nn" baseline is a submodule (``baseline_net``),
     registered in the guide as ``pyro.module("baseline", ...)`` and trained jointly.
     """

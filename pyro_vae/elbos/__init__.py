@@ -1,8 +1,0 @@
-"""Objectives Pyro lacks, written as Pyro ELBO classes (``loss``, ``loss_and_grads``,
-``differentiable_loss``) that work with ``pyro.infer.SVI``: one estimator per module."""
-
-from .dreg import DReG_ELBO
-from .renyi import IWAE_ELBO, RenyiBound
-from .stl import STL_ELBO
-
-__all__ = ["DReG_ELBO", "IWAE_ELBO", "RenyiBound", "STL_ELBO"]

@@ -1,0 +1,85 @@
+"""What a model generates, read off its traces: samples, reconstructions, posterior means.
+
+Works for any model that follows the site rules (:mod:`pyro_vae.models.sites`): the pixel
+probabilities are the ``mean`` of the observed site ``"x"``'s distribution, whatever the model
+computes before it. Tracing the model needs an ``x`` to observe; its value does not change the
+distribution of ``"x"``, so zeros serve. Everything runs without gradients, in a throwaway param
+store, so a live training run's store is untouched.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Optional
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+from pyro_vae.models.sites import OBSERVED_SITE
+
+
+class use_means(Messenger):
+    """Latent sites take the mean of their distribution instead of a sample (a sample where the
+    distribution has no mean, e.g. a flow); observed sites are left alone. Under a guide this
+    walks the mean path: q(z2 | z1) at z1 = E[z1 | x]."""
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
+            return
+        try:
+            msg["value"] = msg["fn"].mean
+        except NotImplementedError:
+            pass
+
+
+@contextmanager
+def _quiet():
+    with torch.no_grad(), pyro.get_param_store().scope(), pyro.validation_enabled(False):
+        yield
+
+
+def _pixels(trace: poutine.Trace) -> torch.Tensor:
+    return trace.nodes[OBSERVED_SITE]["fn"].mean
+
+
+def _generative_trace(model, n: int, x_dim: int, device: Optional[torch.device]) -> poutine.Trace:
+    """The model's trace for ``n`` images, every latent layer drawn from the generative model."""
+    with _quiet():
+        return poutine.trace(model.model).get_trace(torch.zeros(n, x_dim, device=device))
+
+
+def sample_images(model, n: int, x_dim: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """``(n, x_dim)`` pixel probabilities of images drawn from the model: every latent layer
+    sampled from the generative model (ancestral sampling), then the mean of p(x | z)."""
+    return _pixels(_generative_trace(model, n, x_dim, device))
+
+
+def posterior_mean_trace(model, x: torch.Tensor) -> poutine.Trace:
+    """The guide's trace along its mean path at ``x``."""
+    with _quiet():
+        return poutine.trace(use_means()(model.guide)).get_trace(x)
+
+
+def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
+    """Pixel probabilities decoded from the guide's mean path at ``x``."""
+    guide_trace = posterior_mean_trace(model, x)
+    with _quiet():
+        trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x)
+    return _pixels(trace)
+
+
+def prior_samples(model, site: str, n: int, x_dim: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """``(n, D)`` draws of latent ``site`` from the generative model."""
+    return _generative_trace(model, n, x_dim, device).nodes[site]["value"]
+
+
+def decode(model, site: str, values: torch.Tensor, x_dim: int) -> torch.Tensor:
+    """Pixel probabilities with latent ``site`` fixed at ``values`` ``(n, D)`` and every layer
+    below it at its conditional mean."""
+    conditioned = poutine.condition(use_means()(model.model), data={site: values})
+    with _quiet():
+        trace = poutine.trace(conditioned).get_trace(torch.zeros(len(values), x_dim, device=values.device))
+    return _pixels(trace)

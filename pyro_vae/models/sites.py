@@ -1,0 +1,160 @@
+"""The site rules every model follows, and a probe that reads a model's structure off its traces.
+
+Everything downstream of a model (objectives, log p(x), active units, figures) reads Pyro traces
+and relies only on these rules:
+
+- a ``pyro.plate("data", B)`` at dim -1 over the minibatch ``x`` of shape ``(B, x_dim)``;
+- one observed site ``"x"`` inside it (``obs=x``), whose distribution's ``mean`` is the
+  expected image (pixel probabilities for Bernoulli pixels);
+- any number of latent sites inside the plate, with the same names in ``model`` and ``guide``,
+  each with ``batch_shape == (B,)`` (event dimensions declared with ``.to_event``).
+
+:func:`probe` traces a model once on two data points, checks the rules (one line per broken
+rule, naming the site) and returns a :class:`Structure`: the latent sites in the model's order
+(the first one is the top layer, drawn from the prior), whether each is reparameterized in the
+guide, and which guide sites each depends on directly, from Pyro's own provenance tracking
+(:func:`pyro.infer.inspect.get_dependencies`).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer.inspect import get_dependencies
+from pyro.poutine.util import site_is_subsample
+
+from pyro_vae.core.errors import ConfigError
+
+# The model has one plate ("data", dim -1); objectives that vectorize over particles put theirs
+# at dim -2, and saying so spares Pyro a shape-guessing trace.
+MAX_PLATE_NESTING = 1
+DATA_PLATE = "data"
+OBSERVED_SITE = "x"
+
+
+@dataclass(frozen=True)
+class LatentSite:
+    name: str
+    event_shape: tuple[int, ...]
+    reparameterized: bool  # in the guide: Pyro differentiates through its sample
+    depends_on: frozenset[str]  # the guide latent sites its q depends on directly
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.event_shape)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A model's latent sites, in the model's order: ``latents[0]`` is the top layer."""
+
+    latents: tuple[LatentSite, ...]
+    guide_order: tuple[str, ...]
+
+    @property
+    def top(self) -> LatentSite:
+        return self.latents[0]
+
+    @property
+    def mean_field(self) -> bool:
+        """No guide latent site depends on another (q factorizes given x)."""
+        return not any(site.depends_on for site in self.latents)
+
+    @property
+    def score_function_sites(self) -> list[str]:
+        return [s.name for s in self.latents if not s.reparameterized]
+
+    @property
+    def reparameterized_sites(self) -> list[str]:
+        return [s.name for s in self.latents if s.reparameterized]
+
+
+def sample_sites(trace: poutine.Trace) -> list[dict]:
+    """Sample sites proper (a plate's own subsample site is left out)."""
+    return [site for site in trace.nodes.values()
+            if site["type"] == "sample" and not site_is_subsample(site)]
+
+
+def latent_sites(trace: poutine.Trace) -> list[dict]:
+    return [site for site in sample_sites(trace) if not site["is_observed"]]
+
+
+def _in_data_plate(site: dict) -> bool:
+    return any(frame.name == DATA_PLATE and frame.dim == -1 for frame in site["cond_indep_stack"])
+
+
+@contextmanager
+def isolated(x: torch.Tensor, validate: bool = True):
+    """A throwaway param store, a forked RNG (on ``x``'s device) and Pyro's validation on or off:
+    running a model only to look at it changes no state (a resumed run's random stream included)."""
+    devices = [x.device] if x.is_cuda else []
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=devices), \
+            pyro.validation_enabled(validate):
+        yield
+
+
+def trace_once(model: Callable, guide: Callable, x: torch.Tensor,
+               validate: bool = True) -> tuple[poutine.Trace, poutine.Trace]:
+    """``(model_trace, guide_trace)``: the guide traced at ``x`` and the model replayed on it,
+    :func:`isolated`."""
+    with isolated(x, validate):
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    return model_trace, guide_trace
+
+
+def probe(model: Callable, guide: Callable, x: torch.Tensor, name: str) -> Structure:
+    """Trace ``model`` and ``guide`` on the first two rows of ``x`` and check the site rules.
+
+    Runs :func:`isolated`: probing changes no state. ``name`` names the model in error messages.
+    """
+    x = x[:2]
+    try:
+        model_trace, guide_trace = trace_once(model, guide, x)
+        with isolated(x):
+            dependencies = get_dependencies(guide, (x,))["prior_dependencies"]
+    except Exception as e:  # the user's code: any failure is a modelling error to report
+        message = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"model {name!r}: running model(x) and guide(x) on two images failed "
+                          f"({type(e).__name__}: {message})") from None
+    _check_rules(model_trace, guide_trace, len(x), name)
+    guide_latents = {site["name"]: site for site in latent_sites(guide_trace)}
+    latents = tuple(
+        LatentSite(site["name"], tuple(site["fn"].event_shape),
+                   bool(guide_latents[site["name"]]["fn"].has_rsample),
+                   frozenset(dependencies.get(site["name"], {})) - {site["name"]})
+        for site in latent_sites(model_trace))
+    return Structure(latents, tuple(guide_latents))
+
+
+def _check_rules(model_trace: poutine.Trace, guide_trace: poutine.Trace, batch: int, name: str) -> None:
+    observed = [s["name"] for s in sample_sites(model_trace) if s["is_observed"]]
+    if observed != [OBSERVED_SITE]:
+        raise ConfigError(f"model {name!r}: the model must observe exactly one site named "
+                          f"{OBSERVED_SITE!r} (pyro.sample('x', ..., obs=x)); it observes {observed}")
+    for program, trace in (("model", model_trace), ("guide", guide_trace)):
+        for site in sample_sites(trace):
+            if not _in_data_plate(site):
+                raise ConfigError(f"model {name!r}: site {site['name']!r} of the {program} is not "
+                                  f"inside pyro.plate({DATA_PLATE!r}, x.shape[0]) at dim -1")
+            if tuple(site["fn"].batch_shape) != (batch,):
+                raise ConfigError(
+                    f"model {name!r}: site {site['name']!r} of the {program} has batch_shape "
+                    f"{tuple(site['fn'].batch_shape)} for {batch} images; it must be ({batch},): "
+                    "declare the latent dimensions as an event with .to_event(1)")
+    guide_observed = [s["name"] for s in sample_sites(guide_trace) if s["is_observed"]]
+    if guide_observed:
+        raise ConfigError(f"model {name!r}: the guide must not observe sites ({guide_observed})")
+    in_model = [s["name"] for s in latent_sites(model_trace)]
+    in_guide = [s["name"] for s in latent_sites(guide_trace)]
+    if not in_model:
+        raise ConfigError(f"model {name!r}: the model has no latent site")
+    if sorted(in_model) != sorted(in_guide):
+        raise ConfigError(f"model {name!r}: the model's latent sites {in_model} and the guide's "
+                          f"{in_guide} must be the same")

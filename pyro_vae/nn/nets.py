@@ -1,0 +1,201 @@
+"""Encoder and decoder networks (plain ``torch.nn`` modules, no Pyro inside).
+
+Every network accepts inputs with arbitrary leading batch dimensions, e.g. ``(B, 784)`` or
+``(K, B, 784)``: vectorized particles (``vectorize_particles=True``, importance sampling) add an
+outer dimension, and the nets must not care. Images travel flattened as ``(..., 784)``; the
+convolutional nets reshape internally.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pyro_vae.core.registry import Registry
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+# name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range) -> (encoder, decoder)``,
+# for ``--arch`` (registered below, after the networks).
+ARCHITECTURES = Registry("arch")
+
+
+class GatedDense(nn.Module):
+    """h * sigmoid(g) with h, g two linear maps of the input: the gated (GLU-style) unit of
+    Tomczak & Welling's VampPrior networks (Dauphin et al. 2017). ``--activation gated`` makes
+    every hidden layer one of these, with no other nonlinearity."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.h = nn.Linear(n_in, n_out)
+        self.g = nn.Linear(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+GATED = "gated"
+LAYER_KINDS = (*ACTIVATIONS, GATED)  # what --activation accepts
+
+
+def hidden_layer(n_in: int, n_out: int, activation: str) -> list[nn.Module]:
+    """One hidden layer: a linear map and ``activation``, or a :class:`GatedDense` unit."""
+    if activation == GATED:
+        return [GatedDense(n_in, n_out)]
+    return [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+
+
+def mlp(sizes: Sequence[int], activation: str, activate_last: bool = False) -> nn.Sequential:
+    """Hidden layers (:func:`hidden_layer`) from ``sizes[0]`` to ``sizes[-1]``; the last map is a
+    plain linear one unless ``activate_last``."""
+    layers: list[nn.Module] = []
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    for i, (n_in, n_out) in enumerate(pairs):
+        if i == len(pairs) - 1 and not activate_last:
+            layers.append(nn.Linear(n_in, n_out))
+        else:
+            layers += hidden_layer(n_in, n_out, activation)
+    return nn.Sequential(*layers)
+
+
+def _positive(raw: torch.Tensor) -> torch.Tensor:
+    """Softplus, not exp: a scale that grows linearly cannot overflow early in training."""
+    return F.softplus(raw)
+
+
+class MLPEncoder(nn.Module):
+    """x -> (loc, scale) of a diagonal Normal over z, through ``hidden`` layers.
+
+    The scale is softplus of the network's output, or, with ``logvar_range = (low, high)``,
+    exp(log-variance / 2) with the log-variance clamped to [low, high] by a hardtanh, as in
+    Tomczak & Welling's code (-6, 2): the guide can then neither collapse nor explode.
+    """
+
+    def __init__(self, x_dim: int, hidden: Sequence[int], z_dim: int, activation: str = "relu",
+                 logvar_range: Optional[Sequence[float]] = None):
+        super().__init__()
+        self.body = mlp([x_dim, *hidden], activation, activate_last=True) if hidden else nn.Identity()
+        self.head = nn.Linear(hidden[-1] if hidden else x_dim, 2 * z_dim)
+        self.logvar_range = tuple(logvar_range) if logvar_range is not None else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw_scale = self.head(self.body(x)).chunk(2, dim=-1)
+        if self.logvar_range is None:
+            return loc, _positive(raw_scale)
+        return loc, torch.exp(0.5 * F.hardtanh(raw_scale, *self.logvar_range))
+
+
+class MLPDecoder(nn.Module):
+    """z -> Bernoulli logits over the pixels, through ``hidden`` layers (reversed)."""
+
+    def __init__(self, z_dim: int, hidden: Sequence[int], x_dim: int, activation: str = "relu"):
+        super().__init__()
+        self.net = mlp([z_dim, *reversed(hidden), x_dim], activation)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.net[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (28 -> 14 -> 7), then an MLP to (loc, scale).
+
+    The shape of the networks in the common PyTorch VAE tutorials for 28x28 images.
+    """
+
+    def __init__(self, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
+                 activation: str = "relu", channels: Sequence[int] = (32, 64),
+                 logvar_range: Optional[Sequence[float]] = None):
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = tuple(image_shape)
+        act = ACTIVATIONS[activation]
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, channels[0], 4, stride=2, padding=1), act(),
+            nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1), act(),
+        )
+        flat = channels[1] * math.ceil(h / 4) * math.ceil(w / 4)
+        self.mlp = MLPEncoder(flat, hidden, z_dim, activation, logvar_range)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_shape = x.shape[:-1]
+        h = self.conv(x.reshape(-1, *self.image_shape)).flatten(1)
+        loc, scale = self.mlp(h)
+        return loc.reshape(*batch_shape, -1), scale.reshape(*batch_shape, -1)
+
+
+class ConvDecoder(nn.Module):
+    """An MLP from z to a 7x7 feature map, then two stride-2 transposed convolutions to logits."""
+
+    def __init__(self, z_dim: int, hidden: Sequence[int], image_shape: Sequence[int],
+                 activation: str = "relu", channels: Sequence[int] = (32, 64)):
+        super().__init__()
+        c, h, w = image_shape
+        self.feature_shape = (channels[1], math.ceil(h / 4), math.ceil(w / 4))
+        self.image_shape = tuple(image_shape)
+        act = ACTIVATIONS[activation]
+        self.mlp = nn.Sequential(mlp([z_dim, *reversed(hidden), math.prod(self.feature_shape)], activation), act())
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1), act(),
+            nn.ConvTranspose2d(channels[0], c, 4, stride=2, padding=1),
+        )
+
+    @property
+    def output_layer(self) -> nn.ConvTranspose2d:
+        return self.deconv[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch_shape = z.shape[:-1]
+        h = self.mlp(z).reshape(-1, *self.feature_shape)
+        logits = self.deconv(h)[..., : self.image_shape[1], : self.image_shape[2]]
+        return logits.reshape(*batch_shape, -1)
+
+
+@ARCHITECTURES.register("mlp", description="fully connected layers over the flattened image")
+def _mlp(image_shape, hidden, z_dim, activation, logvar_range):
+    x_dim = math.prod(image_shape)
+    return (MLPEncoder(x_dim, hidden, z_dim, activation, logvar_range),
+            MLPDecoder(z_dim, hidden, x_dim, activation))
+
+
+@ARCHITECTURES.register("conv", description="strided convolutions, then fully connected layers")
+def _conv(image_shape, hidden, z_dim, activation, logvar_range):
+    return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
+            ConvDecoder(z_dim, hidden, image_shape, activation))
+
+
+def build_nets(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
+               activation: str, logvar_range: Optional[Sequence[float]] = None
+               ) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) pair for ``arch``."""
+    return ARCHITECTURES.get(arch).factory(image_shape, hidden, z_dim, activation, logvar_range)
+
+
+def init_output_bias(decoder: nn.Module, mean_pixel: torch.Tensor) -> None:
+    """Set the decoder's output bias to the logit of the mean training pixel (Burda et al. 2016).
+
+    The untrained model then predicts the average image instead of grey noise, which removes
+    hundreds of nats from the first steps. ``mean_pixel`` is clamped away from 0 and 1 only so
+    that the logit of a pixel that is always off is finite.
+    """
+    layer = decoder.output_layer
+    p = mean_pixel.detach().reshape(-1).clamp(1e-3, 1 - 1e-3)
+    logit = torch.log(p) - torch.log1p(-p)
+    with torch.no_grad():
+        if isinstance(layer, nn.Linear):
+            layer.bias.copy_(logit.to(layer.bias))
+        else:  # a convolution has one bias per channel: use the channel's mean logit
+            channels = layer.bias.shape[0]
+            layer.bias.copy_(logit.reshape(channels, -1).mean(-1).to(layer.bias))

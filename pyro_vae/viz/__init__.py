@@ -1,0 +1,3 @@
+"""Figures only: learning curves, samples, reconstructions, latent space, manifold,
+comparisons (:mod:`.plots`).
+"""
