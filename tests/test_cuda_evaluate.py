@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae import evaluate as evaluate_module
 from pyro_vae.config import make_config
 from pyro_vae.core.precision import tf32
+from pyro_vae.evaluation import evaluate as evaluate_module
 from pyro_vae.evaluation.ais import AnnealingPath, TracedEnds, estimate_ais
 from pyro_vae.evaluation.evaluate import estimate_log_likelihood, evaluate_model, evaluation_context, power_of_two_below
 from pyro_vae.models import build_model

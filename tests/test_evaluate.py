@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae import evaluate as evaluate_module
 from pyro_vae.config import Config, make_config
+from pyro_vae.evaluation import evaluate as evaluate_module
 from pyro_vae.evaluation.evaluate import (
     active_units,
     estimate_log_likelihood,

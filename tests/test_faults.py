@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae import checkpoint as checkpoint_module
 from pyro_vae.core.errors import CheckpointError, RunLockedError, WriteError
+from pyro_vae.runs import checkpoint as checkpoint_module
 from pyro_vae.runs.checkpoint import load_checkpoint
 from pyro_vae.runs.lock import RunLock
 from pyro_vae.runs.rundir import RunDir
