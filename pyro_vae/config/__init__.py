@@ -21,6 +21,7 @@ import yaml
 
 from pyro_vae.core.commands import quote
 from pyro_vae.core.errors import ConfigError, UntrustedImportError
+from pyro_vae.core.options import option
 from pyro_vae.core.workload import check_model_size
 
 
@@ -185,8 +186,9 @@ def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
 
 
 def flag(key: str) -> str:
-    """The command-line flag of a config key: ``latent_dim`` -> ``--latent-dim``."""
-    return "--" + key.replace("_", "-")
+    """A config key as the reader types it: ``--latent-dim`` on the command line, ``latent_dim``
+    in Python (:func:`~pyro_vae.core.options.option`)."""
+    return option(key)
 
 
 def path_problem(value: str) -> Optional[str]:

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from pyro_vae.core.distributed import launched_by_torchrun, ranks
 from pyro_vae.core.errors import InterruptedRunError, PyroVAEError
+from pyro_vae.core.options import flag_style
 
 
 def log_line(message: str) -> None:
@@ -31,7 +32,8 @@ def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing w
                   "not torchrun (docs/scaling-out.md)", file=sys.stderr)
         return 2
     try:
-        return work() or 0
+        with flag_style():  # the library's messages name flags, not keyword arguments
+            return work() or 0
     except InterruptedRunError as e:
         if getattr(e, "reported_by_rank", None) is None:
             print(f"\n{e}", file=sys.stderr)
