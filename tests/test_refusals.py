@@ -461,7 +461,7 @@ def test_every_flag_a_message_names_exists():
     flags = {"--" + key.replace("_", "-") for key in FIELD_TYPES} | {"--latent-dims", "--jit", "--help"}
     flags.add("--nproc-per-node")  # torchrun's own, in the scripts' usage examples
     flags |= {"--no-" + key for key in ("compile", "plots", "jit")}
-    for path in [*(REPO / "pyro_vae" / "cli").glob("*.py"), REPO / "pyro_vae" / "config.py"]:  # --trust-import
+    for path in [*(REPO / "pyro_vae" / "cli").glob("*.py"), *(REPO / "pyro_vae" / "config").glob("*.py")]:  # --trust-import
         flags |= set(re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', path.read_text()))
     named = []
     for path in [*(REPO / "pyro_vae").rglob("*.py"), *(REPO / "scripts").glob("*.py")]:
