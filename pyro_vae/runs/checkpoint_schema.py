@@ -12,7 +12,7 @@ parameters) is checked where the weights are loaded (:func:`pyro_vae.runs.openin
 config's ranges and combinations by :func:`pyro_vae.config.validate`, as for any config
 (:func:`pyro_vae.runs.opening.saved_run_values`).
 
-Why one module of ~200 lines rather than several: the schema is one table, and a reader checks
+Why one module rather than several: the schema is one table, and a reader checks
 it against what :func:`pyro_vae.runs.checkpoint.save_checkpoint` writes by reading it top to
 bottom; split, it would be harder to see that every field is covered. The checks it is written
 in are :mod:`.field_checks`'.
