@@ -3,7 +3,7 @@
 
 Both run the same algorithm on the same networks and images: C chains per image from the guide,
 a sigmoid schedule of T steps, one HMC transition of L leapfrog steps per intermediate
-distribution with per-image step sizes (the same :func:`~pyro_vae.evaluation.ais.anneal` loop). The
+distribution with per-image step sizes (the same :func:`~pyro_vae.evaluation.annealing.anneal` loop). The
 reference writes log p(x, z) and log q(z | x) of the
 one-layer VAE by hand (standard normal prior, Bernoulli pixels) and differentiates them with
 autograd; pyro-vae reads both off Pyro traces of the model and guide (:mod:`pyro_vae.evaluation.ais`), which
@@ -30,8 +30,9 @@ from torch.distributions import Normal
 from torch.nn import functional as F
 
 from pyro_vae.core.distributed import resolve_device
-from pyro_vae.evaluation.ais import AnnealingPath, TracedEnds, anneal, default_batch, log_mean_exp, sigmoid_schedule
-from pyro_vae.evaluation.evaluate import evaluation_context
+from pyro_vae.evaluation import default_batch, evaluation_context
+from pyro_vae.evaluation.annealing import AnnealingPath, anneal, log_mean_exp, sigmoid_schedule
+from pyro_vae.evaluation.traced_ends import TracedEnds
 
 
 class HandWrittenPath:

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from pyro_vae.core.distributed import resolve_device
 from pyro_vae.core.precision import tf32
-from pyro_vae.evaluation.evaluate import estimate_log_likelihood, memory_budget, particle_bytes
+from pyro_vae.evaluation import estimate_log_likelihood, memory_budget, particle_bytes
 from pyro_vae.nn.mixture import DiagonalNormalMixture
 
 

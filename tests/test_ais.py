@@ -12,17 +12,10 @@ import torch
 from pyro_vae.config import make_config
 from pyro_vae.core.distributed import stream_seed
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.evaluation.ais import (
-    STARTS,
-    AnnealingPath,
-    LatentLayout,
-    TracedEnds,
-    estimate_ais,
-    estimate_bdmc,
-    sigmoid_schedule,
-)
-from pyro_vae.evaluation.evaluate import evaluation_context
+from pyro_vae.evaluation import STARTS, estimate_ais, estimate_bdmc, evaluation_context
+from pyro_vae.evaluation.annealing import AnnealingPath, LatentLayout, sigmoid_schedule
 from pyro_vae.evaluation.hmc import STEP_SIZE_MAX, STEP_SIZE_MIN, Point, adapt_step_size, hmc_transition
+from pyro_vae.evaluation.traced_ends import TracedEnds
 from pyro_vae.infer.importance import log_importance_weights
 from pyro_vae.models import build_model
 from pyro_vae.models.priors import PRIORS
@@ -237,8 +230,8 @@ def test_out_of_memory_halves_the_batch_of_images_and_retries(monkeypatch):
 def test_the_memory_budget_sets_the_images_per_batch():
     """Three particles' activations per chain (forward, the gradient's graph, the carried
     gradients): ten images' worth of budget is ten images, twice the chains half as many."""
+    from pyro_vae.evaluation import particle_bytes
     from pyro_vae.evaluation.ais import images_per_batch
-    from pyro_vae.evaluation.evaluate import particle_bytes
     model = build_model(make_config({"hidden": [32], "latent_dim": 4}))
     x = torch.zeros(50, 784)
     per_image = 3 * 16 * particle_bytes(model, x[:1])
@@ -250,7 +243,7 @@ def test_the_memory_budget_sets_the_images_per_batch():
 
 def test_no_comparison_with_an_eval_json_of_another_checkpoint(tmp_path):
     from pyro_vae.evaluation.evaluate_ais import compare_with_iwae
-    from pyro_vae.runs.results import write_result
+    from pyro_vae.runs import write_result
     summary = {"split": "test", "epoch": 3, "checkpoint": "last", "checkpoint_sha256": "ab12"}
     write_result(tmp_path, "eval", {**summary, "num_samples": 10},
                  {"log_px": np.array([-3.0, -2.0]), "khat": np.array([0.9, 0.2])})
@@ -314,7 +307,7 @@ def test_a_model_that_cannot_be_traced_runs_with_pyro_traces_and_says_so():
 
 
 def test_the_batch_default_depends_on_the_device():
-    from pyro_vae.evaluation.ais import default_batch
+    from pyro_vae.evaluation import default_batch
     assert default_batch("cpu") == 100 and default_batch("cuda") == 5000
     vae = LinearGaussianVAE()
     summary, _ = estimate_ais(vae, vae.sample_data(3), 1, num_chains=2, log=quiet)

@@ -11,9 +11,10 @@ import torch
 
 from pyro_vae.config import make_config
 from pyro_vae.core.precision import tf32
-from pyro_vae.evaluation import evaluate as evaluate_module
-from pyro_vae.evaluation.ais import AnnealingPath, TracedEnds, estimate_ais
-from pyro_vae.evaluation.evaluate import estimate_log_likelihood, evaluate_model, evaluation_context, power_of_two_below
+from pyro_vae.evaluation import estimate_ais, estimate_log_likelihood, evaluate_model, evaluation_context, iwae
+from pyro_vae.evaluation.annealing import AnnealingPath
+from pyro_vae.evaluation.memory import power_of_two_below
+from pyro_vae.evaluation.traced_ends import TracedEnds
 from pyro_vae.models import build_model
 
 from conftest import quiet
@@ -93,7 +94,7 @@ def test_the_retry_after_an_allocation_failure_gives_the_numbers_of_the_smaller_
     chunks of 8 from the start."""
     _, model = models()
     x = images(8).to(CUDA)
-    real = evaluate_module.trace_particles
+    real = iwae.trace_particles
 
     def greedy(*args, num_samples, **kwargs):
         if num_samples > 8:
@@ -105,7 +106,7 @@ def test_the_retry_after_an_allocation_failure_gives_the_numbers_of_the_smaller_
             return estimate_log_likelihood(model.model, model.guide, x, 40, batch_size=8, chunk_size=chunk,
                                            log=log, seed=0)
     reference = run(8, quiet)
-    monkeypatch.setattr(evaluate_module, "trace_particles", greedy)
+    monkeypatch.setattr(iwae, "trace_particles", greedy)
     messages = []
     retried = run(32, messages.append)
     assert messages == ["out of memory: retrying with 16 particles per chunk",

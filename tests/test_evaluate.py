@@ -16,11 +16,15 @@ import torch
 from torch import nn
 
 from pyro_vae.config import Config, make_config
-from pyro_vae.evaluation import evaluate as evaluate_module
-from pyro_vae.evaluation.evaluate import (
+from pyro_vae.core.options import flag_style
+from pyro_vae.evaluation import (
     active_units,
     estimate_log_likelihood,
     evaluate_model,
+    evaluation_context,
+    host_results,
+    iwae,
+    memory,
     memory_budget,
     parse_memory,
     particle_bytes,
@@ -113,7 +117,7 @@ def test_chunked_and_unchunked_agree_for_the_same_draws():
 def test_out_of_memory_shrinks_the_chunk_and_retries(monkeypatch):
     vae = LinearGaussianVAE()
     x = vae.sample_data(8)
-    real = evaluate_module.trace_particles
+    real = iwae.trace_particles
 
     def small_memory(*args, num_samples, **kwargs):
         if num_samples > 8:
@@ -122,7 +126,7 @@ def test_out_of_memory_shrinks_the_chunk_and_retries(monkeypatch):
 
     torch.manual_seed(0)
     reference = estimate(vae, x, 40, chunk_size=8)
-    monkeypatch.setattr(evaluate_module, "trace_particles", small_memory)
+    monkeypatch.setattr(iwae, "trace_particles", small_memory)
     messages = []
     torch.manual_seed(0)
     retried = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=8, chunk_size=32,
@@ -136,7 +140,7 @@ def test_after_out_of_memory_the_cache_is_released_outside_the_except_block(monk
     """The failed attempt's tensors are held by the exception's traceback while its ``except``
     block runs: the allocator's cache is emptied after it, when they are free."""
     vae = LinearGaussianVAE()
-    real = evaluate_module.trace_particles
+    real = iwae.trace_particles
     calls = iter([True, False, False, False])
 
     def fails_once(*args, **kwargs):
@@ -145,16 +149,16 @@ def test_after_out_of_memory_the_cache_is_released_outside_the_except_block(monk
         return real(*args, **kwargs)
 
     handling = []
-    monkeypatch.setattr(evaluate_module, "trace_particles", fails_once)
-    monkeypatch.setattr(evaluate_module, "release_memory", lambda device: handling.append(sys.exc_info()[0]))
+    monkeypatch.setattr(iwae, "trace_particles", fails_once)
+    monkeypatch.setattr(iwae, "release_memory", lambda device: handling.append(sys.exc_info()[0]))
     points = estimate_log_likelihood(vae.model, vae.guide, vae.sample_data(4), 8, chunk_size=8, log=quiet)
     assert handling == [None] and np.isfinite(points.log_px).all()
 
 
 def test_a_cuda_out_of_memory_error_is_one_to_retry():
-    assert evaluate_module.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory."))
-    assert evaluate_module.OutOfMemoryError is torch.cuda.OutOfMemoryError
-    assert not evaluate_module.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert memory.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    assert memory.OutOfMemoryError is torch.cuda.OutOfMemoryError
+    assert not memory.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
 
 def test_the_auto_memory_budget(monkeypatch):
@@ -170,7 +174,7 @@ def test_the_auto_memory_budget(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2**30)
     messages = []
     assert memory_budget("auto", cuda, messages.append) == 32 * 2**30  # (100e9 + 4 GiB) / 2 -> 32 GiB
-    assert messages and "32 GiB" in messages[0] and "--max-memory" in messages[0]
+    assert messages and "32 GiB" in messages[0] and "max_memory sets it" in messages[0]
     free["bytes"] = 120 * 10**9
     assert memory_budget("auto", cuda) == 32 * 2**30  # the same chunks: the same numbers
     free["bytes"] = 10**6  # the cache's 4 GiB remain
@@ -195,7 +199,7 @@ def test_psis_overlapped_with_the_next_batch_gives_the_serial_numbers(diagnostic
     x = torch.bernoulli(torch.full((10, 784), 0.2))
     runs = {}
     for overlap in (False, True):
-        with evaluate_module.evaluation_context(vae, x.device, seed=0):
+        with evaluation_context(vae, x.device, seed=0):
             runs[overlap] = estimate_log_likelihood(vae.model, vae.guide, x, 40, batch_size=2, log=quiet,
                                                     seed=0, diagnostics=diagnostics, overlap=overlap)
     serial, overlapped = runs[False], runs[True]
@@ -210,7 +214,7 @@ def test_psis_overlapped_with_the_next_batch_gives_the_serial_numbers(diagnostic
 def test_an_error_in_psis_on_the_worker_thread_reaches_the_caller(monkeypatch):
     def broken(log_w):
         raise ValueError("PSIS failed")
-    monkeypatch.setattr(evaluate_module, "psis", broken)
+    monkeypatch.setattr(host_results, "psis", broken)
     vae = LinearGaussianVAE()
     with pytest.raises(ValueError, match="PSIS failed"):
         estimate_log_likelihood(vae.model, vae.guide, vae.sample_data(6), 30, batch_size=2, log=quiet,
@@ -251,7 +255,9 @@ def test_summary_fields_and_trust():
 def test_trust_sentence_names_the_shares_above_the_thresholds_and_points_to_ais():
     khat = np.array([0.3] * 50 + [0.9] * 40 + [1.8] * 10)
     sentence = trust_sentence(khat, 5000)
-    assert "50.0% of the data points (10.0% above 1.5)" in sentence and "--method ais" in sentence
+    assert "50.0% of the data points (10.0% above 1.5)" in sentence and "estimate_ais" in sentence
+    with flag_style():  # inside a command, the flag
+        assert "run evaluate.py --method ais on a few hundred images" in trust_sentence(khat, 5000)
     assert "K = 5000" in sentence
     assert "slowly" in trust_sentence(np.array([0.6] * 100), 5000)
     assert trust_sentence(np.array([0.3] * 100), 5000) is None
@@ -284,9 +290,9 @@ def test_a_chunk_of_impossible_samples_does_not_poison_the_rest(monkeypatch):
     turn the streaming logsumexp into NaN."""
     chunks = iter([torch.full((2, 3), -math.inf), torch.tensor([[-1.0, -2.0, -math.inf], [-3.0, -2.0, -math.inf]])])
     no_latents = SimpleNamespace(guide=SimpleNamespace(nodes={}))
-    monkeypatch.setattr(evaluate_module, "trace_particles", lambda *a, num_samples, **k: no_latents)
-    monkeypatch.setattr(evaluate_module, "log_weights", lambda traces: next(chunks))
-    sampler = evaluate_module.ChunkedLogWeights(None, None, chunk_size=2, log=quiet)
+    monkeypatch.setattr(iwae, "trace_particles", lambda *a, num_samples, **k: no_latents)
+    monkeypatch.setattr(iwae, "log_weights", lambda traces: next(chunks))
+    sampler = iwae.ChunkedLogWeights(None, None, chunk_size=2, log=quiet)
     _, log_px, _ = sampler(torch.zeros(3, 4), num_samples=4)
     everything = torch.tensor([[-math.inf] * 3, [-math.inf] * 3, [-1.0, -2.0, -math.inf], [-3.0, -2.0, -math.inf]])
     torch.testing.assert_close(log_px, torch.logsumexp(everything, 0) - math.log(4))
@@ -357,7 +363,7 @@ def test_psis_reads_the_tail_of_the_weights_with_either_arviz_line():
     weights are Frechet with shape 1, so k = 1; for narrow normal log-weights it is near 0.
     ArviZ 1.x's psislw takes a log-likelihood (the sign flipped): un-negated it gave k-hat -0.03
     for the Gumbel rows. The smoothed weights are normalized in both lines."""
-    from pyro_vae.evaluation.evaluate import _arviz_psislw, psis
+    from pyro_vae.evaluation.psis import _arviz_psislw, psis
     rng = np.random.default_rng(0)
     log_w = np.concatenate([rng.normal(0, 0.5, (3, 5000)), rng.gumbel(0, 1, (3, 5000))]) - 80
     khat, ess = psis(log_w)
@@ -383,7 +389,7 @@ def test_psis_does_not_print_arvizs_refactor_notice_but_other_warnings_pass(tmp_
         pytest.skip(f"ArviZ {arviz.__version__} prints no refactor notice (the later 0.x versions do)")
     stderr = _psis_in_a_fresh_process(tmp_path / "b", (
         "import warnings, numpy as np\n"
-        "from pyro_vae.evaluation.evaluate import psis\n"
+        "from pyro_vae.evaluation.psis import psis\n"
         "psis(np.random.default_rng(0).standard_normal((2, 200)))\n"
         "warnings.warn('a user warning', FutureWarning)\n"))
     assert "ArviZ is undergoing" not in stderr and "a user warning" in stderr

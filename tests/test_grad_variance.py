@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pyro_vae.studies.grad_variance import ESTIMATOR_SPECS, run_diagnostic
+from pyro_vae.studies import ESTIMATOR_SPECS, run_diagnostic
 from pyro_vae.training.trainer import train
 
 from conftest import quiet

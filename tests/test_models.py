@@ -14,11 +14,11 @@ from torch import nn
 
 from pyro_vae.config import make_config
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.evaluation.evaluate import describe, evaluate_model
+from pyro_vae.evaluation import describe, evaluate_model
 from pyro_vae.infer.objectives import build_objective, check_structure, model_structure
 from pyro_vae.models import build_model
 from pyro_vae.models.sites import probe
-from pyro_vae.studies.grad_variance import run_diagnostic
+from pyro_vae.studies import run_diagnostic
 
 from conftest import quiet, run_script
 

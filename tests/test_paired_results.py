@@ -14,7 +14,7 @@ import pytest
 from test_faults import enospc_in, one_line_error, run, train_here
 
 from pyro_vae.core.errors import RunDirError
-from pyro_vae.runs.results import read_result, write_result
+from pyro_vae.runs import read_result, write_result
 
 EVALUATE = ("--num-samples", "5", "--limit", "8")
 AIS = ("--method", "ais", "--limit", "4", "--ais-steps", "2", "--ais-chains", "2", "--leapfrog", "1")
@@ -126,7 +126,7 @@ def test_ais_compares_with_a_matching_pair(evaluated, data_dir, tmp_path):
 
 
 def test_the_evaluation_at_the_end_of_training_records_its_checkpoint(small_run):
-    from pyro_vae.runs.checkpoint import load_checkpoint
+    from pyro_vae.runs import load_checkpoint
     from pyro_vae.training.trainer import train
 
     from conftest import quiet

@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 
 from pyro_vae.training.trainer import train
-from pyro_vae.viz.plots import compare_runs
+from pyro_vae.viz import compare_runs
 
 from conftest import quiet
 

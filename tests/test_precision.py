@@ -6,8 +6,7 @@ import torch
 
 from pyro_vae.config import make_config
 from pyro_vae.core.precision import tf32, tf32_enabled, tf32_state
-from pyro_vae.evaluation.ais import estimate_ais
-from pyro_vae.evaluation.evaluate import evaluation_context
+from pyro_vae.evaluation import estimate_ais, evaluation_context
 from pyro_vae.training.trainer import Trainer
 
 from conftest import TINY_RUN, quiet

@@ -177,7 +177,7 @@ def test_user_defined_prior_end_to_end(data_dir, tmp_path):
 
 @pytest.mark.parametrize("prior", PRIORS)
 def test_every_prior_trains_resumes_and_is_evaluated(prior, data_dir, tmp_path):
-    from pyro_vae.evaluation.evaluate import evaluate_run
+    from pyro_vae.evaluation import evaluate_run
     from pyro_vae.training.trainer import train
 
     from conftest import quiet

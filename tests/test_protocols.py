@@ -12,15 +12,13 @@ from pyro.infer import Trace_ELBO
 from pyro_vae.config import Config, make_config
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.data import load_dataset
-from pyro_vae.evaluation.evaluate import evaluate_run
+from pyro_vae.evaluation import evaluate_run
 from pyro_vae.infer.lowering import LoweredStep
 from pyro_vae.infer.warmup import LatentScale, warmup_beta
 from pyro_vae.models import build_model
 from pyro_vae.nn.nets import GatedDense, MLPDecoder, MLPEncoder
-from pyro_vae.runs.checkpoint import load_checkpoint
-from pyro_vae.runs.opening import load_run
-from pyro_vae.runs.rundir import RunDir
-from pyro_vae.studies.reproduce import reproduce, run_name
+from pyro_vae.runs import RunDir, load_checkpoint, load_run
+from pyro_vae.studies import reproduce, run_name
 from pyro_vae.training.trainer import Trainer, train
 
 from conftest import quiet
@@ -285,7 +283,7 @@ def test_reproduce_end_to_end(data_dir, tmp_path, monkeypatch):
     assert "| tiny.yaml | Nobody 2026 (Table 0) | 150.00 |" in table and f"{row['nll']:.2f}" in table
 
     # Again: nothing is retrained or re-evaluated.
-    monkeypatch.setattr("pyro_vae.studies.reproduce.evaluate_run", lambda *a, **k: pytest.fail("re-evaluated"))
+    monkeypatch.setattr("pyro_vae.studies.reproduction.evaluate_run", lambda *a, **k: pytest.fail("re-evaluated"))
     again = reproduce([config], runs, out, **options)
     assert json.loads(again["json"].read_text())[0]["nll"] == row["nll"]
 

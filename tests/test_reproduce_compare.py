@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pyro_vae.core.errors import ConfigError, RunDirError
-from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
-from pyro_vae.studies.reproduce import SOURCE_NAME, reproduce, run_name
+from pyro_vae.runs import load_checkpoint, save_checkpoint
+from pyro_vae.studies import SOURCE_NAME, reproduce, run_name
 from pyro_vae.training.trainer import train
 
 from conftest import REPO, assert_one_line_error, quiet, run_script
@@ -98,8 +98,8 @@ def test_two_configs_of_the_same_folder_and_name_get_two_runs(two_configs):
 def test_each_config_finds_its_own_run_again_alone_and_in_any_order(two_configs, data_dir, tmp_path,
                                                                      monkeypatch):
     p, q, runs, rows = two_configs
-    monkeypatch.setattr("pyro_vae.studies.reproduce.evaluate_run", lambda *a, **k: pytest.fail("re-evaluated"))
-    monkeypatch.setattr("pyro_vae.studies.reproduce.train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("pyro_vae.studies.reproduction.evaluate_run", lambda *a, **k: pytest.fail("re-evaluated"))
+    monkeypatch.setattr("pyro_vae.studies.reproduction.train", lambda *a, **k: pytest.fail("trained"))
     for order in ([q], [q, p]):
         paths = reproduce(order, runs, tmp_path, train_runs=False, **options(data_dir))
         again = {r["config"]: r["run_dir"] for r in json.loads(paths["json"].read_text())}
@@ -150,7 +150,7 @@ def test_an_edited_config_is_refused_before_anything_trains(data_dir, tmp_path, 
 def test_no_train_without_a_run_is_refused_before_anything_is_evaluated(two_configs, tmp_path):
     p, _, runs, _ = two_configs
     missing = write(tmp_path / "rows" / "never.yaml", TINY)
-    with pytest.raises(ConfigError, match=f"holds no run of {missing} to evaluate; drop --no-train"):
+    with pytest.raises(ConfigError, match=f"holds no run of {missing} to evaluate; drop train_runs=False"):
         reproduce([p, missing], runs, tmp_path / "t", train_runs=False, **options(None))
     assert not (tmp_path / "t").exists()
 
@@ -265,7 +265,7 @@ def reproduced(data_dir, tmp_path):
     config = write(tmp_path / "rows" / "tiny.yaml", TINY)
     runs = tmp_path / "runs"
     reproduce([config], runs, tmp_path / "t", **options(data_dir))
-    import pyro_vae.studies.reproduce as module
+    import pyro_vae.studies.reproduction as module
 
     def again(monkeypatch) -> int:
         calls = []
@@ -386,7 +386,7 @@ def test_compare_on_a_malformed_evaluation_is_one_line_naming_the_field(trained,
 
 
 def test_compare_says_which_epoch_and_split_an_evaluation_is_of(trained, tmp_path):
-    from pyro_vae.viz.plots import compare_runs
+    from pyro_vae.viz import compare_runs
 
     runs = [copy_of(trained, tmp_path / "earlier", {**EVALUATION, "epoch": 1}),
             copy_of(trained, tmp_path / "valid", {**EVALUATION, "split": "valid"}),
@@ -400,7 +400,7 @@ def test_compare_says_which_epoch_and_split_an_evaluation_is_of(trained, tmp_pat
 
 
 def test_compare_keeps_one_table_row_per_run_whatever_the_names(trained, tmp_path):
-    from pyro_vae.viz.plots import compare_runs
+    from pyro_vae.viz import compare_runs
 
     run = copy_of(trained, tmp_path / "a|b $\\frac$ (c)", EVALUATION)
     paths = compare_runs([run], tmp_path / "cmp")

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from pyro_vae.core.errors import CheckpointError, UntrustedImportError
-from pyro_vae.evaluation.evaluate import evaluate_run
-from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
-from pyro_vae.studies.grad_variance import run_diagnostic
+from pyro_vae.evaluation import evaluate_run
+from pyro_vae.runs import load_checkpoint, save_checkpoint
+from pyro_vae.studies import run_diagnostic
 from pyro_vae.training.trainer import Trainer, train
-from pyro_vae.viz.plots import compare_runs, plot_run
+from pyro_vae.viz import compare_runs, plot_run
 
 from conftest import quiet, run_script, train_tiny_run
 

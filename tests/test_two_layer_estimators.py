@@ -25,7 +25,7 @@ from pyro.poutine.messenger import Messenger
 from test_estimators import Z_MAX, draw_gradients, dreg_reference_gradients, exact_gradient, z_scores
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from pyro_vae.evaluation.evaluate import estimate_log_likelihood
+from pyro_vae.evaluation import estimate_log_likelihood
 from pyro_vae.infer.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
 from pyro_vae.infer.importance import trace_particles
 

@@ -28,12 +28,12 @@ from pyro_vae.config import (
 from pyro_vae.core.atomic import make_directory
 from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.evaluation.evaluate import evaluate_run
+from pyro_vae.evaluation import evaluate_run
 from pyro_vae.runs.lock import RunLock
 from pyro_vae.runs.rundir import RunDir
-from pyro_vae.studies.reproduce import check_same_settings
+from pyro_vae.studies import check_same_settings
 from pyro_vae.training.trainer import train
-from pyro_vae.viz.plots import compare_runs
+from pyro_vae.viz import compare_runs
 
 
 def _folder_name(value, what: str, path: str) -> str:

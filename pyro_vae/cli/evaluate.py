@@ -26,9 +26,18 @@ from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.distributed import log_on_main, process_group, ranks
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name
-from pyro_vae.evaluation.ais import DEFAULT_BATCH, STARTS
-from pyro_vae.evaluation.evaluate import AUTO_MEMORY, evaluate_run, parse_memory
-from pyro_vae.evaluation.evaluate_ais import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES, ais_run, bdmc_run, default_steps
+from pyro_vae.evaluation import (
+    AUTO_MEMORY,
+    DEFAULT_AIS_STEPS,
+    DEFAULT_BATCH,
+    DEFAULT_BDMC_IMAGES,
+    STARTS,
+    ais_run,
+    bdmc_run,
+    default_steps,
+    evaluate_run,
+    parse_memory,
+)
 
 # Defaults of the flags that only some methods read: None in argparse, so that a flag given to a
 # method that does not read it is refused even when it repeats the default.

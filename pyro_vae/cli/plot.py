@@ -9,7 +9,7 @@ import sys
 
 from pyro_vae.config import add_trust_argument, path_argument
 from pyro_vae.core.console import ArgumentParser, run_command
-from pyro_vae.viz.plots import plot_run
+from pyro_vae.viz import plot_run
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,7 @@ from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.distributed import process_group, ranks, together
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.workload import check_iwae, check_training_memory, evaluation_images, resolve_device_name
-from pyro_vae.evaluation.evaluate import evaluate_model
+from pyro_vae.evaluation import evaluate_model
 from pyro_vae.training.trainer import train
 
 

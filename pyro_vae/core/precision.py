@@ -10,7 +10,7 @@ A log p(x) estimate is another matter: it is compared with published numbers and
 to a few hundredths of a nat, and TF32 has not been measured to change it by less than its
 standard error. So every evaluation (IWAE, AIS, BDMC, the end of training's) runs with TF32
 off, whatever training used, and the previous setting is restored afterwards
-(:func:`~pyro_vae.evaluation.evaluate.evaluation_context`).
+(:func:`~pyro_vae.evaluation.evaluation_context`).
 
 PyTorch 2.9 added per-backend ``fp32_precision`` switches ("tf32", "ieee", "none": inherit) and
 refuses to read the old ``allow_tf32`` flags once they are set; older versions have only the

@@ -17,16 +17,14 @@ import numpy as np
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import log_on_main, on_main
 from pyro_vae.core.errors import RunDirError
-from pyro_vae.evaluation.ais import estimate_ais, estimate_bdmc
-from pyro_vae.evaluation.evaluate import (
-    AUTO_MEMORY,
-    KHAT_BAD,
-    KHAT_SEVERE,
-    open_for_evaluation,
-    show_progress,
-    standard_error,
-)
-from pyro_vae.runs.results import read_result, read_summary, save_result
+from pyro_vae.core.options import option, uses_flags
+from pyro_vae.evaluation.ais import estimate_ais
+from pyro_vae.evaluation.bdmc import estimate_bdmc
+from pyro_vae.evaluation.diagnostics import standard_error
+from pyro_vae.evaluation.memory import AUTO_MEMORY
+from pyro_vae.evaluation.psis import KHAT_BAD, KHAT_SEVERE
+from pyro_vae.evaluation.run_evaluation import open_for_evaluation, show_progress
+from pyro_vae.runs import read_result, read_summary, save_result
 
 # Steps of the annealing schedule when none is given. On a CPU, few enough that a few hundred test
 # images take minutes: the one-layer MNIST VAE with 16 chains and 10 leapfrog steps costs about
@@ -118,8 +116,9 @@ def describe_ais(summary: dict) -> str:
             lines.append("AIS - IWAE by k-hat: " + ", ".join(parts) + "; rank correlation of k-hat "
                          f"with AIS - IWAE {k['spearman_khat_vs_shortfall']:.2f}")
     else:
-        lines.append("(no eval.json of the same checkpoint here: run evaluate.py without --method "
-                     "first to compare with the importance-weighted estimate)")
+        first = f"run evaluate.py without {option('method')}" if uses_flags() else "evaluate the run with evaluate_run"
+        lines.append(f"(no eval.json of the same checkpoint here: {first} first to compare with the "
+                     "importance-weighted estimate)")
     lines.append(f"{summary['seconds']:.1f} s on {summary['device']}")
     return "\n".join(lines)
 
@@ -131,7 +130,8 @@ def describe_bdmc(summary: dict) -> str:
         f"+- {summary['upper_stderr']:.3f} nats",
         f"gap (upper - lower) {summary['gap']:.3f} +- {summary['gap_stderr']:.3f} nats per image on "
         f"average, at most {summary['gap_max']:.3f}: either bound is that close to log p(x) in "
-        "expectation" + ("" if summary['gap'] < 1 else "; longer chains (--ais-steps) would tighten it"),
+        "expectation" + ("" if summary['gap'] < 1 else
+                         f"; longer chains ({option('ais_steps', python='num_steps')}) would tighten it"),
         f"{summary['ais_steps']} annealing steps each way, {summary['ais_chains']} chains, "
         f"{summary['leapfrog']} leapfrog steps, from the {summary['start']}; HMC acceptance "
         f"{summary['acceptance_rate']:.2f}",

@@ -1,5 +1,5 @@
 """Hamiltonian Monte Carlo transitions for many independent chains at once, with per-image step
-sizes: the Markov kernels of annealed importance sampling (:mod:`pyro_vae.evaluation.ais`).
+sizes: the Markov kernels of annealed importance sampling (:mod:`pyro_vae.evaluation.annealing`).
 
 The state is a flat tensor ``z`` of shape ``(C, B, D)``: C chains for each of B images, D latent
 dimensions. The target is given by a function that returns the log-density of every chain and

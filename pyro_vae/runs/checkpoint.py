@@ -27,8 +27,9 @@ from typing import Any
 import torch
 
 from pyro_vae.core.atomic import atomic_write
-from pyro_vae.runs.checkpoint_schema import FORMAT, READABLE_VERSIONS, check_checkpoint
 from pyro_vae.core.errors import CheckpointError
+from pyro_vae.core.options import option
+from pyro_vae.runs.checkpoint_schema import FORMAT, READABLE_VERSIONS, check_checkpoint
 
 VERSION = 2  # 2: with a checksum; 1 (earlier pyro-vae) is read without one
 
@@ -91,7 +92,7 @@ def _refused_object(error: pickle.UnpicklingError) -> str | None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's dict on CPU, every field checked (:mod:`~pyro_vae.runs.checkpoint_schema`), or
     a one-line CheckpointError that says what to do. A damaged ``best.pt`` beside an intact
-    ``checkpoint.pt`` says that ``--checkpoint last`` opens the latter."""
+    ``checkpoint.pt`` says that ``checkpoint="last"`` (``--checkpoint last``) opens the latter."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -105,7 +106,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         except CheckpointError:
             raise e from None
         raise CheckpointError(f"{str(e).rstrip('.')}. checkpoint.pt beside it (epoch {last['epoch']}) is intact: "
-                              "--checkpoint last uses it") from None
+                              f"{option('checkpoint', 'last')} uses it") from None
 
 
 def _load(path: Path) -> dict[str, Any]:

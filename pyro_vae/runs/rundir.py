@@ -21,12 +21,13 @@ from typing import Any, Optional
 
 import yaml
 
+from pyro_vae.config import read_yaml
 from pyro_vae.core.atomic import atomic_write
+from pyro_vae.core.commands import resume_command
+from pyro_vae.core.errors import ConfigError, RunDirError
+from pyro_vae.core.options import option
 from pyro_vae.runs.checkpoint import load_checkpoint
 from pyro_vae.runs.checkpoint_schema import METRIC_KEYS  # what every line of metrics.jsonl holds
-from pyro_vae.core.commands import resume_command
-from pyro_vae.config import read_yaml
-from pyro_vae.core.errors import ConfigError, RunDirError
 from pyro_vae.runs.lock import LOCK_NAME, RunLock
 
 
@@ -68,21 +69,21 @@ class RunDir:
         metrics.jsonl, figures/ and more, and must not overwrite a file of the user's."""
         path = self.path
         if path.exists() and not path.is_dir():
-            raise ConfigError(f"--out {path} is a file, not a directory")
+            raise ConfigError(f"{option('out', str(path))} is a file, not a directory")
         if self.checkpoint_path.exists() or self.metrics_path.exists():
             raise ConfigError(f"{path} already holds a run. Continue it with {resume_command(path)}, "
-                              "or choose another --out.")
+                              f"or choose another {option('out')}.")
         if not path.exists():
             return
         try:
             others = sorted(p.name for p in path.iterdir() if not _is_leftover(p.name))
         except OSError as e:
-            raise ConfigError(f"cannot read --out {path}: {e.strerror}") from None
+            raise ConfigError(f"cannot read {option('out', str(path))}: {e.strerror}") from None
         if others:
             shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-            raise ConfigError(f"--out {path} is not empty (it holds {shown}); a new run needs a new "
-                              "or empty directory so that none of your files is overwritten. "
-                              "Choose another --out.")
+            raise ConfigError(f"{option('out', str(path))} is not empty (it holds {shown}); a new run needs a "
+                              "new or empty directory so that none of your files is overwritten. "
+                              f"Choose another {option('out')}.")
 
     def require(self, flag: str = "the run directory") -> "RunDir":
         """This run, if its path is a directory: a file or a missing path is named in one line."""

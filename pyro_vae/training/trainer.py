@@ -52,7 +52,7 @@ from pyro_vae.core.errors import (
 )
 from pyro_vae.core.precision import tf32
 from pyro_vae.data import VAEData, load_dataset
-from pyro_vae.evaluation.evaluate import describe, evaluate_model, save_results
+from pyro_vae.evaluation import describe, evaluate_model, save_results
 from pyro_vae.infer.importance import elbo_per_datapoint
 from pyro_vae.infer.lowering import LoweredStep, LoweringFailed, lowering_problem
 from pyro_vae.infer.objectives import build_objective, model_structure
@@ -73,7 +73,7 @@ from pyro_vae.training.graphed import (
     use_tensor_learning_rate,
 )
 from pyro_vae.training.schedule import learning_rate
-from pyro_vae.viz.plots import plot_run
+from pyro_vae.viz import plot_run
 
 EVAL_BATCH_SIZE = 1000
 

@@ -1,0 +1,215 @@
+"""The importance-weighted estimate of the marginal log-likelihood log p(x).
+
+For each data point, K samples z_k ~ q(z | x) give
+
+    log p^(x) = logsumexp_k (log p(x, z_k) - log q(z_k | x)) - log K,
+
+a stochastic lower bound on log p(x) that tightens as K grows (Burda et al. 2016; K = 5000 in the
+IWAE and VampPrior papers). The log-weights come from Pyro traces (:mod:`pyro_vae.infer.importance`),
+so any prior and likelihood the model samples from is handled by its own ``log_prob``.
+
+- **Memory.** K is split into chunks, combined with a streaming logsumexp
+  (:class:`ChunkedLogWeights`); the chunk size follows from a memory budget for the activations
+  (:mod:`.memory`), and a CUDA out-of-memory error halves it and retries. The K log-weights of
+  the current batch (K x B floats) are kept for the diagnostics.
+- **Sync.** Everything stays on the device; each batch moves its results to the host once, and
+  on CUDA PSIS overlaps the next batch's GPU work (:mod:`.host_results`).
+- **Seeds and ranks.** Each batch of images draws its particles from a stream seeded by the
+  evaluation seed and the index of its first image (:func:`~pyro_vae.core.distributed.stream_seed`),
+  not from one stream for the whole split. So the batches can be shared out among the ranks of a
+  torchrun job and the results gathered, and the numbers are the same whatever the number of
+  ranks (for the same ``batch_size`` and memory budget, which fix the batches and chunks).
+- **Trust.** PSIS's k-hat per data point (:mod:`.psis`), summarized in words by :mod:`.diagnostics`.
+
+This module is the estimator's loop; memory, host transfers, PSIS and the summary are their own
+modules so that each can be read (and tested) alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from pyro_vae.core.console import log_line
+from pyro_vae.core.distributed import batch_span, gather_on_main, log_on_main, on_main, ranks, share_note, stream_seed
+from pyro_vae.evaluation.context import evaluation_context
+from pyro_vae.evaluation.diagnostics import summarize
+from pyro_vae.evaluation.host_results import HostResults
+from pyro_vae.evaluation.memory import (
+    AUTO_MEMORY,
+    halved_after_out_of_memory,
+    memory_budget,
+    particle_bytes,
+    release_memory,
+)
+from pyro_vae.evaluation.psis import PSIS_MIN_SAMPLES
+from pyro_vae.infer.importance import log_weights, trace_particles
+from pyro_vae.models.sites import latent_sites
+
+MEAN_PREFIX = "posterior_mean:"  # the columns of E_q[z | x] when ranks gather their results
+
+
+@dataclass
+class PointEstimates:
+    """Per-data-point results, as numpy arrays of length N."""
+
+    log_px: np.ndarray  # log p^(x), nats
+    elbo: np.ndarray  # mean over the K samples of the log-weights: an ELBO estimate
+    khat: np.ndarray  # PSIS Pareto shape of the K weights
+    ess: np.ndarray  # effective sample size of the PSIS-smoothed weights
+    posterior_mean: dict[str, np.ndarray]  # per latent site, E_q[z | x] (N, D_site): active units
+
+
+class ChunkedLogWeights:
+    """Draws K particles per data point in chunks, retrying with smaller chunks on OOM."""
+
+    def __init__(self, model: Callable, guide: Callable, chunk_size: int,
+                 log: Callable[[str], None] = log_line):
+        self.model, self.guide, self.chunk, self.log = model, guide, chunk_size, log
+
+    def __call__(self, x: torch.Tensor, num_samples: int):
+        """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, and E_q[z | x] ``(B, D_site)``
+        of every latent site (see :func:`site_mean_sums`)."""
+        chunks, done, sums = [], 0, {}
+        running_max = torch.full((x.shape[0],), -math.inf, device=x.device)
+        running_sum = torch.zeros(x.shape[0], device=x.device)
+        while done < num_samples:
+            n = min(self.chunk, num_samples - done)
+            try:
+                lw, chunk_sums = self._draw(x, n)
+            except RuntimeError as e:  # OutOfMemoryError included
+                self.chunk = halved_after_out_of_memory(e, self.chunk, "particles per chunk", self.log)
+                lw = None
+            if lw is None:  # outside the except block: the failed attempt's tensors are free now
+                release_memory(x.device)
+                continue
+            for name, total in chunk_sums.items():
+                sums[name] = sums[name] + total if name in sums else total
+            new_max = torch.maximum(running_max, lw.max(0).values)
+            shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+            running_sum = running_sum * torch.exp(running_max - shift) + torch.exp(lw - shift).sum(0)
+            running_max = new_max
+            chunks.append(lw)
+            done += n
+        # with -inf weights only, shift 0 and sum 0 give log_px = -inf (not NaN)
+        shift = torch.where(torch.isfinite(running_max), running_max, torch.zeros_like(running_max))
+        log_px = shift + torch.log(running_sum) - math.log(num_samples)
+        return torch.cat(chunks), log_px, {name: total / num_samples for name, total in sums.items()}
+
+    def _draw(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(n, B)`` log-weights of ``n`` new particles and the sums of their site means. The
+        traces die on return, so the next chunk is not drawn while these are held."""
+        traces = trace_particles(self.model, self.guide, x, num_samples=n)
+        lw = log_weights(traces).expand(n, x.shape[0])
+        return lw, site_mean_sums(traces.guide, n, x.shape[0])
+
+
+def site_mean_sums(guide_trace, num_samples: int, batch: int) -> dict[str, torch.Tensor]:
+    """Each latent site's conditional mean, summed over the particles: ``{name: (batch, D)}``.
+
+    The mean of q(z_l | parents) averaged over the particles' parents is E_q[z_l | x] (tower
+    rule), with less noise than averaging the samples; for a first-layer site it is exact.
+    Distributions without a ``mean`` contribute their samples.
+    """
+    sums = {}
+    for site in latent_sites(guide_trace):
+        value = site["value"]
+        try:
+            mean = site["fn"].mean
+        except NotImplementedError:
+            mean = value
+        sums[site["name"]] = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
+    return sums
+
+
+@torch.no_grad()
+def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor,
+                            num_samples: int = 5000, batch_size: int = 100,
+                            chunk_size: Optional[int] = None, max_memory: int | str = 2**30,
+                            bytes_per_particle: int = 2**14, diagnostics: bool = True, log: Callable[[str], None] = log_line,
+                            progress: bool = False, seed: Optional[int] = None,
+                            overlap: Optional[bool] = None) -> Optional[PointEstimates]:
+    """Per-point log p^(x), ELBO, k-hat and ESS for every row of ``data``.
+
+    ``chunk_size`` particles are drawn at once; if None it follows from ``max_memory`` (bytes,
+    a size like "8GiB", or "auto": :func:`memory_budget`) and ``bytes_per_particle`` (see
+    :func:`particle_bytes`). With ``seed``, each batch's particles come from the stream of
+    (``seed``, its first image's index), and in a torchrun job each rank takes its share of the
+    batches: rank 0 returns the results of all (the others None). ``overlap``: PSIS on a worker
+    thread, overlapping the next batch (:class:`HostResults`; default: on CUDA).
+    """
+    if chunk_size is None:
+        budget = memory_budget(max_memory, data.device)
+        chunk_size = max(1, min(num_samples, budget // (batch_size * bytes_per_particle)))
+    sampler = ChunkedLogWeights(model, guide, chunk_size, log)
+    diagnostics = diagnostics and num_samples >= PSIS_MIN_SAMPLES
+    host = HostResults(num_samples, diagnostics, data.is_cuda if overlap is None else overlap)
+
+    first, end = batch_span(len(data), batch_size) if seed is not None else (0, len(data))
+    starts = range(first, end, batch_size)
+    report_every = max(1, len(starts) // 10)  # without a progress bar: a line per tenth
+    log = log_on_main(log)
+    try:
+        with pyro.validation_enabled(False):
+            for i, start in enumerate(tqdm(starts, disable=not progress, unit="batch",
+                                           desc="log p(x)", leave=False)):
+                if not progress and i and i % report_every == 0:
+                    log(f"log p(x): {start - first} of {end - first} images done{share_note(len(data))}")
+                if seed is not None:
+                    torch.manual_seed(stream_seed("particles", seed, start))
+                x = data[start:start + batch_size]
+                lw, log_px, site_means = sampler(x, num_samples)
+                columns = [log_px[:, None], lw.mean(0)[:, None], lw.T, *site_means.values()]
+                host.add(torch.cat(columns, dim=1), {name: m.shape[1] for name, m in site_means.items()})
+        parts = host.results()
+    finally:
+        host.close()
+    out = {k: [part[k] for part in parts] for k in ("log_px", "elbo")}
+    out.update({k: [part[k] for part in parts] if diagnostics else [] for k in ("khat", "ess")})
+    means: dict[str, list[np.ndarray]] = {}
+    for part in parts:
+        for name, mean in part["means"].items():
+            means.setdefault(name, []).append(mean)
+    n = sum(len(part) for part in out["log_px"])
+    columns = {k: np.concatenate(v) if v else np.full(n, np.nan, dtype=np.float32) for k, v in out.items()}
+    columns.update({f"{MEAN_PREFIX}{name}": np.concatenate(parts) for name, parts in means.items()})
+    if seed is not None:
+        columns = gather_on_main(columns)  # this rank's batches, then all of them on rank 0
+        if columns is None:
+            return None
+    return PointEstimates(columns["log_px"], columns["elbo"], columns["khat"], columns["ess"],
+                          {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)})
+
+
+def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
+                   max_memory: int | str = AUTO_MEMORY, seed: int = 0, log: Callable[[str], None] = log_line,
+                   progress: bool = False) -> tuple[dict, Optional[PointEstimates]]:
+    """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with
+    diagnostics, in the :func:`evaluation_context`. In a torchrun job the ranks share the work;
+    every rank returns the summary, rank 0 alone the per-point estimates (the others None).
+    ``max_memory``: see :func:`memory_budget`; in a torchrun job every rank takes rank 0's
+    budget, so that the chunks, hence the numbers, do not depend on the number of ranks."""
+    bytes_per_particle = particle_bytes(model, x)
+    budget = on_main(lambda: memory_budget(max_memory, x.device, log_on_main(log)))
+    start = time.perf_counter()
+    with evaluation_context(model, x.device, seed):
+        points = estimate_log_likelihood(model.model, model.guide, x, num_samples, batch_size,
+                                         max_memory=budget,
+                                         bytes_per_particle=bytes_per_particle, log=log,
+                                         progress=progress, seed=seed)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+    def summary() -> dict:
+        result = summarize(points, num_samples)
+        result.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
+                      batch_size=batch_size, max_memory=budget, ranks=ranks().world_size)
+        return result
+    return on_main(summary), points
