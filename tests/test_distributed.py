@@ -299,7 +299,7 @@ def test_a_cuda_run_refuses_more_ranks_on_a_machine_than_gpus(monkeypatch, local
         with pytest.raises(ConfigError) as refused:
             resolve_device(device)
         message = str(refused.value)
-        assert "\n" not in message and f"--nproc-per-node {gpus} or fewer, or --device cpu" in message
+        assert "\n" not in message and f"--nproc-per-node {gpus} or fewer, or device='cpu'" in message
         assert f"started {local_world} processes" in message
     assert resolve_device("cpu") == torch.device("cpu")  # a CPU run needs no GPU per rank
     monkeypatch.setattr(torch.cuda, "device_count", lambda: local_world)

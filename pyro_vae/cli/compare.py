@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyro_vae.cli.exits import ArgumentParser, run_command
 from pyro_vae.config import (
     Config,
     coerce_overrides,
@@ -26,7 +27,6 @@ from pyro_vae.config import (
     validate,
 )
 from pyro_vae.core.atomic import make_directory
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.evaluation.evaluate import evaluate_run
 from pyro_vae.runs.lock import RunLock

@@ -21,8 +21,8 @@ is refused before the run is opened, with what it would cost; --allow-long runs 
 import argparse
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, run_command
 from pyro_vae.config import add_trust_argument, path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.distributed import log_on_main, process_group, ranks
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name

@@ -7,8 +7,8 @@ curves, and (for a 2-D latent) the decoded manifold.
 import argparse
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, run_command
 from pyro_vae.config import add_trust_argument, path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.viz.plots import plot_run
 
 

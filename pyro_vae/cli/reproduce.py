@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pyro_vae.cli.exits import ArgumentParser, run_command
 from pyro_vae.config import path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.workload import check_iwae, evaluation_images, resolve_device_name
 from pyro_vae.studies.reproduce import reproduce
 

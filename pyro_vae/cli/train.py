@@ -15,8 +15,8 @@ import argparse
 import inspect
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, run_command
 from pyro_vae.config import add_config_arguments, add_trust_argument, make_config, merge_values
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.distributed import process_group, ranks, together
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.workload import check_iwae, check_training_memory, evaluation_images, resolve_device_name

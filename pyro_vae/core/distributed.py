@@ -45,6 +45,7 @@ import torch.distributed as dist
 
 from pyro_vae.core import errors
 from pyro_vae.core.errors import PyroVAEError
+from pyro_vae.core.options import option
 
 T = TypeVar("T")
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -124,7 +125,8 @@ def check_own_gpu() -> None:
         raise errors.ConfigError(
             f"torchrun started {local_world} processes on this machine, which has {count} GPU"
             f"{'' if count == 1 else 's'} that PyTorch can see: each rank needs a GPU of its own "
-            f"(NCCL refuses to share one); use --nproc-per-node {count} or fewer, or --device cpu")
+            f"(NCCL refuses to share one); use --nproc-per-node {count} or fewer, or "
+            f"{option('device', 'cpu')}")
 
 
 def stream_seed(purpose: str, *keys: int) -> int:
@@ -339,7 +341,7 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise errors.ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use "
-                          "--device cpu (or auto)")
+                                 f"{option('device', 'cpu')} (or auto)")
     if name == "cuda":
         check_own_gpu()
     return torch.device(name)
