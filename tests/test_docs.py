@@ -94,7 +94,15 @@ TINY = [('"epochs": 5', '"epochs": 1, "limit_train": 64, "limit_test": 16, "batc
         ("data.test[:1000], num_samples=1000", "data.test[:8], num_samples=10"),
         ('ais_run("runs/a", limit=100)', 'ais_run("runs/a", limit=2, num_steps=3, num_chains=2, num_leapfrog=2)'),
         ("limit_train=10_000", "limit_train=64, limit_test=16"),
-        ("torch.arange(128)", "torch.arange(32)")]
+        ("torch.arange(128)", "torch.arange(32)"),
+        # the public API's keyword arguments (pyro_vae.train, log_likelihood, ais)
+        ('pv.load_dataset("mnist")', 'pv.load_dataset("mnist", limit_train=64, limit_test=16)'),
+        ("hidden=[200, 200], latent_dim=50", "hidden=[16], latent_dim=2"),
+        ("epochs=5", "epochs=1, batch_size=32, plots=False"),
+        ("eval_samples=1000", "eval_samples=10"),
+        ("data.test[:1000], num_samples=5000", "data.test[:8], num_samples=10"),
+        ("pv.ais(run.model, data.test[:100])", "pv.ais(run.model, data.test[:2], num_steps=3, num_chains=2, "
+                                               "num_leapfrog=2)")]
 
 
 def _python_blocks(text: str) -> str:
