@@ -54,6 +54,14 @@ def data(data_dir):
     return pv.load_dataset("mnist", data_dir, limit_train=64, limit_test=16)
 
 
+def python(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by a fresh Python, as a new notebook kernel would (it must succeed)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -157,6 +165,19 @@ def test_a_named_model_writes_what_the_script_writes_and_reopens_without_model(d
     assert len(opened.data.test) == 16  # loaded by its name, with the run's limits
     figures = pv.plot_run(tmp_path / "api")
     assert {p.parent for p in figures} == {tmp_path / "api" / "figures"}
+
+
+def test_a_model_named_by_import_path_reopens_only_where_trusted(data, tmp_path, monkeypatch):
+    """The alternative to an instance: a class named by its import path is rebuilt from the
+    config, and reopening imports it only where the caller names it."""
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    out = tmp_path / "user"
+    run = pv.train(model="custom_model:StyleContentVAE", model_options={"width": 16}, latent_dim=2, data=data,
+                   out=out, plots=False, **FAST)
+    with pytest.raises(pv.UntrustedImportError, match="custom_model:StyleContentVAE"):
+        pv.open_run(out)
+    opened = pv.open_run(out, trusted_imports=["custom_model:StyleContentVAE"])
+    assert type(opened.model).__name__ == "StyleContentVAE" and same_weights(opened.model, run.model)
 
 
 def test_a_prior_instance_is_recorded_and_passed_again(data, tmp_path):
@@ -273,9 +294,7 @@ def test_a_notebook_sees_the_lines_without_configuring_logging(data_dir):
             "pv.train(data=data, hidden=[16], latent_dim=2, epochs=1, batch_size=32, progress=False)\n"
             "logger = logging.getLogger('pyro_vae')\n"
             "print('handlers', len(logger.handlers), logger.level)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr
+    done = python(code)
     quiet, shown = done.stdout.split("--- quiet above\n")
     assert quiet == "" and shown.count("epoch   1/1  train loss") == 1
     assert shown.splitlines()[-1] == "handlers 0 0"
@@ -285,8 +304,12 @@ def test_import_pyro_vae_is_cheap_and_draws_nothing():
     code = ("import sys, pyro_vae as pv\n"
             "assert not {'torch', 'matplotlib'} & set(sys.modules), 'heavy imports'\n"
             "[getattr(pv, name) for name in ('open_run', 'plot_run', 'log_likelihood', 'sample', 'Run')]\n"
-            "assert 'matplotlib' not in sys.modules, 'matplotlib'\n"
-            "assert all(getattr(pv, name) is not None for name in pv.__all__)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr
+            "assert 'matplotlib' not in sys.modules, 'matplotlib'\n")
+    python(code)
+
+
+def test_every_public_name_resolves():
+    assert len(set(pv.__all__)) == len(pv.__all__) and set(pv.__all__) <= set(dir(pv))
+    assert all(getattr(pv, name) is not None for name in pv.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        pv.nope

@@ -50,7 +50,8 @@ RESUME_PARAMETERS = ("model", "prior", "elbo", "data", "trusted_imports", "verbo
 
 
 def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any = None,
-          out: Optional[str | os.PathLike] = None, seed: int = 0, config_file: Optional[str | os.PathLike] = None,
+          out: Optional[str | os.PathLike] = None, seed: Optional[int] = None,
+          config_file: Optional[str | os.PathLike] = None,
           verbose: bool = True, progress: Optional[bool] = None, **config: Any) -> Run:
     """Train a new run and return it (:class:`~pyro_vae.api.runs.Run`).
 
@@ -62,7 +63,7 @@ def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any =
     ``pyro.infer.ELBO``). ``data``: a dataset name, a :class:`~pyro_vae.data.VAEData`, or tensors
     of images, ``train`` or ``(train, test)``, with values in [0, 1]. ``out``: the run directory
     to write (as ``scripts/svi_train.py --out``); None trains in memory. ``seed``: the run's
-    seed. ``config_file``: a YAML config whose keys the keyword arguments override. Every other
+    seed (default 0). ``config_file``: a YAML config whose keys the keyword arguments override. Every other
     keyword argument is a config key (docs/configuration.md): ``epochs=5``, ``hidden=[200, 200]``.
     """
     check_keywords("train", config, TRAIN_PARAMETERS,
@@ -70,7 +71,8 @@ def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any =
                    {"dataset": "train() takes the data as data= (a dataset name, a VAEData or tensors): "
                                f"pass data={config.get('dataset')!r}",
                     "resume": "train() starts a new run; continue one with pyro_vae.resume(path, epochs=...)"})
-    values = merge_values(config, config_file)
+    explicit = {"seed": seed, "out": None if out is None else os.fspath(out)}
+    values = merge_values({**config, **{k: v for k, v in explicit.items() if v is not None}}, config_file)
     if values.get("resume"):
         raise ConfigError("train() starts a new run; the config file names resume: continue that run with "
                           "pyro_vae.resume(path, epochs=...)")
@@ -78,8 +80,8 @@ def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any =
     prior = prior_argument(prior, values, model)
     elbo = elbo_argument(elbo, values)
     data = data_argument(data, values)
-    out = out if out is not None else values.get("out")
-    cfg = validate(Config(**{**values, "seed": seed, "out": None if out is None else str(out)}))
+    out = values.get("out")
+    cfg = validate(Config(**values))
     if data is not None:
         data = on_device(data, resolve_device(cfg.device))
     from_disk = out is not None and not _objects_rebuilt(cfg.to_dict())

@@ -10,6 +10,7 @@ command-line flags (:func:`~pyro_vae.core.options.flag_style`) and its lines go 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import traceback
@@ -20,6 +21,17 @@ from pyro_vae.core.console import TRACEBACK_ENV, describe_unexpected, lines_show
 from pyro_vae.core.distributed import launched_by_torchrun, ranks
 from pyro_vae.core.errors import InterruptedRunError, PyroVAEError
 from pyro_vae.core.options import flag_style
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's ``main(argv)``, with everything it does naming settings as flags
+    (:func:`~pyro_vae.core.options.flag_style`): the checks it makes while parsing, before its
+    work starts, as well as the library's messages during it."""
+    @functools.wraps(main)
+    def run(argv=None) -> int:
+        with flag_style():
+            return main(argv)
+    return run
 
 
 def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing was written",

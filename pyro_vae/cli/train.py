@@ -15,7 +15,7 @@ import argparse
 import inspect
 import sys
 
-from pyro_vae.cli.exits import ArgumentParser, run_command
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import add_config_arguments, add_trust_argument, make_config, merge_values
 from pyro_vae.core.distributed import process_group, ranks, together
 from pyro_vae.core.errors import ConfigError
@@ -24,6 +24,7 @@ from pyro_vae.evaluation.evaluate import evaluate_model
 from pyro_vae.training.trainer import train
 
 
+@command
 def main(argv=None) -> int:
     with process_group():  # a no-op unless launched by torchrun (docs/scaling-out.md)
         return parse_and_run(argv)
