@@ -116,9 +116,17 @@ def _python_blocks(text: str) -> str:
 def test_the_python_examples_run(name, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYRO_VAE_DATA", data_dir)
+    from pyro_vae.config import registries
+
     code = _python_blocks((REPO / name).read_text())
     assert code.count("\n") >= 5
-    exec(compile("import torch\n" + code, name, "exec"), {"__name__": "docs_example"})
+    before = {registry: registry.names() for registry in registries().values()}
+    try:
+        exec(compile("import torch\n" + code, name, "exec"), {"__name__": "docs_example"})
+    finally:  # what the examples register is gone again: the other tests see the shipped names
+        for registry, names in before.items():
+            for added in set(registry.names()) - set(names):
+                registry.remove(added)
     assert (tmp_path / "runs" / "a" / "eval.json").is_file()
 
 

@@ -63,8 +63,10 @@ def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any =
     ``pyro.infer.ELBO``). ``data``: a dataset name, a :class:`~pyro_vae.data.VAEData`, or tensors
     of images, ``train`` or ``(train, test)``, with values in [0, 1]. ``out``: the run directory
     to write (as ``scripts/svi_train.py --out``); None trains in memory. ``seed``: the run's
-    seed (default 0). ``config_file``: a YAML config whose keys the keyword arguments override. Every other
-    keyword argument is a config key (docs/configuration.md): ``epochs=5``, ``hidden=[200, 200]``.
+    seed (default 0). ``config_file``: a YAML config whose keys the keyword arguments override.
+    Every other keyword argument is a config key (docs/configuration.md): ``epochs=5``,
+    ``hidden=[200, 200]``. ``verbose``: show the run's lines where logging would not;
+    ``progress``: progress bars (default: ``verbose``).
     """
     check_keywords("train", config, TRAIN_PARAMETERS,
                    config_keys("model", "prior", "elbo", "dataset", "out", "seed", "resume"),
@@ -84,8 +86,9 @@ def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any =
     cfg = validate(Config(**values))
     if data is not None:
         data = on_device(data, resolve_device(cfg.device))
+    # The trainer evaluates from its checkpoints and draws by reopening the run from disk: a run
+    # in memory is evaluated here (_finish), and a run that cannot be reopened is drawn here.
     from_disk = out is not None and not _objects_rebuilt(cfg.to_dict())
-    # In memory: no checkpoint to evaluate or to draw from; train() does both itself below.
     given = dataclasses.replace(cfg, plots=cfg.plots and from_disk,
                                 eval_samples=cfg.eval_samples if out is not None else None)
     progress = verbose if progress is None else progress
