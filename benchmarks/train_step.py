@@ -48,8 +48,8 @@ import torch
 from timing import interleaved, ratio_summary, write_json
 from torch.nn import functional as F
 
+from pyro_vae.cli.exits import ArgumentParser
 from pyro_vae.config import make_config, replaced
-from pyro_vae.core.console import ArgumentParser
 from pyro_vae.core.distributed import resolve_device
 from pyro_vae.models import build_model
 from pyro_vae.training.graphed import GraphedSteps, use_tensor_learning_rate

@@ -100,7 +100,8 @@ def test_corrupt_checkpoint_message(data_dir, tmp_path):
 
 
 def test_output_lines_are_flushed_as_they_happen(monkeypatch):
-    """Piped to a file, block-buffered stdout would show nothing until the run ends."""
+    """Piped to a file, block-buffered stdout would show nothing until the run ends: inside a
+    command the run's log lines are written to stdout one by one, each flushed."""
     import io
 
     from pyro_vae.core import console
@@ -113,7 +114,9 @@ def test_output_lines_are_flushed_as_they_happen(monkeypatch):
 
     out = Recorder()
     monkeypatch.setattr(sys, "stdout", out)
-    console.log_line("epoch   1/10  ...")
+    with console.lines_shown():
+        console.log_line("epoch   1/10  ...")
+    console.log_line("outside a command: nothing on stdout")
     assert out.getvalue() == "epoch   1/10  ...\n" and Recorder.flushes == 1
 
 

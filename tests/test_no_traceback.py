@@ -15,7 +15,8 @@ import pytest
 import torch
 from test_faults import one_line_error
 
-from pyro_vae.core.console import describe_unexpected, run_command
+from pyro_vae.cli.exits import run_command
+from pyro_vae.core.console import describe_unexpected
 from pyro_vae.runs.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

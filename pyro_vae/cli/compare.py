@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import (
     Config,
     coerce_overrides,
@@ -26,7 +27,6 @@ from pyro_vae.config import (
     validate,
 )
 from pyro_vae.core.atomic import make_directory
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.evaluation import evaluate_run
 from pyro_vae.runs.lock import RunLock
@@ -141,6 +141,7 @@ def run_sweep(path: str, data_dir=None) -> tuple[list[Path], Path]:
     return [entry.run.path for entry in planned], root
 
 
+@command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="*", type=path_argument(), help="run directories to compare")

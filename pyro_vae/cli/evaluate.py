@@ -21,8 +21,8 @@ is refused before the run is opened, with what it would cost; --allow-long runs 
 import argparse
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import add_trust_argument, path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.distributed import log_on_main, process_group, ranks
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.workload import MAX_HOURS, check_ais, check_iwae, evaluation_images, resolve_device_name
@@ -72,6 +72,7 @@ def check_cost(method: str, split: str, limit, num_samples: int, ais_options: di
               ais_options["num_leapfrog"], device, allow_long, processes)
 
 
+@command
 def main(argv=None) -> int:
     with process_group():  # a no-op unless launched by torchrun (docs/scaling-out.md)
         return parse_and_run(argv)

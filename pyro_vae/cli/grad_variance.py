@@ -13,11 +13,12 @@ dreg) is refused.
 import argparse
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import add_config_arguments, add_trust_argument, path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.studies import DEFAULT_BASELINE_WARMUP, ESTIMATOR_SPECS, run_diagnostic
 
 
+@command
 def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

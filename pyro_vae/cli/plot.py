@@ -7,11 +7,12 @@ curves, and (for a 2-D latent) the decoded manifold.
 import argparse
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import add_trust_argument, path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.viz import plot_run
 
 
+@command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=path_argument())

@@ -14,12 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import path_argument
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.workload import check_iwae, evaluation_images, resolve_device_name
 from pyro_vae.studies import reproduce
 
 
+@command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", type=Path, help="config files with a reference mapping")

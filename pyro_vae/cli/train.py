@@ -15,8 +15,8 @@ import argparse
 import inspect
 import sys
 
+from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import add_config_arguments, add_trust_argument, make_config, merge_values
-from pyro_vae.core.console import ArgumentParser, run_command
 from pyro_vae.core.distributed import process_group, ranks, together
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.workload import check_iwae, check_training_memory, evaluation_images, resolve_device_name
@@ -24,6 +24,7 @@ from pyro_vae.evaluation import evaluate_model
 from pyro_vae.training.trainer import train
 
 
+@command
 def main(argv=None) -> int:
     with process_group():  # a no-op unless launched by torchrun (docs/scaling-out.md)
         return parse_and_run(argv)

@@ -425,7 +425,7 @@ def validate(cfg: Config) -> Config:
     registry = registries()
     priors = registry["prior"]
     choices = {
-        **{key: registry[key].names() for key in ("dataset", "arch", "lr_schedule")},
+        **{key: registry[key] for key in ("dataset", "arch", "lr_schedule")},  # a Registry: its names
         "activation": LAYER_KINDS,
         "estimator": ESTIMATORS,
         "baseline": BASELINES,

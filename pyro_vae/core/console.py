@@ -1,59 +1,68 @@
-"""Messages to the user, and the error handling every script shares."""
+"""Messages to the user: the run's lines through :mod:`logging`, and errors described in one line.
+
+The library never prints. Its lines (a run's header, one per epoch, the log p(x) report) go to
+the ``pyro_vae`` logger at INFO (:func:`log_line`), so that a program using pyro-vae decides
+where they go with the logging configuration it already has. Whoever wants them on the screen
+enters :func:`lines_shown`: the commands do (:mod:`pyro_vae.cli`), and so does
+``pyro_vae.train(verbose=True)`` where nothing else would show them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Iterator, Optional
 
-from pyro_vae.core.distributed import launched_by_torchrun, ranks
-from pyro_vae.core.errors import InterruptedRunError, PyroVAEError
-from pyro_vae.core.options import flag_style
+LOGGER = logging.getLogger("pyro_vae")
 
 
 def log_line(message: str) -> None:
-    """Print and flush: piped to a file or ``tee``, lines must appear as they happen, not when
-    the process exits (Python block-buffers stdout that is not a terminal)."""
-    print(message, flush=True)
+    """One line (or a few, joined by newlines) of a run's report, logged at INFO."""
+    LOGGER.info(message)
 
 
-def run_command(work: Callable[[], Optional[int]], interrupted: str = "nothing was written",
-                single_process: bool = False) -> int:
-    """A script's exit status for ``work()``: an error the user can cause is one line on stderr
-    and status 2, never a traceback; Ctrl-C says what was kept (``interrupted`` unless the work
-    says more) and gives 130, the shell's status for SIGINT. A ``single_process`` command
-    launched by torchrun on several ranks is refused (each rank would do all of its work)."""
-    if single_process and launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
-        if os.environ["RANK"] == "0":
-            print(f"error: {Path(sys.argv[0]).name} runs in one process; start it with python, "
-                  "not torchrun (docs/scaling-out.md)", file=sys.stderr)
-        return 2
+class LineHandler(logging.Handler):
+    """Writes each record's message as it is, a line on standard output, flushed: piped to a file
+    or ``tee``, lines must appear as they happen, not when the process exits (Python
+    block-buffers stdout that is not a terminal). ``sys.stdout`` is looked up at each line, so a
+    redirected or captured stdout (a notebook's, pytest's) gets them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stdout
+            stream.write(record.getMessage() + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging's own policy for a handler that fails
+            self.handleError(record)
+
+
+@contextmanager
+def lines_shown(always: bool = True) -> Iterator[None]:
+    """Within this block the run's lines reach standard output (:class:`LineHandler`).
+
+    ``always``: as the commands want, whatever logging is configured. Else (a library call in
+    someone's program) only where nothing would show them: the handler is added only if no
+    handler is configured for the ``pyro_vae`` logger or its ancestors. Either way INFO is let
+    through while the ``pyro_vae`` logger has no level of its own, and everything is as it was
+    afterwards."""
+    add = always or not LOGGER.hasHandlers()
+    handler = LineHandler() if add else None
+    level = LOGGER.level
+    if level == logging.NOTSET:
+        LOGGER.setLevel(logging.INFO)
+    if handler is not None:
+        LOGGER.addHandler(handler)
     try:
-        with flag_style():  # the library's messages name flags, not keyword arguments
-            return work() or 0
-    except InterruptedRunError as e:
-        if getattr(e, "reported_by_rank", None) is None:
-            print(f"\n{e}", file=sys.stderr)
-        return 130
-    except PyroVAEError as e:
-        if os.environ.get(TRACEBACK_ENV) and e.__cause__ is not None \
-                and not isinstance(e.__cause__, PyroVAEError):  # the user's code, wrapped
-            traceback.print_exception(e.__cause__)
-        if getattr(e, "reported_by_rank", None) is None:  # else another rank printed it
-            print(f"{_rank_prefix()}error: {one_line(str(e))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the last line of defence against a traceback
-        if os.environ.get(TRACEBACK_ENV):
-            raise
-        if getattr(e, "reported_by_rank", None) is None:
-            print(f"{_rank_prefix()}error: {one_line(describe_unexpected(e))}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        if handler is not None:
+            LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)
 
 
 def one_line(text: str) -> str:
@@ -65,7 +74,7 @@ def one_line(text: str) -> str:
 
 # Set to 1 to see the traceback of an unexpected error instead of its one-line description.
 TRACEBACK_ENV = "PYRO_VAE_TRACEBACK"
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 _LIBRARIES = tuple(str(Path(m.__file__).resolve().parent) for m in (argparse, os)
                    ) + tuple(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
 
@@ -96,19 +105,3 @@ def describe_unexpected(error: BaseException) -> str:
                 f"fix it and run again ({TRACEBACK_ENV}=1 shows the traceback)")
     return (f"unexpected {what}. If this is not caused by your model, prior or files, it is a bug "
             f"in pyro-vae: please report it with the traceback that {TRACEBACK_ENV}=1 shows")
-
-
-def _rank_prefix() -> str:
-    """"rank 3: " on a rank other than 0 of a torchrun job: which process failed, where an error
-    is not one every rank shares (those rank 0 alone prints)."""
-    r = ranks()
-    return f"rank {r.rank}: " if r.distributed and not r.main else ""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser with its errors on one line (``error: ...; see X --help``, status 2)
-    instead of a usage block that can fill the screen before the one line that matters."""
-
-    def error(self, message: str):
-        # every rank of a torchrun job parses the same arguments: one of them says it
-        self.exit(2, f"error: {one_line(message)}; see {self.prog} --help\n" if ranks().main else None)

@@ -15,17 +15,40 @@ registration instead of silently reading as the default::
     def _my_bound(cfg):
         return MyBound(cfg.num_particles)
 
+A part may also be an object made in Python (``pyro_vae.train(model=MyVAE(...))``). A config
+records it by its class, ``instance of MyVAE from my_module`` (:func:`instance_name`): a valid
+name of every registry, so that a run's saved config stays a config that validates, with
+defaults for its capabilities; it is never listed among the choices, never imported, and its
+factory refuses, because an object cannot be rebuilt from its class's name (its constructor's
+arguments are not recorded). Whoever opens such a run passes the object again.
+
 This is the bottom layer: it imports nothing from pyro_vae but its errors.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from pyro_vae.core.errors import ConfigError
 
 SHOWN_NAME = 80  # characters of an unknown name quoted in a message (a name may be a whole file)
+_INSTANCE = re.compile(r"instance of (?P<qualname>[^\s:]+) from (?P<module>[^\s:]+)")
+
+
+def instance_name(obj: Any) -> str:
+    """The name a config records for ``obj``, a part made in Python: ``instance of Class from
+    module`` (the class's qualified name and module; no ':', so it is never an import path)."""
+    cls = type(obj)
+    return f"instance of {cls.__qualname__} from {cls.__module__}"
+
+
+def instance_class(name: Any) -> Optional[tuple[str, str]]:
+    """(qualified name, module) of the class an :func:`instance_name` records; None for any other
+    name."""
+    match = _INSTANCE.fullmatch(name) if isinstance(name, str) else None
+    return (match["qualname"], match["module"]) if match else None
 
 
 @dataclass(frozen=True)
@@ -57,9 +80,11 @@ class Registry:
 
         A name already taken is refused unless ``replace=True`` (which keeps its place in the
         order): two plug-ins that chose the same name must not silently replace each other."""
-        if not isinstance(name, str) or not name or ":" in name or name != name.strip():
+        if not isinstance(name, str) or not name or ":" in name or name != name.strip() \
+                or instance_class(name):
             raise ConfigError(f"{self.kind} name {name!r} must be a non-empty string without ':' "
-                              "or surrounding spaces (':' marks an import path package.module:Name)")
+                              "or surrounding spaces (':' marks an import path package.module:Name), "
+                              "not of the form 'instance of Class from module' (an object's record)")
         unknown = sorted(set(capabilities) - set(self.defaults))
         if unknown:
             raise ConfigError(f"{self.kind} {name!r}: unknown capabilities {', '.join(unknown)}; "
@@ -81,7 +106,10 @@ class Registry:
         return self._entries.pop(name)
 
     def get(self, name: str) -> Entry:
-        """The entry registered as ``name``, or a one-line ConfigError listing the valid names."""
+        """The entry registered as ``name`` (or standing for an object, see :func:`instance_name`),
+        or a one-line ConfigError listing the valid names."""
+        if name not in self._entries and instance_class(name):
+            return Entry(name, self._refuse_object(name), "an object made in Python", dict(self.defaults))
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -89,7 +117,17 @@ class Registry:
             raise ConfigError(f"unknown {self.kind} {shown}; choose one of: "
                               f"{', '.join(self._entries)}") from None
 
+    def _refuse_object(self, name: str) -> Callable[..., Any]:
+        qualname, module = instance_class(name)
+
+        def refuse(*_args: Any, **_kwargs: Any) -> Any:
+            raise ConfigError(f"{self.kind} {name!r} was an object made in Python, which cannot be "
+                              f"rebuilt from its class's name (the arguments it was made with are not "
+                              f"recorded): pass the object again, a {qualname}(...) from {module}")
+        return refuse
+
     def names(self) -> tuple[str, ...]:
+        """The registered names, in order (names standing for objects are not among them)."""
         return tuple(self._entries)
 
     def describe(self) -> str:
@@ -98,7 +136,7 @@ class Registry:
                          for e in self._entries.values())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._entries
+        return isinstance(name, str) and (name in self._entries or instance_class(name) is not None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(tuple(self._entries))

@@ -9,10 +9,12 @@ from the settings alone, and compared with generous limits:
   gradient evaluations, twice for BDMC) against what the device could do in
   :data:`MAX_HOURS` at a deliberately fast rate (:data:`FAST_RATE`). A count, never a timing,
   so the decision is the same on every run; only what is absurd for the machine is refused,
-  and ``--allow-long`` goes ahead anyway.
+  and ``--allow-long`` (``allow_long=True``) goes ahead anyway.
 - **memory**: what is certainly held at once (a lower bound: the log-weights PSIS needs, one
   image's AIS chains, the networks' parameters with Adam's state) against the machine's
-  physical memory. No flag overrides that: the command would fail anyway.
+  physical memory. No setting overrides that: the command would fail anyway.
+
+Messages name settings as the reader types them (:func:`~pyro_vae.core.options.option`).
 
 Training time is not limited: a long training run is checkpointed every epoch and can be
 stopped and resumed at any point.
@@ -25,6 +27,7 @@ import os
 from typing import Optional, Sequence
 
 from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.options import option, uses_flags
 
 # Longest a command runs without --allow-long, at FAST_RATE (so in practice longer still).
 MAX_HOURS = 24
@@ -95,12 +98,19 @@ def show_duration(seconds: float) -> str:
     return f"{seconds:.3g} seconds"
 
 
+def go_ahead_anyway() -> str:
+    """How to run work refused as too long all the same: ``--allow-long`` or ``allow_long=True``."""
+    return f"add {option('allow_long')}" if uses_flags() else "pass allow_long=True"
+
+
 def check_duration(evaluations: float, what: str, device: str, lower: str,
                    allow_long: bool = False, processes: int = 1,
-                   go_ahead: str = "add --allow-long") -> None:
+                   go_ahead: Optional[str] = None) -> None:
     """Refuse ``evaluations`` that would take more than MAX_HOURS at FAST_RATE on ``device``
     (shared by ``processes`` torchrun ranks), unless ``allow_long``. ``what`` describes the
-    work, ``lower`` the flags that make it smaller, ``go_ahead`` how to run it all the same."""
+    work, ``lower`` the settings that make it smaller, ``go_ahead`` how to run it all the same
+    (default: :func:`go_ahead_anyway`)."""
+    go_ahead = go_ahead or go_ahead_anyway()
     rate = FAST_RATE.get(device, FAST_RATE["cpu"]) * max(1, processes)
     seconds = evaluations / rate
     if allow_long or seconds <= MAX_HOURS * 3600:
@@ -127,22 +137,27 @@ def evaluation_images(split: str, limit: Optional[int]) -> int:
 
 
 def check_iwae(num_samples: int, images: int, batch_size: int, device: str,
-               allow_long: bool = False, processes: int = 1, go_ahead: str = "add --allow-long",
-               lower: str = "--num-samples or --limit") -> None:
+               allow_long: bool = False, processes: int = 1, go_ahead: Optional[str] = None,
+               lower: Optional[str] = None) -> None:
     """IWAE with K = ``num_samples`` on ``images`` images: time (images x K model evaluations)
     and the K log-weights per image that PSIS needs, held for a whole batch. ``lower``: the
-    flags that make it smaller, the first of them K's."""
+    settings that make it smaller, the first of them K's (default: num_samples or limit)."""
+    lower = lower or f"{option('num_samples')} or {option('limit')}"
     k_flag = lower.split()[0]
     check_duration(images * num_samples, f"{k_flag} {num_samples} on {images:,} images", device,
                    lower, allow_long, processes, go_ahead)
     per_image = num_samples * LOG_WEIGHT_BYTES
     batch = min(batch_size, images)
     fits = machine_memory() // per_image
-    advice = (f"use --batch-size {fits} or less" if fits >= 1 and k_flag == "--num-samples"
+    advice = (f"use {option('batch_size', fits)} or less" if fits >= 1 and k_flag == option("num_samples")
               else f"lower {k_flag}")
     check_memory(batch * per_image, f"{k_flag} {num_samples} keeps {show_count(num_samples)} "
                  f"log-weights per image for a batch of {batch} image{'s' * (batch != 1)}, which",
                  advice)
+
+
+# The AIS settings' flags -> their keyword arguments (pyro_vae.ais, estimate_ais).
+AIS_SETTINGS = {"ais_steps": "num_steps", "ais_chains": "num_chains", "leapfrog": "num_leapfrog"}
 
 
 def check_ais(method: str, images: int, steps: int, chains: int, leapfrog: int, device: str,
@@ -150,15 +165,17 @@ def check_ais(method: str, images: int, steps: int, chains: int, leapfrog: int, 
     """AIS (``method`` "ais") or BDMC ("bdmc": AIS both ways) on ``images`` images: time
     (images x chains x steps x leapfrog gradient evaluations) and one image's chains in memory."""
     directions = 2 if method == "bdmc" else 1
-    what = (f"--method {method} on {images:,} images with {steps} steps, {chains} chains and "
+    what = (f"{option('method', method)} on {images:,} images with {steps} steps, {chains} chains and "
             f"{leapfrog} leapfrog steps" + (" each way" if directions == 2 else ""))
+    steps_, chains_, leapfrog_ = (option(key, python=name) for key, name in AIS_SETTINGS.items())
     check_duration(directions * images * chains * steps * leapfrog, what, device,
-                   "--ais-steps, --ais-chains, --leapfrog or --limit", allow_long, processes)
-    check_memory(chains * CHAIN_BYTES, f"--ais-chains {chains}: one image's chains, which",
-                 "lower --ais-chains")
+                   f"{steps_}, {chains_}, {leapfrog_} or {option('limit')}", allow_long, processes)
+    check_memory(chains * CHAIN_BYTES, f"{option('ais_chains', chains, python='num_chains')}: one image's chains, which",
+                 f"lower {chains_}")
     if method == "bdmc":  # the simulated images are drawn at once and kept until they are saved
-        check_memory(images * IMAGE_PIXELS * 4, f"--limit {images}: the simulated images, which",
-                     "lower --limit")
+        check_memory(images * IMAGE_PIXELS * 4, f"{option('limit', images)}: the simulated images, which",
+                     f"lower {option('limit')}")
+
 
 
 def _linear(sizes: Sequence[int], gated: bool = False) -> int:
@@ -231,7 +248,7 @@ def check_model_size(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> None:
     shown = _short(", ".join(f"{k} {v}" for k, v in sizes.items()))
     check_memory(count * TRAINING_PARAMETER_BYTES,
                  f"a model with about {show_count(count)} parameters ({shown}) with its gradients "
-                 "and Adam's moments", "use smaller --hidden, --latent-dim or prior sizes")
+                 "and Adam's moments", f"use smaller {option('hidden')}, {option('latent_dim')} or prior sizes")
 
 
 def check_training_memory(cfg) -> None:
@@ -241,8 +258,9 @@ def check_training_memory(cfg) -> None:
         return
     widths = IMAGE_PIXELS * 2 + sum(cfg.hidden) * 2 + sum(cfg.latent_dim) * 3
     needed = cfg.num_particles * cfg.batch_size * widths * 4 * 2
-    check_memory(needed, f"a training step with --num-particles {cfg.num_particles} and "
-                 f"--batch-size {cfg.batch_size}", "lower --num-particles or --batch-size")
+    check_memory(needed, f"a training step with {option('num_particles', cfg.num_particles)} and "
+                 f"{option('batch_size', cfg.batch_size)}",
+                 f"lower {option('num_particles')} or {option('batch_size')}")
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -3,29 +3,38 @@
 Evaluation, figures, resuming and the gradient diagnostic all reopen runs through
 :func:`load_run`, which never imports code that the saved config names unless the caller trusts
 it (:func:`~pyro_vae.config.check_trusted_imports`), and checks every saved tensor's shape
-against the model the config rebuilds before loading it (:func:`load_weights`).
+against the model the config rebuilds before loading it (:func:`load_weights`). Opening writes
+nothing.
+
+A run whose model (prior, objective, data) was an object made in Python records it by its class
+(:func:`~pyro_vae.core.registry.instance_name`), and no config can rebuild it: such a run opens
+only where the caller passes the object again, and is refused otherwise in one line that says
+what to pass (:func:`check_objects_given`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Collection, Iterable, Optional
 
 import torch
 
-from pyro_vae import models
-from pyro_vae.runs.checkpoint import load_checkpoint
 from pyro_vae.config import Config, make_config, saved_config, validate
-from pyro_vae.data import IMAGE_SHAPE
-from pyro_vae.core.distributed import check_own_gpu
 from pyro_vae.core.errors import CheckpointError, ConfigError, UntrustedImportError
-from pyro_vae.infer.objectives import check_structure
+from pyro_vae.core.options import uses_flags
+from pyro_vae.core.registry import instance_class
+from pyro_vae.runs.checkpoint import load_checkpoint
 from pyro_vae.runs.rundir import RunDir
-from pyro_vae.models.sites import Structure, probe
-from pyro_vae.core.workload import check_model_size
 
-__all__ = ["checkpoint_path", "load_run", "load_weights", "run_config", "saved_run_values"]
+__all__ = ["checkpoint_path", "check_objects_given", "load_run", "load_weights", "recorded_objects",
+           "run_config", "saved_run_values", "OBJECT_KEYWORDS"]
 
+
+# Config keys whose value may record an object made in Python -> the keyword argument that
+# passes such an object (pyro_vae.train, open_run, resume).
+OBJECT_KEYWORDS = {"model": "model", "prior": "prior", "elbo": "elbo", "dataset": "data"}
+_MADE_WITH = {"model": "trained from", "prior": "trained with a prior that was",
+              "elbo": "trained with an objective that was", "dataset": "trained on data that were"}
 
 CHECKPOINTS = ("best", "last")
 
@@ -40,17 +49,19 @@ def checkpoint_path(run_dir, checkpoint: str = "last") -> Path:
 
 
 def load_run(run_dir, overrides: Optional[dict[str, Any]] = None,
-             trusted_imports: Iterable[str] = (), checkpoint: str = "last"
-             ) -> tuple[dict[str, Any], Config]:
+             trusted_imports: Iterable[str] = (), checkpoint: str = "last",
+             objects: Collection[str] = ()) -> tuple[dict[str, Any], Config]:
     """A run's checkpoint (see :func:`checkpoint_path`) and its saved config, with ``overrides``
     (e.g. device, data_dir) applied.
 
     Import paths in the saved config are imported only if ``trusted_imports`` names them
     (:func:`~pyro_vae.config.check_trusted_imports`): opening a run runs no code of its author's.
+    ``objects``: the config keys whose objects the caller passes itself (see
+    :func:`check_objects_given`).
     """
     path = checkpoint_path(run_dir, checkpoint)
     state = load_checkpoint(path)
-    return state, run_config(state, run_dir, overrides, trusted_imports, source=str(path))
+    return state, run_config(state, run_dir, overrides, trusted_imports, source=str(path), objects=objects)
 
 
 def saved_run_values(state: dict[str, Any], source: str, trusted_imports: Iterable[str] = ()
@@ -74,18 +85,50 @@ def saved_run_values(state: dict[str, Any], source: str, trusted_imports: Iterab
 
 
 def run_config(state: dict[str, Any], run_dir, overrides: Optional[dict[str, Any]] = None,
-               trusted_imports: Iterable[str] = (), source: Optional[str] = None) -> Config:
+               trusted_imports: Iterable[str] = (), source: Optional[str] = None,
+               objects: Collection[str] = ()) -> Config:
     """The config saved in a checkpoint ``state`` read from ``run_dir`` (the file ``source``),
     checked (:func:`saved_run_values`), with ``overrides``; import paths only if trusted (see
-    :func:`load_run`)."""
+    :func:`load_run`); a model or prior that was an object only if ``objects`` names it (see
+    :func:`check_objects_given`)."""
     values = saved_run_values(state, source or f"the checkpoint in {run_dir}", trusted_imports)
+    check_objects_given(values, objects, run_dir)
     return make_config({**values, **(overrides or {})})
 
 
-def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, run_dir) -> None:
+def recorded_objects(values: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Config key -> (class, module), for each of :data:`OBJECT_KEYWORDS` whose value in a run's
+    saved config ``values`` records an object made in Python. Read as data: nothing is imported."""
+    found = {key: instance_class(values.get(key)) for key in OBJECT_KEYWORDS}
+    return {key: cls for key, cls in found.items() if cls}
+
+
+def check_objects_given(values: dict[str, Any], objects: Collection[str], run_dir,
+                        needed: Collection[str] = ("model", "prior")) -> None:
+    """Refuse to open the run in ``run_dir`` (saved config ``values``) where a key of ``needed``
+    records an object made in Python that the caller does not pass (``objects``): its class's
+    name cannot rebuild it, for the arguments it was made with are not recorded. A model passed
+    holds its own prior. The message says what to pass, in Python (the commands cannot pass one)."""
+    missing = recorded_objects(values)
+    if "model" in objects:
+        missing.pop("prior", None)
+    for key in needed:
+        if key in missing and key not in objects:
+            qualname, module = missing[key]
+            keyword = f"{OBJECT_KEYWORDS[key]}={qualname}(...)"
+            what = (f"open or resume it in Python with {keyword} (pyro_vae.open_run({str(run_dir)!r}, "
+                    f"{keyword}), pyro_vae.resume)" if uses_flags() else f"pass {keyword}")
+            raise ConfigError(f"{run_dir} was {_MADE_WITH[key]} an instance of {qualname} (from module "
+                              f"{module}) that cannot be rebuilt from its config: {what}")
+
+
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, run_dir,
+                 against: str = "the model its config describes") -> None:
     """``module.load_state_dict(weights)``, or a one-line CheckpointError that names the run and
-    the field ("model" or "optimizer"). An optimizer's moments are checked against the shapes of
-    the parameters they belong to (torch would fail on the first step, or broadcast them)."""
+    the field ("model" or "optimizer"): every tensor must be there, with its shape, and nothing
+    else. An optimizer's moments are checked against the shapes of the parameters they belong to
+    (torch would fail on the first step, or broadcast them). ``against``: what ``module`` is, for
+    the message."""
     field = "optimizer" if isinstance(module, torch.optim.Optimizer) else "model"
     try:
         if isinstance(module, torch.optim.Optimizer):
@@ -94,8 +137,8 @@ def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict,
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         detail = " ".join(str(e).split())
         detail = detail if len(detail) <= 300 else detail[:297] + "..."
-        raise CheckpointError(f"the checkpoint in {run_dir}: field {field!r} does not fit the model "
-                              f"its config describes ({detail})") from None
+        raise CheckpointError(f"the checkpoint in {run_dir}: field {field!r} does not fit {against} "
+                              f"({detail})") from None
 
 
 def _check_moment_shapes(optimizer: torch.optim.Optimizer, saved: dict) -> None:

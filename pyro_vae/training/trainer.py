@@ -165,7 +165,7 @@ class SVIStep:
 
 
 def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              data_parallel: bool = False) -> SVIStep:
+              data_parallel: bool = False, elbo: Optional[ELBO] = None) -> SVIStep:
     """The run's step: compiled unless ``--no-compile`` or the configuration cannot be traced;
     with ``--kl-warmup``, under a :class:`~pyro_vae.infer.warmup.LatentScale`; summed over the ranks
     of a torchrun job if ``data_parallel``."""
@@ -173,8 +173,8 @@ def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if cfg.kl_warmup > 0:
         device = next(model.parameters()).device
         scale = LatentScale(torch.ones((), device=device))
-    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg), scale,
-                   data_parallel)
+    return SVIStep(model, elbo if elbo is not None else build_objective(cfg), optimizer, cfg.compile,
+                   lowering_problem(cfg), scale, data_parallel)
 
 
 def non_module_params() -> dict[str, torch.Tensor]:
@@ -247,20 +247,23 @@ class Trainer:
     # only, where they are captured as a CUDA graph; True runs them uncaptured on the CPU (tests).
     device_loop: Optional[bool] = None
 
-    def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None,
-                 log: Callable[[str], None] = log_line, progress: Optional[bool] = None,
-                 checkpoint_signature: Optional[tuple] = None):
+    def __init__(self, cfg: Config, checkpoint: Optional[dict[str, Any]] = None, *,
+                 model: Optional[torch.nn.Module] = None, prior: Optional[torch.nn.Module] = None,
+                 elbo: Optional[ELBO] = None, data: Optional[VAEData] = None, in_memory: bool = False,
+                 callbacks: Iterable[Any] = (), log: Callable[[str], None] = log_line,
+                 progress: Optional[bool] = None, checkpoint_signature: Optional[tuple] = None):
         self.ranks = ranks()
         self.cfg = cfg = together(lambda: validate(cfg))  # also resolves an unset elbo
         self.log = log_on_main(log)
         self.progress = self.ranks.main and (sys.stderr.isatty() if progress is None else progress)
         self.device = together(lambda: resolve_device(cfg.device))
-        self.run = RunDir(cfg.resume) if checkpoint is not None else \
+        self._given = {"model": model, "prior": prior, "elbo": elbo}
+        self.run = None if in_memory else RunDir(cfg.resume) if checkpoint is not None else \
             RunDir(on_main(lambda: str(RunDir.new(cfg.out).path)))
         self._signature = checkpoint_signature  # the checkpoint file as read (see fit)
         pyro.set_rng_seed(cfg.seed)
         self._param_scope: Optional[dict] = None
-        self.data: VAEData = main_first(lambda: load_dataset(
+        self.data: VAEData = data if data is not None else main_first(lambda: load_dataset(
             cfg.dataset, cfg.data_dir, self.device, cfg.limit_train, cfg.limit_test,
             valid_size=cfg.valid_size))
         self.graphed: Optional[GraphedSteps] = None
@@ -279,12 +282,14 @@ class Trainer:
         if cfg.batch_size > n:
             raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
                               f"use --batch-size {n} or less")
-        self.model = build_model(cfg, self.data.image_shape, self.data.train).to(self.device)
+        given = self._given
+        self.model = (given["model"] if given["model"] is not None else build_model(
+            cfg, self.data.image_shape, self.data.train, prior=given["prior"])).to(self.device)
         self.structure = model_structure(self.model, cfg, self.data.test[:2])
         if self.ranks.distributed:
             check_data_parallel(cfg, self.model, self.data.test[:2], self.ranks)
         self.optimizer = make_optimizer(cfg, self.model)
-        self.step = make_step(cfg, self.model, self.optimizer, self.ranks.distributed)
+        self.step = make_step(cfg, self.model, self.optimizer, self.ranks.distributed, given["elbo"])
         if checkpoint is None:
             init = getattr(self.model, "init_from_data", None)  # optional (see pyro_vae.models)
             if init is not None:
@@ -308,6 +313,13 @@ class Trainer:
         together(lambda: saved_run_values(state, str(run.checkpoint_path), [*trusted_imports, *named]))
         cfg = together(lambda: resume_config(state["config"], overrides, str(run_dir), trusted_imports))
         return cls(cfg, state, checkpoint_signature=signature, **kwargs)
+
+    @property
+    def state(self):
+        """Where training stands: epoch, global_step, history, best."""
+        from types import SimpleNamespace
+        return SimpleNamespace(epoch=self.epoch, global_step=self.global_step, history=self.history,
+                               best=self.best)
 
     def _restore(self, state: dict[str, Any]) -> None:
         load_weights(self.model, state["model"], self.run.path)
@@ -350,7 +362,8 @@ class Trainer:
             # Pyro's "Encountered NaN" warnings would only print lines of noise before it.
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             stack.enter_context(tf32(self.cfg.tf32))  # --tf32; evaluations switch it off again
-            opened = on_main(lambda: self._open_for_writing(stack), shared=False)  # rank 0's
+            opened = None if self.run is None else \
+                on_main(lambda: self._open_for_writing(stack), shared=False)  # rank 0's
             try:
                 with self.param_scope():
                     return self._fit()
@@ -409,6 +422,8 @@ class Trainer:
 
     def _kept(self, *resume_flags: str) -> str:
         """What survives a stop now, and how to go on (the command quoted, to paste)."""
+        if self.run is None:
+            return "The run was in memory: nothing was written."
         if self.saved_epoch == 0:
             return "No epoch had finished, so no run directory was kept; start again."
         return (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is intact: "
@@ -459,13 +474,13 @@ class Trainer:
                 self.log(f"early stopping: {self.stop_reason()}")
                 break
         self.log(f"done: test ELBO {self.history[-1]['test_elbo']:.3f} nats/image after "
-                 f"{self.epoch} epochs; run directory {self.run.path}" +
+                 f"{self.epoch} epochs; run directory {self.run.path if self.run else None}" +
                  (f"; best validation ELBO {self.best['valid_elbo']:.3f} at epoch "
                   f"{self.best['epoch']} (best.pt)" if self.best else ""))
         try:
-            if cfg.eval_samples:
+            if cfg.eval_samples and self.run is not None:
                 self.evaluate_log_likelihood(cfg.eval_samples)
-            if cfg.plots:
+            if cfg.plots and self.run is not None:
                 on_main(self._plot)
         except WriteError as e:
             raise WriteError(f"{e}. Training itself finished: {self._kept()}", e.errno) from None
@@ -525,6 +540,8 @@ class Trainer:
         """best.pt if ``best`` (this epoch has the best validation ELBO), then the checkpoint,
         then config.yaml and metrics.jsonl, all from the same state. best.pt comes first so that
         the checkpoint never names a best epoch that is not on disk."""
+        if self.run is None:
+            return
         try:
             state = self._state()
             if best:
@@ -736,7 +753,7 @@ class Trainer:
                 f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}{schedule}, betas "
                 f"{cfg.adam_betas[0]:g}/{cfg.adam_betas[1]:g}, batch {cfg.batch_size}"
                 f"{''.join(', ' + e for e in extras)}\n"
-                f"  run directory: {self.run.path}")
+                f"  run directory: {self.run.path if self.run else 'none (in memory)'}")
 
 
 def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str] = None,

@@ -1,0 +1,149 @@
+"""Data as the public API takes it: a registered dataset's name, a :class:`~pyro_vae.data.VAEData`,
+or tensors of images.
+
+Tensors become a VAEData as a dataset's loader would make one: images flattened to ``(N, D)``
+floats in [0, 1] with their ``image_shape``; grey levels are binarized afresh for every training
+batch and once, with the fixed evaluation seed, for the test split, as MNIST is; binary images are
+used as they are. A validation split is held out only where ``valid_size`` asks for one (the last
+N training images, as for MNIST).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from pyro_vae.config import shown
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import instance_name
+from pyro_vae.data import DATASETS, EVAL_BINARIZATION_SEED, VAEData
+
+TENSORS = "tensors"  # the name of a VAEData made from tensors
+
+
+def images(value: Any, name: str = "x") -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """``value`` (a tensor or array of images: ``(N, D)``, ``(N, H, W)`` or ``(N, C, H, W)``) as
+    ``(N, C*H*W)`` floats, and the image shape; pixel values must lie in [0, 1]. A one-line
+    ConfigError naming parameter ``name`` otherwise."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise ConfigError(f"{name}= must be a tensor of images, (N, D), (N, H, W) or (N, C, H, W), "
+                          f"with values in [0, 1]; got {type(value).__name__}")
+    if value.dim() not in (2, 3, 4) or len(value) == 0 or value[0].numel() == 0:
+        raise ConfigError(f"{name}= must hold at least one image, as (N, D), (N, H, W) or (N, C, H, W); "
+                          f"got shape {tuple(value.shape)}")
+    if value.dim() == 4:
+        shape = tuple(value.shape[1:])
+    elif value.dim() == 3:
+        shape = (1, *value.shape[1:])
+    else:
+        side = math.isqrt(value.shape[1])
+        shape = (1, side, side) if side * side == value.shape[1] else (1, 1, value.shape[1])
+    x = value.reshape(len(value), -1).float()
+    low, high = (x.min().item(), x.max().item()) if x.numel() else (0.0, 0.0)
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low and high <= 1):
+        raise ConfigError(f"{name}= must hold pixel values in [0, 1] (grey levels or binary); its values "
+                          f"go from {low:g} to {high:g}" + (" (divide 8-bit images by 255)" if high > 1 else ""))
+    return x, shape
+
+
+def is_binary(x: torch.Tensor) -> bool:
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def binary_images(value: Any, name: str = "x") -> torch.Tensor:
+    """:func:`images`, which must be binary (0 or 1): what log p(x) is defined for."""
+    x, _ = images(value, name)
+    if not is_binary(x):
+        raise ConfigError(f"{name}= holds grey levels; log p(x) is of binary images (0 or 1): pass "
+                          "data.test (binarized once), or binarize them, e.g. torch.bernoulli(x)")
+    return x
+
+
+def _binarized_once(x: torch.Tensor) -> torch.Tensor:
+    """One Bernoulli draw with the fixed evaluation seed, on the CPU, as every dataset's test split."""
+    return torch.bernoulli(x.cpu(), generator=torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)).to(x.device)
+
+
+def from_tensors(train: Any, test: Any = None) -> VAEData:
+    """A VAEData of ``train`` (and ``test``; the training images, binarized once, without one)."""
+    x_train, shape = images(train, "data")
+    x_test, test_shape = images(test, "data") if test is not None else (x_train, shape)
+    if test_shape != shape:
+        raise ConfigError(f"data=: the training images have shape {shape} and the test images "
+                          f"{test_shape}; they must be the same")
+    dynamic = not is_binary(x_train)
+    if not is_binary(x_test):
+        x_test = _binarized_once(x_test)
+    return VAEData(TENSORS, x_train, x_test, dynamic_binarization=dynamic, image_shape=shape)
+
+
+def _hold_out(data: VAEData, valid_size: int) -> VAEData:
+    """The last ``valid_size`` training images as the validation split (binarized once)."""
+    if not valid_size < len(data.train):
+        raise ConfigError(f"valid_size={valid_size} leaves no training images (data= has "
+                          f"{len(data.train)})")
+    cut = len(data.train) - valid_size
+    valid = data.train[cut:]
+    labels = None if data.train_labels is None else data.train_labels[:cut]
+    return VAEData(data.name, data.train[:cut], data.test,
+                   _binarized_once(valid) if data.dynamic_binarization else valid,
+                   labels, data.test_labels, data.dynamic_binarization, data.image_shape)
+
+
+def _limited(data: VAEData, limit_train: Optional[int], limit_test: Optional[int]) -> VAEData:
+    def cut(t, n):
+        return None if t is None else t[:n]
+    return VAEData(data.name, cut(data.train, limit_train), cut(data.test, limit_test),
+                   cut(data.valid, limit_test), cut(data.train_labels, limit_train),
+                   cut(data.test_labels, limit_test), data.dynamic_binarization, data.image_shape)
+
+
+def data_argument(data: Any, values: dict[str, Any]) -> Optional[VAEData]:
+    """Record ``data`` in the config ``values`` and return it as a VAEData (None for a dataset's
+    name, which the trainer loads). ``valid_size``, ``limit_train`` and ``limit_test`` in
+    ``values`` apply to it as they would to the named data. A VAEData of a registered dataset
+    (from :func:`~pyro_vae.data.load_dataset`) is recorded by that name and its sizes, which load
+    the same images again; anything else by its class (no name can load it again)."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        values["dataset"] = data
+        return None
+    if isinstance(data, VAEData):
+        if not isinstance(data.train, torch.Tensor) or not isinstance(data.test, torch.Tensor):
+            raise ConfigError("data= is a VAEData whose train and test splits must be tensors")
+    elif isinstance(data, (tuple, list)) and 1 <= len(data) <= 2:
+        data = from_tensors(*data)
+    elif isinstance(data, (torch.Tensor, np.ndarray)):
+        data = from_tensors(data)
+    else:
+        raise ConfigError(f"data= must be a dataset name ({', '.join(DATASETS.names())}), a VAEData "
+                          f"(pyro_vae.load_dataset), or tensors of images, train or (train, test); got "
+                          f"{type(data).__name__}")
+    named = data.name in DATASETS.names()
+    values["dataset"] = data.name if named else instance_name(data)
+    valid_size = values.get("valid_size")
+    if valid_size is not None:
+        if data.valid is not None:
+            raise ConfigError(f"data= has a validation split already ({len(data.valid)} images): drop "
+                              f"valid_size={shown(valid_size)}")
+        data = _hold_out(data, valid_size)
+    elif data.valid is not None and not (named and DATASETS.get(data.name).capabilities["validation"]):
+        values["valid_size"] = len(data.valid)  # so that the saved config says there is one
+    data = _limited(data, values.get("limit_train"), values.get("limit_test"))
+    if named:
+        values.update(limit_train=len(data.train), limit_test=len(data.test))
+    return data
+
+
+def on_device(data: VAEData, device: torch.device) -> VAEData:
+    """``data`` with every split on ``device``."""
+    def move(t):
+        return None if t is None else t.to(device)
+    return VAEData(data.name, move(data.train), move(data.test), move(data.valid), move(data.train_labels),
+                   move(data.test_labels), data.dynamic_binarization, data.image_shape)
