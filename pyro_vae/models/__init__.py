@@ -182,7 +182,7 @@ def _check_option_clash(cfg, arguments) -> None:
                           "drop them from model_options")
 
 
-def _build_user_model(cfg, image_shape) -> nn.Module:
+def _build_user_model(cfg, image_shape, prior: Optional[nn.Module] = None) -> nn.Module:
     from pyro_vae.config import shown
 
     cls = import_model(cfg.model)
@@ -192,7 +192,7 @@ def _build_user_model(cfg, image_shape) -> nn.Module:
                  "upper_hidden": lambda: list(cfg.upper_hidden), "activation": lambda: cfg.activation,
                  "arch": lambda: cfg.arch,
                  "logvar_range": lambda: None if cfg.logvar_range is None else list(cfg.logvar_range),
-                 "prior": lambda: build_prior(cfg, math.prod(image_shape)),
+                 "prior": lambda: prior if prior is not None else build_prior(cfg, math.prod(image_shape)),
                  "estimator": lambda: cfg.estimator, "baseline": lambda: cfg.baseline,
                  "baseline_beta": lambda: cfg.baseline_beta}
     arguments = {k: make() for k, make in available.items() if declared is None or k in declared}
@@ -211,16 +211,19 @@ def _build_user_model(cfg, image_shape) -> nn.Module:
     return model
 
 
-def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None) -> nn.Module:
+def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None,
+                prior: Optional[nn.Module] = None) -> nn.Module:
     """The model ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp).
+    ``prior``: a prior module to use instead of the one ``cfg`` names.
     Sizes whose parameters the machine could not hold are refused first
     (:func:`~pyro_vae.core.workload.check_model_size`): a config or a shared checkpoint asking
     for layers of 10^12 units gets one line, not an allocation that the kernel kills."""
     check_model_size(cfg, image_shape)
     if cfg.model in MODELS:
-        model = MODELS.get(cfg.model).factory(cfg, image_shape, build_prior(cfg, math.prod(image_shape)))
+        model = MODELS.get(cfg.model).factory(cfg, image_shape, prior if prior is not None else
+                                              build_prior(cfg, math.prod(image_shape)))
     else:
-        model = _build_user_model(cfg, image_shape)
+        model = _build_user_model(cfg, image_shape, prior)
     prior = getattr(model, "prior", None)
     if isinstance(prior, nn.Module):
         if hasattr(prior, "bind"):
