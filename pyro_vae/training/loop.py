@@ -23,7 +23,7 @@ import torch
 from pyro_vae.core.distributed import on_main
 from pyro_vae.infer.warmup import warmup_beta
 from pyro_vae.training.data_parallel import epoch_order, seed_rank_stream
-from pyro_vae.training.graphed import READ_EVERY, GraphedSteps, set_learning_rate, use_tensor_learning_rate
+from pyro_vae.training.graphed import READ_EVERY, GraphedSteps, device_steps, set_learning_rate
 from pyro_vae.training.schedule import learning_rate
 
 if TYPE_CHECKING:
@@ -58,22 +58,9 @@ class TrainingLoop:
         with torch.random.fork_rng(devices=devices):
             x = t.data.train_batch(torch.arange(cfg.batch_size, device=t.device)[t.share])
         self.notes = [f"step: {guarded(t.step.prepare, x, t.state.epoch + 1, 0)}"]
-        on_device = t.step.lowered is not None and (
-            self.device_loop or (self.device_loop is None and t.device.type == "cuda"))
-        if on_device and t.ranks.distributed:
-            self.notes.append("data-parallel: each step is launched from the host, its gradients summed "
-                              "over the ranks between the backward pass and Adam (no whole-step CUDA graph)")
-        elif on_device and t.step.scale is not None:
-            self.notes.append("KL warm-up changes beta every step, so each step is launched from the host "
-                              "(no whole-step CUDA graph)")
-        elif on_device:
-            capture = t.device.type == "cuda"
-            if capture:
-                use_tensor_learning_rate(t.optimizer, capturable=True)
-            self.graphed = GraphedSteps(t.step.lowered, t.optimizer, t.data.train, cfg.batch_size,
-                                        t.data.dynamic_binarization, capture)
-            self.notes.append(f"the whole step runs on the device{' as one CUDA graph' if capture else ''}; "
-                              f"the loss is read every {READ_EVERY} steps")
+        self.graphed, note = device_steps(t.step, t.optimizer, t.data, cfg.batch_size, t.device,
+                                          t.ranks.distributed, self.device_loop)
+        self.notes += [note] if note else []
 
     def run(self) -> None:
         """Train the remaining epochs (fewer if a callback stops the run)."""

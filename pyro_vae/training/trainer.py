@@ -48,7 +48,7 @@ from pyro_vae.training.callbacks.early_stopping import EarlyStopping, stop_reaso
 from pyro_vae.training.callbacks.failures import DivergenceReport, FailureReport
 from pyro_vae.training.callbacks.final import Figures, FinalEvaluation
 from pyro_vae.training.callbacks.run_lock import RunDirectoryLock
-from pyro_vae.training.callbacks.tensorboard import TensorBoardLogger, log_directory
+from pyro_vae.training.callbacks.tensorboard import TensorBoardCallback, log_directory
 from pyro_vae.training.checkpointing import non_module_params, restore
 from pyro_vae.training.data_parallel import check_data_parallel
 from pyro_vae.training.loop import TrainingLoop
@@ -255,7 +255,7 @@ def built_in_callbacks(cfg: Config, in_memory: bool, progress: bool) -> list[Cal
         out.append(EarlyStopping(cfg.early_stopping))
     out.append(ConsoleReport(progress))
     if cfg.tensorboard:
-        out.append(TensorBoardLogger(cfg.tensorboard))
+        out.append(TensorBoardCallback(cfg.tensorboard))
         if in_memory:
             log_directory(cfg.tensorboard, None)  # refused now: the default needs a run directory
     if cfg.eval_samples:
@@ -282,10 +282,10 @@ def _check_given(model, prior, elbo, data) -> dict[str, bool]:
 
 
 def _on_device(data: VAEData, device: torch.device) -> VAEData:
-    """``data`` with its tensors on ``device``."""
+    """``data`` with its tensors on ``device`` (``data`` itself if they are there already)."""
     moved = {f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)
-             if isinstance(getattr(data, f.name), torch.Tensor)}
-    return dataclasses.replace(data, **moved)
+             if isinstance(getattr(data, f.name), torch.Tensor) and getattr(data, f.name).device != device}
+    return dataclasses.replace(data, **moved) if moved else data
 
 
 def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str] = None,

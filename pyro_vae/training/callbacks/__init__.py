@@ -8,7 +8,7 @@ The :class:`~pyro_vae.training.loop.TrainingLoop` trains and scores epochs; ever
   metrics.jsonl after every epoch), or in memory :class:`~.checkpoint.BestWeightsInMemory`;
 - :class:`~.early_stopping.EarlyStopping`;
 - :class:`~.console.ConsoleReport`: the log lines and the progress bar;
-- :class:`~.tensorboard.TensorBoardLogger` (``tensorboard``);
+- :class:`~.tensorboard.TensorBoardCallback` (``tensorboard``);
 - :class:`~.final.FinalEvaluation` (``eval_samples``) and :class:`~.final.Figures` (``plots``);
 - :class:`~.failures.DivergenceReport` and :class:`~.failures.FailureReport`: a stop (a NaN, Ctrl-C,
   a full disk, an error in the user's model) as one message that says what was kept;

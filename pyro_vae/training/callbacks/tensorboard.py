@@ -66,7 +66,7 @@ def log_directory(value: str, run: Optional["RunDir"]) -> Path:
     return Path(value).expanduser()
 
 
-class TensorBoardLogger(Callback):
+class TensorBoardCallback(Callback):
     """Scalars every epoch (:data:`SCALAR_TAGS` and the learning rate, at step = epoch), and every
     ``image_every`` epochs a grid of ``num_images`` samples (the same prior draws each time) and
     one of test images (odd rows) above their reconstructions (even rows)."""
