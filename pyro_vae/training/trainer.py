@@ -93,12 +93,12 @@ class Trainer:
         self.cfg = cfg = together(lambda: validate(cfg))  # also resolves an unset elbo
         self.log = log_on_main(log)
         self.progress = self.ranks.main and (show_progress() if progress is None else progress)
-        self.custom = _check_given(model, prior, elbo, data)
+        self.given = _check_given(model, prior, elbo, data)  # which parts were handed in
         self.device = together(lambda: resolve_device(cfg.device))
         if in_memory:
             if checkpoint is None and cfg.out is not None:
-                raise ConfigError(f"a run in memory has no run directory: drop {option('out')} "
-                                  f"({cfg.out}), or train into it without in_memory")
+                raise ConfigError(f"a run in memory has no run directory: drop {option('out', cfg.out)}, "
+                                  "or train into it without in_memory")
             self.run = None
         else:
             self.run = RunDir(cfg.resume) if checkpoint is not None else \

@@ -35,12 +35,12 @@ def network_description(trainer: "Trainer") -> str:
     """"mlp 784-400-400-50 relu" (vae), "hvae mlp 784-200-200-(z1 100)-100-100-(z2 50) tanh",
     or a user model's name and latent sites."""
     cfg, x_dim = trainer.cfg, trainer.data.train.shape[1]
-    if cfg.model == "vae" and not trainer.custom["model"]:
+    if cfg.model == "vae" and not trainer.given["model"]:
         sizes = "-".join(str(s) for s in [x_dim, *cfg.hidden, cfg.latent_dim[0]])
         if cfg.arch == "conv":
             sizes = f"conv(32, 64 channels)-{sizes.split('-', 1)[1]}"
         return f"{cfg.arch} {sizes} {cfg.activation}"
-    if cfg.model == "hvae" and not trainer.custom["model"]:
+    if cfg.model == "hvae" and not trainer.given["model"]:
         parts = [str(x_dim), *map(str, cfg.hidden), f"(z1 {cfg.latent_dim[0]})"]
         for layer, size in enumerate(cfg.latent_dim[1:], start=2):
             parts += [*map(str, cfg.upper_hidden), f"(z{layer} {size})"]
@@ -48,7 +48,7 @@ def network_description(trainer: "Trainer") -> str:
     order = trainer.structure.guide_order
     latents = ", ".join(f"{s.name} {s.size}" for s in sorted(trainer.structure.latents,
                                                              key=lambda s: order.index(s.name)))
-    name = type(trainer.model).__name__ if trainer.custom["model"] else cfg.model
+    name = type(trainer.model).__name__ if trainer.given["model"] else cfg.model
     return f"{name} (latent sites {latents})"
 
 
@@ -58,9 +58,9 @@ def describe(trainer: "Trainer") -> str:
     n_params = sum(p.numel() for p in t.model.parameters())
     binarization = "dynamic" if data.dynamic_binarization else "static"
     elbo = type(t.step.elbo).__name__
-    objective = f"{elbo} (an instance)" if t.custom["elbo"] else f"{cfg.elbo} ({elbo})"
+    objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.elbo} ({elbo})"
     prior = cfg.prior
-    if t.custom["prior"] or t.custom["model"]:
+    if t.given["prior"] or t.given["model"]:
         prior = type(getattr(t.model, "prior", None)).__name__ if hasattr(t.model, "prior") else "its own"
     action = "resuming at epoch %d" % (t.state.epoch + 1) if t.state.epoch else "training"
     valid = f" / {len(data.valid)} validation" if data.valid is not None else ""
@@ -74,7 +74,7 @@ def describe(trainer: "Trainer") -> str:
         base, extra = divmod(cfg.batch_size, t.ranks.world_size)
         where += (f", data-parallel over {t.ranks.describe()}: each rank takes "
                   f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.batch_size}")
-    dataset = data.name if t.custom["data"] else cfg.dataset
+    dataset = data.name if t.given["data"] else cfg.dataset
     return (f"pyro-vae: {action} on {dataset} ({len(data.train)} train{valid} / {len(data.test)} "
             f"test images, {binarization} binarization) on {where}\n"
             f"  model: {network_description(t)}, prior {prior}, {n_params:,} parameters\n"
@@ -95,6 +95,10 @@ def kl_kinds(trainer: "Trainer") -> list[str]:
             for s in trainer.structure.latents]
 
 
+def _best_pt(trainer: "Trainer") -> str:
+    return " (best.pt)" if trainer.run is not None else ""
+
+
 class ConsoleReport(Callback):
     """The run's description, a line per epoch, the progress bar within an epoch (if
     ``progress``), and how the run ended."""
@@ -109,7 +113,7 @@ class ConsoleReport(Callback):
         if trainer.rng_note:
             trainer.log(f"  note: {trainer.rng_note}")
         if isinstance(trainer.step.elbo, TraceMeanField_ELBO):
-            label = type(trainer.step.elbo).__name__ if trainer.custom["elbo"] else option("elbo", "meanfield")
+            label = type(trainer.step.elbo).__name__ if trainer.given["elbo"] else option("elbo", "meanfield")
             for line in kl_kinds(trainer):
                 trainer.log(f"  {label}: {line}")
 
@@ -119,8 +123,8 @@ class ConsoleReport(Callback):
         trainer.log("train loss = -ELBO of the training objective" +
                     (" (with the warm-up's beta)" if trainer.cfg.kl_warmup else "") +
                     "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
-                    "better); all in nats per image" + ("; * marks a new best validation ELBO "
-                                                        "(best.pt)" if trainer.data.valid is not None else ""))
+                    "better); all in nats per image" + ("; * marks a new best validation ELBO" +
+                                                        _best_pt(trainer) if trainer.data.valid is not None else ""))
 
     def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
         if self.progress:
@@ -155,7 +159,7 @@ class ConsoleReport(Callback):
         trainer.log(f"done: test ELBO {state.history[-1]['test_elbo']:.3f} nats/image after "
                     f"{state.epoch} epochs{where}" +
                     (f"; best validation ELBO {state.best['valid_elbo']:.3f} at epoch "
-                     f"{state.best['epoch']} (best.pt)" if state.best else ""))
+                     f"{state.best['epoch']}{_best_pt(trainer)}" if state.best else ""))
 
     def on_fit_exit(self, trainer: "Trainer") -> None:
         self._close()
