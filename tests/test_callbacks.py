@@ -182,6 +182,7 @@ def test_in_memory_the_best_epoch_is_put_back(small_run, tmp_path, monkeypatch):
     trainer = Trainer(cfg, in_memory=True, log=quiet, progress=False, callbacks=[Weights()])
     trainer.fit()
     assert trainer.state.epoch == 4 and trainer.state.best == {"epoch": 2, "valid_elbo": -110.0}
+    assert trainer.state.model_epoch == 2
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, weights[2][name]), name
     assert not all(torch.equal(weights[4][k], v) for k, v in weights[2].items())

@@ -12,7 +12,9 @@ class TrainingState:
     metrics.jsonl). ``best``: ``{"epoch", "valid_elbo"}`` of the epoch with the highest
     validation ELBO so far (runs with a validation split; best.pt holds its weights).
     ``saved_epoch``: the epoch of the checkpoint on disk (0: none, or a run in memory).
-    ``stop_reason``: why the loop stopped before its last epoch in this fit (early stopping)."""
+    ``stop_reason``: why the loop stopped before its last epoch in this fit (early stopping).
+    ``model_epoch``: the epoch whose weights the model holds, where it is not the last one (a run
+    in memory that put its best epoch's weights back)."""
 
     epoch: int = 0
     step: int = 0
@@ -21,6 +23,7 @@ class TrainingState:
     best: Optional[dict[str, Any]] = None
     saved_epoch: int = 0
     stop_reason: Optional[str] = None
+    model_epoch: Optional[int] = None
 
     def record(self, record: dict[str, Any]) -> bool:
         """Append a finished epoch's record; returns whether it is the new best epoch (updating

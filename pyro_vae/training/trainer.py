@@ -108,8 +108,8 @@ class Trainer:
             {"config": checkpoint["config"], "metrics": checkpoint["metrics"]}
         self.state, self.rng_note = TrainingState(), None  # rng_note: generators a resume could not restore
         self._param_scope: Optional[dict] = None
-        self.callbacks = CallbackList([*built_in_callbacks(cfg, in_memory, self.progress), *callbacks],
-                                      main=self.ranks.main)
+        self.callbacks = together(lambda: CallbackList([*built_in_callbacks(cfg, in_memory, self.progress),
+                                                        *callbacks], main=self.ranks.main))
         self.generators = RunGenerators(cfg.seed, self.device)
         with self.generators.active():
             self.data: VAEData = _on_device(data, self.device) if data is not None else main_first(
@@ -186,7 +186,7 @@ class Trainer:
             self.log(f"{where} stopped early at epoch {state.epoch}: {self.stop_reason()}. "
                      "Its best weights are in best.pt; nothing to do.")
             return self.history
-        state.stop_reason = None
+        state.stop_reason = state.model_epoch = None
         with self.generators.active(), ExitStack() as stack, warnings.catch_warnings():
             # Every non-finite loss stops training with a message of ours (DivergenceReport), so
             # Pyro's "Encountered NaN" warnings would only print lines of noise before it.

@@ -43,11 +43,14 @@ class BestWeightsInMemory(Callback):
 
     def __init__(self) -> None:
         self.weights: Optional[dict[str, torch.Tensor]] = None
+        self.epoch = 0
 
     def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None:
         if trainer.state.is_best(record["epoch"]):
             self.weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            self.epoch = record["epoch"]
 
     def on_fit_end(self, trainer: "Trainer") -> None:
-        if self.weights is not None:
+        if self.weights is not None and self.epoch != trainer.state.epoch:
             trainer.model.load_state_dict(self.weights)
+            trainer.state.model_epoch = self.epoch

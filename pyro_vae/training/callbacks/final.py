@@ -55,8 +55,8 @@ class FinalEvaluation(Callback):
             if which == "best":
                 model, epoch = copy.deepcopy(trainer.model), state.best["epoch"]
                 load_weights(model, weights, run.path)
-        elif state.best is not None and trainer.cfg.early_stopping:
-            which, epoch = "best", state.best["epoch"]
+        elif state.model_epoch is not None:  # the best epoch's weights, put back
+            which, epoch = "best", state.model_epoch
         what = f"{which} checkpoint" if run is not None else f"{which} epoch, in memory"
         trainer.log(f"estimating log p(x) on {len(trainer.data.test)} test images with K = {self.num_samples} "
                     f"({what}, epoch {epoch})")
