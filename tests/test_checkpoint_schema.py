@@ -29,6 +29,7 @@ from pyro_vae.core.errors import CheckpointError, ConfigError, InterruptedRunErr
 from pyro_vae.core.workload import check_model_size, parameter_estimate
 from pyro_vae.models import build_model
 from pyro_vae.runs import RunDir, load_checkpoint, save_checkpoint
+from pyro_vae.training.callbacks import Callback
 from pyro_vae.training.trainer import Trainer, train
 from pyro_vae.viz import compare_runs
 
@@ -327,19 +328,18 @@ def test_a_kill_between_checkpoint_and_config_yaml_is_repaired(data_dir, tmp_pat
     compare_runs([out], tmp_path / "comparison")
     # Opening the run for writing repairs both files from the checkpoint, even if it then stops
     # before its first epoch, and with the checkpoint's lr, not the new flag's (no epoch used it).
-    trainer = Trainer.resume(str(out), {"epochs": 3, "lr": 0.0001}, log=quiet, progress=False)
+    class Stop(Callback):  # Ctrl-C once the run is open, before its first epoch
+        def on_fit_start(self, trainer):
+            raise KeyboardInterrupt
 
-    def stop():
-        raise KeyboardInterrupt
-    trainer._fit = stop
+    trainer = Trainer.resume(str(out), {"epochs": 3, "lr": 0.0001}, log=quiet, progress=False, callbacks=[Stop()])
     with pytest.raises(InterruptedRunError):
         trainer.fit()
     assert yaml.safe_load(run.config_path.read_text()) == state["config"]
     assert run.read_metrics() == state["metrics"]
     # Files that agree are left alone (not rewritten) when the run is opened again.
     inode = os.stat(run.config_path).st_ino, os.stat(run.metrics_path).st_ino
-    trainer = Trainer.resume(str(out), {"epochs": 3}, log=quiet, progress=False)
-    trainer._fit = stop
+    trainer = Trainer.resume(str(out), {"epochs": 3}, log=quiet, progress=False, callbacks=[Stop()])
     with pytest.raises(InterruptedRunError):
         trainer.fit()
     assert (os.stat(run.config_path).st_ino, os.stat(run.metrics_path).st_ino) == inode
@@ -408,10 +408,10 @@ def fake_gpu(monkeypatch):
 
 
 def test_a_cuda_run_saves_its_own_gpu_generator_only(fake_gpu):
-    from pyro_vae.training.trainer import _rng_state
+    from pyro_vae.training.rng import rng_state
 
-    assert torch.equal(_rng_state(torch.device("cuda"))["cuda"], CUDA_STATE)
-    assert _rng_state(torch.device("cpu"))["cuda"] is None
+    assert torch.equal(rng_state(torch.device("cuda"))["cuda"], CUDA_STATE)
+    assert rng_state(torch.device("cpu"))["cuda"] is None
 
 
 @pytest.mark.parametrize("saved, device, restored, note", [
@@ -427,9 +427,9 @@ def test_a_cuda_run_saves_its_own_gpu_generator_only(fake_gpu):
     ([], "cpu", None, None),
 ])
 def test_a_cuda_generator_state_is_restored_where_it_fits(fake_gpu, saved, device, restored, note):
-    from pyro_vae.training.trainer import _set_rng_state
+    from pyro_vae.training.rng import set_rng_state
 
-    said = _set_rng_state({"torch": torch.get_rng_state(), "cuda": saved}, torch.device(device), "x.pt")
+    said = set_rng_state({"torch": torch.get_rng_state(), "cuda": saved}, torch.device(device), "x.pt")
     assert (said is None) if note is None else (note in said and "\n" not in said)
     if restored is None:
         assert fake_gpu == []
@@ -439,13 +439,13 @@ def test_a_cuda_generator_state_is_restored_where_it_fits(fake_gpu, saved, devic
 
 
 def test_a_state_torch_refuses_names_the_field(fake_gpu, monkeypatch):
-    from pyro_vae.training.trainer import _set_rng_state
+    from pyro_vae.training.rng import set_rng_state
 
     def refuse(state, device="cuda"):
         raise RuntimeError("RNG state is wrong size")
     monkeypatch.setattr(torch.cuda, "set_rng_state", refuse)
     with pytest.raises(CheckpointError, match=r"x.pt: field 'rng.cuda\[1\]' is not a CUDA generator state"):
-        _set_rng_state({"torch": torch.get_rng_state(), "cuda": [CUDA_STATE] * 2}, torch.device("cuda:1"), "x.pt")
+        set_rng_state({"torch": torch.get_rng_state(), "cuda": [CUDA_STATE] * 2}, torch.device("cuda:1"), "x.pt")
 
 
 @pytest.mark.parametrize("saved", [CUDA_STATE, [CUDA_STATE, CUDA_STATE]], ids=["this", "earlier"])

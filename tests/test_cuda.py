@@ -32,8 +32,9 @@ CUDA_RUN = {**TINY_RUN, "device": "cuda", "limit_train": 256, "limit_test": 64, 
             "hidden": [32], "latent_dim": 4, "epochs": 2}
 
 
-def run(data_dir, out, **overrides) -> Trainer:
-    return train({"data_dir": data_dir, **CUDA_RUN, "out": str(out), **overrides}, log=quiet, progress=False)
+def run(data_dir, out, device_loop=None, **overrides) -> Trainer:
+    return train({"data_dir": data_dir, **CUDA_RUN, "out": str(out), **overrides}, log=quiet, progress=False,
+                 device_loop=device_loop)
 
 
 def assert_same_training(a: Trainer, b: Trainer, rtol: float, atol: float) -> None:
@@ -47,15 +48,14 @@ def assert_same_training(a: Trainer, b: Trainer, rtol: float, atol: float) -> No
 
 @pytest.mark.parametrize("options", [{"elbo": "trace"}, {"elbo": "dreg", "num_particles": 3}],
                          ids=["trace", "dreg"])
-def test_the_cuda_graph_step_equals_the_host_launched_step(data_dir, tmp_path, monkeypatch, options):
+def test_the_cuda_graph_step_equals_the_host_launched_step(data_dir, tmp_path, options):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         graphed = run(data_dir, tmp_path / "graphed", **options)
     assert graphed.graphed is not None and graphed.graphed.graph is not None  # captured, replayed
     assert graphed.graphed.steps_run == 16
     assert not [w for w in caught if "capturable" in str(w.message)]  # the warm-up says nothing
-    monkeypatch.setattr(Trainer, "device_loop", False)  # every step launched from the host
-    host = run(data_dir, tmp_path / "host", **options)
+    host = run(data_dir, tmp_path / "host", device_loop=False, **options)  # every step launched from the host
     assert host.graphed is None and host.device.type == "cuda"
     assert_same_training(graphed, host, rtol=1e-4, atol=1e-5)  # same batches and draws
 
@@ -73,16 +73,18 @@ def test_the_checkpoint_holds_the_runs_own_gpu_generator_and_a_resume_restores_i
     run(data_dir, out, epochs=1)
     saved = load_checkpoint(out / "checkpoint.pt")["rng"]["cuda"]
     assert isinstance(saved, torch.Tensor) and saved.dtype == torch.uint8 and saved.dim() == 1
-    Trainer.resume(str(out), {"epochs": 2}, log=quiet, progress=False)
-    assert torch.equal(torch.cuda.get_rng_state(), saved)
+    caller = torch.cuda.get_rng_state()
+    resumed = Trainer.resume(str(out), {"epochs": 2}, log=quiet, progress=False)
+    assert torch.equal(resumed.generators.state["cuda"], saved)  # the run's own generator
+    assert torch.equal(torch.cuda.get_rng_state(), caller)  # the caller's is left as it was
     # as earlier pyro-vae wrote it: one state per GPU of the machine, the run's device's taken
     state = load_checkpoint(out / "checkpoint.pt")
     state["rng"]["cuda"] = [saved] + [torch.zeros_like(saved)] * 7
     save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version", "checksum")},
                     out / "checkpoint.pt")
     torch.cuda.manual_seed(12345)
-    Trainer.resume(str(out), {"epochs": 2}, log=quiet, progress=False)
-    assert torch.equal(torch.cuda.get_rng_state(), saved)
+    resumed = Trainer.resume(str(out), {"epochs": 2}, log=quiet, progress=False)
+    assert torch.equal(resumed.generators.state["cuda"], saved)
 
 
 def test_a_gpu_trained_run_opens_on_the_cpu(data_dir, tmp_path, capsys):

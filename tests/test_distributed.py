@@ -107,10 +107,11 @@ def flags(overrides: dict) -> list[str]:
 def test_only_rank_0_writes_and_runs_resume_across_one_and_two_ranks(data_dir, tmp_path):
     run = tmp_path / "run"
     base = flags(tiny(data_dir, run, elbo="iwae", num_particles=3))
-    ranks2 = run_ranks(2, train_script, base + ["--epochs", "1"], tmp=tmp_path, watch=tmp_path)
+    ranks2 = run_ranks(2, train_script, base + ["--epochs", "1", "--tensorboard"], tmp=tmp_path, watch=tmp_path)
     assert [r["result"] for r in ranks2] == [0, 0]
     written = {os.path.basename(p) for p in ranks2[0]["written"]}
-    assert {"checkpoint.pt", "metrics.jsonl", "config.yaml", ".lock"} <= written
+    assert {"checkpoint.pt", "metrics.jsonl", "config.yaml", ".lock", "tensorboard"} <= written
+    assert any(name.startswith("events.out.tfevents.") for name in written)
     assert ranks2[1]["written"] == []
     assert train_script(["--resume", str(run), "--epochs", "2"]) == 0  # 2 ranks -> 1 process
     ranks2 = run_ranks(2, train_script, ["--resume", str(run), "--epochs", "3"], tmp=tmp_path,
@@ -217,8 +218,8 @@ def test_one_process_sums_nothing():
 
 
 @pytest.mark.parametrize("options, problem", [
-    ({"estimator": "score", "elbo": "tracegraph", "baseline": "avg"}, "--baseline avg"),
-    ({"batch_size": 1}, "--batch-size 1 leaves"),
+    ({"estimator": "score", "elbo": "tracegraph", "baseline": "avg"}, "baseline='avg'"),
+    ({"batch_size": 1}, "batch_size=1 leaves"),
 ])
 def test_data_parallel_refuses_what_does_not_split(data_dir, tmp_path, options, problem):
     trainer = Trainer(Config(**tiny(data_dir, tmp_path / "run", **options)), log=quiet, progress=False)

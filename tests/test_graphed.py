@@ -16,19 +16,18 @@ from pyro_vae.training.trainer import Trainer, train
 from conftest import poison_losses, quiet
 
 
-def run(overrides, **extra):
-    return train({**overrides, **extra}, log=quiet, progress=False)
+def run(overrides, device_loop=None, **extra):
+    return train({**overrides, **extra}, log=quiet, progress=False, device_loop=device_loop)
 
 
 @pytest.mark.parametrize("options", [{"elbo": "trace"}, {"elbo": "dreg", "num_particles": 3},
                                      {"model": "hvae", "latent_dim": [6, 3]}],
                          ids=lambda o: "+".join(map(str, o.values())))
-def test_the_device_loop_trains_exactly_like_the_host_loop(small_run, tmp_path, monkeypatch, options):
+def test_the_device_loop_trains_exactly_like_the_host_loop(small_run, tmp_path, options):
     small_run.update(options, epochs=2)
     assert small_run["device"] == "cpu"  # the host loop: on CUDA every compiled run is graphed
     host = run(small_run)
-    monkeypatch.setattr(Trainer, "device_loop", True)
-    device = run(small_run, out=str(tmp_path / "device"))
+    device = run(small_run, out=str(tmp_path / "device"), device_loop=True)
     assert device.graphed is not None and host.graphed is None
     for (name, p), q in zip(host.model.named_parameters(), device.model.parameters()):
         assert torch.equal(p, q), name  # same batches, same draws, same updates
@@ -37,20 +36,19 @@ def test_the_device_loop_trains_exactly_like_the_host_loop(small_run, tmp_path, 
         assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=1e-5)  # summed in float32
 
 
-def test_resume_with_the_device_loop_is_exact(small_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(Trainer, "device_loop", True)
+def test_resume_with_the_device_loop_is_exact(small_run, tmp_path):
     small_run.update(epochs=3, lr_schedule="iwae")
-    whole = run(small_run)
+    whole = run(small_run, device_loop=True)
     part = str(tmp_path / "part")
-    run(small_run, out=part, epochs=1)
-    resumed = run({"resume": part, "epochs": 3})
+    run(small_run, out=part, epochs=1, device_loop=True)
+    resumed = run({"resume": part, "epochs": 3}, device_loop=True)
+    assert whole.graphed is not None and resumed.graphed is not None
     for (name, p), q in zip(whole.model.named_parameters(), resumed.model.parameters()):
         assert torch.equal(p, q), name
 
 
 def test_a_nan_loss_on_the_device_stops_the_run_naming_the_batch(small_run, monkeypatch):
-    monkeypatch.setattr(Trainer, "device_loop", True)
-    trainer = Trainer(Config(**small_run), log=quiet, progress=False)
+    trainer = Trainer(Config(**small_run), log=quiet, progress=False, device_loop=True)
     poison_losses(monkeypatch, trainer, float("nan"))
     with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch 0: the training loss became nan"):
         trainer.fit()

@@ -7,6 +7,7 @@ import torch
 from pyro_vae.config import make_config
 from pyro_vae.core.precision import tf32, tf32_enabled, tf32_state
 from pyro_vae.evaluation import estimate_ais, evaluation_context
+from pyro_vae.training.callbacks import Callback
 from pyro_vae.training.trainer import Trainer
 
 from conftest import TINY_RUN, quiet
@@ -53,12 +54,16 @@ def test_ais_runs_without_tf32(monkeypatch):
 
 
 @pytest.mark.parametrize("flag", [True, False])
-def test_training_runs_with_tf32_only_when_asked(data_dir, tmp_path, monkeypatch, flag):
+def test_training_runs_with_tf32_only_when_asked(data_dir, tmp_path, flag):
     seen = []
-    monkeypatch.setattr(Trainer, "_fit", lambda self: seen.append(tf32_enabled()) or [])
+
+    class SeesTF32(Callback):
+        def on_epoch_start(self, trainer, epoch):
+            seen.append(tf32_enabled())
+
     cfg = make_config({**TINY_RUN, "data_dir": data_dir, "out": str(tmp_path / "run"), "tf32": flag})
     before = tf32_state()
-    Trainer(cfg, log=quiet, progress=False).fit()
+    Trainer(cfg, log=quiet, progress=False, callbacks=[SeesTF32()]).fit()
     assert seen == [flag] and tf32_state() == before
 
 

@@ -19,13 +19,14 @@ from pyro_vae.models import build_model
 from pyro_vae.nn.nets import GatedDense, MLPDecoder, MLPEncoder
 from pyro_vae.runs import RunDir, load_checkpoint, load_run
 from pyro_vae.studies import reproduce, run_name
+from pyro_vae.training.callbacks import Callback
 from pyro_vae.training.trainer import Trainer, train
 
 from conftest import quiet
 
 
-def run(overrides, **extra):
-    return train({**overrides, **extra}, log=quiet, progress=False)
+def run(overrides, callbacks=(), device_loop=None, **extra):
+    return train({**overrides, **extra}, log=quiet, progress=False, callbacks=callbacks, device_loop=device_loop)
 
 
 # --- validation split and early stopping -----------------------------------------------------
@@ -75,14 +76,12 @@ def scripted_validation(monkeypatch, values):
 def test_early_stopping_keeps_the_best_epoch_and_evaluate_loads_it(small_run, monkeypatch, capsys):
     scripted_validation(monkeypatch, [-120.0, -110.0, -111.0, -112.0, -100.0])
     weights = {}
-    real_save = Trainer._save
 
-    def save(self, best=False):
-        weights[self.epoch] = {k: v.clone() for k, v in self.model.state_dict().items()}
-        real_save(self, best)
+    class SavedWeights(Callback):  # each epoch's weights, as its checkpoint saves them
+        def on_epoch_end(self, trainer, record):
+            weights[record["epoch"]] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
-    monkeypatch.setattr(Trainer, "_save", save)
-    trainer = run(small_run, valid_size=100, early_stopping=2, epochs=10)
+    trainer = run(small_run, valid_size=100, early_stopping=2, epochs=10, callbacks=[SavedWeights()])
     assert trainer.epoch == 4  # epochs 3 and 4 were no better than epoch 2
     assert trainer.best == {"epoch": 2, "valid_elbo": -110.0}
     assert [r["valid_elbo"] for r in trainer.history] == [-120.0, -110.0, -111.0, -112.0]
@@ -199,9 +198,8 @@ def test_warmup_run_reports_the_true_elbo(small_run):
     assert record["train_loss"] < -record["test_elbo"]
 
 
-def test_warmup_runs_its_steps_from_the_host(small_run, monkeypatch):
-    monkeypatch.setattr(Trainer, "device_loop", True)  # would run the steps on the device
-    trainer = run(small_run, kl_warmup=4.0)
+def test_warmup_runs_its_steps_from_the_host(small_run):
+    trainer = run(small_run, kl_warmup=4.0, device_loop=True)  # would run the steps on the device
     assert trainer.graphed is None
     assert trainer.history[-1]["beta"] == pytest.approx(16 / 32)  # 8 steps per epoch, 2 epochs
 

@@ -56,14 +56,14 @@ def test_epoch_seconds_count_the_checkpoint_write(small_run, monkeypatch):
     disk, fsync under load) shows in the training time instead of disappearing from it."""
     import time
 
-    import pyro_vae.training.trainer as train_module
+    import pyro_vae.training.callbacks.checkpoint as checkpointing
     pause = 0.3
 
     def slow_save(state, path):
         time.sleep(pause)
         save_checkpoint(state, path)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", slow_save)
+    monkeypatch.setattr(checkpointing, "save_checkpoint", slow_save)
     records = run({**small_run, "epochs": 3}).history
     for previous, record in zip(records, records[1:]):
         assert record["epoch_seconds"] >= record["train_seconds"] + pause
@@ -179,7 +179,7 @@ def test_a_gpu_out_of_memory_says_what_to_do_in_one_line(small_run, monkeypatch)
     message = str(error.value)
     assert "\n" not in message and "bug" not in message, message
     assert message.startswith("the GPU ran out of memory during epoch 2 (CUDA out of memory. Tried to "
-                              "allocate 2.00 GiB): lower --batch-size (now 32)"), message
+                              "allocate 2.00 GiB): lower batch_size (now 32)"), message
     assert "checkpoint of epoch 1" in message
 
 

@@ -39,7 +39,7 @@ class LogLikelihood:
     ``elbo``, ``khat``, ``ess``). ``str()`` is the report the scripts print."""
 
     summary: dict[str, Any]
-    points: Any  # pyro_vae.evaluation.evaluate.PointEstimates
+    points: Any  # pyro_vae.evaluation.PointEstimates
 
     log_likelihood = property(lambda self: self.summary["log_likelihood"], doc="mean log p(x), nats per image")
     stderr = property(lambda self: self.summary["stderr"], doc="its standard error")

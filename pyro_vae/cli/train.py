@@ -4,6 +4,7 @@
     python scripts/svi_train.py --config configs/papers/burda_1layer_vae_k1.yaml --epochs 5
     python scripts/svi_train.py --elbo meanfield --no-compile    # Pyro's eager step
     python scripts/svi_train.py --resume runs/<run>            # continue where it stopped
+    python scripts/svi_train.py --tensorboard                  # TensorBoard logs in RUN_DIR/tensorboard
     torchrun --nproc-per-node 2 scripts/svi_train.py           # data-parallel on 2 ranks
 
 Every flag is also a key of the YAML config; flags override the file. See docs/configuration.md. Before

@@ -74,6 +74,7 @@ class Config:
     # evaluation and figures at the end of training
     eval_samples: Optional[int] = None
     plots: bool = True
+    tensorboard: Optional[str] = None  # log directory; "RUN/tensorboard": inside the run directory
     # where and how
     device: str = "auto"
     out: Optional[str] = None
@@ -148,6 +149,8 @@ HELP = {
     "seed": "random seed (data order, binarization, samples)",
     "eval_samples": "after training, estimate log p(x) on the test split with K samples",
     "plots": "draw the run's figures at the end of training (--no-plots to skip)",
+    "tensorboard": "log scalars and image grids for TensorBoard into DIR (the flag alone: "
+                   "RUN/tensorboard, inside the run directory); needs pyro-vae[tensorboard]",
     "device": "cpu | cuda | auto",
     "out": "run directory (default runs/<timestamp>)",
     "resume": "continue the run in this run directory",
@@ -162,7 +165,7 @@ ALIASES = {"latent_dims": "latent_dim", "jit": "compile"}
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
 RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots", "compile",
-                      "tf32")
+                      "tf32", "tensorboard")
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
@@ -615,6 +618,8 @@ def add_config_arguments(parser: argparse.ArgumentParser,
             kwargs.update(nargs="+", type=typing.get_args(base)[0], metavar="N")
         elif f.name in PATH_KEYS:
             kwargs.update(type=path_argument(f.name, (path_defaults or {}).get(f.name)), metavar="DIR")
+        elif f.name == "tensorboard":  # a value of its own when the flag comes alone
+            kwargs.update(nargs="?", const="RUN/tensorboard", type=path_argument(), metavar="DIR")
         else:
             kwargs.update(type=base, metavar=f.name.upper())
         aliases = ["--" + a.replace("_", "-") for a, name in ALIASES.items() if name == f.name]

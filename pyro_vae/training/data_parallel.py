@@ -23,6 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from pyro_vae.core.distributed import Ranks, stream_seed, sum_over_ranks
 from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.options import option
 from pyro_vae.infer.objectives import capability
 from pyro_vae.models.sites import sample_sites, trace_once
 
@@ -30,13 +31,13 @@ from pyro_vae.models.sites import sample_sites, trace_once
 def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: Ranks) -> Optional[str]:
     """Why this run cannot be split across ``ranks``, or None. ``x``: a few data points."""
     if not capability(cfg.elbo, "sums_over_data"):
-        return (f"--elbo {cfg.elbo} does not declare that its loss is a sum over data points "
+        return (f"{option('elbo', cfg.elbo)} does not declare that its loss is a sum over data points "
                 "(register_objective(..., sums_over_data=True)), so shares of a batch cannot be "
                 "trained on separate ranks")
     if cfg.baseline == "avg":
-        return ("--baseline avg keeps its moving average in each process's Pyro param store, per "
-                "position in the batch, where the ranks would not share it; use --baseline nn (a "
-                "network, trained like the others) or none")
+        return (f"{option('baseline', 'avg')} keeps its moving average in each process's Pyro param store, "
+                "per position in the batch, where the ranks would not share it; use "
+                f"{option('baseline', 'nn')} (a network, trained like the others) or none")
     norms = [name for name, m in model.named_modules() if isinstance(m, _BatchNorm)]
     if norms:
         return (f"the model normalizes by batch statistics ({norms[0]}), which would be those of "
@@ -49,7 +50,7 @@ def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: R
         return (f"the model scales site {name!r} by {scale:g} (a subsampled plate's N/B?), which "
                 "each rank would compute for its own share; scale the loss outside the model")
     if cfg.batch_size < ranks.world_size:
-        return (f"--batch-size {cfg.batch_size} leaves some of the {ranks.world_size} ranks without "
+        return (f"{option('batch_size', cfg.batch_size)} leaves some of the {ranks.world_size} ranks without "
                 f"data; use at least {ranks.world_size}")
     return None
 

@@ -155,3 +155,23 @@ class GraphedSteps:
         total, bad, bad_loss = torch.stack([self.loss_sum.double(), self.first_bad.double(),
                                             self.first_bad_loss.double()]).tolist()
         return total, ((int(bad), bad_loss) if bad >= 0 else None)
+
+
+def device_steps(step, optimizer: torch.optim.Optimizer, data, batch_size: int, device: torch.device,
+                 distributed: bool, wanted: Optional[bool] = None) -> tuple[Optional[GraphedSteps], Optional[str]]:
+    """The run's epochs as :class:`GraphedSteps` where they can run so (a compiled ``step``, one
+    process, no KL warm-up), else None; and a note saying how the steps run, for the run's log.
+    ``wanted``: None on CUDA only (captured), True also uncaptured on the CPU, False never."""
+    if step.lowered is None or not (wanted or (wanted is None and device.type == "cuda")):
+        return None, None
+    if distributed:
+        return None, ("data-parallel: each step is launched from the host, its gradients summed over the "
+                      "ranks between the backward pass and Adam (no whole-step CUDA graph)")
+    if step.scale is not None:
+        return None, "KL warm-up changes beta every step, so each step is launched from the host (no whole-step CUDA graph)"
+    capture = device.type == "cuda"
+    if capture:
+        use_tensor_learning_rate(optimizer, capturable=True)
+    steps = GraphedSteps(step.lowered, optimizer, data.train, batch_size, data.dynamic_binarization, capture)
+    return steps, (f"the whole step runs on the device{' as one CUDA graph' if capture else ''}; the loss is "
+                   f"read every {READ_EVERY} steps")
