@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae import data as data_module
 from pyro_vae.core.errors import DatasetCorruptError, DatasetNotFoundError
 from pyro_vae.data import load_dataset, parse_amat, resolve_data_dir
+from pyro_vae.data import sources as sources_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,14 +109,14 @@ def test_missing_dataset_without_downloads(tmp_path, name, folder):
         load_dataset(name, str(tmp_path), download=False)
     message = str(err.value)
     assert str(tmp_path) in message and str(tmp_path / folder) in message
-    assert "--data-dir" in message and "PYRO_VAE_DATA" in message
+    assert "point data_dir or $PYRO_VAE_DATA at" in message  # Python's name (flags in a command)
 
 
 def test_offline_environment_variable_disables_downloads(tmp_path, monkeypatch):
     def must_not_download(*args, **kwargs):
         raise AssertionError("tried to download")
 
-    monkeypatch.setattr(data_module, "download_url", must_not_download)
+    monkeypatch.setattr(sources_module, "download_url", must_not_download)
     monkeypatch.setenv("PYRO_VAE_OFFLINE", "1")
     with pytest.raises(DatasetNotFoundError, match=r"downloads are off: \$PYRO_VAE_OFFLINE is set"):
         load_dataset("binarized-mnist", str(tmp_path))
@@ -138,7 +138,7 @@ def test_missing_dataset_when_download_fails(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
-    monkeypatch.setattr(data_module, "download_url", offline)
+    monkeypatch.setattr(sources_module, "download_url", offline)
     for name in ("mnist", "binarized-mnist"):
         with pytest.raises(DatasetNotFoundError, match="could not be downloaded"):
             load_dataset(name, str(tmp_path))

@@ -181,7 +181,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
         try:
             cfg = spec_config(base, name, num_particles, baseline_beta)
             vae = model_factory(cfg)
-            check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model))
+            check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model.name))
         except ConfigError as e:  # e.g. meanfield on a hierarchical guide
             log(f"  {name:<10} skipped: {e}")
             continue
@@ -190,7 +190,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
         moments = {g: _Moments() for g in GROUPS}
         seconds = []
         with pyro.get_param_store().scope():
-            if cfg.baseline != "none":
+            if cfg.model.baseline != "none":
                 _warm_up_baseline(vae, elbo, batches or (lambda: x), baseline_warmup, groups["baseline"])
             frozen = non_module_params()
             for _ in range(repeats):
@@ -204,7 +204,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
                 seconds.append(time.perf_counter() - start)
                 for g in GROUPS:
                     moments[g].add(torch.cat([_grad(p) for p in groups[g]]))
-        row = {"estimator": name, "elbo": cfg.elbo, "num_particles": cfg.num_particles,
+        row = {"estimator": name, "elbo": cfg.objective.elbo, "num_particles": cfg.objective.num_particles,
                "ms_per_gradient": 1e3 * statistics.median(seconds)}
         for g in GROUPS:
             row.update({f"{g}_{k}": v for k, v in moments[g].summary().items()})
@@ -308,12 +308,12 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
     else:
         base = make_config(overrides, config_file)
         weights, source = None, "initialisation"
-        out = Path(base.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
+        out = Path(base.run.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
     with RunLock(make_directory(out)):
-        device = resolve_device(base.device)
-        pyro.set_rng_seed(base.seed)
-        data = load_dataset(base.dataset, base.data_dir, device, limit_test=1)
-        x = data.split("train")[:base.batch_size]
+        device = resolve_device(base.run.device)
+        pyro.set_rng_seed(base.run.seed)
+        data = load_dataset(base.data.dataset, base.data.data_dir, device, limit_test=1)
+        x = data.split("train")[:base.optim.batch_size]
 
         def batches() -> torch.Tensor:
             return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
@@ -338,5 +338,5 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
         rows = measure(model_factory, base, x, estimators, repeats, k, baseline_warmup, batches, log,
                        beta)
         meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
-                "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}
+                "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_flat()}
         return write_report(rows, out, meta)

@@ -30,7 +30,6 @@ F, and the run directory gets the suffix ``-xF`` so it is never confused with th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pyro_vae.config import RESUME_OVERRIDABLE, Config, coerce_overrides, import_paths, read_config_file, validate
+from pyro_vae.config import KEYS, RESUME_OVERRIDABLE, Config, coerce_overrides, import_paths, read_config_file, validate
 from pyro_vae.core.atomic import atomic_write, make_directory
 from pyro_vae.core.console import log_line
 from pyro_vae.core.errors import CheckpointError, ConfigError, PyroVAEError, RunDirError, RunLockedError, WriteError
@@ -108,8 +107,8 @@ def scaled_settings(settings: dict[str, Any], scale: float) -> dict[str, Any]:
         return value
 
     out = dict(settings)
-    out["epochs"] = max(1, round(scaled("epochs", Config.epochs)))
-    out["lr_schedule_scale"] = scaled("lr_schedule_scale", Config.lr_schedule_scale)
+    out["epochs"] = max(1, round(scaled("epochs", Config.default("epochs"))))
+    out["lr_schedule_scale"] = scaled("lr_schedule_scale", Config.default("lr_schedule_scale"))
     if settings.get("kl_warmup"):
         out["kl_warmup"] = scaled("kl_warmup", 0)
     if settings.get("early_stopping"):
@@ -143,10 +142,9 @@ def settings_differences(saved: Any, expected: Config, source: str) -> list[str]
     :data:`MAY_DIFFER`. Shared by reproduce and ``compare.py --sweep``."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{source} holds no config mapping")
-    saved = Config(**coerce_overrides(saved, where=source))
-    return [f"{f.name} {getattr(saved, f.name)!r} there, {getattr(expected, f.name)!r} in the config"
-            for f in dataclasses.fields(Config)
-            if f.name not in MAY_DIFFER and getattr(saved, f.name) != getattr(expected, f.name)]
+    saved = Config.from_flat(**coerce_overrides(saved, where=source))
+    return [f"{key} {saved.value(key)!r} there, {expected.value(key)!r} in the config"
+            for key in KEYS if key not in MAY_DIFFER and saved.value(key) != expected.value(key)]
 
 
 def check_same_settings(run: RunDir, expected: Config, config: str, why: str) -> dict[str, Any]:
@@ -199,7 +197,7 @@ class Row:
     @property
     def trusted_imports(self) -> list[str]:
         """The import paths the config names: the user named the config (see the module doc)."""
-        return list(import_paths(self.cfg.to_dict()).values())
+        return list(import_paths(self.cfg.to_flat()).values())
 
 
 def _choose_run(source: Path, runs_dir: Path, scale: float, claimed: dict[str, Path]) -> RunDir:
@@ -237,7 +235,7 @@ def plan(configs: list[str | Path], runs_dir: Path, scale: float = 1.0,
         settings, reference = read_config_file(given)
         check_reference(reference, given)
         settings = {**scaled_settings(settings, scale), **(overrides or {})}
-        cfg = validate(Config(**settings))
+        cfg = validate(Config.from_flat(**settings))
         row = Row(given, source, reference, settings, cfg,
                   _choose_run(source, Path(runs_dir), scale, claimed), scale)
         if row.run.checkpoint_path.exists():
@@ -329,7 +327,7 @@ def _reusable(row: Row, num_samples: int, limit: Optional[int]) -> Optional[dict
             "test", num_samples, state["epoch"]):
         return None
     if limit is None or summary["num_points"] != limit:  # as many as the test split holds?
-        test = load_dataset(row.cfg.dataset, row.cfg.data_dir, limit_train=1).test
+        test = load_dataset(row.cfg.data.dataset, row.cfg.data.data_dir, limit_train=1).test
         if summary["num_points"] != len(test[:limit]):
             return None
     return summary
@@ -357,8 +355,8 @@ def reproduce_one(row: Row, num_samples: int = 5000, limit: Optional[int] = None
             log(f"   stopped early: {trainer.stop_reason()}")
     summary = _reusable(row, num_samples, limit)
     if summary is None:
-        summary = evaluate_run(run.path, num_samples, "test", limit, data_dir=row.cfg.data_dir,
-                               device=row.cfg.device, log=log, trusted_imports=row.trusted_imports)
+        summary = evaluate_run(run.path, num_samples, "test", limit, data_dir=row.cfg.data.data_dir,
+                               device=row.cfg.run.device, log=log, trusted_imports=row.trusted_imports)
     else:
         log(f"   {run.path}/eval.json already evaluates epoch {summary['epoch']} (K = {num_samples})")
     return make_row(row, load_checkpoint(run.checkpoint_path), summary)
@@ -384,7 +382,7 @@ def make_row(row: Row, last: dict[str, Any], summary: dict[str, Any]) -> dict[st
         "paper_nll": paper_nll, "paper_epochs": reference.get("epochs"),
         "nll": nll, "stderr": stderr,
         "gap": None if paper_nll is None else nll - paper_nll,
-        "epochs": last["epoch"], "epochs_planned": row.cfg.epochs, "evaluated_epoch": best_epoch,
+        "epochs": last["epoch"], "epochs_planned": row.cfg.optim.epochs, "evaluated_epoch": best_epoch,
         "checkpoint": summary["checkpoint"],
         "train_hours": last["wall_seconds"] / 3600,
         "hours_to_evaluated_epoch": at_best["wall_seconds"] / 3600,

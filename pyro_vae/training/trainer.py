@@ -81,9 +81,9 @@ EVAL_BATCH_SIZE = 1000
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     parameters = list(model.parameters())
     if not parameters:
-        raise ConfigError(f"model {cfg.model!r} has no parameters to train: keep its networks as "
+        raise ConfigError(f"model {cfg.model.name!r} has no parameters to train: keep its networks as "
                           "attributes (submodules) of the model, as docs/models.md (\"Your own model\") shows")
-    return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    return torch.optim.Adam(parameters, lr=cfg.optim.lr, betas=tuple(cfg.optim.adam_betas), eps=cfg.optim.adam_eps)
 
 
 class SVIStep:
@@ -170,10 +170,10 @@ def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimi
     with ``--kl-warmup``, under a :class:`~pyro_vae.infer.warmup.LatentScale`; summed over the ranks
     of a torchrun job if ``data_parallel``."""
     scale = None
-    if cfg.kl_warmup > 0:
+    if cfg.objective.kl_warmup > 0:
         device = next(model.parameters()).device
         scale = LatentScale(torch.ones((), device=device))
-    return SVIStep(model, build_objective(cfg), optimizer, cfg.compile, lowering_problem(cfg), scale,
+    return SVIStep(model, build_objective(cfg), optimizer, cfg.run.compile, lowering_problem(cfg), scale,
                    data_parallel)
 
 
@@ -254,15 +254,15 @@ class Trainer:
         self.cfg = cfg = together(lambda: validate(cfg))  # also resolves an unset elbo
         self.log = log_on_main(log)
         self.progress = self.ranks.main and (sys.stderr.isatty() if progress is None else progress)
-        self.device = together(lambda: resolve_device(cfg.device))
-        self.run = RunDir(cfg.resume) if checkpoint is not None else \
-            RunDir(on_main(lambda: str(RunDir.new(cfg.out).path)))
+        self.device = together(lambda: resolve_device(cfg.run.device))
+        self.run = RunDir(cfg.run.resume) if checkpoint is not None else \
+            RunDir(on_main(lambda: str(RunDir.new(cfg.run.out).path)))
         self._signature = checkpoint_signature  # the checkpoint file as read (see fit)
-        pyro.set_rng_seed(cfg.seed)
+        pyro.set_rng_seed(cfg.run.seed)
         self._param_scope: Optional[dict] = None
         self.data: VAEData = main_first(lambda: load_dataset(
-            cfg.dataset, cfg.data_dir, self.device, cfg.limit_train, cfg.limit_test,
-            valid_size=cfg.valid_size))
+            cfg.data.dataset, cfg.data.data_dir, self.device, cfg.data.limit_train, cfg.data.limit_test,
+            valid_size=cfg.data.valid_size))
         self.graphed: Optional[GraphedSteps] = None
         self._rng_note: Optional[str] = None  # a resumed run's generators that could not be restored
         self.epoch, self.global_step, self.wall_seconds = 0, 0, 0.0
@@ -276,8 +276,8 @@ class Trainer:
     def _build(self, checkpoint: Optional[dict[str, Any]]) -> None:
         """The model, its optimizer and step, initialized or restored from ``checkpoint``."""
         cfg, n = self.cfg, len(self.data.train)
-        if cfg.batch_size > n:
-            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
+        if cfg.optim.batch_size > n:
+            raise ConfigError(f"batch_size {cfg.optim.batch_size} is larger than the {n} training images; "
                               f"use --batch-size {n} or less")
         self.model = build_model(cfg, self.data.image_shape, self.data.train).to(self.device)
         self.structure = model_structure(self.model, cfg, self.data.test[:2])
@@ -337,9 +337,9 @@ class Trainer:
 
     def fit(self) -> list[dict[str, Any]]:
         """Train up to ``cfg.epochs``; returns the metrics of every epoch of the run."""
-        if self.epoch >= self.cfg.epochs:  # nothing to do, so nothing is written
+        if self.epoch >= self.cfg.optim.epochs:  # nothing to do, so nothing is written
             self.log(f"{self.run.path} is already trained to epoch {self.epoch} (--epochs "
-                     f"{self.cfg.epochs}); pass a larger --epochs to continue.")
+                     f"{self.cfg.optim.epochs}); pass a larger --epochs to continue.")
             return self.history
         if self.stopped_early():
             self.log(f"{self.run.path} stopped early at epoch {self.epoch}: {self.stop_reason()}. "
@@ -349,13 +349,13 @@ class Trainer:
             # Every non-finite loss stops training with a message of ours (_diverged), so
             # Pyro's "Encountered NaN" warnings would only print lines of noise before it.
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-            stack.enter_context(tf32(self.cfg.tf32))  # --tf32; evaluations switch it off again
+            stack.enter_context(tf32(self.cfg.run.tf32))  # --tf32; evaluations switch it off again
             opened = on_main(lambda: self._open_for_writing(stack), shared=False)  # rank 0's
             try:
                 with self.param_scope():
                     return self._fit()
             except KeyboardInterrupt:
-                when = (f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else
+                when = (f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.optim.epochs else
                         "after training, while evaluating or drawing figures")
                 raise mark_reported(InterruptedRunError(f"interrupted {when}. {self._kept()}")) from None
             except PyroVAEError:
@@ -371,9 +371,9 @@ class Trainer:
     def _out_of_memory(self, error: BaseException) -> str:
         """What to do when the GPU's memory ran out while training (not a bug to report)."""
         detail = ". ".join(" ".join(str(error).split()).split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
-        when = f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.epochs else "after training"
+        when = f"during epoch {self.epoch + 1}" if self.epoch < self.cfg.optim.epochs else "after training"
         return (f"the GPU ran out of memory {when} ({detail}): lower --batch-size (now "
-                f"{self.cfg.batch_size}){' or --num-particles' if self.cfg.num_particles > 1 else ''}, "
+                f"{self.cfg.optim.batch_size}){' or --num-particles' if self.cfg.objective.num_particles > 1 else ''}, "
                 f"or train on a GPU with more free memory. {self._kept()}")
 
     def _open_for_writing(self, stack: ExitStack):
@@ -419,7 +419,7 @@ class Trainer:
         self.log(self._describe())
         if self._rng_note:
             self.log(f"  note: {self._rng_note}")
-        if cfg.elbo == "meanfield" and self.ranks.main:
+        if cfg.objective.elbo == "meanfield" and self.ranks.main:
             for line in self._kl_kinds():
                 self.log(f"  --elbo meanfield: {line}")
         self.log(f"  step: {self._prepare_step()}")
@@ -436,18 +436,18 @@ class Trainer:
             if capture:
                 use_tensor_learning_rate(self.optimizer, capturable=True)
             self.graphed = GraphedSteps(self.step.lowered, self.optimizer, self.data.train,
-                                        cfg.batch_size, self.data.dynamic_binarization, capture)
+                                        cfg.optim.batch_size, self.data.dynamic_binarization, capture)
             self.log(f"  the whole step runs on the device{' as one CUDA graph' if capture else ''}; "
                      f"the loss is read every {READ_EVERY} steps")
         self.log("train loss = -ELBO of the training objective" +
-                 (" (with the warm-up's beta)" if cfg.kl_warmup else "") +
+                 (" (with the warm-up's beta)" if cfg.objective.kl_warmup else "") +
                  "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
                  "better); all in nats per image" + ("; * marks a new best validation ELBO "
                                                      "(best.pt)" if self.data.valid is not None else ""))
         # An epoch's seconds run from the end of the previous epoch's record, so that the previous
         # checkpoint write and log line are counted too: wall_seconds is the run's training time.
         self._clock = time.perf_counter()
-        for epoch in range(self.epoch + 1, cfg.epochs + 1):
+        for epoch in range(self.epoch + 1, cfg.optim.epochs + 1):
             start = time.perf_counter()
             train_loss = self._train_epoch(epoch)
             train_seconds = time.perf_counter() - start
@@ -463,9 +463,9 @@ class Trainer:
                  (f"; best validation ELBO {self.best['valid_elbo']:.3f} at epoch "
                   f"{self.best['epoch']} (best.pt)" if self.best else ""))
         try:
-            if cfg.eval_samples:
-                self.evaluate_log_likelihood(cfg.eval_samples)
-            if cfg.plots:
+            if cfg.run.eval_samples:
+                self.evaluate_log_likelihood(cfg.run.eval_samples)
+            if cfg.run.plots:
                 on_main(self._plot)
         except WriteError as e:
             raise WriteError(f"{e}. Training itself finished: {self._kept()}", e.errno) from None
@@ -482,8 +482,8 @@ class Trainer:
         for key in ("test_elbo", "valid_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise self._diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
-        if cfg.kl_warmup:
-            record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.kl_warmup)
+        if cfg.objective.kl_warmup:
+            record["beta"] = warmup_beta(self.global_step - 1, self._batches_per_epoch(), cfg.objective.kl_warmup)
         # An epoch's seconds run from the end of the previous epoch's record, so that the previous
         # checkpoint write and log line are counted too: wall_seconds is the run's training time.
         now = time.perf_counter()
@@ -498,7 +498,7 @@ class Trainer:
         self._save(best=improved)
         valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
                  if "valid_elbo" in record else "")
-        self.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:9.3f}  "
+        self.log(f"epoch {epoch:>3}/{cfg.optim.epochs}  train loss {train_loss:9.3f}  "
                  f"test ELBO {record['test_elbo']:9.3f}{valid}  ({seconds:.1f} s)")
         return record, self.best
 
@@ -508,17 +508,17 @@ class Trainer:
 
     def _plot(self) -> None:
         cfg = self.cfg
-        figures = plot_run(self.run.path, cfg.data_dir,
-                           trusted_imports=import_paths(cfg.to_dict()).values())
+        figures = plot_run(self.run.path, cfg.data.data_dir,
+                           trusted_imports=import_paths(cfg.to_flat()).values())
         self.log(f"figures: {', '.join(str(p) for p in figures)}")
 
     def stopped_early(self) -> bool:
         """Whether ``early_stopping`` epochs have passed without a better validation ELBO."""
-        patience = self.cfg.early_stopping
+        patience = self.cfg.optim.early_stopping
         return bool(patience and self.best and self.epoch - self.best["epoch"] >= patience)
 
     def stop_reason(self) -> str:
-        return (f"no better validation ELBO for {self.cfg.early_stopping} epochs; the best was "
+        return (f"no better validation ELBO for {self.cfg.optim.early_stopping} epochs; the best was "
                 f"{self.best['valid_elbo']:.3f} at epoch {self.best['epoch']}")
 
     def _save(self, best: bool = False) -> None:
@@ -531,7 +531,7 @@ class Trainer:
                 save_checkpoint(state, self.run.best_path)
             save_checkpoint(state, self.run.checkpoint_path)
             self.saved_epoch = self.epoch
-            self.run.write_config(self.cfg.to_dict())
+            self.run.write_config(self.cfg.to_flat())
             self.run.write_metrics(self.history)
         except WriteError as e:
             raise WriteError(f"{e}. {self._kept()}", e.errno) from None
@@ -553,7 +553,7 @@ class Trainer:
         self.log(f"estimating log p(x) on {len(self.data.test)} test images with K = {num_samples} "
                  f"({which} checkpoint, epoch {epoch})")
         summary, points = evaluate_model(model, self.data.test, num_samples,
-                                       seed=self.cfg.seed, log=self.log, progress=self.progress)
+                                       seed=self.cfg.run.seed, log=self.log, progress=self.progress)
         summary.update(split="test", epoch=epoch, checkpoint=which, checkpoint_sha256=checksum)
 
         def report() -> None:
@@ -574,7 +574,7 @@ class Trainer:
     def _prepare_step(self) -> str:
         """Compile the step for the training batch shape (random stream untouched)."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            x = self.data.train_batch(torch.arange(self.cfg.batch_size, device=self.device)[self._share])
+            x = self.data.train_batch(torch.arange(self.cfg.optim.batch_size, device=self.device)[self._share])
         return self._guarded(self.step.prepare, x, self.epoch + 1, 0)
 
     def _guarded(self, step: Callable, x: torch.Tensor, epoch: int, batch: int):
@@ -590,21 +590,21 @@ class Trainer:
     @property
     def _share(self) -> slice:
         """This rank's share of every batch (all of it in one process)."""
-        return share(self.cfg.batch_size, self.ranks)
+        return share(self.cfg.optim.batch_size, self.ranks)
 
     def _batches_per_epoch(self) -> int:
         # Equal-sized batches only: the compiled step is traced for one shape. The n % batch
         # examples left out differ from epoch to epoch (fresh permutation).
-        return len(self.data.train) // self.cfg.batch_size
+        return len(self.data.train) // self.cfg.optim.batch_size
 
     def _train_epoch(self, epoch: int) -> float:
-        batch, num_batches = self.cfg.batch_size, self._batches_per_epoch()
+        batch, num_batches = self.cfg.optim.batch_size, self._batches_per_epoch()
         # derived from the epoch: resume needs no state
-        set_learning_rate(self.optimizer, learning_rate(self.cfg.lr_schedule, self.cfg.lr, epoch,
-                                                         self.cfg.lr_schedule_scale))
+        set_learning_rate(self.optimizer, learning_rate(self.cfg.optim.lr_schedule, self.cfg.optim.lr, epoch,
+                                                         self.cfg.optim.lr_schedule_scale))
         if self.ranks.distributed:
-            order = epoch_order(len(self.data.train), self.cfg.seed, epoch, self.device)
-            seed_rank_stream(self.cfg.seed, epoch, self.ranks.rank)
+            order = epoch_order(len(self.data.train), self.cfg.run.seed, epoch, self.device)
+            seed_rank_stream(self.cfg.run.seed, epoch, self.ranks.rank)
         else:
             order = torch.randperm(len(self.data.train), device=self.device)
         mine = self._share
@@ -616,7 +616,7 @@ class Trainer:
                 return self._train_epoch_on_device(epoch, order, num_batches, bar)
             for b in range(num_batches):
                 if self.step.scale is not None:
-                    self.step.set_beta(warmup_beta(self.global_step, num_batches, self.cfg.kl_warmup))
+                    self.step.set_beta(warmup_beta(self.global_step, num_batches, self.cfg.objective.kl_warmup))
                 x = self.data.train_batch(order[b * batch:(b + 1) * batch][mine])
                 loss = self._guarded(self.step, x, epoch, b)
                 if not math.isfinite(loss):
@@ -631,7 +631,7 @@ class Trainer:
     def _train_epoch_on_device(self, epoch: int, order: torch.Tensor, num_batches: int, bar) -> float:
         """The epoch's steps as :class:`~pyro_vae.training.graphed.GraphedSteps`, the loss read every
         READ_EVERY steps (the NaN guard)."""
-        batch, done = self.cfg.batch_size, 0
+        batch, done = self.cfg.optim.batch_size, 0
         self.graphed.start_epoch(order)
         while done < num_batches:
             steps = min(READ_EVERY, num_batches - done)
@@ -657,7 +657,7 @@ class Trainer:
         self.model.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         with self.param_scope(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.cfg.seed)
+            torch.manual_seed(self.cfg.run.seed)
             values = elbo_per_datapoint(self.model.model, self.model.guide,
                                         self.data.test if x is None else x,
                                         batch_size=EVAL_BATCH_SIZE)
@@ -673,21 +673,21 @@ class Trainer:
         """The error, with the likely cause (:mod:`pyro_vae.training.divergence`) and what to do."""
         where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
         with self.param_scope():
-            cause = likely_cause(self.model, x, self.cfg.prior, self.structure.top.name)
+            cause = likely_cause(self.model, x, self.cfg.prior.name, self.structure.top.name)
         if cause.prior:
             advice = ("Check the prior's settings (prior_df, prior_components, prior_options) or, "
                       "for a prior of your own, its forward() and log_prob.")
             kept = self._kept()
         else:
-            lower = f"{self.cfg.lr / 10:g}"
-            advice = f"Lower the learning rate (now {self.cfg.lr:g}), e.g. to {lower}."
+            lower = f"{self.cfg.optim.lr / 10:g}"
+            advice = f"Lower the learning rate (now {self.cfg.optim.lr:g}), e.g. to {lower}."
             kept = self._kept("--lr", lower)
         # Every rank sees the same summed loss and the same parameters, so all stop here together.
         return mark_reported(TrainingDivergedError(f"training diverged at {where}: {what}. Likely "
                                                    f"cause: {cause.text}. {advice} {kept}"))
 
     def _state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_dict(),
+        return {"epoch": self.epoch, "step": self.global_step, "config": self.cfg.to_flat(),
                 "model": self.model.state_dict(), "optimizer": portable_state(self.optimizer),
                 "rng": _rng_state(self.device), "metrics": self.history,
                 "wall_seconds": self.wall_seconds, "pyro_params": non_module_params(),
@@ -697,20 +697,20 @@ class Trainer:
         """"mlp 784-400-400-50 relu" (vae), "hvae mlp 784-200-200-(z1 100)-100-100-(z2 50) tanh",
         or a user model's name and latent sites."""
         cfg, x_dim = self.cfg, self.data.train.shape[1]
-        if cfg.model == "vae":
-            sizes = "-".join(str(s) for s in [x_dim, *cfg.hidden, cfg.latent_dim[0]])
-            if cfg.arch == "conv":
+        if cfg.model.name == "vae":
+            sizes = "-".join(str(s) for s in [x_dim, *cfg.model.hidden, cfg.model.latent_dim[0]])
+            if cfg.model.arch == "conv":
                 sizes = f"conv(32, 64 channels)-{sizes.split('-', 1)[1]}"
-            return f"{cfg.arch} {sizes} {cfg.activation}"
-        if cfg.model == "hvae":
-            parts = [str(x_dim), *map(str, cfg.hidden), f"(z1 {cfg.latent_dim[0]})"]
-            for layer, size in enumerate(cfg.latent_dim[1:], start=2):
-                parts += [*map(str, cfg.upper_hidden), f"(z{layer} {size})"]
-            return f"hvae {cfg.arch} {'-'.join(parts)} {cfg.activation}"
+            return f"{cfg.model.arch} {sizes} {cfg.model.activation}"
+        if cfg.model.name == "hvae":
+            parts = [str(x_dim), *map(str, cfg.model.hidden), f"(z1 {cfg.model.latent_dim[0]})"]
+            for layer, size in enumerate(cfg.model.latent_dim[1:], start=2):
+                parts += [*map(str, cfg.model.upper_hidden), f"(z{layer} {size})"]
+            return f"hvae {cfg.model.arch} {'-'.join(parts)} {cfg.model.activation}"
         order = self.structure.guide_order
         latents = ", ".join(f"{s.name} {s.size}" for s in sorted(self.structure.latents,
                                                                  key=lambda s: order.index(s.name)))
-        return f"{cfg.model} (latent sites {latents})"
+        return f"{cfg.model.name} (latent sites {latents})"
 
     def _describe(self) -> str:
         cfg, data = self.cfg, self.data
@@ -720,21 +720,21 @@ class Trainer:
         elbo = type(self.step.elbo).__name__
         action = "resuming at epoch %d" % (self.epoch + 1) if self.epoch else "training"
         valid = f" / {len(data.valid)} validation" if data.valid is not None else ""
-        schedule = "" if cfg.lr_schedule == "constant" else (
-            f", {cfg.lr_schedule} schedule" + (f" x{cfg.lr_schedule_scale:g}" if cfg.lr_schedule_scale != 1 else ""))
-        extras = [f"KL warm-up over {cfg.kl_warmup:g} epochs"] if cfg.kl_warmup else []
-        if cfg.early_stopping:
-            extras.append(f"early stopping after {cfg.early_stopping} epochs without improvement")
+        schedule = "" if cfg.optim.lr_schedule == "constant" else (
+            f", {cfg.optim.lr_schedule} schedule" + (f" x{cfg.optim.lr_schedule_scale:g}" if cfg.optim.lr_schedule_scale != 1 else ""))
+        extras = [f"KL warm-up over {cfg.objective.kl_warmup:g} epochs"] if cfg.objective.kl_warmup else []
+        if cfg.optim.early_stopping:
+            extras.append(f"early stopping after {cfg.optim.early_stopping} epochs without improvement")
         where = str(self.device)
         if self.ranks.distributed:
-            base, extra = divmod(cfg.batch_size, self.ranks.world_size)
+            base, extra = divmod(cfg.optim.batch_size, self.ranks.world_size)
             where += (f", data-parallel over {self.ranks.describe()}: each rank takes "
-                      f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.batch_size}")
-        return (f"pyro-vae: {action} on {cfg.dataset} ({len(data.train)} train{valid} / {len(data.test)} "
+                      f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.optim.batch_size}")
+        return (f"pyro-vae: {action} on {cfg.data.dataset} ({len(data.train)} train{valid} / {len(data.test)} "
                 f"test images, {binarization} binarization) on {where}\n"
-                f"  model: {nets}, prior {cfg.prior}, {n_params:,} parameters\n"
-                f"  objective: {cfg.elbo} ({elbo}), Adam lr {cfg.lr:g}{schedule}, betas "
-                f"{cfg.adam_betas[0]:g}/{cfg.adam_betas[1]:g}, batch {cfg.batch_size}"
+                f"  model: {nets}, prior {cfg.prior.name}, {n_params:,} parameters\n"
+                f"  objective: {cfg.objective.elbo} ({elbo}), Adam lr {cfg.optim.lr:g}{schedule}, betas "
+                f"{cfg.optim.adam_betas[0]:g}/{cfg.optim.adam_betas[1]:g}, batch {cfg.optim.batch_size}"
                 f"{''.join(', ' + e for e in extras)}\n"
                 f"  run directory: {self.run.path}")
 
@@ -747,6 +747,6 @@ def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str]
     if values.get("resume"):
         trainer = Trainer.resume(values["resume"], values, trusted_imports, **kwargs)
     else:
-        trainer = Trainer(validate(Config(**values)), **kwargs)
+        trainer = Trainer(validate(Config.from_flat(**values)), **kwargs)
     trainer.fit()
     return trainer
