@@ -57,9 +57,11 @@ def test_default_yaml_spells_out_the_defaults():
 
 def test_iwae_paper_architecture():
     cfg = make_config(config_file=REPO / "configs" / "papers" / "burda_1layer_vae_k1.yaml")
-    assert (cfg.model.arch, cfg.model.hidden, cfg.model.latent_dim, cfg.model.activation) == ("mlp", [200, 200], [50], "tanh")
+    assert (cfg.model.arch, cfg.model.hidden, cfg.model.latent_dim, cfg.model.activation) == \
+        ("mlp", [200, 200], [50], "tanh")
     two = make_config(config_file=REPO / "configs" / "papers" / "burda_2layer_vae_k1.yaml")
-    assert (two.model.name, two.model.hidden, two.model.upper_hidden, two.model.latent_dim) == ("hvae", [200, 200], [100, 100], [100, 50])
+    assert (two.model.name, two.model.hidden, two.model.upper_hidden, two.model.latent_dim) == \
+        ("hvae", [200, 200], [100, 100], [100, 50])
 
 
 def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):

@@ -151,3 +151,14 @@ def test_archives_alone_are_enough(data_dir, tmp_path):
     for f in (Path(data_dir) / "MNIST" / "raw").glob("*.gz"):
         shutil.copy(f, raw)
     assert load_dataset("mnist", str(tmp_path), limit_train=10, limit_test=10).train.shape == (10, 784)
+
+
+def test_a_configs_data_section_loads_what_it_names(data_dir):
+    from pyro_vae.config import make_config
+    from pyro_vae.data import load_data
+
+    section = make_config({"data_dir": data_dir, "limit_train": 100, "limit_test": 20, "valid_size": 1000}).data
+    data = load_data(section)
+    again = load_dataset("mnist", data_dir, limit_train=100, limit_test=20, valid_size=1000)
+    assert data.train.shape == (100, 784)
+    assert torch.equal(data.test, again.test) and torch.equal(data.valid, again.valid)

@@ -72,12 +72,9 @@ MODEL_KEYS = {
 }
 
 
-# What every family (and a user model) starts from, before its own defaults: the model section's.
-COMMON_DEFAULTS = ModelSection.COMMON_DEFAULTS
-
 MODELS = Registry(
     "model",
-    defaults={},  # config values it changes (over COMMON_DEFAULTS)
+    defaults={},  # config values it changes (over the model section's COMMON_DEFAULTS)
     layers=(1, 1),  # (min, max) latent layers; max None: any
     ignores={},  # config keys it does not read -> why
     options=False,  # reads the model section's options (model_options; else they are refused)
@@ -100,7 +97,7 @@ def family(name: str) -> dict[str, Any]:
 
 @register_model("vae", description="one stochastic layer; mlp or conv networks (--arch)",
                 ignores={"upper_hidden": "it has one latent layer (upper_hidden sizes the "
-                                                "layers between the latent layers of --model hvae)"})
+                                                "layers between the latent layers of model hvae)"})
 def _vae(model, image_shape, prior) -> nn.Module:
     encoder, decoder = build_nets(model, image_shape)
     return VAE(encoder, decoder, prior, model.estimator, model.baseline, model.baseline_beta,
@@ -113,11 +110,6 @@ def _hvae(model, image_shape, prior) -> nn.Module:
     return HierarchicalVAE(image_shape, model.latent_dim, model.hidden, model.upper_hidden, model.activation,
                            prior, model.arch, model.estimator, model.baseline, model.baseline_beta,
                            model.logvar_range)
-
-
-def model_defaults(name: str) -> dict[str, Any]:
-    """The config values that ``--model name`` implies where the user gave none."""
-    return {**COMMON_DEFAULTS, **family(name).get("defaults", {})}
 
 
 def import_model(path: str) -> type:

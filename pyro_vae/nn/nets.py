@@ -180,7 +180,8 @@ def _mlp(image_shape, hidden, z_dim, activation, logvar_range):
             MLPDecoder(z_dim, hidden, x_dim, activation))
 
 
-@ARCHITECTURES.register("conv", pointwise_only=True, min_hidden=1, description="strided convolutions, then fully connected layers")
+@ARCHITECTURES.register("conv", pointwise_only=True, min_hidden=1,
+                        description="strided convolutions, then fully connected layers")
 def _conv(image_shape, hidden, z_dim, activation, logvar_range):
     return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
             ConvDecoder(z_dim, hidden, image_shape, activation))

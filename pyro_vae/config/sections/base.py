@@ -26,8 +26,8 @@ IMPORT_PATH = "package.module:ClassName"
 
 def setting(default: Any = MISSING, *, help: str, doc: Optional[str] = None, key: Optional[str] = None,
             factory: Any = MISSING, aliases: tuple[str, ...] = (), choices: Any = None,
-            names: Optional[str] = None, import_path: bool = False, minimum: Optional[int] = None, positive: bool = False,
-            path: bool = False, shown: Optional[str] = None) -> Any:
+            names: Optional[str] = None, import_path: bool = False, minimum: Optional[int] = None,
+            positive: bool = False, path: bool = False, shown: Optional[str] = None) -> Any:
     """A config field.
 
     ``help``: the ``--help`` line (``{names}`` becomes the valid names); ``doc``: its meaning in
@@ -41,7 +41,8 @@ def setting(default: Any = MISSING, *, help: str, doc: Optional[str] = None, key
     :func:`~pyro_vae.config.values.check_path`); ``shown``: the docs' default column where the
     default is None or not the value itself."""
     metadata = {"help": help, "doc": doc or help, "key": key, "aliases": aliases, "choices": choices,
-                "names": names or (choices if isinstance(choices, str) else None), "import_path": import_path, "minimum": minimum, "positive": positive, "path": path,
+                "names": names or (choices if isinstance(choices, str) else None),
+                "import_path": import_path, "minimum": minimum, "positive": positive, "path": path,
                 "shown": shown}
     if factory is not MISSING:
         return field(default_factory=factory, metadata=metadata)
