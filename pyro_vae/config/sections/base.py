@@ -18,7 +18,7 @@ from dataclasses import MISSING, field
 from typing import Any, ClassVar, Iterator, Optional
 
 from pyro_vae.config.values import check_path, optional_base, shown
-from pyro_vae.core.choices import choices
+from pyro_vae.core.choices import choices as published
 from pyro_vae.core.errors import ConfigError
 
 IMPORT_PATH = "package.module:ClassName"
@@ -83,7 +83,7 @@ def named_choices(spec: Any) -> Optional[tuple[str, ...]]:
     (None while that owner is not imported)."""
     if spec is None:
         return None
-    found = choices(spec) if isinstance(spec, str) else spec
+    found = published(spec) if isinstance(spec, str) else spec
     return None if found is None else tuple(found)
 
 
