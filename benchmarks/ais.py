@@ -87,7 +87,7 @@ def main(argv=None):
     pyro.set_rng_seed(0)
     burda_1layer = {"hidden": [200, 200], "activation": "tanh", "latent_dim": 50}
     cfg, vae = benchmark_model(args.run_dir, device, burda_1layer)
-    if cfg.model != "vae" or cfg.prior != "normal":
+    if cfg.model.name != "vae" or cfg.prior.name != "normal":
         p.error("the hand-written reference is the one-layer VAE with the normal prior")
     x = torch.bernoulli(torch.full((args.num_images, 784), 0.13)).to(device)
     t, c, leap = args.steps, args.chains, args.leapfrog
@@ -106,7 +106,7 @@ def main(argv=None):
         times = interleaved(variants, args.rounds, sync=sync)
     print(f"device {device}, {args.num_images} images, T = {t}, {c} chains, {leap} leapfrog steps, "
           f"{args.rounds} rounds, {'trained' if args.run_dir else 'random'} "
-          f"{cfg.arch} 784-{'-'.join(map(str, cfg.hidden))}-{cfg.latent_dim[0]} {cfg.activation}")
+          f"{cfg.model.arch} 784-{'-'.join(map(str, cfg.model.hidden))}-{cfg.model.latent_dim[0]} {cfg.model.activation}")
     print(f"{'variant':<22}{'seconds':>10}{'images x steps / s':>20}{'ratio':>8}")
     results = {"device": str(device), "num_images": args.num_images, "steps": t, "chains": c,
                "leapfrog": leap, "rounds": args.rounds, "traced_operations": traced.operations(),

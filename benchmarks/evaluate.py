@@ -106,7 +106,7 @@ def main(argv=None):
                 DiagonalNormalMixture.log_prob = density
         return run
 
-    if cfg.prior in ("vamp", "mog"):
+    if cfg.prior.name in ("vamp", "mog"):
         reference = "pyro-vae+broadcast"
         variants = {reference: pyro_vae(broadcast=True), "pyro-vae": pyro_vae()}
     else:
@@ -120,9 +120,9 @@ def main(argv=None):
         times = interleaved(variants, args.rounds, sync=sync)
     print(f"device {device}, {args.num_images} images, K = {k}, batch {b}, chunk {c}, "
           f"{args.rounds} rounds, {'trained' if args.run_dir else 'random'} "
-          f"{cfg.arch} 784-{'-'.join(map(str, cfg.hidden))}-{cfg.latent_dim[0]}, prior {cfg.prior}")
+          f"{cfg.model.arch} 784-{'-'.join(map(str, cfg.model.hidden))}-{cfg.model.latent_dim[0]}, prior {cfg.prior.name}")
     print(f"{'variant':<20}{'seconds':>10}{'ratio':>8}")
-    results = {"device": str(device), "prior": cfg.prior, "num_images": args.num_images, "num_samples": k,
+    results = {"device": str(device), "prior": cfg.prior.name, "num_images": args.num_images, "num_samples": k,
                "batch_size": b, "chunk": c, "rounds": args.rounds, "variants": {}}
     for name, ts in times.items():
         results["variants"][name] = summary = ratio_summary(ts, times[reference])

@@ -244,11 +244,11 @@ def main(argv=None):
     times = interleaved({k: blocks.get(k) or block(step) for k, step in steps.items()}, args.rounds,
                         warmup=max(1, args.warmup // args.steps), sync=sync)
     results = {"device": str(device), "batch_size": args.batch_size, "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "pyro": pyro.__version__, "config": base.to_dict(),
+               "torch": torch.__version__, "pyro": pyro.__version__, "config": base.to_flat(),
                "num_particles": args.num_particles, "rounds": args.rounds,
                "steps_per_round": args.steps, "variants": {}}
-    sizes = "-".join(map(str, [784, *base.hidden, *base.latent_dim]))
-    print(f"device {device}, {base.model} {sizes} {base.activation}, batch {args.batch_size}, "
+    sizes = "-".join(map(str, [784, *base.model.hidden, *base.model.latent_dim]))
+    print(f"device {device}, {base.model.name} {sizes} {base.model.activation}, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps, "
           f"K = {args.num_particles} for iwae/renyi/dreg")
     first = args.priors[0]

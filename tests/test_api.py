@@ -83,8 +83,8 @@ def test_an_instance_trains_in_memory_and_is_evaluated_sampled_and_drawn(data, t
     run = pv.train(model=model, data=data, elbo="dreg", num_particles=3, **FAST)
     assert run.model is model and run.run_dir is None and list(tmp_path.iterdir()) == []  # nothing written
     assert [r["epoch"] for r in run.history] == [1] and np.isfinite(run.history[0]["test_elbo"])
-    assert run.config.elbo == "dreg" and run.config.num_particles == 3
-    assert run.config.model == "instance of TinyVAE from test_api"
+    assert run.config.objective.elbo == "dreg" and run.config.objective.num_particles == 3
+    assert run.config.model.name == "instance of TinyVAE from test_api"
 
     rng = torch.get_rng_state()
     ll = pv.log_likelihood(run.model, data.test[:8], num_samples=30)
@@ -183,7 +183,7 @@ def test_a_model_named_by_import_path_reopens_only_where_trusted(data, tmp_path,
 def test_a_prior_instance_is_recorded_and_passed_again(data, tmp_path):
     out = tmp_path / "laplace"
     run = pv.train(model="vae", prior=LaplacePrior(2), hidden=[16], latent_dim=2, data=data, out=out, **FAST)
-    assert run.config.prior == "instance of LaplacePrior from pyro_vae.models.priors"
+    assert run.config.prior.name == "instance of LaplacePrior from pyro_vae.models.priors"
     with pytest.raises(pv.ConfigError, match=r"trained with a prior that was an instance of LaplacePrior .* "
                                              r"pass prior=LaplacePrior\(\.\.\.\)$"):
         pv.open_run(out)
@@ -194,8 +194,8 @@ def test_an_objective_instance_and_tensors(data):
     elbo = pyro.infer.Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1)
     grey = data.train.reshape(-1, 28, 28)  # grey levels as (N, H, W): binarized like MNIST's
     run = pv.train(model=TinyVAE(), elbo=elbo, data=(grey, data.test), **FAST)
-    assert run.config.elbo == "instance of Trace_ELBO from pyro.infer.trace_elbo"
-    assert run.config.num_particles == 2 and run.config.dataset == "instance of VAEData from pyro_vae.data"
+    assert run.config.objective.elbo == "instance of Trace_ELBO from pyro.infer.trace_elbo"
+    assert run.config.objective.num_particles == 2 and run.config.data.dataset == "instance of VAEData from pyro_vae.data.vaedata"
     assert run.data.dynamic_binarization and run.data.image_shape == (1, 28, 28)
     assert torch.equal(run.data.train, data.train) and torch.equal(run.data.test, data.test)
     held_out = pv.train(model=TinyVAE(), data=data.test, valid_size=4, batch_size=4, epochs=1, verbose=False)

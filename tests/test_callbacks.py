@@ -148,14 +148,14 @@ def test_a_callback_may_stop_the_run(small_run):
 
 def test_callbacks_must_be_callbacks(small_run):
     with pytest.raises(ConfigError, match="Callback instances, got builtin_function_or_method"):
-        Trainer(Config(**small_run), log=quiet, progress=False, callbacks=[print])
+        Trainer(Config.from_flat(**small_run), log=quiet, progress=False, callbacks=[print])
 
 
 # --- in memory ---------------------------------------------------------------------------------
 
 def test_a_run_in_memory_writes_nothing(small_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = Config(**{**small_run, "out": None, "eval_samples": 5, "plots": True})
+    cfg = Config.from_flat(**{**small_run, "out": None, "eval_samples": 5, "plots": True})
     lines = []
     trainer = Trainer(cfg, in_memory=True, log=lines.append, progress=False)
     trainer.fit()
@@ -178,7 +178,7 @@ def test_in_memory_the_best_epoch_is_put_back(small_run, tmp_path, monkeypatch):
         def on_epoch_end(self, trainer, record):
             weights[record["epoch"]] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
-    cfg = Config(**{**small_run, "out": None, "valid_size": 64, "early_stopping": 2, "epochs": 10})
+    cfg = Config.from_flat(**{**small_run, "out": None, "valid_size": 64, "early_stopping": 2, "epochs": 10})
     trainer = Trainer(cfg, in_memory=True, log=quiet, progress=False, callbacks=[Weights()])
     trainer.fit()
     assert trainer.state.epoch == 4 and trainer.state.best == {"epoch": 2, "valid_elbo": -110.0}
@@ -190,22 +190,22 @@ def test_in_memory_the_best_epoch_is_put_back(small_run, tmp_path, monkeypatch):
 
 def test_in_memory_refuses_an_out_directory_it_would_not_write(small_run):
     with pytest.raises(ConfigError, match="in memory"):
-        Trainer(Config(**small_run), in_memory=True, log=quiet, progress=False)
+        Trainer(Config.from_flat(**small_run), in_memory=True, log=quiet, progress=False)
 
 
 # --- parts handed in ---------------------------------------------------------------------------
 
 def test_given_parts_are_the_ones_trained(small_run, data_dir):
-    cfg = Config(**{**small_run, "out": None})
+    cfg = Config.from_flat(**{**small_run, "out": None})
     data = load_dataset("mnist", data_dir, limit_train=128, limit_test=32)
-    prior = build_prior(Config(prior="mog", prior_components=3, latent_dim=8), 784)
+    prior = build_prior(Config.from_flat(prior="mog", prior_components=3).prior, cfg.model.latent_dim[-1], 784)
     trainer = Trainer(cfg, in_memory=True, prior=prior, elbo=Trace_ELBO(), data=data, log=quiet, progress=False)
     assert trainer.model.prior is prior and trainer.data.train.shape == (128, 784)
     assert trainer.step.lowered is not None  # Trace_ELBO has a differentiable loss: compiled
     trainer.fit()
     assert trainer.state.step == 2 * (128 // 32)
 
-    model = build_model(Config(hidden=[32], latent_dim=4))
+    model = build_model(Config.from_flat(hidden=[32], latent_dim=4))
     eager = Trainer(cfg, in_memory=True, model=model, elbo=RenyiELBO(alpha=0.5, num_particles=2),
                     data=data, log=quiet, progress=False)
     assert eager.model is model and eager.step.lowered is None
@@ -218,12 +218,12 @@ def test_given_parts_are_the_ones_trained(small_run, data_dir):
     ({"model": torch.nn.Linear(2, 2)}, "needs model\\(x\\) and guide\\(x\\)"),
     ({"elbo": "trace"}, "elbo must be a pyro.infer.ELBO instance, got str"),
     ({"data": torch.zeros(3, 784)}, "data must be a pyro_vae.data.VAEData, got Tensor"),
-    ({"model": build_model(Config(hidden=[8], latent_dim=2)), "prior": torch.nn.Identity()},
+    ({"model": build_model(Config.from_flat(hidden=[8], latent_dim=2)), "prior": torch.nn.Identity()},
      "a model instance brings its own prior"),
 ])
 def test_given_parts_that_do_not_fit_are_refused(small_run, given, message):
     with pytest.raises(ConfigError, match=message):
-        Trainer(Config(**{**small_run, "out": None}), in_memory=True, log=quiet, progress=False, **given)
+        Trainer(Config.from_flat(**{**small_run, "out": None}), in_memory=True, log=quiet, progress=False, **given)
 
 
 # --- the seed is the run's own -----------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_training_leaves_the_callers_random_generators_as_they_were(small_run):
     np.random.seed(123)
     random.seed(123)
     before = global_states()
-    cfg = Config(**{**small_run, "out": None, "seed": 7})
+    cfg = Config.from_flat(**{**small_run, "out": None, "seed": 7})
     first = Trainer(cfg, in_memory=True, log=quiet, progress=False)
     first.fit()
     after = global_states()
@@ -257,7 +257,7 @@ def test_the_callers_generators_come_back_when_the_fit_fails(small_run):
 
     before = global_states()
     with pytest.raises(PyroVAEError):
-        Trainer(Config(**{**small_run, "out": None}), in_memory=True, log=quiet, progress=False,
+        Trainer(Config.from_flat(**{**small_run, "out": None}), in_memory=True, log=quiet, progress=False,
                 callbacks=[Fails()]).fit()
     after = global_states()
     assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]

@@ -272,7 +272,7 @@ def test_memory_rule_compares_with_the_machine(monkeypatch):
     for sizes in ({"hidden": [10**12]}, {"latent_dim": [10**12]},
                   {"prior": "vamp", "prior_components": 10**12}, {"model": "hvae", "upper_hidden": [10**12]}):
         with pytest.raises(ConfigError, match="a model with about .* more than this machine's"):
-            build_model(Config(**merge_values(sizes, None)))  # not validated: build_model checks too
+            build_model(Config.from_flat(**merge_values(sizes, None)))  # not validated: build_model checks too
     assert calls == []  # refused before any layer was made
 
 

@@ -124,9 +124,9 @@ def test_a_cpu_trained_run_opens_on_the_gpu(data_dir, tmp_path, capsys):
 def test_the_traced_step_keeps_every_tensor_on_the_gpu(data_dir, tmp_path, options):
     """A CPU tensor inside the captured step would be a host copy in the graph (refused while
     capturing) or a value frozen at capture; 0-dim CPU scalars are kernel arguments, allowed."""
-    cfg = Config(**{"data_dir": data_dir, **CUDA_RUN, "out": str(tmp_path / "never"), **options})
+    cfg = Config.from_flat(**{"data_dir": data_dir, **CUDA_RUN, "out": str(tmp_path / "never"), **options})
     trainer = Trainer(cfg, log=quiet, progress=False)
-    x = trainer.data.train_batch(torch.arange(cfg.batch_size, device="cuda"))
+    x = trainer.data.train_batch(torch.arange(cfg.optim.batch_size, device="cuda"))
     with trainer.param_scope():
         graph = trainer.step.lowered.compile(x)
     on_cpu = [f"{node.name} ({node.target})" for node in graph.graph.nodes

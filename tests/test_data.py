@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae import data as data_module
 from pyro_vae.core.errors import DatasetCorruptError, DatasetNotFoundError
 from pyro_vae.data import load_dataset, parse_amat, resolve_data_dir
+from pyro_vae.data import sources as sources_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,14 +109,14 @@ def test_missing_dataset_without_downloads(tmp_path, name, folder):
         load_dataset(name, str(tmp_path), download=False)
     message = str(err.value)
     assert str(tmp_path) in message and str(tmp_path / folder) in message
-    assert "--data-dir" in message and "PYRO_VAE_DATA" in message
+    assert "point data_dir or $PYRO_VAE_DATA at" in message  # Python's name (flags in a command)
 
 
 def test_offline_environment_variable_disables_downloads(tmp_path, monkeypatch):
     def must_not_download(*args, **kwargs):
         raise AssertionError("tried to download")
 
-    monkeypatch.setattr(data_module, "download_url", must_not_download)
+    monkeypatch.setattr(sources_module, "download_url", must_not_download)
     monkeypatch.setenv("PYRO_VAE_OFFLINE", "1")
     with pytest.raises(DatasetNotFoundError, match=r"downloads are off: \$PYRO_VAE_OFFLINE is set"):
         load_dataset("binarized-mnist", str(tmp_path))
@@ -138,7 +138,7 @@ def test_missing_dataset_when_download_fails(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
-    monkeypatch.setattr(data_module, "download_url", offline)
+    monkeypatch.setattr(sources_module, "download_url", offline)
     for name in ("mnist", "binarized-mnist"):
         with pytest.raises(DatasetNotFoundError, match="could not be downloaded"):
             load_dataset(name, str(tmp_path))
@@ -151,3 +151,14 @@ def test_archives_alone_are_enough(data_dir, tmp_path):
     for f in (Path(data_dir) / "MNIST" / "raw").glob("*.gz"):
         shutil.copy(f, raw)
     assert load_dataset("mnist", str(tmp_path), limit_train=10, limit_test=10).train.shape == (10, 784)
+
+
+def test_a_configs_data_section_loads_what_it_names(data_dir):
+    from pyro_vae.config import make_config
+    from pyro_vae.data import load_data
+
+    section = make_config({"data_dir": data_dir, "limit_train": 100, "limit_test": 20, "valid_size": 1000}).data
+    data = load_data(section)
+    again = load_dataset("mnist", data_dir, limit_train=100, limit_test=20, valid_size=1000)
+    assert data.train.shape == (100, 784)
+    assert torch.equal(data.test, again.test) and torch.equal(data.valid, again.valid)

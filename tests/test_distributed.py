@@ -55,9 +55,9 @@ def tiny(data_dir, out, **options):
 def one_step(overrides: dict) -> dict:
     """One SVI step on this rank's share of the first BATCH test images, with common noise;
     the loss and the parameters after the step."""
-    trainer = Trainer(Config(**overrides), log=quiet, progress=False)
+    trainer = Trainer(Config.from_flat(**overrides), log=quiet, progress=False)
     mine = share(BATCH, ranks())
-    k = trainer.cfg.num_particles
+    k = trainer.cfg.objective.num_particles
     eps = torch.randn(k, BATCH, 4, generator=torch.Generator().manual_seed(1))[:, mine]
     guide = CommonNoise(eps if k > 1 else eps[0])(trainer.model.guide)
     model = SimpleNamespace(model=trainer.model.model, guide=guide, parameters=trainer.model.parameters)
@@ -77,7 +77,7 @@ def test_two_ranks_take_the_step_one_process_takes_on_the_whole_batch(data_dir, 
     assert one["compiled"] and all(r["compiled"] for r in two)
     assert two[0]["loss"] == two[1]["loss"]  # the summed loss, on both ranks
     assert math.isclose(two[0]["loss"], one["loss"], rel_tol=1e-6)
-    initial = dict(Trainer(Config(**overrides), log=quiet, progress=False).model.named_parameters())
+    initial = dict(Trainer(Config.from_flat(**overrides), log=quiet, progress=False).model.named_parameters())
     for name, value in one["params"].items():
         assert torch.equal(two[0]["params"][name], two[1]["params"][name]), name  # in lockstep
         torch.testing.assert_close(two[0]["params"][name], value, rtol=1e-5, atol=1e-6)
@@ -222,7 +222,7 @@ def test_one_process_sums_nothing():
     ({"batch_size": 1}, "batch_size=1 leaves"),
 ])
 def test_data_parallel_refuses_what_does_not_split(data_dir, tmp_path, options, problem):
-    trainer = Trainer(Config(**tiny(data_dir, tmp_path / "run", **options)), log=quiet, progress=False)
+    trainer = Trainer(Config.from_flat(**tiny(data_dir, tmp_path / "run", **options)), log=quiet, progress=False)
     found = data_parallel_problem(trainer.cfg, trainer.model, trainer.data.test[:2], Ranks(0, 2, "gloo"))
     assert found is not None and problem in found
 
@@ -233,7 +233,7 @@ def test_an_objective_must_declare_that_it_sums_over_data(data_dir, tmp_path):
     trace = objectives.OBJECTIVES.get("trace")
     objectives.register_objective("trace", replace=True, kl_warmup=True)(trace.factory)
     try:
-        trainer = Trainer(Config(**tiny(data_dir, tmp_path / "run")), log=quiet, progress=False)
+        trainer = Trainer(Config.from_flat(**tiny(data_dir, tmp_path / "run")), log=quiet, progress=False)
         found = data_parallel_problem(trainer.cfg, trainer.model, trainer.data.test[:2], Ranks(0, 2, "gloo"))
     finally:
         objectives.register_objective("trace", replace=True, description=trace.description,

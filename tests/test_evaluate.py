@@ -33,7 +33,7 @@ from pyro_vae.evaluation import (
 )
 from pyro_vae.models import build_model
 from pyro_vae.models.vae import VAE
-from pyro_vae.nn.nets import build_nets
+from pyro_vae.nn.nets import networks
 from pyro_vae.training.trainer import train
 
 from conftest import quiet
@@ -232,7 +232,7 @@ class LaplacePrior(nn.Module):
 
 
 def test_a_non_normal_prior():
-    encoder, decoder = build_nets("mlp", (1, 28, 28), [32], 4, "relu")
+    encoder, decoder = networks("mlp", (1, 28, 28), [32], 4, "relu")
     vae = VAE(encoder, decoder, LaplacePrior(4))
     x = torch.bernoulli(torch.full((6, 784), 0.15))
     summary, points = evaluate_model(vae, x, num_samples=64, batch_size=3, log=quiet)
@@ -272,7 +272,7 @@ def test_active_units_counts_dimensions_whose_posterior_mean_varies():
 def test_memory_budget():
     assert parse_memory("2GiB") == 2 * 2**30 and parse_memory("512MB") == 512 * 10**6
     assert parse_memory("1e6") == 10**6
-    vae = build_model(Config(hidden=[400, 400], latent_dim=50))
+    vae = build_model(Config.from_flat(hidden=[400, 400], latent_dim=50))
     x = torch.zeros(1, 784)
     # per particle: the decoder's 400 + 400 (relu) + 400 + 400 (relu) + 784 outputs; the encoder
     # of x runs once for both probe particles (half of 400 + 400 + 400 + 400 + 100); three floats

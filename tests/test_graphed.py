@@ -48,7 +48,7 @@ def test_resume_with_the_device_loop_is_exact(small_run, tmp_path):
 
 
 def test_a_nan_loss_on_the_device_stops_the_run_naming_the_batch(small_run, monkeypatch):
-    trainer = Trainer(Config(**small_run), log=quiet, progress=False, device_loop=True)
+    trainer = Trainer(Config.from_flat(**small_run), log=quiet, progress=False, device_loop=True)
     poison_losses(monkeypatch, trainer, float("nan"))
     with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch 0: the training loss became nan"):
         trainer.fit()

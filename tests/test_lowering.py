@@ -88,7 +88,7 @@ def test_compiled_training_steps_equal_eager_ones():
     twin = build_model(cfg, train_data=torch.rand(10, 784))
     twin.load_state_dict(model.state_dict())
     compiled = make_step(cfg, model, make_optimizer(cfg, model))
-    eager = make_step(make_config({**cfg.to_dict(), "compile": False}), twin, make_optimizer(cfg, twin))
+    eager = make_step(make_config({**cfg.to_flat(), "compile": False}), twin, make_optimizer(cfg, twin))
     assert compiled.prepare(x).startswith("compiled") and eager.prepare(x) == "eager (compile=False)"
     for seed in range(3):
         torch.manual_seed(seed)

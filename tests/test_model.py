@@ -17,7 +17,7 @@ B, D = 6, 3
 
 @pytest.fixture
 def vae():
-    return build_model(Config(hidden=[16], latent_dim=D))
+    return build_model(Config.from_flat(hidden=[16], latent_dim=D))
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_hvae_sites_shapes_and_parameters(x):
 
 def test_burda_architecture_is_the_hvae_default():
     cfg = make_config({"model": "hvae"})
-    assert (cfg.hidden, cfg.upper_hidden, cfg.latent_dim, cfg.activation) == ([200, 200], [100, 100], [100, 50], "tanh")
+    assert (cfg.model.hidden, cfg.model.upper_hidden, cfg.model.latent_dim, cfg.model.activation) == ([200, 200], [100, 100], [100, 50], "tanh")
     hvae = build_model(cfg)
     layers = [m for m in hvae.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in layers] == [
@@ -70,7 +70,7 @@ def test_burda_architecture_is_the_hvae_default():
         (100, 100), (100, 100), (100, 100),  # q(z2 | z1): 100-100, then loc and scale of z2
         (100, 200), (200, 200), (200, 784),  # p(x | z1): mirrored
         (50, 100), (100, 100), (100, 200)]  # p(z1 | z2): mirrored
-    assert make_config({}).latent_dim == [50] and make_config({}).hidden == [400, 400]  # vae unchanged
+    assert make_config({}).model.latent_dim == [50] and make_config({}).model.hidden == [400, 400]  # vae unchanged
 
 
 def test_structure_of_each_model(x, monkeypatch):
@@ -132,7 +132,7 @@ def test_site_rules_are_checked_with_one_line(x, kind, message):
 
 def test_refusals(x, monkeypatch):
     hvae = build_model(make_config(HVAE))
-    with pytest.raises(ConfigError, match="meanfield is not sound for model 'hvae'.*q\\(z2 \\| ...\\) depends "
+    with pytest.raises(ConfigError, match="elbo='meanfield' is not sound for model 'hvae'.*q\\(z2 \\| ...\\) depends "
                                           "on the sampled z1"):
         model_structure(hvae, make_config({**HVAE, "elbo": "meanfield"}), x)
     monkeypatch.syspath_prepend(str(REPO / "examples"))
@@ -147,7 +147,7 @@ def test_refusals(x, monkeypatch):
     score = ScoreSite(784, "fine")
     for elbo, k in (("iwae", 3), ("dreg", 3), ("stl", 1), ("meanfield", 1)):
         cfg = make_config({"elbo": elbo, "num_particles": k})
-        with pytest.raises(ConfigError, match=f"--elbo {elbo} needs reparameterized guide sites.*samples z "
+        with pytest.raises(ConfigError, match=f"elbo='{elbo}' needs reparameterized guide sites.*samples z "
                                               "without reparameterization"):
             check_structure(cfg, probe(score.model, score.guide, x, "ScoreSite"))
     for overrides, message in [
@@ -156,7 +156,7 @@ def test_refusals(x, monkeypatch):
         ({"model": "hvae", "model_options": {"a": 1}}, "model_options are for user-defined models"),
         ({"model": "ladder"}, "unknown model 'ladder'; choose one of: vae, hvae"),
         ({"model": "nowhere_module:M"}, "model 'nowhere_module:M': cannot import nowhere_module"),
-        ({**user, "estimator": "score"}, "--estimator 'score' is not a parameter of custom_model:StyleContentVAE\\(x_dim, latent_dim, prior"),
+        ({**user, "estimator": "score"}, "estimator 'score' is not a parameter of custom_model:StyleContentVAE\\(x_dim, latent_dim, prior"),
         ({**user, "model_options": {"width": 16, "prior": 1}}, "model_options \\['prior'\\] are set from the config"),
         ({**user, "model_options": {"depth": 3}}, "could not be built.*unexpected keyword argument 'depth'"),
         ({**user, "prior": "vamp"}, "prior 'vamp' cannot be used with model.*encode_top"),
@@ -252,5 +252,5 @@ def test_grad_variance_skips_what_the_model_cannot_use(data_dir, tmp_path):
                            baseline_warmup=2, log=logged.append)
     rows = json.loads(paths["json"].read_text())["rows"]
     assert [r["estimator"] for r in rows] == ["reparam", "stl", "dreg", "score+nn"]
-    assert any("meanfield" in line and "skipped: --elbo meanfield is not sound" in line for line in logged)
+    assert any("meanfield" in line and "skipped: elbo='meanfield' is not sound" in line for line in logged)
     assert all(r["encoder_variance"] > 0 and r["decoder_variance"] > 0 for r in rows)

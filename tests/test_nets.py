@@ -10,7 +10,7 @@ from pyro_vae.nn.nets import init_output_bias
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("batch_shape", [(5,), (3, 5)], ids=["B", "KxB"])
 def test_shapes_with_leading_batch_dims(arch, batch_shape):
-    vae = build_model(Config(arch=arch, hidden=[32], latent_dim=4))
+    vae = build_model(Config.from_flat(arch=arch, hidden=[32], latent_dim=4))
     loc, scale = vae.encoder(torch.rand(*batch_shape, 784))
     assert loc.shape == scale.shape == (*batch_shape, 4)
     assert (scale > 0).all()
@@ -18,13 +18,13 @@ def test_shapes_with_leading_batch_dims(arch, batch_shape):
 
 
 def test_vectorized_input_equals_looped_input():
-    vae = build_model(Config(arch="conv", hidden=[16], latent_dim=3))
+    vae = build_model(Config.from_flat(arch="conv", hidden=[16], latent_dim=3))
     z = torch.randn(2, 4, 3)
     torch.testing.assert_close(vae.decoder(z)[1], vae.decoder(z[1]))
 
 
 def test_iwae_paper_architecture_is_expressible():
-    vae = build_model(Config(hidden=[200, 200], latent_dim=50, activation="tanh"))
+    vae = build_model(Config.from_flat(hidden=[200, 200], latent_dim=50, activation="tanh"))
     enc = [(m.in_features, m.out_features) for m in vae.encoder.modules() if isinstance(m, nn.Linear)]
     dec = [(m.in_features, m.out_features) for m in vae.decoder.modules() if isinstance(m, nn.Linear)]
     assert enc == [(784, 200), (200, 200), (200, 100)]  # last layer: loc and scale of 50 dims
@@ -34,14 +34,14 @@ def test_iwae_paper_architecture_is_expressible():
 
 
 def test_output_bias_is_the_logit_of_the_mean_pixel():
-    vae = build_model(Config(hidden=[8], latent_dim=2))
+    vae = build_model(Config.from_flat(hidden=[8], latent_dim=2))
     mean = torch.rand(784) * 0.9 + 0.05
     init_output_bias(vae.decoder, mean)
     torch.testing.assert_close(torch.sigmoid(vae.decoder.output_layer.bias), mean)
 
 
 def test_conv_output_bias_is_the_mean_logit():
-    vae = build_model(Config(arch="conv", hidden=[8], latent_dim=2))
+    vae = build_model(Config.from_flat(arch="conv", hidden=[8], latent_dim=2))
     mean = torch.full((784,), 0.2)
     init_output_bias(vae.decoder, mean)
     torch.testing.assert_close(torch.sigmoid(vae.decoder.output_layer.bias), torch.tensor([0.2]))

@@ -9,24 +9,24 @@ from pyro_vae.infer.objectives import OBJECTIVES, build_objective, register_obje
 
 @pytest.mark.parametrize("name, cls", [("trace", Trace_ELBO), ("meanfield", TraceMeanField_ELBO)])
 def test_registry_builds_pyro_objectives(name, cls):
-    elbo = build_objective(Config(elbo=name))
+    elbo = build_objective(Config.from_flat(elbo=name))
     assert isinstance(elbo, cls) and elbo.max_plate_nesting == 1
 
 
 def test_unknown_objective_lists_the_valid_ones():
     cfg = Config()
-    cfg.elbo = "bogus"  # bypasses validation on purpose
+    cfg.objective.elbo = "bogus"  # bypasses validation on purpose
     with pytest.raises(ConfigError, match="unknown elbo 'bogus'; choose one of: trace, tracegraph, meanfield"):
         build_objective(cfg)
 
 
 def test_registering_an_objective_makes_it_a_valid_choice():
     @register_objective("mine", description="a test's objective", multi_sample=False)
-    def _mine(cfg):
-        return Trace_ELBO(num_particles=cfg.batch_size)
+    def _mine(objective):  # the config's objective section
+        return Trace_ELBO(num_particles=objective.num_particles)
 
     try:
-        assert build_objective(make_config({"elbo": "mine", "batch_size": 3})).num_particles == 3
+        assert build_objective(make_config({"elbo": "mine", "num_particles": 3})).num_particles == 3
         assert OBJECTIVES.get("mine").capabilities["score_function"]  # a default capability
     finally:
         OBJECTIVES.remove("mine")
@@ -34,14 +34,14 @@ def test_registering_an_objective_makes_it_a_valid_choice():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"estimator": "score", "elbo": "meanfield"}, "--elbo meanfield needs a reparameterized guide"),
-    ({"estimator": "score", "elbo": "dreg", "num_particles": 5}, "--elbo dreg needs a reparameterized"),
+    ({"estimator": "score", "elbo": "meanfield"}, "elbo='meanfield' needs a reparameterized guide"),
+    ({"estimator": "score", "elbo": "dreg", "num_particles": 5}, "elbo='dreg' needs a reparameterized"),
     ({"baseline": "avg"}, "baselines reduce the variance of score-function gradients only"),
-    ({"estimator": "score", "elbo": "trace", "baseline": "nn"}, "--elbo trace ignores baselines"),
+    ({"estimator": "score", "elbo": "trace", "baseline": "nn"}, "elbo='trace' ignores baselines"),
     ({"elbo": "renyi", "alpha": -0.5, "num_particles": 5}, "gives an upper bound"),
-    ({"elbo": "iwae"}, "K-sample bound: pass --num-particles K with K >= 2"),
-    ({"elbo": "renyi", "num_particles": 5}, "--elbo renyi needs --alpha"),
-    ({"elbo": "iwae", "num_particles": 5, "alpha": 0.5}, "--alpha applies to --elbo renyi only"),
+    ({"elbo": "iwae"}, "K-sample bound: pass num_particles K with K >= 2"),
+    ({"elbo": "renyi", "num_particles": 5}, "elbo='renyi' needs alpha"),
+    ({"elbo": "iwae", "num_particles": 5, "alpha": 0.5}, "alpha applies to elbo='renyi' only"),
     ({"elbo": "tail-adaptive"}, "TraceTailAdaptive_ELBO returns inf"),
 ])
 def test_incompatible_combinations_are_refused_with_advice(options, message):

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae import data as data_module
 from pyro_vae.core.errors import DatasetCorruptError, DatasetNotFoundError, WriteError
-from pyro_vae.data import load_dataset
+from pyro_vae.data import binarize_fixed, load_dataset
+from pyro_vae.data import idx as idx_module
+from pyro_vae.data import sources as sources_module
 
 from conftest import run_script
 
@@ -64,7 +65,7 @@ def same_as_the_originals(loaded, originals) -> bool:
         return torch.frombuffer(bytearray(originals[name][header:]), dtype=torch.uint8)
 
     train = values("train-images-idx3-ubyte", 16).reshape(-1, 784).float() / 255
-    test = data_module._binarize_fixed(values("t10k-images-idx3-ubyte", 16).reshape(-1, 784).float() / 255)
+    test = binarize_fixed(values("t10k-images-idx3-ubyte", 16).reshape(-1, 784).float() / 255)
     return (torch.equal(loaded.train, train[:8]) and torch.equal(loaded.test, test[:8])
             and torch.equal(loaded.train_labels, values("train-labels-idx1-ubyte", 8)[:8].long())
             and torch.equal(loaded.test_labels, values("t10k-labels-idx1-ubyte", 8)[:8].long()))
@@ -98,13 +99,13 @@ def test_archives_alone_train_offline(data_dir, tmp_path, originals):
 
 def test_unwritable_directory_reads_the_archives_in_memory(data_dir, tmp_path, originals, monkeypatch):
     """A read-only shared copy of the archives still trains (root ignores chmod, so the failed
-    write is injected where data.py writes)."""
+    write is injected where pyro_vae.data.idx writes)."""
     raw = archives_only(data_dir, tmp_path)
 
     def read_only(path, content):
         raise WriteError(f"could not write {path}: the file system is read-only", errno.EROFS)
 
-    monkeypatch.setattr(data_module, "atomic_write", read_only)
+    monkeypatch.setattr(idx_module, "atomic_write", read_only)
     lines = []
     assert same_as_the_originals(load(raw, lines), originals)
     assert len(lines) == 1 and "the file system is read-only; read train-images-idx3-ubyte," in lines[0]
@@ -137,7 +138,7 @@ def test_a_download_is_renamed_into_place_only_once_checked(data_dir, tmp_path, 
         if md5 is not None and hashlib.md5(content).hexdigest() != md5:
             raise RuntimeError("File not found or corrupted.")
 
-    monkeypatch.setattr(data_module, "download_url", download_url)
+    monkeypatch.setattr(sources_module, "download_url", download_url)
     monkeypatch.delenv("PYRO_VAE_OFFLINE", raising=False)
     with pytest.raises(DatasetNotFoundError, match="could not be downloaded .RuntimeError: File not found"):
         load_dataset("mnist", str(raw.parents[1]))
@@ -209,7 +210,7 @@ def test_a_directory_in_place_of_a_file_is_left_alone(data_dir, tmp_path, origin
 
 def test_without_a_published_digest_the_archive_is_the_reference(data_dir, tmp_path, originals, monkeypatch):
     """FashionMNIST's case (no SHA-256 of its extracted files here): compared with the archive."""
-    monkeypatch.setattr(data_module, "EXTRACTED_SHA256", {})
+    monkeypatch.setattr(idx_module, "EXTRACTED_SHA256", {})
     raw = extracted_too(data_dir, tmp_path, originals)
     flip_one_pixel(raw / "train-images-idx3-ubyte")
     lines = []

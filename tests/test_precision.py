@@ -68,5 +68,5 @@ def test_training_runs_with_tf32_only_when_asked(data_dir, tmp_path, flag):
 
 
 def test_the_flag_and_the_config_key():
-    assert make_config({}).tf32 is False
-    assert make_config({"tf32": True}).tf32 is True
+    assert make_config({}).run.tf32 is False
+    assert make_config({"tf32": True}).run.tf32 is True

@@ -45,7 +45,7 @@ def test_valid_size_holds_out_the_last_training_images_binarized_once(data_dir):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"dataset": "binarized-mnist", "valid_size": 100}, "its own validation split"),
-    ({"early_stopping": 5}, "add --valid-size"),
+    ({"early_stopping": 5}, "add valid_size"),
     ({"valid_size": 60000}, "leaves no training images"),
     ({"kl_warmup": 10, "elbo": "iwae", "num_particles": 5}, "log-mean-exp"),
     ({"kl_warmup": 10, "elbo": "stl"}, "site scales"),
@@ -184,7 +184,7 @@ def test_compiled_step_reads_beta_on_every_call(data_dir):
 
 
 def test_warmup_run_reports_the_true_elbo(small_run):
-    trainer = Trainer(Config(**{**small_run, "kl_warmup": 1000.0}), log=quiet, progress=False)
+    trainer = Trainer(Config.from_flat(**{**small_run, "kl_warmup": 1000.0}), log=quiet, progress=False)
     with trainer.param_scope():
         trainer.step.set_beta(0.001)
         warm = trainer.evaluate()
@@ -229,7 +229,7 @@ def test_logvar_range_clamps_the_guide_scale():
 
 
 def test_adam_betas_reach_the_optimizer(small_run):
-    trainer = Trainer(Config(**{**small_run, "adam_betas": [0.99, 0.999]}), log=quiet, progress=False)
+    trainer = Trainer(Config.from_flat(**{**small_run, "adam_betas": [0.99, 0.999]}), log=quiet, progress=False)
     assert trainer.optimizer.param_groups[0]["betas"] == (0.99, 0.999)
 
 
@@ -237,7 +237,7 @@ def test_vampprior_paper_config_builds():
     from conftest import REPO
 
     cfg = make_config(config_file=REPO / "configs" / "papers" / "tomczak_vampprior_1layer.yaml")
-    assert (cfg.activation, cfg.logvar_range, cfg.kl_warmup, cfg.early_stopping) == ("gated", [-6, 2], 100, 50)
+    assert (cfg.model.activation, cfg.model.logvar_range, cfg.objective.kl_warmup, cfg.optim.early_stopping) == ("gated", [-6, 2], 100, 50)
 
 
 # --- reproduce.py ------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_reproduce_end_to_end(data_dir, tmp_path, monkeypatch):
     # A scaled protocol is a run of its own with the epochs multiplied.
     reproduce([config], runs, out, scale=1.5, **options)
     state, cfg = load_run(runs / run_name(config, 1.5))
-    assert state["epoch"] == 3 and cfg.lr_schedule_scale == pytest.approx(0.015)
+    assert state["epoch"] == 3 and cfg.optim.lr_schedule_scale == pytest.approx(0.015)
 
 
 def test_reproduce_refuses_an_edited_config(data_dir, tmp_path):
@@ -328,6 +328,6 @@ def test_every_reproduction_config_names_its_row(path):
     from pyro_vae.config import Config, read_config_file, validate
 
     settings, reference = read_config_file(path)
-    validate(Config(**settings))
+    validate(Config.from_flat(**settings))
     assert reference["paper"] and reference["table"] and 75 < reference["nll"] < 95
     assert reference["epochs"] >= settings["epochs"]

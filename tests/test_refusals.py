@@ -21,6 +21,7 @@ from pyro_vae.core import workload
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.evaluation import DEFAULT_AIS_STEPS, DEFAULT_BDMC_IMAGES
 from pyro_vae.models import build_model
+from pyro_vae.models.priors import PRIORS, FlowPrior
 from pyro_vae.runs import RunDir
 from pyro_vae.studies import spec_config
 from pyro_vae.training.trainer import train
@@ -31,6 +32,16 @@ from conftest import REPO, assert_one_line_error, quiet, run_script, train_tiny_
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory) -> Path:
     return train_tiny_run(data_dir, tmp_path_factory.mktemp("refusals") / "run")
+
+
+@pytest.fixture
+def registered_prior():
+    """A prior registered for one test, reading the flow prior's knobs, for latent layers >= 3."""
+    name = "my-test-flow"
+    PRIORS.register(name, lambda prior, latent_dim, x_dim: FlowPrior(latent_dim, prior.flow, prior.flow_depth),
+                    reads=("flow", "flow_depth"), min_latent=3)
+    yield name
+    PRIORS.remove(name)
 
 
 @pytest.fixture
@@ -69,17 +80,18 @@ def test_empty_paths_are_refused_by_every_script(capsys, trained, empty_cwd, scr
     assert files_in(empty_cwd) == set() and files_in(trained) == before
 
 
-@pytest.mark.parametrize("key, message", [
-    ("out", "--out is empty (''); name a directory, or leave --out out for runs/<timestamp>"),
-    ("resume", "--resume is empty (''); name a directory, or leave --resume out for a new run"),
-    ("data_dir", "--data-dir is empty ('')"),
+@pytest.mark.parametrize("key, flag, message", [
+    ("out", "--out", "is empty (''); name a directory, or leave it out for runs/<timestamp>"),
+    ("resume", "--resume", "is empty (''); name a directory, or leave it out for a new run"),
+    ("data_dir", "--data-dir", "is empty ('')"),
 ])
-def test_empty_paths_are_refused_in_the_python_api_and_in_config_files(capsys, empty_cwd, key, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
+def test_empty_paths_are_refused_in_the_python_api_and_in_config_files(capsys, empty_cwd, key, flag, message):
+    """The key as the reader types it: a keyword argument in Python, a flag in a command."""
+    with pytest.raises(ConfigError, match=re.escape(f"{key} {message}")):
         train({key: ""}, log=quiet, progress=False)
     config = empty_cwd.parent / "c.yaml"
     config.write_text(f"{key}: ''\n")
-    assert_one_line_error(*run_script(capsys, "svi_train", "--config", config), message)
+    assert_one_line_error(*run_script(capsys, "svi_train", "--config", config), f"{flag} {message}")
     with pytest.raises(ConfigError, match="holds a NUL byte"):
         make_config({key: "runs/a\0b"})
     assert files_in(empty_cwd) == set()
@@ -239,9 +251,9 @@ def test_grad_variance_reads_the_baseline_flags_where_they_apply(capsys, trained
     assert (out / "grad_variance.json").exists()
     # an estimator without a baseline measures with the default decay, not a refused setting
     base = make_config({"estimator": "score", "baseline": "avg", "baseline_beta": 0.5})
-    assert spec_config(base, "reparam", 5).baseline_beta == Config.baseline_beta
-    assert spec_config(base, "score+avg", 5).baseline_beta == 0.5
-    assert spec_config(base, "score+avg", 5, baseline_beta=0.7).baseline_beta == 0.7
+    assert spec_config(base, "reparam", 5).model.baseline_beta == Config.default("baseline_beta")
+    assert spec_config(base, "score+avg", 5).model.baseline_beta == 0.5
+    assert spec_config(base, "score+avg", 5, baseline_beta=0.7).model.baseline_beta == 0.7
 
 
 @pytest.mark.parametrize("args, message", [
@@ -267,20 +279,38 @@ def test_trust_import_is_refused_for_a_new_run(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"prior_df": 5.0}, "--prior-df applies only with --prior student-t, and prior is 'normal': "
-                        "--prior-df 5.0 would be ignored while config.yaml records it; drop it"),
-    ({"prior": "mog", "vamp_init": "random"}, "--vamp-init applies only with --prior vamp, and prior is 'mog'"),
-    ({"prior_components": 3}, "--prior-components applies only with --prior mog or vamp"),
-    ({"flow_depth": 2}, "--flow-depth applies only with --prior flow"),
-    ({"flow": "affine", "prior": "vamp"}, "--flow applies only with --prior flow"),
-    ({"flow_hidden": 8}, "--flow-hidden applies only with --prior flow"),
-    ({"baseline_beta": 0.5}, "--baseline-beta applies only with --baseline avg or nn, and baseline is 'none'"),
-    ({"lr_schedule_scale": 0.1}, "--lr-schedule-scale applies only with --lr-schedule iwae"),
-    ({"upper_hidden": [8]}, "--upper-hidden is not read by --model vae: it has one latent layer"),
+    ({"prior_df": 5.0}, "prior_df applies only with prior student-t, and prior is 'normal': "
+                        "prior_df 5.0 would be ignored while config.yaml records it; drop it"),
+    ({"prior": "mog", "vamp_init": "random"}, "vamp_init applies only with prior vamp, and prior is 'mog'"),
+    ({"prior_components": 3}, "prior_components applies only with prior mog or vamp"),
+    ({"flow_depth": 2}, "flow_depth applies only with prior flow"),
+    ({"flow": "affine", "prior": "vamp"}, "flow applies only with prior flow"),
+    ({"flow_hidden": 8}, "flow_hidden applies only with prior flow"),
+    ({"baseline_beta": 0.5}, "baseline_beta applies only with baseline avg or nn, and baseline is 'none'"),
+    ({"lr_schedule_scale": 0.1}, "lr_schedule_scale applies only with lr_schedule iwae"),
+    ({"upper_hidden": [8]}, "upper_hidden is not read by model='vae': it has one latent layer"),
 ])
 def test_settings_that_nothing_reads_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         make_config(overrides)
+
+
+def test_settings_that_nothing_reads_are_refused_by_name_on_the_command_line(capsys, tmp_path):
+    status, stderr = run_script(capsys, "svi_train", "--prior", "mog", "--flow-depth", "2", "--out", tmp_path / "run")
+    assert_one_line_error(status, stderr, "--flow-depth applies only with --prior flow, and prior is 'mog': "
+                                          "--flow-depth 2 would be ignored while config.yaml records it; drop it")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_registered_prior_gets_the_rules_of_the_knobs_it_reads(registered_prior):
+    """What a prior reads is its registration's ``reads``, not its name: a prior of a new file
+    that reads the flow keys takes them, and refuses the mixture's."""
+    make_config({"prior": registered_prior, "flow_depth": 2, "latent_dim": 3})
+    with pytest.raises(ConfigError, match=re.escape(f"prior_components applies only with prior mog or vamp, "
+                                                    f"and prior is '{registered_prior}'")):
+        make_config({"prior": registered_prior, "prior_components": 3})
+    with pytest.raises(ConfigError, match=f"the {registered_prior} prior needs a top latent layer of size >= 3"):
+        make_config({"prior": registered_prior, "latent_dim": 2})
 
 
 @pytest.mark.parametrize("overrides", [
@@ -302,20 +332,20 @@ def test_shipped_configs_set_nothing_that_is_ignored():
 def test_a_saved_run_with_an_ignored_key_still_opens_and_drops_it(tmp_path):
     """Runs saved before such keys were refused: the key never had an effect, so the run opens
     (evaluate, plot, resume) as what it was, and a resumed run records it so."""
-    saved = {**Config().to_dict(), "prior_df": 5.0, "upper_hidden": [7], "baseline_beta": 0.3,
+    saved = {**Config().to_flat(), "prior_df": 5.0, "upper_hidden": [7], "baseline_beta": 0.3,
              "out": "", "data_dir": ""}  # as `--out ''` saved it, before empty paths were refused
     values = saved_config(saved, [], "the checkpoint in r")
     assert not {"prior_df", "upper_hidden", "baseline_beta", "out", "data_dir"} & set(values)
-    assert make_config(values).prior_df == Config.prior_df
+    assert make_config(values).prior.df == Config.default("prior_df")
     cfg = resume_config(saved, {"epochs": 12}, str(tmp_path))
-    assert (cfg.epochs, cfg.prior_df, cfg.upper_hidden) == (12, 3.0, [100, 100])
+    assert (cfg.optim.epochs, cfg.prior.df, cfg.model.upper_hidden) == (12, 3.0, [100, 100])
 
 
 def test_replaced_resets_what_the_change_leaves_unread():
     vamp = make_config({"prior": "vamp", "prior_components": 4, "vamp_init": "random"})
     normal = replaced(vamp, prior="normal")
-    assert (normal.prior_components, normal.vamp_init) == (None, "data")
-    with pytest.raises(ConfigError, match="--prior-components applies only with"):
+    assert (normal.prior.components, normal.prior.vamp_init) == (None, "data")
+    with pytest.raises(ConfigError, match="prior_components applies only with"):
         replaced(vamp, prior="normal", prior_components=7)  # named in the change: refused
 
 
@@ -452,7 +482,7 @@ def test_model_options_that_repeat_an_argument_name_no_missing_flag(user_models)
         make_config({"model": f"{user_models}:Shaped", "model_options": {"x_dim": 3, "hidden": [2]}})
     message = str(error.value)
     assert message == ("model_options ['hidden', 'x_dim'] are set from the config already (hidden from "
-                       "--hidden, x_dim from the dataset); drop them from model_options")
+                       "the config, x_dim from the dataset); drop them from model_options")
 
 
 def test_every_flag_a_message_names_exists():

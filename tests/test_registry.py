@@ -16,7 +16,7 @@ from pyro_vae.core.registry import Registry
 from pyro_vae.data import DATASETS, VAEData, load_dataset, register_dataset
 from pyro_vae.models import MODELS, register_model
 from pyro_vae.models.priors import PRIORS, register_prior
-from pyro_vae.nn.nets import ARCHITECTURES, build_nets
+from pyro_vae.nn.nets import ARCHITECTURES, networks
 from pyro_vae.training.schedule import LR_SCHEDULES, learning_rate
 
 from conftest import train_tiny_run
@@ -102,11 +102,12 @@ def test_remove_unregisters():
     assert registry.names() == ("b",)
 
 
-def test_the_registry_is_the_bottom_layer():
-    tree = ast.parse((Path(__file__).parents[1] / "pyro_vae" / "core" / "registry.py").read_text())
+@pytest.mark.parametrize("name, allowed", [("registry.py", ["pyro_vae.core.errors"]), ("choices.py", [])])
+def test_the_registry_and_the_published_choices_are_the_bottom_layer(name, allowed):
+    tree = ast.parse((Path(__file__).parents[1] / "pyro_vae" / "core" / name).read_text())
     inner = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
              and (node.level or node.module.startswith("pyro_vae"))]
-    assert inner == ["pyro_vae.core.errors"]
+    assert inner == allowed
 
 
 # --- a registration from outside the package, used by name through the ordinary entry points ---
@@ -142,9 +143,9 @@ def test_a_registered_prior_trains_by_name(data_dir, tmp_path):
     built = []
 
     @register_prior("my-test-prior", description="a test's prior", options=True)
-    def _wide(cfg, latent_dim, x_dim):
+    def _wide(prior, latent_dim, x_dim):  # prior: the config's prior section
         built.append((latent_dim, x_dim))
-        return WideNormal(latent_dim, **cfg.prior_options)
+        return WideNormal(latent_dim, **prior.options)
 
     try:
         train_tiny_run(data_dir, tmp_path / "run", prior="my-test-prior", prior_options={"scale": 2.0})
@@ -199,11 +200,11 @@ def test_a_loader_that_returns_no_vaedata_is_refused(registered):
 def test_a_registered_model_trains_by_name(data_dir, tmp_path):
     @register_model("my-test-model", description="the vae, registered again",
                     defaults={"activation": "tanh"}, ignores=MODELS.get("vae").capabilities["ignores"])
-    def _mine(cfg, image_shape, prior):
-        return MODELS.get("vae").factory(cfg, image_shape, prior)
+    def _mine(model, image_shape, prior):  # model: the config's model section
+        return MODELS.get("vae").factory(model, image_shape, prior)
 
     try:
-        assert make_config({"model": "my-test-model"}).activation == "tanh"
+        assert make_config({"model": "my-test-model"}).model.activation == "tanh"
         train_tiny_run(data_dir, tmp_path / "run", model="my-test-model")
         with pytest.raises(ConfigError, match="has 1 latent layer"):
             make_config({"model": "my-test-model", "latent_dim": [4, 2]})
@@ -214,18 +215,18 @@ def test_a_registered_model_trains_by_name(data_dir, tmp_path):
 def test_a_registered_architecture_builds_by_name(registered):
     registered(ARCHITECTURES, "my-test-arch", lambda *args: (nn.Identity(), nn.Identity()))
     cfg = make_config({"arch": "my-test-arch"})
-    encoder, _ = build_nets(cfg.arch, (1, 28, 28), [4], 2, "relu")
+    encoder, _ = networks(cfg.model.arch, (1, 28, 28), [4], 2, "relu")
     assert isinstance(encoder, nn.Identity)
 
 
 def test_a_registered_schedule_is_a_valid_choice(registered):
     registered(LR_SCHEDULES, "halved", lambda base_lr, epoch, scale: base_lr / 2)
-    assert make_config({"lr_schedule": "halved"}).lr_schedule == "halved"
+    assert make_config({"lr_schedule": "halved"}).optim.lr_schedule == "halved"
     assert learning_rate("halved", 0.1, 3) == 0.05
 
 
 def test_help_lists_the_registered_names(registered):
-    registered(PRIORS, "my-test-prior", lambda cfg, latent_dim, x_dim: WideNormal(latent_dim))
+    registered(PRIORS, "my-test-prior", lambda prior, latent_dim, x_dim: WideNormal(latent_dim))
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     helps = {action.dest: action.help for action in parser._actions}

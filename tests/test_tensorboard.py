@@ -49,7 +49,7 @@ def test_the_event_files_hold_the_metrics_and_the_images(small_run):
     run = RunDir(small_run["out"])
     metrics = run.read_metrics()
     assert {"valid_elbo", "beta"} <= set(metrics[0])
-    assert trainer.cfg.lr == 1e-3
+    assert trainer.cfg.optim.lr == 1e-3
     assert_logs_the_metrics(run.path / "tensorboard", metrics, IWAE_LRS)
     logged = events(run.path / "tensorboard")
     assert set(logged.Tags()["images"]) == set(IMAGE_TAGS)
@@ -115,12 +115,12 @@ def test_a_run_folder_that_leaves_the_run_is_refused(small_run, value):
 
 
 def test_in_memory_the_logs_go_where_they_are_told(small_run, tmp_path):
-    cfg = Config(**{**small_run, "out": None, "tensorboard": "RUN/tensorboard"})
+    cfg = Config.from_flat(**{**small_run, "out": None, "tensorboard": "RUN/tensorboard"})
     with pytest.raises(ConfigError) as refused:
         Trainer(cfg, in_memory=True, log=quiet, progress=False)
     assert "\n" not in str(refused.value) and "a run in memory has none" in str(refused.value)
     logs = tmp_path / "logs"
-    trainer = Trainer(Config(**{**small_run, "out": None, "tensorboard": str(logs)}), in_memory=True, log=quiet,
+    trainer = Trainer(Config.from_flat(**{**small_run, "out": None, "tensorboard": str(logs)}), in_memory=True, log=quiet,
                       progress=False)
     trainer.fit()
     assert_logs_the_metrics(logs, trainer.history, [1e-3, 1e-3])

@@ -24,7 +24,7 @@ def run(overrides, **extra):
 
 
 def test_a_few_hundred_steps_improve_the_test_elbo(data_dir, tmp_path):
-    cfg = Config(data_dir=data_dir, limit_train=1000, limit_test=500, hidden=[200], latent_dim=20,
+    cfg = Config.from_flat(data_dir=data_dir, limit_train=1000, limit_test=500, hidden=[200], latent_dim=20,
                  batch_size=50, epochs=15, out=str(tmp_path / "run"))
     trainer = Trainer(cfg, log=quiet, progress=False)
     before = trainer.evaluate()
@@ -46,7 +46,7 @@ def test_run_directory_contents(small_run):
     assert records[1]["step"] == 2 * (256 // 32)
     assert all(r["train_loss"] > 0 and r["test_elbo"] < 0 for r in records)
     state = load_checkpoint(rundir.checkpoint_path)
-    assert state["epoch"] == 2 and state["config"] == trainer.cfg.to_dict()
+    assert state["epoch"] == 2 and state["config"] == trainer.cfg.to_flat()
     assert state["metrics"] == records
     assert "latent_dim:\n- 8\n" in rundir.config_path.read_text()
 
@@ -185,7 +185,7 @@ def test_a_gpu_out_of_memory_says_what_to_do_in_one_line(small_run, monkeypatch)
 
 def test_nan_parameters_are_caught_before_saving(small_run):
     """An update that makes a parameter NaN on the last step of an epoch leaves a finite loss."""
-    trainer = Trainer(Config(**small_run), log=quiet, progress=False)
+    trainer = Trainer(Config.from_flat(**small_run), log=quiet, progress=False)
     optimizer_step, calls = trainer.optimizer.step, []
 
     def poisoned_step():

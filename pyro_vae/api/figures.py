@@ -67,10 +67,10 @@ def draw_figures(run: Run, directory: Path, num_points: int = 2000) -> list[Path
     labels = None if data.test_labels is None else data.test_labels[:num_points].cpu()
     cfg, shape, training = run.config, run.image_shape, model.training
     title = (f"{run.run_dir.name if run.run_dir is not None else 'in memory'}: {type(model).__name__}, "
-             f"{_short(cfg.elbo)}, {cfg.estimator}, prior {_short(cfg.prior)}")
+             f"{_short(cfg.objective.elbo)}, {cfg.model.estimator}, prior {_short(cfg.prior.name)}")
     with RunDir(run.run_dir).lock() if inside else nullcontext(), torch.random.fork_rng():
         out = make_directory(directory)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.run.seed)
         model.eval()
         try:
             structure = probe(model.model, model.guide, x, type(model).__name__)

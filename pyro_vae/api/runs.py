@@ -58,11 +58,11 @@ class Run:
         """The run's data: as given or trained on, else its dataset loaded by name."""
         if self.given_data is None:
             cfg = self.config
-            check_objects_given(cfg.to_dict(), (), self.run_dir, needed=("dataset",))
+            check_objects_given(cfg.to_flat(), (), self.run_dir, needed=("dataset",))
             parameter = next(self.model.parameters(), None)
             device = "cpu" if parameter is None else parameter.device
-            self.given_data = load_dataset(cfg.dataset, cfg.data_dir, device,
-                                           cfg.limit_train, cfg.limit_test, valid_size=cfg.valid_size)
+            self.given_data = load_dataset(cfg.data.dataset, cfg.data.data_dir, device,
+                                           cfg.data.limit_train, cfg.data.limit_test, valid_size=cfg.data.valid_size)
         return self.given_data
 
     @property
@@ -109,13 +109,13 @@ def open_run(path: str | os.PathLike, *, model: Optional[nn.Module] = None, prio
     overrides = {"device": device, **({"data_dir": data_dir} if data_dir is not None else {})}
     objects = {"model"} if model is not None else {"prior"} if prior is not None else set()
     state, cfg = load_run(path, overrides, trusted_imports, checkpoint, objects)
-    torch_device = resolve_device(cfg.device)
-    recorded = recorded_objects(cfg.to_dict())
+    torch_device = resolve_device(cfg.run.device)
+    recorded = recorded_objects(cfg.to_flat())
     if data is not None:
         data = on_device(data, torch_device)
     image_shape = data.image_shape if data is not None else IMAGE_SHAPE
     if data is None and "dataset" not in recorded:
-        image_shape = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=1).image_shape
+        image_shape = load_dataset(cfg.data.dataset, cfg.data.data_dir, "cpu", limit_train=1, limit_test=1).image_shape
     against = "the model its config describes"
     if model is None:
         model = build_model(cfg, image_shape, prior=prior)

@@ -14,7 +14,6 @@ directory, so its figures are drawn here from the objects in memory rather than 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from contextlib import nullcontext
 from pathlib import Path
@@ -83,20 +82,19 @@ def train(model: Any = None, *, prior: Any = None, elbo: Any = None, data: Any =
     elbo = elbo_argument(elbo, values)
     data = data_argument(data, values)
     out = values.get("out")
-    cfg = validate(Config(**values))
+    cfg = validate(Config.from_flat(**values))
     if data is not None:
-        data = on_device(data, resolve_device(cfg.device))
+        data = on_device(data, resolve_device(cfg.run.device))
     # The trainer evaluates from its checkpoints and draws by reopening the run from disk: a run
     # in memory is evaluated here (_finish), and a run that cannot be reopened is drawn here.
-    from_disk = out is not None and not _objects_rebuilt(cfg.to_dict())
-    given = dataclasses.replace(cfg, plots=cfg.plots and from_disk,
-                                eval_samples=cfg.eval_samples if out is not None else None)
+    from_disk = out is not None and not _objects_rebuilt(cfg.to_flat())
+    given = cfg.replace(plots=cfg.run.plots and from_disk, eval_samples=cfg.run.eval_samples if out is not None else None)
     progress = verbose if progress is None else progress
     with _shown(verbose):
         trainer = Trainer(given, model=model, prior=prior, elbo=elbo, data=data, in_memory=out is None,
                           log=log_line, progress=progress)
         trainer.fit()
-        return _finish(trainer, cfg, cfg.plots and out is not None and not from_disk, progress)
+        return _finish(trainer, cfg, cfg.run.plots and out is not None and not from_disk, progress)
 
 
 def resume(path: str | os.PathLike, *, model: Optional[nn.Module] = None, prior: Optional[nn.Module] = None,
@@ -154,12 +152,12 @@ def _finish(trainer: Trainer, cfg: Config, figures: bool, progress: bool) -> Run
     run_dir = Path(trainer.run.path) if trainer.run is not None else None
     run = Run(trainer.model, cfg, list(trainer.history), run_dir, best=trainer.state.best,
               image_shape=tuple(trainer.data.image_shape), given_data=trainer.data)
-    if cfg.eval_samples and run_dir is not None and (run_dir / "eval.json").is_file():
+    if cfg.run.eval_samples and run_dir is not None and (run_dir / "eval.json").is_file():
         run.evaluation = read_summary(run_dir / "eval.json")
-    elif cfg.eval_samples and run_dir is None:
-        log_line(f"estimating log p(x) on {len(trainer.data.test)} test images with K = {cfg.eval_samples} "
+    elif cfg.run.eval_samples and run_dir is None:
+        log_line(f"estimating log p(x) on {len(trainer.data.test)} test images with K = {cfg.run.eval_samples} "
                  f"(the last weights, epoch {run.epoch})")
-        summary, _ = evaluate_model(trainer.model, trainer.data.test, cfg.eval_samples, seed=cfg.seed,
+        summary, _ = evaluate_model(trainer.model, trainer.data.test, cfg.run.eval_samples, seed=cfg.run.seed,
                                     log=log_line, progress=progress)
         summary.update(split="test", epoch=run.epoch, checkpoint="last")
         log_line(describe(summary))

@@ -98,7 +98,7 @@ def plan_sweep(path: str, data_dir=None) -> tuple[list[SweepRun], Path]:
                 raise ConfigError(f"{where} sets {key!r}; a sweep puts each run in runs/{name}/<run>, "
                                   f"so drop {key}")
         try:
-            cfg = validate(Config(**values))
+            cfg = validate(Config.from_flat(**values))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         run_dir = RunDir(root / run)
@@ -107,9 +107,9 @@ def plan_sweep(path: str, data_dir=None) -> tuple[list[SweepRun], Path]:
             state = check_same_settings(run_dir, cfg, where, "it is another sweep's run, or the sweep "
                                         "file was edited since; restore it, or move the run away")
             epoch, best = state["epoch"], state.get("best")
-            finished = epoch >= cfg.epochs or bool(
-                cfg.early_stopping and isinstance(best, dict) and epoch - best.get("epoch", epoch)
-                >= cfg.early_stopping)
+            finished = epoch >= cfg.optim.epochs or bool(
+                cfg.optim.early_stopping and isinstance(best, dict) and epoch - best.get("epoch", epoch)
+                >= cfg.optim.early_stopping)
         else:
             try:
                 run_dir.check_new()
@@ -126,11 +126,11 @@ def run_sweep(path: str, data_dir=None) -> tuple[list[Path], Path]:
     for entry in planned:
         trusted = list(import_paths(entry.values).values())  # the sweep file is the user's
         if entry.finished:
-            print(f"== {entry.name}: finished (epoch {entry.epoch} of {entry.cfg.epochs} in "
+            print(f"== {entry.name}: finished (epoch {entry.epoch} of {entry.cfg.optim.epochs} in "
                   f"{entry.run.path}), skipped", flush=True)
-            if entry.cfg.eval_samples and not (entry.run.path / "eval.json").exists():
-                evaluate_run(entry.run.path, entry.cfg.eval_samples, "test", entry.cfg.limit_test,
-                             data_dir=entry.cfg.data_dir, trusted_imports=trusted)
+            if entry.cfg.run.eval_samples and not (entry.run.path / "eval.json").exists():
+                evaluate_run(entry.run.path, entry.cfg.run.eval_samples, "test", entry.cfg.data.limit_test,
+                             data_dir=entry.cfg.data.data_dir, trusted_imports=trusted)
             continue
         if entry.epoch:
             print(f"== {entry.name}: resuming {entry.run.path} at epoch {entry.epoch + 1}", flush=True)

@@ -61,7 +61,7 @@ def check_settings(args: dict, config_file, trusted: list[str]) -> None:
     else:
         cfg = make_config(values)
         check_training_memory(cfg)
-        samples, limit, device = cfg.eval_samples, cfg.limit_test, cfg.device
+        samples, limit, device = cfg.run.eval_samples, cfg.data.limit_test, cfg.run.device
     if samples:
         batch = inspect.signature(evaluate_model).parameters["batch_size"].default  # as train's
         check_iwae(samples, evaluation_images("test", limit), batch, resolve_device_name(device),

@@ -7,13 +7,14 @@ registry, so a registered name is a valid choice everywhere at once. Each entry 
 description (for help and docs) and capabilities, values that the rest of the package asks
 about instead of testing names (``multi_sample`` for an objective, ``layers`` for a model).
 A registry declares its capabilities with their defaults, so a misspelt one is refused at
-registration instead of silently reading as the default::
+registration instead of silently reading as the default. The owner publishes the registry as
+the valid values of its config key (:func:`pyro_vae.core.choices.publish`)::
 
     OBJECTIVES = Registry("elbo", multi_sample=False)
 
     @OBJECTIVES.register("my-bound", description="my K-sample bound", multi_sample=True)
-    def _my_bound(cfg):
-        return MyBound(cfg.num_particles)
+    def _my_bound(objective):  # the config's objective section
+        return MyBound(objective.num_particles)
 
 A part may also be an object made in Python (``pyro_vae.train(model=MyVAE(...))``). A config
 records it by its class, ``instance of MyVAE from my_module`` (:func:`instance_name`): a valid

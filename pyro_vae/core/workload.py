@@ -190,12 +190,12 @@ def _networks(cfg, image_shape: Sequence[int], z: int) -> int:
     16 weights per convolution pair, the MLP from the 64 x 7 x 7 features)."""
     c, h, w = image_shape
     x = c * h * w
-    if cfg.arch == "conv":
+    if cfg.model.arch == "conv":
         x = 64 * math.ceil(h / 4) * math.ceil(w / 4)
         convolutions = 2 * ((c + 1) * 32 * 16 + 33 * 64 * 16)
     else:
         convolutions = 0
-    hidden, gated = list(cfg.hidden), cfg.activation == "gated"  # pyro_vae.nn.nets.GATED
+    hidden, gated = list(cfg.model.hidden), cfg.model.activation == "gated"  # pyro_vae.nn.nets.GATED
     encoder = _linear([x, *hidden, 2 * z], gated)
     decoder = _linear([z, *reversed(hidden), x], gated)
     return convolutions + encoder + decoder
@@ -204,15 +204,15 @@ def _networks(cfg, image_shape: Sequence[int], z: int) -> int:
 def _prior(cfg, x: int) -> int:
     """The shipped prior's parameters and buffers over the top latent layer (0 for a user's:
     its size is its own)."""
-    d = cfg.latent_dim[-1]
-    if cfg.prior == "mog":
-        return (cfg.prior_components or 10) * (2 * d + 1)
-    if cfg.prior == "vamp":
-        return (cfg.prior_components or 500) * x
-    if cfg.prior == "flow":  # each coupling: an MLP to at most 32 spline numbers per dimension
-        width = cfg.flow_hidden
-        return cfg.flow_depth * (_linear([d, width, width, 32 * d]) + 33 * d)
-    return 2 * d if ":" not in cfg.prior else 0
+    d = cfg.model.latent_dim[-1]
+    if cfg.prior.name == "mog":
+        return (cfg.prior.components or 10) * (2 * d + 1)
+    if cfg.prior.name == "vamp":
+        return (cfg.prior.components or 500) * x
+    if cfg.prior.name == "flow":  # each coupling: an MLP to at most 32 spline numbers per dimension
+        width = cfg.prior.flow_hidden
+        return cfg.prior.flow_depth * (_linear([d, width, width, 32 * d]) + 33 * d)
+    return 2 * d if ":" not in cfg.prior.name else 0
 
 
 def parameter_estimate(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> int:
@@ -222,14 +222,14 @@ def parameter_estimate(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> int:
     prior: its own size is its constructor's business."""
     x = math.prod(image_shape)
     count = _prior(cfg, x)
-    if cfg.model in ("vae", "hvae"):
-        count += _networks(cfg, image_shape, cfg.latent_dim[0])
-        gated = cfg.activation == "gated"
-        for lower, upper in zip(cfg.latent_dim[:-1], cfg.latent_dim[1:]):  # hvae's upper layers
-            count += _linear([lower, *cfg.upper_hidden, 2 * upper], gated)
-            count += _linear([upper, *reversed(cfg.upper_hidden), 2 * lower], gated)
-        if cfg.baseline == "nn":
-            count += len(cfg.latent_dim) * _linear([x, 100, 1])
+    if cfg.model.name in ("vae", "hvae"):
+        count += _networks(cfg, image_shape, cfg.model.latent_dim[0])
+        gated = cfg.model.activation == "gated"
+        for lower, upper in zip(cfg.model.latent_dim[:-1], cfg.model.latent_dim[1:]):  # hvae's upper layers
+            count += _linear([lower, *cfg.model.upper_hidden, 2 * upper], gated)
+            count += _linear([upper, *reversed(cfg.model.upper_hidden), 2 * lower], gated)
+        if cfg.model.baseline == "nn":
+            count += len(cfg.model.latent_dim) * _linear([x, 100, 1])
     return count
 
 
@@ -238,13 +238,13 @@ def check_model_size(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> None:
     more memory than the machine has: checked when a config is validated (before any data is
     loaded) and again where every model is built (before any tensor is allocated)."""
     count = parameter_estimate(cfg, image_shape)
-    sizes = {"hidden": cfg.hidden, "latent_dim": cfg.latent_dim}
-    if len(cfg.latent_dim) > 1:
-        sizes["upper_hidden"] = cfg.upper_hidden
-    if cfg.prior in ("mog", "vamp"):
-        sizes["prior_components"] = cfg.prior_components
-    if cfg.prior == "flow":
-        sizes.update(flow_depth=cfg.flow_depth, flow_hidden=cfg.flow_hidden)
+    sizes = {"hidden": cfg.model.hidden, "latent_dim": cfg.model.latent_dim}
+    if len(cfg.model.latent_dim) > 1:
+        sizes["upper_hidden"] = cfg.model.upper_hidden
+    if cfg.prior.name in ("mog", "vamp"):
+        sizes["prior_components"] = cfg.prior.components
+    if cfg.prior.name == "flow":
+        sizes.update(flow_depth=cfg.prior.flow_depth, flow_hidden=cfg.prior.flow_hidden)
     shown = _short(", ".join(f"{k} {v}" for k, v in sizes.items()))
     check_memory(count * TRAINING_PARAMETER_BYTES,
                  f"a model with about {show_count(count)} parameters ({shown}) with its gradients "
@@ -254,12 +254,12 @@ def check_model_size(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> None:
 def check_training_memory(cfg) -> None:
     """Refuse a training step whose activations certainly exceed the machine's memory: K
     particles x the batch x the layer widths, float32, kept for the backward pass."""
-    if ":" in cfg.model:
+    if ":" in cfg.model.name:
         return
-    widths = IMAGE_PIXELS * 2 + sum(cfg.hidden) * 2 + sum(cfg.latent_dim) * 3
-    needed = cfg.num_particles * cfg.batch_size * widths * 4 * 2
-    check_memory(needed, f"a training step with {option('num_particles', cfg.num_particles)} and "
-                 f"{option('batch_size', cfg.batch_size)}",
+    widths = IMAGE_PIXELS * 2 + sum(cfg.model.hidden) * 2 + sum(cfg.model.latent_dim) * 3
+    needed = cfg.objective.num_particles * cfg.optim.batch_size * widths * 4 * 2
+    check_memory(needed, f"a training step with {option('num_particles', cfg.objective.num_particles)} and "
+                 f"{option('batch_size', cfg.optim.batch_size)}",
                  f"lower {option('num_particles')} or {option('batch_size')}")
 
 

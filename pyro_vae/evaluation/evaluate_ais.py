@@ -157,7 +157,7 @@ def ais_run(run_dir: str | Path, num_steps: Optional[int] = None, num_chains: in
         log(f"AIS on {opened.description}: {len(opened.x)} {split} images, {steps} steps, "
             f"{num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
         summary, points = estimate_ais(opened.model, opened.x, steps, num_chains, num_leapfrog, start,
-                                       batch_size, opened.cfg.seed if seed is None else seed,
+                                       batch_size, opened.cfg.run.seed if seed is None else seed,
                                        max_memory, log, show_progress(progress))
         summary.update(split=split, **opened.provenance())
 
@@ -201,7 +201,7 @@ def bdmc_run(run_dir: str | Path, num_points: int = DEFAULT_BDMC_IMAGES,
             f"way, {num_chains} chains, {num_leapfrog} leapfrog steps, from the {start}")
         summary, points = estimate_bdmc(opened.model, num_points, opened.x.shape[1], opened.x.device,
                                         steps, num_chains, num_leapfrog, start, batch_size,
-                                        opened.cfg.seed if seed is None else seed, max_memory, log,
+                                        opened.cfg.run.seed if seed is None else seed, max_memory, log,
                                         show_progress(progress))
         summary.update(**opened.provenance())
 

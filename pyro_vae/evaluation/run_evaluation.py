@@ -108,10 +108,10 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
         # everything that could stop the results from being written, before the work
         on_main(_nothing_computed(lambda: stack.enter_context(RunLock(make_directory(target)))),
                 shared=False)
-        torch_device = together(lambda: resolve_device(cfg.device))
-        data = main_first(lambda: load_dataset(cfg.dataset, cfg.data_dir, torch_device,
+        torch_device = together(lambda: resolve_device(cfg.run.device))
+        data = main_first(lambda: load_dataset(cfg.data.dataset, cfg.data.data_dir, torch_device,
                                                limit_test=limit if split == "test" else None,
-                                               valid_size=cfg.valid_size))
+                                               valid_size=cfg.data.valid_size))
         x = together(lambda: data.split(split)[:limit])
         on_main(_nothing_computed(lambda: check_writable(target, len(x))))
         model = build_model(cfg, data.image_shape).to(torch_device)
@@ -156,7 +156,7 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
         log(f"evaluating {opened.description} on {len(opened.x)} {split} images, K = {num_samples}"
             + (f", shared by {ranks().describe()}" if ranks().distributed else ""))
         summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
-                                         opened.cfg.seed if seed is None else seed, log,
+                                         opened.cfg.run.seed if seed is None else seed, log,
                                          show_progress(progress))
         summary.update(split=split, **opened.provenance())
 

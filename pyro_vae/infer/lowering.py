@@ -81,8 +81,8 @@ def differentiable_loss(elbo: ELBO, model: Callable, guide: Callable, *args) -> 
 
 def lowering_problem(cfg) -> Optional[str]:
     """Why the step of ``cfg`` cannot be compiled, or None."""
-    if cfg.baseline != "none":
-        return (f"--baseline {cfg.baseline} keeps a decaying average of the cost in Pyro's param "
+    if cfg.model.baseline != "none":
+        return (f"--baseline {cfg.model.baseline} keeps a decaying average of the cost in Pyro's param "
                 "store, replaced on every step; a traced step would replay the first one's")
     return None
 

@@ -16,11 +16,12 @@ set in the config that the constructor does not declare (``--hidden`` for a mode
         def __init__(self, x_dim, latent_dim, prior, scale=1.0):  # scale from model_options
             ...
 
-Shipped families register the same way as objectives do::
+Shipped families register the same way as objectives do; a builder takes the config's model
+section (:class:`~pyro_vae.config.ModelSection`), the image shape and the built prior::
 
     @register_model("my-family", defaults={"hidden": [500], "latent_dim": [20], "activation": "relu"})
-    def _my_family(cfg, image_shape, prior):
-        return MyFamily(...)
+    def _my_family(model, image_shape, prior):
+        return MyFamily(model.hidden, model.latent_dim, prior, ...)
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from pyro_vae.config import ModelSection, PriorSection, flag, shown
+from pyro_vae.core.choices import add_rule, add_unread, publish
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.imports import import_path
+from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.core.workload import check_model_size
 from pyro_vae.models.hvae import HierarchicalVAE
@@ -68,22 +72,21 @@ MODEL_KEYS = {
 }
 
 
-# What every family (and a user model) starts from, before its own defaults.
-COMMON_DEFAULTS = {"hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100]}
-
 MODELS = Registry(
     "model",
-    defaults={},  # config values it changes (over COMMON_DEFAULTS)
+    defaults={},  # config values it changes (over the model section's COMMON_DEFAULTS)
     layers=(1, 1),  # (min, max) latent layers; max None: any
     ignores={},  # config keys it does not read -> why
+    options=False,  # reads the model section's options (model_options; else they are refused)
 )
+publish("model", MODELS)
 
 
 def register_model(name: str, *, description: str = "", replace: bool = False,
                    **options) -> Callable[[Callable], Callable]:
-    """A decorator registering ``builder(cfg, image_shape, prior) -> nn.Module`` as
-    ``--model name``; ``options`` are the capabilities of :data:`MODELS` (defaults, layers,
-    ignores)."""
+    """A decorator registering ``builder(model, image_shape, prior) -> nn.Module`` as
+    ``--model name`` (``model``: the config's model section); ``options`` are the capabilities
+    of :data:`MODELS` (defaults, layers, ignores, options)."""
     return MODELS.register(name, description=description, replace=replace, **options)
 
 
@@ -94,25 +97,19 @@ def family(name: str) -> dict[str, Any]:
 
 @register_model("vae", description="one stochastic layer; mlp or conv networks (--arch)",
                 ignores={"upper_hidden": "it has one latent layer (upper_hidden sizes the "
-                                                "layers between the latent layers of --model hvae)"})
-def _vae(cfg, image_shape, prior) -> nn.Module:
-    encoder, decoder = build_nets(cfg.arch, image_shape, cfg.hidden, cfg.latent_dim[0], cfg.activation,
-                                  cfg.logvar_range)
-    return VAE(encoder, decoder, prior, cfg.estimator, cfg.baseline, cfg.baseline_beta,
+                                                "layers between the latent layers of model hvae)"})
+def _vae(model, image_shape, prior) -> nn.Module:
+    encoder, decoder = build_nets(model, image_shape)
+    return VAE(encoder, decoder, prior, model.estimator, model.baseline, model.baseline_beta,
                x_dim=math.prod(image_shape))
 
 
 @register_model("hvae", layers=(2, None), description="two or more stochastic layers (Burda et al. 2016)",
                 defaults={"hidden": [200, 200], "latent_dim": [100, 50], "activation": "tanh"})
-def _hvae(cfg, image_shape, prior) -> nn.Module:
-    return HierarchicalVAE(image_shape, cfg.latent_dim, cfg.hidden, cfg.upper_hidden, cfg.activation,
-                           prior, cfg.arch, cfg.estimator, cfg.baseline, cfg.baseline_beta,
-                            cfg.logvar_range)
-
-
-def model_defaults(name: str) -> dict[str, Any]:
-    """The config values that ``--model name`` implies where the user gave none."""
-    return {**COMMON_DEFAULTS, **family(name).get("defaults", {})}
+def _hvae(model, image_shape, prior) -> nn.Module:
+    return HierarchicalVAE(image_shape, model.latent_dim, model.hidden, model.upper_hidden, model.activation,
+                           prior, model.arch, model.estimator, model.baseline, model.baseline_beta,
+                           model.logvar_range)
 
 
 def import_model(path: str) -> type:
@@ -144,93 +141,102 @@ def ignored_model_settings(cfg, defaults) -> dict[str, str]:
     value in ``defaults``, the config's defaults) that the model never reads: a key a shipped
     family ignores (its ``ignores`` capability), or one of :data:`MODEL_KEYS` that a user model's
     constructor does not declare. See :func:`pyro_vae.config.ignored_settings`."""
-    from pyro_vae.config import flag, shown
-
     def is_set(key: str) -> bool:
-        return getattr(cfg, key) != getattr(defaults, key)
+        return cfg.value(key) != defaults.value(key)
 
-    if cfg.model in MODELS:
-        return {key: f"{flag(key)} is not read by --model {cfg.model}: {why}; drop it"
-                for key, why in family(cfg.model)["ignores"].items() if is_set(key)}
-    cls = import_model(cfg.model)
+    name = cfg.model.name
+    if name in MODELS:
+        return {key: f"{flag(key)} is not read by {option('model', name)}: {why}; drop it"
+                for key, why in family(name)["ignores"].items() if is_set(key)}
+    cls = import_model(name)
     declared = declared_arguments(cls)
     if declared is None:  # **kwargs: it is given everything
         return {}
     out = {}
     for key, arguments in MODEL_KEYS.items():
         if is_set(key) and not declared & set(arguments):
-            out[key] = (f"{flag(key)} {shown(getattr(cfg, key), 40)} is not a parameter of "
-                        f"{cfg.model}{signature_text(cls)}: the model would ignore it while "
+            out[key] = (f"{flag(key)} {shown(cfg.value(key), 40)} is not a parameter of "
+                        f"{name}{signature_text(cls)}: the model would ignore it while "
                         f"config.yaml records it; drop it or add the parameter {arguments[0]!r}")
     return out
 
 
+add_unread("model", ignored_model_settings)
+
+
+@add_rule("model")
 def check_user_model(cfg) -> None:
     """A user model's import path imports, and its ``model_options`` repeat no argument that
     the config sets: checked with the config, before any data is loaded."""
-    cls = import_model(cfg.model)
+    if cfg.model.name in MODELS:
+        return
+    cls = import_model(cfg.model.name)
     declared = declared_arguments(cls)
-    _check_option_clash(cfg, set(MODEL_ARGUMENTS) if declared is None else declared & set(MODEL_ARGUMENTS))
+    _check_option_clash(cfg.model.options,
+                        set(MODEL_ARGUMENTS) if declared is None else declared & set(MODEL_ARGUMENTS))
 
 
-def _check_option_clash(cfg, arguments) -> None:
-    clash = sorted(set(arguments) & set(cfg.model_options))
+def _check_option_clash(options: dict[str, Any], arguments) -> None:
+    clash = sorted(set(arguments) & set(options))
     if clash:
         source = {"x_dim": "the dataset", "image_shape": "the dataset"}
-        where = ", ".join(f"{key} from {source.get(key, '--' + key.replace('_', '-'))}" for key in clash)
+        where = ", ".join(f"{key} from {source.get(key, 'the config')}" for key in clash)
         raise ConfigError(f"model_options {clash} are set from the config already ({where}); "
                           "drop them from model_options")
 
 
-def _build_user_model(cfg, image_shape, prior: Optional[nn.Module] = None) -> nn.Module:
-    from pyro_vae.config import shown
-
-    cls = import_model(cfg.model)
+def _build_user_model(model: ModelSection, prior: PriorSection, image_shape,
+                      prior_module: Optional[nn.Module] = None) -> nn.Module:
+    name = model.name
+    cls = import_model(name)
     declared = declared_arguments(cls)
     available = {"x_dim": lambda: math.prod(image_shape), "image_shape": lambda: tuple(image_shape),
-                 "latent_dim": lambda: list(cfg.latent_dim), "hidden": lambda: list(cfg.hidden),
-                 "upper_hidden": lambda: list(cfg.upper_hidden), "activation": lambda: cfg.activation,
-                 "arch": lambda: cfg.arch,
-                 "logvar_range": lambda: None if cfg.logvar_range is None else list(cfg.logvar_range),
-                 "prior": lambda: prior if prior is not None else build_prior(cfg, math.prod(image_shape)),
-                 "estimator": lambda: cfg.estimator, "baseline": lambda: cfg.baseline,
-                 "baseline_beta": lambda: cfg.baseline_beta}
+                 "latent_dim": lambda: list(model.latent_dim), "hidden": lambda: list(model.hidden),
+                 "upper_hidden": lambda: list(model.upper_hidden), "activation": lambda: model.activation,
+                 "arch": lambda: model.arch,
+                 "logvar_range": lambda: None if model.logvar_range is None else list(model.logvar_range),
+                 "prior": lambda: prior_module if prior_module is not None else
+                 build_prior(prior, model.latent_dim[-1], math.prod(image_shape)),
+                 "estimator": lambda: model.estimator, "baseline": lambda: model.baseline,
+                 "baseline_beta": lambda: model.baseline_beta}
     arguments = {k: make() for k, make in available.items() if declared is None or k in declared}
-    _check_option_clash(cfg, arguments)
+    _check_option_clash(model.options, arguments)
     try:
-        model = cls(**arguments, **cfg.model_options)
+        built = cls(**arguments, **model.options)
     except Exception as e:  # the user's constructor: any error is a configuration problem
-        raise ConfigError(f"model {cfg.model!r} could not be built with {sorted(arguments)} and "
-                          f"model_options {shown(cfg.model_options)}: {type(e).__name__}: "
+        raise ConfigError(f"model {name!r} could not be built with {sorted(arguments)} and "
+                          f"model_options {shown(model.options)}: {type(e).__name__}: "
                           f"{str(e)[:200]}") from None
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"model {cfg.model!r} must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(built, nn.Module):
+        raise ConfigError(f"model {name!r} must be a torch.nn.Module, got {type(built).__name__}")
     for method in ("model", "guide"):
-        if not callable(getattr(model, method, None)):
-            raise ConfigError(f"model {cfg.model!r} has no {method}(x) method")
-    return model
+        if not callable(getattr(built, method, None)):
+            raise ConfigError(f"model {name!r} has no {method}(x) method")
+    return built
 
 
 def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None,
                 prior: Optional[nn.Module] = None) -> nn.Module:
-    """The model ``cfg`` describes; ``train_data`` initialises priors that start from data (vamp).
-    ``prior``: a prior module made in Python, used instead of the one ``cfg.prior`` names.
-    Sizes whose parameters the machine could not hold are refused first
-    (:func:`~pyro_vae.core.workload.check_model_size`): a config or a shared checkpoint asking
-    for layers of 10^12 units gets one line, not an allocation that the kernel kills."""
+    """The model ``cfg`` describes (its model and prior sections); ``train_data`` initialises
+    priors that start from data (vamp); ``prior``: a prior module made in Python, used instead of
+    the one the prior section names. Sizes whose parameters the machine could not hold are
+    refused first (:func:`~pyro_vae.core.workload.check_model_size`): a config or a shared
+    checkpoint asking for layers of 10^12 units gets one line, not an allocation that the kernel
+    kills."""
     check_model_size(cfg, image_shape)
-    if cfg.model in MODELS:
-        prior = prior if prior is not None else build_prior(cfg, math.prod(image_shape))
-        model = MODELS.get(cfg.model).factory(cfg, image_shape, prior)
+    name, latent = cfg.model.name, cfg.model.latent_dim[-1]
+    if name in MODELS:
+        prior = prior if prior is not None else build_prior(cfg.prior, latent, math.prod(image_shape))
+        model = MODELS.get(name).factory(cfg.model, image_shape, prior)
     else:
-        model = _build_user_model(cfg, image_shape, prior)
+        model = _build_user_model(cfg.model, cfg.prior, image_shape, prior)
     prior = getattr(model, "prior", None)
     if isinstance(prior, nn.Module):
         if hasattr(prior, "bind"):
             try:
                 prior.bind(model, train_data)
             except AttributeError as e:  # e.g. VampPrior with a user model that has no encode_top
-                raise ConfigError(f"prior {cfg.prior!r} cannot be used with model {cfg.model!r}: "
+                raise ConfigError(f"prior {cfg.prior.name!r} cannot be used with model {name!r}: "
                                   f"{e}") from None
-        check_prior(prior, cfg.latent_dim[-1], cfg.prior)
+        check_prior(prior, latent, cfg.prior.name)
     return model

@@ -18,8 +18,12 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from pyro_vae.core.choices import publish
+
 ESTIMATORS = ("reparam", "score")
 BASELINES = ("none", "avg", "nn")
+publish("estimator", ESTIMATORS)
+publish("baseline", BASELINES)
 
 
 class ScoreFunctionNormal(dist.Normal):

@@ -29,7 +29,7 @@ from torch import nn
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
 from pyro_vae.models.likelihood import BernoulliPixels
-from pyro_vae.nn.nets import MLPEncoder, build_nets
+from pyro_vae.nn.nets import MLPEncoder, networks
 
 
 class HierarchicalVAE(PriorModel):
@@ -41,8 +41,8 @@ class HierarchicalVAE(PriorModel):
         if len(latent_dims) < 2:
             raise ValueError(f"hvae needs at least two latent layers, got latent sizes {list(latent_dims)}")
         x_dim = math.prod(image_shape)
-        encoder, decoder = build_nets(arch, image_shape, hidden, latent_dims[0], activation,
-                                      logvar_range)
+        encoder, decoder = networks(arch, image_shape, hidden, latent_dims[0], activation,
+                                    logvar_range)
         # encoders[l]: layer l (x for l = 0) -> q(z_{l+1}); decoders[l]: z_{l+1} -> p(layer l)
         self.encoders = nn.ModuleList([encoder] + [
             MLPEncoder(lower, upper_hidden, upper, activation, logvar_range)

@@ -14,8 +14,11 @@ The interface, for the shipped priors and for users' own (``--prior my_pkg.my_mo
 - The prior is over the top latent layer: ``latent_dim`` is the last of the config's latent sizes.
 
 A prior can also be registered under a name, as the shipped ones are (:func:`register_prior`):
-then ``--prior NAME`` builds it through ``builder(cfg, latent_dim, x_dim)``, with no import path
-to trust. A builder that reads ``cfg.prior_options`` registers with ``options=True``.
+then ``--prior NAME`` builds it through ``builder(prior, latent_dim, x_dim)``, where ``prior`` is
+the config's prior section (:class:`~pyro_vae.config.PriorSection`), with no import path to
+trust. A builder declares the section's knobs it reads (``reads=("prior_components",)``; a knob
+set under a prior that does not read it is refused) and ``options=True`` if it reads
+``prior.options`` (the ``prior_options`` key).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from torch import nn
 from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
+from pyro_vae.config import PriorSection
+from pyro_vae.core.choices import add_rule, publish
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.imports import import_path
 from pyro_vae.core.registry import Registry
@@ -86,10 +91,12 @@ class VampPrior(nn.Module):
     encoder is the VAE's own, held by reference (not registered twice).
     """
 
+    INITS = ("data", "random")  # the choices of vamp_init
+
     def __init__(self, latent_dim: int, components: int = 500, init: str = "data", x_dim: int = 784):
         super().__init__()
-        if init not in ("data", "random"):
-            raise ConfigError(f"unknown vamp_init {init!r}; choose data or random")
+        if init not in self.INITS:
+            raise ConfigError(f"unknown vamp_init {init!r}; choose one of: {', '.join(self.INITS)}")
         self.latent_dim, self.init = latent_dim, init
         self.raw_pseudo_inputs = nn.Parameter(torch.logit(torch.rand(components, x_dim) * 0.9 + 0.05))
         self._encoder: list = []
@@ -126,7 +133,7 @@ class FlowPrior(nn.Module):
     def __init__(self, latent_dim: int, flow: str = "spline", depth: int = 4, hidden: int = 64):
         super().__init__()
         if flow not in self.KINDS:
-            raise ConfigError(f"unknown flow {flow!r}; choose one of {', '.join(self.KINDS)}")
+            raise ConfigError(f"unknown flow {flow!r}; choose one of: {', '.join(self.KINDS)}")
         if latent_dim < 2:
             raise ConfigError("a coupling flow prior needs latent_dim >= 2")
         self.latent_dim = latent_dim
@@ -192,54 +199,63 @@ class LaplacePrior(nn.Module):
         return dist.Laplace(self.loc, torch.ones_like(self.loc)).to_event(1)
 
 
-# A prior's builder takes ``(cfg, latent_dim, x_dim)``: the run's config (for its own keys, such
-# as prior_components), the size of the top latent layer, and the pixels per image.
+# A prior's builder takes ``(prior, latent_dim, x_dim)``: the config's prior section (for its own
+# knobs, such as ``prior.components``), the size of the top latent layer, and the pixels per image.
 PRIORS = Registry(
     "prior",
-    options=False,  # reads the config's prior_options (else they are refused, as unread)
+    options=False,  # reads the section's options (prior_options; else they are refused, as unread)
+    reads=(),  # the section's knobs it reads (flat keys); set under another prior, they are refused
+    min_latent=1,  # the smallest top latent layer it can be built for
 )
+publish("prior", PRIORS)
+publish("vamp_init", VampPrior.INITS)
+publish("flow", tuple(FlowPrior.KINDS))
 
 
 def register_prior(name: str, *, description: str = "", replace: bool = False,
                    **capabilities) -> Callable[[Callable], Callable]:
-    """A decorator registering ``builder(cfg, latent_dim, x_dim) -> nn.Module`` as
-    ``--prior name``: a prior of a new file, usable by name like the shipped ones."""
+    """A decorator registering ``builder(prior, latent_dim, x_dim) -> nn.Module`` as
+    ``--prior name`` (``prior``: the config's prior section): a prior of a new file, usable by
+    name like the shipped ones. ``capabilities``: those of :data:`PRIORS`."""
     return PRIORS.register(name, description=description, replace=replace, **capabilities)
 
 
 @register_prior("normal", description="N(0, I): the classic VAE prior")
-def _normal(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+def _normal(prior, latent_dim: int, x_dim: int) -> nn.Module:
     return StandardNormalPrior(latent_dim)
 
 
 @register_prior("learned-normal", description="a diagonal Normal with learned mean and scale")
-def _learned_normal(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+def _learned_normal(prior, latent_dim: int, x_dim: int) -> nn.Module:
     return LearnedNormalPrior(latent_dim)
 
 
-@register_prior("mog", description="a learned mixture of prior_components (10) diagonal Gaussians")
-def _mog(cfg, latent_dim: int, x_dim: int) -> nn.Module:
-    return MixtureOfGaussiansPrior(latent_dim, cfg.prior_components or 10)
+@register_prior("mog", reads=("prior_components",),
+                description="a learned mixture of prior_components (10) diagonal Gaussians")
+def _mog(prior, latent_dim: int, x_dim: int) -> nn.Module:
+    return MixtureOfGaussiansPrior(latent_dim, prior.components or 10)
 
 
-@register_prior("vamp", description="VampPrior: the guide's posteriors at prior_components (500) "
-                                    "learned pseudo-inputs")
-def _vamp(cfg, latent_dim: int, x_dim: int) -> nn.Module:
-    return VampPrior(latent_dim, cfg.prior_components or 500, cfg.vamp_init, x_dim)
+@register_prior("vamp", reads=("prior_components", "vamp_init"),
+                description="VampPrior: the guide's posteriors at prior_components (500) learned "
+                            "pseudo-inputs")
+def _vamp(prior, latent_dim: int, x_dim: int) -> nn.Module:
+    return VampPrior(latent_dim, prior.components or 500, prior.vamp_init, x_dim)
 
 
-@register_prior("flow", description="a spline or affine coupling flow over N(0, I)")
-def _flow(cfg, latent_dim: int, x_dim: int) -> nn.Module:
-    return FlowPrior(latent_dim, cfg.flow, cfg.flow_depth, cfg.flow_hidden)
+@register_prior("flow", reads=("flow", "flow_depth", "flow_hidden"), min_latent=2,
+                description="a spline or affine coupling flow over N(0, I)")
+def _flow(prior, latent_dim: int, x_dim: int) -> nn.Module:
+    return FlowPrior(latent_dim, prior.flow, prior.flow_depth, prior.flow_hidden)
 
 
-@register_prior("student-t", description="independent Student-t(prior_df) coordinates")
-def _student_t(cfg, latent_dim: int, x_dim: int) -> nn.Module:
-    return StudentTPrior(latent_dim, cfg.prior_df)
+@register_prior("student-t", reads=("prior_df",), description="independent Student-t(prior_df) coordinates")
+def _student_t(prior, latent_dim: int, x_dim: int) -> nn.Module:
+    return StudentTPrior(latent_dim, prior.df)
 
 
 @register_prior("laplace", description="independent Laplace(0, 1) coordinates")
-def _laplace(cfg, latent_dim: int, x_dim: int) -> nn.Module:
+def _laplace(prior, latent_dim: int, x_dim: int) -> nn.Module:
     return LaplacePrior(latent_dim)
 
 
@@ -248,20 +264,28 @@ def import_prior(path: str) -> type:
     return import_path(path, "prior", PRIORS.names())
 
 
-def build_prior(cfg, x_dim: int = 784) -> nn.Module:
-    """The prior module named by ``cfg.prior`` (registered name or import path)."""
-    if cfg.prior in PRIORS:
-        prior = PRIORS.get(cfg.prior).factory(cfg, cfg.latent_dim[-1], x_dim)  # the top latent layer
-    else:
-        cls = import_prior(cfg.prior)
-        try:
-            prior = cls(latent_dim=cfg.latent_dim[-1], **(cfg.prior_options or {}))
-        except Exception as e:  # the user's constructor: any error is a configuration problem
-            raise ConfigError(f"prior {cfg.prior!r} could not be built with latent_dim and "
-                              f"prior_options {cfg.prior_options}: {e}") from None
-        if not isinstance(prior, nn.Module):
-            raise ConfigError(f"prior {cfg.prior!r} must be a torch.nn.Module, got {type(prior).__name__}")
-    return prior
+@add_rule("prior")
+def _importable(cfg) -> None:
+    """A user prior's import path imports: checked with the config, before any data is loaded."""
+    if cfg.prior.name not in PRIORS:
+        import_prior(cfg.prior.name)
+
+
+def build_prior(prior: PriorSection, latent_dim: int, x_dim: int = 784) -> nn.Module:
+    """The prior module that a config's prior section (:class:`~pyro_vae.config.PriorSection`)
+    names (a registered name or an import path), over a top latent layer of ``latent_dim``.
+    An unknown name is refused with the registered ones."""
+    if prior.name in PRIORS:
+        return PRIORS.get(prior.name).factory(prior, latent_dim, x_dim)
+    cls = import_prior(prior.name)
+    try:
+        module = cls(latent_dim=latent_dim, **(prior.options or {}))
+    except Exception as e:  # the user's constructor: any error is a configuration problem
+        raise ConfigError(f"prior {prior.name!r} could not be built with latent_dim and "
+                          f"prior_options {prior.options}: {e}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"prior {prior.name!r} must be a torch.nn.Module, got {type(module).__name__}")
+    return module
 
 
 def check_prior(prior: nn.Module, latent_dim: int, name: str) -> None:

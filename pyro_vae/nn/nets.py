@@ -15,18 +15,26 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pyro_vae.config import ModelSection
+from pyro_vae.core.choices import publish
 from pyro_vae.core.registry import Registry
 
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "softplus": nn.Softplus,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-}
+# name -> the nonlinearity of a hidden layer, for ``activation``. A ``pointwise`` one is a module
+# applied after a linear map (``factory()``); one that is not is a whole layer
+# (``factory(n_in, n_out)``, :class:`GatedDense`), which convolutions cannot use.
+ACTIVATIONS = Registry("activation", pointwise=True)
+for _name, _module in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("softplus", nn.Softplus), ("elu", nn.ELU),
+                       ("leaky_relu", nn.LeakyReLU)):
+    ACTIVATIONS.register(_name, _module)
 # name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range) -> (encoder, decoder)``,
-# for ``--arch`` (registered below, after the networks).
-ARCHITECTURES = Registry("arch")
+# for ``arch`` (registered below, after the networks).
+ARCHITECTURES = Registry(
+    "arch",
+    pointwise_only=False,  # needs a pointwise activation (a convolution cannot be gated here)
+    min_hidden=0,  # the fewest hidden layer sizes it can be built with
+)
+publish("activation", ACTIVATIONS)
+publish("arch", ARCHITECTURES)
 
 
 class GatedDense(nn.Module):
@@ -44,14 +52,16 @@ class GatedDense(nn.Module):
 
 
 GATED = "gated"
-LAYER_KINDS = (*ACTIVATIONS, GATED)  # what --activation accepts
+ACTIVATIONS.register(GATED, GatedDense, pointwise=False,
+                     description="GatedDense hidden layers (h * sigmoid(g)); mlp layers only")
 
 
 def hidden_layer(n_in: int, n_out: int, activation: str) -> list[nn.Module]:
     """One hidden layer: a linear map and ``activation``, or a :class:`GatedDense` unit."""
-    if activation == GATED:
-        return [GatedDense(n_in, n_out)]
-    return [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+    entry = ACTIVATIONS.get(activation)
+    if not entry.capabilities["pointwise"]:
+        return [entry.factory(n_in, n_out)]
+    return [nn.Linear(n_in, n_out), entry.factory()]
 
 
 def mlp(sizes: Sequence[int], activation: str, activate_last: bool = False) -> nn.Sequential:
@@ -121,7 +131,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
-        act = ACTIVATIONS[activation]
+        act = ACTIVATIONS.get(activation).factory
         self.conv = nn.Sequential(
             nn.Conv2d(c, channels[0], 4, stride=2, padding=1), act(),
             nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1), act(),
@@ -145,7 +155,7 @@ class ConvDecoder(nn.Module):
         c, h, w = image_shape
         self.feature_shape = (channels[1], math.ceil(h / 4), math.ceil(w / 4))
         self.image_shape = tuple(image_shape)
-        act = ACTIVATIONS[activation]
+        act = ACTIVATIONS.get(activation).factory
         self.mlp = nn.Sequential(mlp([z_dim, *reversed(hidden), math.prod(self.feature_shape)], activation), act())
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1), act(),
@@ -170,17 +180,26 @@ def _mlp(image_shape, hidden, z_dim, activation, logvar_range):
             MLPDecoder(z_dim, hidden, x_dim, activation))
 
 
-@ARCHITECTURES.register("conv", description="strided convolutions, then fully connected layers")
+@ARCHITECTURES.register("conv", pointwise_only=True, min_hidden=1,
+                        description="strided convolutions, then fully connected layers")
 def _conv(image_shape, hidden, z_dim, activation, logvar_range):
     return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
             ConvDecoder(z_dim, hidden, image_shape, activation))
 
 
-def build_nets(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
-               activation: str, logvar_range: Optional[Sequence[float]] = None
-               ) -> tuple[nn.Module, nn.Module]:
-    """The (encoder, decoder) pair for ``arch``."""
+def networks(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
+             activation: str, logvar_range: Optional[Sequence[float]] = None
+             ) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) pair of the registered ``arch`` between x and a latent layer of
+    ``z_dim`` units."""
     return ARCHITECTURES.get(arch).factory(image_shape, hidden, z_dim, activation, logvar_range)
+
+
+def build_nets(model: ModelSection, image_shape: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) pair that a config's model section
+    (:class:`~pyro_vae.config.ModelSection`) describes, next to x and its first latent layer."""
+    return networks(model.arch, image_shape, model.hidden, model.latent_dim[0], model.activation,
+                    model.logvar_range)
 
 
 def init_output_bias(decoder: nn.Module, mean_pixel: torch.Tensor) -> None:

@@ -75,7 +75,7 @@ def saved_run_values(state: dict[str, Any], source: str, trusted_imports: Iterab
     """
     values = saved_config(state["config"], trusted_imports, source)
     try:
-        validate(Config(**values))
+        validate(Config.from_flat(**values))
     except UntrustedImportError:
         raise
     except ConfigError as e:

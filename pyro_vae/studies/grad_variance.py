@@ -104,12 +104,12 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
     else:
         base = make_config(overrides, config_file)
         weights, source = None, "initialisation"
-        out = Path(base.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
+        out = Path(base.run.out or Path("runs") / time.strftime("grad-variance-%Y%m%d-%H%M%S"))
     with RunLock(make_directory(out)):
-        device = resolve_device(base.device)
-        pyro.set_rng_seed(base.seed)
-        data = load_dataset(base.dataset, base.data_dir, device, limit_test=1)
-        x = data.split("train")[:base.batch_size]
+        device = resolve_device(base.run.device)
+        pyro.set_rng_seed(base.run.seed)
+        data = load_dataset(base.data.dataset, base.data.data_dir, device, limit_test=1)
+        x = data.split("train")[:base.optim.batch_size]
 
         def batches() -> torch.Tensor:
             return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
@@ -134,5 +134,5 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
         rows = measure(model_factory, base, x, estimators, repeats, k, baseline_warmup, batches, log,
                        beta)
         meta = {"source": source, "repeats": repeats, "batch_size": len(x), "num_particles": k,
-                "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_dict()}
+                "baseline_warmup": baseline_warmup, "device": str(device), "config": base.to_flat()}
         return write_report(rows, out, meta)

@@ -93,7 +93,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
         try:
             cfg = spec_config(base, name, num_particles, baseline_beta)
             vae = model_factory(cfg)
-            check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model))
+            check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model.name))
         except ConfigError as e:  # e.g. meanfield on a hierarchical guide
             log(f"  {name:<10} skipped: {e}")
             continue
@@ -102,7 +102,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
         moments = {g: _Moments() for g in GROUPS}
         seconds = []
         with pyro.get_param_store().scope():
-            if cfg.baseline != "none":
+            if cfg.model.baseline != "none":
                 _warm_up_baseline(vae, elbo, batches or (lambda: x), baseline_warmup, groups["baseline"])
             frozen = non_module_params()
             for _ in range(repeats):
@@ -116,7 +116,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
                 seconds.append(time.perf_counter() - start)
                 for g in GROUPS:
                     moments[g].add(torch.cat([_grad(p) for p in groups[g]]))
-        row = {"estimator": name, "elbo": cfg.elbo, "num_particles": cfg.num_particles,
+        row = {"estimator": name, "elbo": cfg.objective.elbo, "num_particles": cfg.objective.num_particles,
                "ms_per_gradient": 1e3 * statistics.median(seconds)}
         for g in GROUPS:
             row.update({f"{g}_{k}": v for k, v in moments[g].summary().items()})

@@ -14,12 +14,11 @@ are about one config and one run, not about choosing directories for a table of 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
-from pyro_vae.config import RESUME_OVERRIDABLE, Config, coerce_overrides
+from pyro_vae.config import KEYS, RESUME_OVERRIDABLE, Config, coerce_overrides
 from pyro_vae.core.errors import CheckpointError, ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.runs import RunDir, load_checkpoint
@@ -78,8 +77,8 @@ def scaled_settings(settings: dict[str, Any], scale: float) -> dict[str, Any]:
         return value
 
     out = dict(settings)
-    out["epochs"] = max(1, round(scaled("epochs", Config.epochs)))
-    out["lr_schedule_scale"] = scaled("lr_schedule_scale", Config.lr_schedule_scale)
+    out["epochs"] = max(1, round(scaled("epochs", Config.default("epochs"))))
+    out["lr_schedule_scale"] = scaled("lr_schedule_scale", Config.default("lr_schedule_scale"))
     if settings.get("kl_warmup"):
         out["kl_warmup"] = scaled("kl_warmup", 0)
     if settings.get("early_stopping"):
@@ -93,10 +92,9 @@ def settings_differences(saved: Any, expected: Config, source: str) -> list[str]
     :data:`MAY_DIFFER`. Shared by reproduce and ``compare.py --sweep``."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{source} holds no config mapping")
-    saved = Config(**coerce_overrides(saved, where=source))
-    return [f"{f.name} {getattr(saved, f.name)!r} there, {getattr(expected, f.name)!r} in the config"
-            for f in dataclasses.fields(Config)
-            if f.name not in MAY_DIFFER and getattr(saved, f.name) != getattr(expected, f.name)]
+    saved = Config.from_flat(**coerce_overrides(saved, where=source))
+    return [f"{key} {saved.value(key)!r} there, {expected.value(key)!r} in the config"
+            for key in KEYS if key not in MAY_DIFFER and saved.value(key) != expected.value(key)]
 
 
 def check_same_settings(run: RunDir, expected: Config, config: str, why: str) -> dict[str, Any]:

@@ -58,8 +58,8 @@ def reproduce_one(row: Row, num_samples: int = 5000, limit: Optional[int] = None
             log(f"   stopped early: {trainer.stop_reason()}")
     summary = reusable(row, num_samples, limit)
     if summary is None:
-        summary = evaluate_run(run.path, num_samples, "test", limit, data_dir=row.cfg.data_dir,
-                               device=row.cfg.device, log=log, trusted_imports=row.trusted_imports)
+        summary = evaluate_run(run.path, num_samples, "test", limit, data_dir=row.cfg.data.data_dir,
+                               device=row.cfg.run.device, log=log, trusted_imports=row.trusted_imports)
     else:
         log(f"   {run.path}/eval.json already evaluates epoch {summary['epoch']} (K = {num_samples})")
     return make_row(row, load_checkpoint(run.checkpoint_path), summary)

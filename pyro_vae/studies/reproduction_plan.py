@@ -80,7 +80,7 @@ class Row:
     @property
     def trusted_imports(self) -> list[str]:
         """The import paths the config names: the user named the config (see the module doc)."""
-        return list(import_paths(self.cfg.to_dict()).values())
+        return list(import_paths(self.cfg.to_flat()).values())
 
 
 def _choose_run(source: Path, runs_dir: Path, scale: float, claimed: dict[str, Path]) -> RunDir:
@@ -118,7 +118,7 @@ def plan(configs: list[str | Path], runs_dir: Path, scale: float = 1.0,
         settings, reference = read_config_file(given)
         check_reference(reference, given)
         settings = {**scaled_settings(settings, scale), **(overrides or {})}
-        cfg = validate(Config(**settings))
+        cfg = validate(Config.from_flat(**settings))
         row = Row(given, source, reference, settings, cfg,
                   _choose_run(source, Path(runs_dir), scale, claimed), scale)
         if row.run.checkpoint_path.exists():

@@ -42,7 +42,7 @@ def make_row(row: Row, last: dict[str, Any], summary: dict[str, Any]) -> dict[st
         "paper_nll": paper_nll, "paper_epochs": reference.get("epochs"),
         "nll": nll, "stderr": stderr,
         "gap": None if paper_nll is None else nll - paper_nll,
-        "epochs": last["epoch"], "epochs_planned": row.cfg.epochs, "evaluated_epoch": best_epoch,
+        "epochs": last["epoch"], "epochs_planned": row.cfg.optim.epochs, "evaluated_epoch": best_epoch,
         "checkpoint": summary["checkpoint"],
         "train_hours": last["wall_seconds"] / 3600,
         "hours_to_evaluated_epoch": at_best["wall_seconds"] / 3600,

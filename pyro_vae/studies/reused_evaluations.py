@@ -105,7 +105,7 @@ def reusable(row: Row, num_samples: int, limit: Optional[int]) -> Optional[dict[
             "test", num_samples, state["epoch"]):
         return None
     if limit is None or summary["num_points"] != limit:  # as many as the test split holds?
-        test = load_dataset(row.cfg.dataset, row.cfg.data_dir, limit_train=1).test
+        test = load_dataset(row.cfg.data.dataset, row.cfg.data.data_dir, limit_train=1).test
         if summary["num_points"] != len(test[:limit]):
             return None
     return summary

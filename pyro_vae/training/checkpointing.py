@@ -30,7 +30,7 @@ def checkpoint_state(trainer: "Trainer") -> dict[str, Any]:
     """Everything a resume needs, as of now (called inside the fit: the run's own generators and
     param store are the live ones)."""
     state = trainer.state
-    return {"epoch": state.epoch, "step": state.step, "config": trainer.cfg.to_dict(),
+    return {"epoch": state.epoch, "step": state.step, "config": trainer.cfg.to_flat(),
             "model": trainer.model.state_dict(), "optimizer": portable_state(trainer.optimizer),
             "rng": rng_state(trainer.device), "metrics": state.history,
             "wall_seconds": state.wall_seconds, "pyro_params": non_module_params(),

@@ -30,11 +30,11 @@ from pyro_vae.models.sites import sample_sites, trace_once
 
 def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: Ranks) -> Optional[str]:
     """Why this run cannot be split across ``ranks``, or None. ``x``: a few data points."""
-    if not capability(cfg.elbo, "sums_over_data"):
-        return (f"{option('elbo', cfg.elbo)} does not declare that its loss is a sum over data points "
+    if not capability(cfg.objective.elbo, "sums_over_data"):
+        return (f"{option('elbo', cfg.objective.elbo)} does not declare that its loss is a sum over data points "
                 "(register_objective(..., sums_over_data=True)), so shares of a batch cannot be "
                 "trained on separate ranks")
-    if cfg.baseline == "avg":
+    if cfg.model.baseline == "avg":
         return (f"{option('baseline', 'avg')} keeps its moving average in each process's Pyro param store, "
                 "per position in the batch, where the ranks would not share it; use "
                 f"{option('baseline', 'nn')} (a network, trained like the others) or none")
@@ -49,8 +49,8 @@ def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: R
         name, scale = scaled[0]
         return (f"the model scales site {name!r} by {scale:g} (a subsampled plate's N/B?), which "
                 "each rank would compute for its own share; scale the loss outside the model")
-    if cfg.batch_size < ranks.world_size:
-        return (f"{option('batch_size', cfg.batch_size)} leaves some of the {ranks.world_size} ranks without "
+    if cfg.optim.batch_size < ranks.world_size:
+        return (f"{option('batch_size', cfg.optim.batch_size)} leaves some of the {ranks.world_size} ranks without "
                 f"data; use at least {ranks.world_size}")
     return None
 

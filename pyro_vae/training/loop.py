@@ -56,9 +56,9 @@ class TrainingLoop:
         t, cfg = self.trainer, self.trainer.cfg
         devices = [t.device] if t.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            x = t.data.train_batch(torch.arange(cfg.batch_size, device=t.device)[t.share])
+            x = t.data.train_batch(torch.arange(cfg.optim.batch_size, device=t.device)[t.share])
         self.notes = [f"step: {guarded(t.step.prepare, x, t.state.epoch + 1, 0)}"]
-        self.graphed, note = device_steps(t.step, t.optimizer, t.data, cfg.batch_size, t.device,
+        self.graphed, note = device_steps(t.step, t.optimizer, t.data, cfg.optim.batch_size, t.device,
                                           t.ranks.distributed, self.device_loop)
         self.notes += [note] if note else []
 
@@ -70,7 +70,7 @@ class TrainingLoop:
         # An epoch's seconds run from the end of the previous epoch's record, so that the previous
         # checkpoint write and log line are counted too: wall_seconds is the run's training time.
         self._clock = time.perf_counter()
-        for epoch in range(t.state.epoch + 1, t.cfg.epochs + 1):
+        for epoch in range(t.state.epoch + 1, t.cfg.optim.epochs + 1):
             t.callbacks.call("on_epoch_start", t, epoch)
             start = time.perf_counter()
             train_loss = self.train_epoch(epoch)
@@ -95,8 +95,8 @@ class TrainingLoop:
         for key in ("test_elbo", "valid_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
-        if cfg.kl_warmup:
-            record["beta"] = warmup_beta(t.state.step - 1, self.batches_per_epoch(), cfg.kl_warmup)
+        if cfg.objective.kl_warmup:
+            record["beta"] = warmup_beta(t.state.step - 1, self.batches_per_epoch(), cfg.objective.kl_warmup)
         now = time.perf_counter()
         seconds, self._clock = now - self._clock, now
         record.update(train_seconds=train_seconds, epoch_seconds=seconds,
@@ -106,17 +106,17 @@ class TrainingLoop:
         return record, t.callbacks.stop_reason(t)
 
     def batches_per_epoch(self) -> int:
-        return len(self.trainer.data.train) // self.trainer.cfg.batch_size
+        return len(self.trainer.data.train) // self.trainer.cfg.optim.batch_size
 
     def train_epoch(self, epoch: int) -> float:
         """The epoch's steps; returns the mean training loss per image."""
         t, cfg = self.trainer, self.trainer.cfg
-        batch, num_batches = cfg.batch_size, self.batches_per_epoch()
+        batch, num_batches = cfg.optim.batch_size, self.batches_per_epoch()
         # derived from the epoch: resume needs no state
-        set_learning_rate(t.optimizer, learning_rate(cfg.lr_schedule, cfg.lr, epoch, cfg.lr_schedule_scale))
+        set_learning_rate(t.optimizer, learning_rate(cfg.optim.lr_schedule, cfg.optim.lr, epoch, cfg.optim.lr_schedule_scale))
         if t.ranks.distributed:
-            order = epoch_order(len(t.data.train), cfg.seed, epoch, t.device)
-            seed_rank_stream(cfg.seed, epoch, t.ranks.rank)
+            order = epoch_order(len(t.data.train), cfg.run.seed, epoch, t.device)
+            seed_rank_stream(cfg.run.seed, epoch, t.ranks.rank)
         else:
             order = torch.randperm(len(t.data.train), device=t.device)
         t.model.train()
@@ -125,7 +125,7 @@ class TrainingLoop:
         mine, total, on_steps = t.share, 0.0, t.callbacks.hook("on_steps")
         for b in range(num_batches):
             if t.step.scale is not None:
-                t.step.set_beta(warmup_beta(t.state.step, num_batches, cfg.kl_warmup))
+                t.step.set_beta(warmup_beta(t.state.step, num_batches, cfg.objective.kl_warmup))
             x = t.data.train_batch(order[b * batch:(b + 1) * batch][mine])
             loss = guarded(t.step, x, epoch, b)
             if not math.isfinite(loss):
@@ -137,7 +137,7 @@ class TrainingLoop:
         return total / (num_batches * batch)
 
     def _train_on_device(self, epoch: int, order: torch.Tensor, num_batches: int) -> float:
-        t, batch, done = self.trainer, self.trainer.cfg.batch_size, 0
+        t, batch, done = self.trainer, self.trainer.cfg.optim.batch_size, 0
         self.graphed.start_epoch(order)
         while done < num_batches:
             steps = min(READ_EVERY, num_batches - done)

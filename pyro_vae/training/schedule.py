@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pyro_vae.core.choices import publish
 from pyro_vae.core.registry import Registry
 
-# name -> ``rate(base_lr, epoch, scale) -> lr``, for ``--lr-schedule``.
-LR_SCHEDULES = Registry("lr_schedule")
+# name -> ``rate(base_lr, epoch, scale) -> lr``, for ``lr_schedule``.
+LR_SCHEDULES = Registry(
+    "lr_schedule",
+    reads=(),  # the config keys it reads besides lr (flat keys); set under another, refused
+)
+publish("lr_schedule", LR_SCHEDULES)
 IWAE_STAGES = 8  # i = 0..7: 3280 epochs in all
 
 
@@ -28,7 +33,7 @@ def _constant(base_lr: float, epoch: int, scale: float) -> float:
     return base_lr
 
 
-@LR_SCHEDULES.register("iwae", description="Burda et al.'s staged decay: 10^(-i/7) in stage i")
+@LR_SCHEDULES.register("iwae", reads=("lr_schedule_scale",), description="Burda et al.'s staged decay: 10^(-i/7) in stage i")
 def _iwae(base_lr: float, epoch: int, scale: float) -> float:
     return base_lr * 10 ** (-iwae_stage(epoch, scale) / 7)
 

@@ -34,9 +34,9 @@ from pyro_vae.training.data_parallel import sum_loss_and_gradients
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     parameters = list(model.parameters())
     if not parameters:
-        raise ConfigError(f"model {cfg.model!r} has no parameters to train: keep its networks as "
+        raise ConfigError(f"model {cfg.model.name!r} has no parameters to train: keep its networks as "
                           "attributes (submodules) of the model, as docs/models.md (\"Your own model\") shows")
-    return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    return torch.optim.Adam(parameters, lr=cfg.optim.lr, betas=tuple(cfg.optim.adam_betas), eps=cfg.optim.adam_eps)
 
 
 def switched_off(key: str) -> str:
@@ -142,9 +142,9 @@ def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimi
     of a torchrun job if ``data_parallel``. ``elbo``: an objective instance used instead of the
     one the config names (compiled where it can be, else eager)."""
     scale = None
-    if cfg.kl_warmup > 0:
+    if cfg.objective.kl_warmup > 0:
         device = next(model.parameters()).device
         scale = LatentScale(torch.ones((), device=device))
     reason = lowering_problem(cfg) or (objective_problem(elbo) if elbo is not None else None)
-    return SVIStep(model, build_objective(cfg) if elbo is None else elbo, optimizer, cfg.compile,
+    return SVIStep(model, build_objective(cfg) if elbo is None else elbo, optimizer, cfg.run.compile,
                    reason, scale, data_parallel)

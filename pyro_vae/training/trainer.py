@@ -94,15 +94,15 @@ class Trainer:
         self.log = log_on_main(log)
         self.progress = self.ranks.main and (show_progress() if progress is None else progress)
         self.given = _check_given(model, prior, elbo, data)  # which parts were handed in
-        self.device = together(lambda: resolve_device(cfg.device))
+        self.device = together(lambda: resolve_device(cfg.run.device))
         if in_memory:
-            if checkpoint is None and cfg.out is not None:
-                raise ConfigError(f"a run in memory has no run directory: drop {option('out', cfg.out)}, "
+            if checkpoint is None and cfg.run.out is not None:
+                raise ConfigError(f"a run in memory has no run directory: drop {option('out', cfg.run.out)}, "
                                   "or train into it without in_memory")
             self.run = None
         else:
-            self.run = RunDir(cfg.resume) if checkpoint is not None else \
-                RunDir(on_main(lambda: str(RunDir.new(cfg.out).path)))
+            self.run = RunDir(cfg.run.resume) if checkpoint is not None else \
+                RunDir(on_main(lambda: str(RunDir.new(cfg.run.out).path)))
         self.checkpoint_signature = checkpoint_signature  # the checkpoint file as read (see RunDirectoryLock)
         self.saved_checkpoint = None if checkpoint is None else \
             {"config": checkpoint["config"], "metrics": checkpoint["metrics"]}
@@ -110,11 +110,11 @@ class Trainer:
         self._param_scope: Optional[dict] = None
         self.callbacks = together(lambda: CallbackList([*built_in_callbacks(cfg, in_memory, self.progress),
                                                         *callbacks], main=self.ranks.main))
-        self.generators = RunGenerators(cfg.seed, self.device)
+        self.generators = RunGenerators(cfg.run.seed, self.device)
         with self.generators.active():
             self.data: VAEData = _on_device(data, self.device) if data is not None else main_first(
-                lambda: load_dataset(cfg.dataset, cfg.data_dir, self.device, cfg.limit_train, cfg.limit_test,
-                                     valid_size=cfg.valid_size))
+                lambda: load_dataset(cfg.data.dataset, cfg.data.data_dir, self.device, cfg.data.limit_train, cfg.data.limit_test,
+                                     valid_size=cfg.data.valid_size))
             together(lambda: self._build(checkpoint, model, prior, elbo))
             broadcast_module(self.model)  # as DistributedDataParallel starts: rank 0's weights
         self.loop = TrainingLoop(self, device_loop)
@@ -122,8 +122,8 @@ class Trainer:
     def _build(self, checkpoint: Optional[dict[str, Any]], model, prior, elbo) -> None:
         """The model, its optimizer and step, initialized or restored from ``checkpoint``."""
         cfg, n = self.cfg, len(self.data.train)
-        if cfg.batch_size > n:
-            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
+        if cfg.optim.batch_size > n:
+            raise ConfigError(f"batch_size {cfg.optim.batch_size} is larger than the {n} training images; "
                               f"use {option('batch_size', n)} or less")
         if model is None:
             model = build_model(cfg, self.data.image_shape, self.data.train, prior=prior)
@@ -142,7 +142,7 @@ class Trainer:
             if init is not None:
                 init(self.data.mean_pixel)
         else:
-            self.state, self._param_scope, self.rng_note = restore(self, checkpoint, RunDir(cfg.resume))
+            self.state, self._param_scope, self.rng_note = restore(self, checkpoint, RunDir(cfg.run.resume))
 
     @classmethod
     def resume(cls, run_dir: str, overrides: Optional[dict[str, Any]] = None,
@@ -178,8 +178,8 @@ class Trainer:
         """Train up to ``cfg.epochs``; returns the metrics of every epoch of the run."""
         state, cfg = self.state, self.cfg
         where = self.run.path if self.run is not None else "the run"
-        if state.epoch >= cfg.epochs:  # nothing to do, so nothing is written
-            self.log(f"{where} is already trained to epoch {state.epoch} ({option('epochs', cfg.epochs)}); "
+        if state.epoch >= cfg.optim.epochs:  # nothing to do, so nothing is written
+            self.log(f"{where} is already trained to epoch {state.epoch} ({option('epochs', cfg.optim.epochs)}); "
                      f"pass a larger {option('epochs')} to continue.")
             return self.history
         if self.stopped_early():
@@ -191,7 +191,7 @@ class Trainer:
             # Every non-finite loss stops training with a message of ours (DivergenceReport), so
             # Pyro's "Encountered NaN" warnings would only print lines of noise before it.
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-            stack.enter_context(tf32(cfg.tf32))  # evaluations switch it off again
+            stack.enter_context(tf32(cfg.run.tf32))  # evaluations switch it off again
             stack.callback(self.callbacks.on_fit_exit, self)
             with self.param_scope():
                 try:
@@ -214,7 +214,7 @@ class Trainer:
         """
         self.model.eval()
         with self.param_scope(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            seed_torch(self.cfg.seed, self.device)
+            seed_torch(self.cfg.run.seed, self.device)
             values = elbo_per_datapoint(self.model.model, self.model.guide,
                                         self.data.test if x is None else x, batch_size=EVAL_BATCH_SIZE)
         return values.mean().item()
@@ -230,15 +230,15 @@ class Trainer:
 
     def stopped_early(self) -> bool:
         """Whether ``early_stopping`` epochs have passed without a better validation ELBO."""
-        return stopped_early(self.state, self.cfg.early_stopping)
+        return stopped_early(self.state, self.cfg.optim.early_stopping)
 
     def stop_reason(self) -> str:
-        return stop_reason(self.state, self.cfg.early_stopping)
+        return stop_reason(self.state, self.cfg.optim.early_stopping)
 
     @property
     def share(self) -> slice:
         """This rank's share of every batch (all of it in one process)."""
-        return share(self.cfg.batch_size, self.ranks)
+        return share(self.cfg.optim.batch_size, self.ranks)
 
     history = property(lambda self: self.state.history, doc="one record per finished epoch")
     epoch = property(lambda self: self.state.epoch)
@@ -250,17 +250,17 @@ class Trainer:
 def built_in_callbacks(cfg: Config, in_memory: bool, progress: bool) -> list[Callback]:
     """The callbacks a run gets from its config, in the order of :mod:`pyro_vae.training.callbacks`."""
     out: list[Callback] = [RunDirectoryLock(), Checkpointing()] if not in_memory else \
-        [BestWeightsInMemory()] if cfg.early_stopping else []
-    if cfg.early_stopping:
-        out.append(EarlyStopping(cfg.early_stopping))
+        [BestWeightsInMemory()] if cfg.optim.early_stopping else []
+    if cfg.optim.early_stopping:
+        out.append(EarlyStopping(cfg.optim.early_stopping))
     out.append(ConsoleReport(progress))
-    if cfg.tensorboard:
-        out.append(TensorBoardCallback(cfg.tensorboard))
+    if cfg.run.tensorboard:
+        out.append(TensorBoardCallback(cfg.run.tensorboard))
         if in_memory:
-            log_directory(cfg.tensorboard, None)  # refused now: the default needs a run directory
-    if cfg.eval_samples:
-        out.append(FinalEvaluation(cfg.eval_samples))
-    if cfg.plots and not in_memory:
+            log_directory(cfg.run.tensorboard, None)  # refused now: the default needs a run directory
+    if cfg.run.eval_samples:
+        out.append(FinalEvaluation(cfg.run.eval_samples))
+    if cfg.run.plots and not in_memory:
         out.append(Figures())
     return out + [DivergenceReport(), FailureReport()]
 
@@ -297,6 +297,6 @@ def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str]
     if values.get("resume"):
         trainer = Trainer.resume(values["resume"], values, trusted_imports, **kwargs)
     else:
-        trainer = Trainer(validate(Config(**values)), **kwargs)
+        trainer = Trainer(validate(Config.from_flat(**values)), **kwargs)
     trainer.fit()
     return trainer

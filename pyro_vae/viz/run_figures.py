@@ -121,22 +121,22 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
     state, cfg = load_run(run_dir, {"device": "cpu", **({"data_dir": data_dir} if data_dir else {})},
                           trusted_imports)
     with run.lock():
-        data = load_dataset(cfg.dataset, cfg.data_dir, "cpu", limit_train=1, limit_test=num_points)
+        data = load_dataset(cfg.data.dataset, cfg.data.data_dir, "cpu", limit_train=1, limit_test=num_points)
         model = build_model(cfg, data.image_shape)
         load_weights(model, state["model"], run.path)
         model.eval()
-        structure = probe(model.model, model.guide, data.test, cfg.model)
+        structure = probe(model.model, model.guide, data.test, cfg.model.name)
         top, layers = structure.top, len(structure.latents)
         out = make_directory(run.path / "figures")
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.run.seed)
         shape = data.image_shape
         paths = [plot_samples(model, shape, out / "samples.png"),
                  plot_reconstructions(model, data.test, shape, out / "reconstructions.png"),
                  plot_latent_space(model, data.test, data.test_labels, out / "latent_space.png",
                                    top.name, layers),
                  plot_learning_curves(state["metrics"], out / "learning_curves.png",
-                                      plain(f"{run.path.name}: {cfg.model}, {cfg.elbo}, "
-                                            f"{cfg.estimator}, prior {cfg.prior}"))]
+                                      plain(f"{run.path.name}: {cfg.model.name}, {cfg.objective.elbo}, "
+                                            f"{cfg.model.estimator}, prior {cfg.prior.name}"))]
         if top.size == 2:
             paths.append(plot_manifold(model, shape, out / "manifold.png", top.name))
     return paths

@@ -29,7 +29,7 @@ class Checkpointing(Callback):
                 save_checkpoint(payload, run.best_path)
             save_checkpoint(payload, run.checkpoint_path)
             state.saved_epoch = state.epoch
-            run.write_config(trainer.cfg.to_dict())
+            run.write_config(trainer.cfg.to_flat())
             run.write_metrics(state.history)
         except WriteError as e:
             raise WriteError(f"{e}. {trainer.kept()}", e.errno) from None

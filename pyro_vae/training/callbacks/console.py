@@ -35,20 +35,20 @@ def network_description(trainer: "Trainer") -> str:
     """"mlp 784-400-400-50 relu" (vae), "hvae mlp 784-200-200-(z1 100)-100-100-(z2 50) tanh",
     or a user model's name and latent sites."""
     cfg, x_dim = trainer.cfg, trainer.data.train.shape[1]
-    if cfg.model == "vae" and not trainer.given["model"]:
-        sizes = "-".join(str(s) for s in [x_dim, *cfg.hidden, cfg.latent_dim[0]])
-        if cfg.arch == "conv":
+    if cfg.model.name == "vae" and not trainer.given["model"]:
+        sizes = "-".join(str(s) for s in [x_dim, *cfg.model.hidden, cfg.model.latent_dim[0]])
+        if cfg.model.arch == "conv":
             sizes = f"conv(32, 64 channels)-{sizes.split('-', 1)[1]}"
-        return f"{cfg.arch} {sizes} {cfg.activation}"
-    if cfg.model == "hvae" and not trainer.given["model"]:
-        parts = [str(x_dim), *map(str, cfg.hidden), f"(z1 {cfg.latent_dim[0]})"]
-        for layer, size in enumerate(cfg.latent_dim[1:], start=2):
-            parts += [*map(str, cfg.upper_hidden), f"(z{layer} {size})"]
-        return f"hvae {cfg.arch} {'-'.join(parts)} {cfg.activation}"
+        return f"{cfg.model.arch} {sizes} {cfg.model.activation}"
+    if cfg.model.name == "hvae" and not trainer.given["model"]:
+        parts = [str(x_dim), *map(str, cfg.model.hidden), f"(z1 {cfg.model.latent_dim[0]})"]
+        for layer, size in enumerate(cfg.model.latent_dim[1:], start=2):
+            parts += [*map(str, cfg.model.upper_hidden), f"(z{layer} {size})"]
+        return f"hvae {cfg.model.arch} {'-'.join(parts)} {cfg.model.activation}"
     order = trainer.structure.guide_order
     latents = ", ".join(f"{s.name} {s.size}" for s in sorted(trainer.structure.latents,
                                                              key=lambda s: order.index(s.name)))
-    name = type(trainer.model).__name__ if trainer.given["model"] else cfg.model
+    name = type(trainer.model).__name__ if trainer.given["model"] else cfg.model.name
     return f"{name} (latent sites {latents})"
 
 
@@ -58,28 +58,28 @@ def describe(trainer: "Trainer") -> str:
     n_params = sum(p.numel() for p in t.model.parameters())
     binarization = "dynamic" if data.dynamic_binarization else "static"
     elbo = type(t.step.elbo).__name__
-    objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.elbo} ({elbo})"
-    prior = cfg.prior
+    objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.objective.elbo} ({elbo})"
+    prior = cfg.prior.name
     if t.given["prior"] or t.given["model"]:
         prior = type(getattr(t.model, "prior", None)).__name__ if hasattr(t.model, "prior") else "its own"
     action = "resuming at epoch %d" % (t.state.epoch + 1) if t.state.epoch else "training"
     valid = f" / {len(data.valid)} validation" if data.valid is not None else ""
-    schedule = "" if cfg.lr_schedule == "constant" else (
-        f", {cfg.lr_schedule} schedule" + (f" x{cfg.lr_schedule_scale:g}" if cfg.lr_schedule_scale != 1 else ""))
-    extras = [f"KL warm-up over {cfg.kl_warmup:g} epochs"] if cfg.kl_warmup else []
-    if cfg.early_stopping:
-        extras.append(f"early stopping after {cfg.early_stopping} epochs without improvement")
+    schedule = "" if cfg.optim.lr_schedule == "constant" else (
+        f", {cfg.optim.lr_schedule} schedule" + (f" x{cfg.optim.lr_schedule_scale:g}" if cfg.optim.lr_schedule_scale != 1 else ""))
+    extras = [f"KL warm-up over {cfg.objective.kl_warmup:g} epochs"] if cfg.objective.kl_warmup else []
+    if cfg.optim.early_stopping:
+        extras.append(f"early stopping after {cfg.optim.early_stopping} epochs without improvement")
     where = str(t.device)
     if t.ranks.distributed:
-        base, extra = divmod(cfg.batch_size, t.ranks.world_size)
+        base, extra = divmod(cfg.optim.batch_size, t.ranks.world_size)
         where += (f", data-parallel over {t.ranks.describe()}: each rank takes "
-                  f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.batch_size}")
-    dataset = data.name if t.given["data"] else cfg.dataset
+                  f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.optim.batch_size}")
+    dataset = data.name if t.given["data"] else cfg.data.dataset
     return (f"pyro-vae: {action} on {dataset} ({len(data.train)} train{valid} / {len(data.test)} "
             f"test images, {binarization} binarization) on {where}\n"
             f"  model: {network_description(t)}, prior {prior}, {n_params:,} parameters\n"
-            f"  objective: {objective}, Adam lr {cfg.lr:g}{schedule}, betas "
-            f"{cfg.adam_betas[0]:g}/{cfg.adam_betas[1]:g}, batch {cfg.batch_size}"
+            f"  objective: {objective}, Adam lr {cfg.optim.lr:g}{schedule}, betas "
+            f"{cfg.optim.adam_betas[0]:g}/{cfg.optim.adam_betas[1]:g}, batch {cfg.optim.batch_size}"
             f"{''.join(', ' + e for e in extras)}\n"
             f"  run directory: {t.run.path if t.run is not None else 'none (in memory)'}")
 
@@ -121,7 +121,7 @@ class ConsoleReport(Callback):
         for note in trainer.loop.notes:
             trainer.log(f"  {note}")
         trainer.log("train loss = -ELBO of the training objective" +
-                    (" (with the warm-up's beta)" if trainer.cfg.kl_warmup else "") +
+                    (" (with the warm-up's beta)" if trainer.cfg.objective.kl_warmup else "") +
                     "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
                     "better); all in nats per image" + ("; * marks a new best validation ELBO" +
                                                         _best_pt(trainer) if trainer.data.valid is not None else ""))
@@ -148,7 +148,7 @@ class ConsoleReport(Callback):
         epoch, improved = record["epoch"], trainer.state.is_best(record["epoch"])
         valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
                  if "valid_elbo" in record else "")
-        trainer.log(f"epoch {epoch:>3}/{trainer.cfg.epochs}  train loss {record['train_loss']:9.3f}  "
+        trainer.log(f"epoch {epoch:>3}/{trainer.cfg.optim.epochs}  train loss {record['train_loss']:9.3f}  "
                     f"test ELBO {record['test_elbo']:9.3f}{valid}  ({record['epoch_seconds']:.1f} s)")
 
     def on_fit_end(self, trainer: "Trainer") -> None:

@@ -37,14 +37,14 @@ class DivergenceReport(Callback):
         cfg = trainer.cfg
         where = f"epoch {error.epoch}" + (f", batch {error.batch}" if error.batch is not None else "")
         with trainer.param_scope():
-            cause = likely_cause(trainer.model, error.x, cfg.prior, trainer.structure.top.name)
+            cause = likely_cause(trainer.model, error.x, cfg.prior.name, trainer.structure.top.name)
         if cause.prior:
             advice = ("Check the prior's settings (prior_df, prior_components, prior_options) or, "
                       "for a prior of your own, its forward() and log_prob.")
             kept = trainer.kept()
         else:
-            lower = f"{cfg.lr / 10:g}"
-            advice = f"Lower the learning rate (now {cfg.lr:g}), e.g. to {lower}."
+            lower = f"{cfg.optim.lr / 10:g}"
+            advice = f"Lower the learning rate (now {cfg.optim.lr:g}), e.g. to {lower}."
             kept = trainer.kept("--lr", lower)
         return mark_reported(TrainingDivergedError(f"training diverged at {where}: {error.what}. Likely "
                                                    f"cause: {cause.text}. {advice} {kept}"))
@@ -58,7 +58,7 @@ class FailureReport(Callback):
 
     def on_exception(self, trainer: "Trainer", error: BaseException) -> Optional[BaseException]:
         state, cfg = trainer.state, trainer.cfg
-        when = f"during epoch {state.epoch + 1}" if state.epoch < cfg.epochs else None
+        when = f"during epoch {state.epoch + 1}" if state.epoch < cfg.optim.epochs else None
         if isinstance(error, KeyboardInterrupt):
             when = when or "after training, while evaluating or drawing figures"
             return mark_reported(InterruptedRunError(f"interrupted {when}. {trainer.kept()}"))
@@ -66,9 +66,9 @@ class FailureReport(Callback):
             return None
         if isinstance(error, torch.cuda.OutOfMemoryError):  # this rank's GPU, said by it
             detail = ". ".join(" ".join(str(error).split()).split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
-            particles = f" or {option('num_particles')}" if cfg.num_particles > 1 else ""
+            particles = f" or {option('num_particles')}" if cfg.objective.num_particles > 1 else ""
             return PyroVAEError(f"the GPU ran out of memory {when or 'after training'} ({detail}): lower "
-                                f"{option('batch_size')} (now {cfg.batch_size}){particles}, or train on a "
+                                f"{option('batch_size')} (now {cfg.optim.batch_size}){particles}, or train on a "
                                 f"GPU with more free memory. {trainer.kept()}")
         failure = PyroVAEError(f"{describe_unexpected(error)}. {trainer.kept()}")
         failure.__cause__ = error  # the user's model or prior failed after its start-up probe

@@ -60,7 +60,7 @@ class FinalEvaluation(Callback):
         what = f"{which} checkpoint" if run is not None else f"{which} epoch, in memory"
         trainer.log(f"estimating log p(x) on {len(trainer.data.test)} test images with K = {self.num_samples} "
                     f"({what}, epoch {epoch})")
-        summary, points = evaluate_model(model, trainer.data.test, self.num_samples, seed=trainer.cfg.seed,
+        summary, points = evaluate_model(model, trainer.data.test, self.num_samples, seed=trainer.cfg.run.seed,
                                          log=trainer.log, progress=trainer.progress)
         summary.update(split="test", epoch=epoch, checkpoint=which)
         if checksum is not None:
@@ -79,8 +79,8 @@ class Figures(Callback):
 
     def on_fit_end(self, trainer: "Trainer") -> None:
         try:
-            figures = plot_run(trainer.run.path, trainer.cfg.data_dir,
-                               trusted_imports=import_paths(trainer.cfg.to_dict()).values())
+            figures = plot_run(trainer.run.path, trainer.cfg.data.data_dir,
+                               trusted_imports=import_paths(trainer.cfg.to_flat()).values())
         except WriteError as e:
             raise finished(e, trainer) from None
         trainer.log(f"figures: {', '.join(str(p) for p in figures)}")

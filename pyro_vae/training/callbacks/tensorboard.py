@@ -127,7 +127,7 @@ class TensorBoardCallback(Callback):
                 raise WriteError(f"{e}. {trainer.kept()}", e.errno) from None
         self._scalars(self.writer, trainer, record)
         epoch = record["epoch"]
-        if epoch == 1 or epoch % self.image_every == 0 or epoch == trainer.cfg.epochs:
+        if epoch == 1 or epoch % self.image_every == 0 or epoch == trainer.cfg.optim.epochs:
             self._images(trainer, epoch)
         self.writer.flush()
 
@@ -136,7 +136,7 @@ class TensorBoardCallback(Callback):
         for key, tag in SCALAR_TAGS.items():
             if key in record:
                 writer.add_scalar(tag, record[key], epoch)
-        writer.add_scalar(LR_TAG, learning_rate(cfg.lr_schedule, cfg.lr, epoch, cfg.lr_schedule_scale), epoch)
+        writer.add_scalar(LR_TAG, learning_rate(cfg.optim.lr_schedule, cfg.optim.lr, epoch, cfg.optim.lr_schedule_scale), epoch)
 
     def _images(self, trainer: "Trainer", epoch: int) -> None:
         """Drawn from a generator forked at the run's seed: the same draws at every epoch, and
@@ -147,7 +147,7 @@ class TensorBoardCallback(Callback):
         shape, x_dim = data.image_shape, data.test.shape[1]
         model.eval()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            seed_torch(trainer.cfg.seed, device)
+            seed_torch(trainer.cfg.run.seed, device)
             samples = sample_images(model, self.num_images, x_dim, device)
             x = data.test[:self.num_images // 2]
             pairs = torch.stack([x, reconstruct(model, x)], 1)  # (n, 2, x_dim)

@@ -1,0 +1,70 @@
+"""The data section: which dataset, where its files are, and how much of it a run uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+from pyro_vae.config.sections.base import Section, setting
+from pyro_vae.core.choices import choices
+from pyro_vae.core.errors import ConfigError
+
+
+@dataclass
+class DataSection(Section):
+    """The dataset: which one (``pyro_vae.data`` publishes the names), where its files are, and how
+    much of it a run uses."""
+
+    section: ClassVar[str] = "data"
+
+    dataset: str = setting(
+        "mnist", choices="dataset", help="{names}",
+        doc="`mnist` (grey levels, binarized afresh every batch), `binarized-mnist` (the fixed "
+            "Larochelle binarization), `fashion-mnist`, or a dataset registered with "
+            "`register_dataset` (see [Getting started](getting-started.md))")
+    data_dir: Optional[str] = setting(
+        None, path=True, shown="`$PYRO_VAE_DATA`, else `./data`",
+        help="dataset directory (else $PYRO_VAE_DATA, else ./data)",
+        doc="where the dataset files are, or are downloaded to")
+    limit_train: Optional[int] = setting(
+        None, minimum=1, shown="all", help="use only the first N training examples",
+        doc="train on the first N training images only (quick runs, tests)")
+    limit_test: Optional[int] = setting(
+        None, minimum=1, shown="all", help="use only the first N test (and validation) examples",
+        doc="evaluate on the first N test images only (and the first N validation images)")
+    valid_size: Optional[int] = setting(
+        None, minimum=1, shown="none",
+        help="hold out the last N training images as a validation split (mnist, fashion-mnist; "
+             "binarized-mnist has its own)",
+        doc="hold out the last N training images as a validation split (`mnist`, `fashion-mnist`; "
+            "binarized once, like the test split, and left out of training); `binarized-mnist` "
+            "has its own 10,000. With a validation split every epoch reports `valid_elbo` and the "
+            "best epoch is kept as `best.pt`")
+
+    def own_validation(self) -> Optional[int]:
+        """The size of the dataset's own validation split (None: none, or its owner is not
+        imported)."""
+        return _capability(self.dataset, "validation")
+
+    def has_validation(self) -> bool:
+        """Whether a run on this section has a validation split."""
+        return self.valid_size is not None or bool(self.own_validation())
+
+    def rules(self) -> None:
+        if self.valid_size is None:
+            return
+        own = self.own_validation()
+        if own:
+            raise ConfigError(f"{self.dataset} has its own validation split ({own:,} images); "
+                              "drop valid_size")
+        size = _capability(self.dataset, "train_size")
+        if size is not None and self.valid_size >= size:
+            raise ConfigError(f"valid_size {self.valid_size} leaves no training images "
+                              f"({size:,} in all)")
+
+
+def _capability(dataset: str, capability: str):
+    datasets = choices("dataset")
+    if datasets is None or dataset not in datasets:
+        return None
+    return datasets.get(dataset).capabilities[capability]

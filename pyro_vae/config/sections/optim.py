@@ -1,0 +1,52 @@
+"""The optim section: the optimizer (Adam), its learning-rate schedule, and how long and in what
+batches it trains. Schedules are ``pyro_vae.training.schedule``'s registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+from pyro_vae.config.sections.base import Section, setting
+from pyro_vae.config.values import shown
+from pyro_vae.core.errors import ConfigError
+
+
+@dataclass
+class OptimSection(Section):
+    """Adam, its learning-rate schedule, and how long and in what batches it trains."""
+
+    section: ClassVar[str] = "optim"
+
+    epochs: int = setting(10, minimum=1, help="total number of epochs (a resumed run stops at this epoch)",
+                          doc="the epoch to train up to; on resume, raise it to train longer")
+    batch_size: int = setting(
+        128, minimum=1, help="minibatch size",
+        doc="minibatch size, at most the number of training images; each epoch takes "
+            "floor(N / batch) batches of a fresh shuffle")
+    lr: float = setting(1e-3, positive=True, help="Adam learning rate",
+                        doc="Adam learning rate (may be changed on resume, e.g. after divergence)")
+    adam_eps: float = setting(1e-8, positive=True, help="Adam epsilon",
+                              doc="Adam's epsilon (the IWAE paper used 1e-4)")
+    adam_betas: list[float] = setting(
+        factory=lambda: [0.9, 0.999], help="Adam's beta1 beta2, e.g. --adam-betas 0.9 0.999",
+        doc="Adam's beta1 and beta2 (`--adam-betas 0.99 0.999`: the IWAE paper's code used "
+            "beta1 = 0.99, its text 0.9)")
+    lr_schedule: str = setting(
+        "constant", choices="lr_schedule", help="{names} (iwae: Burda et al.'s staged decay)",
+        doc="`constant`, or `iwae`: Burda et al.'s 3^i epochs at lr * 10^(-i/7), i = 0..7")
+    lr_schedule_scale: float = setting(
+        1.0, positive=True,
+        help="iwae schedule: stage i lasts 3^i x this many epochs (0.1: 328 epochs in all)",
+        doc="`iwae`: stage i lasts 3^i x this many epochs (`0.1`: the whole schedule in 328 "
+            "epochs); an epoch takes the stage that holds its midpoint")
+    early_stopping: Optional[int] = setting(
+        None, minimum=1, shown="none",
+        help="stop after P epochs without a better validation ELBO (needs a validation split); "
+             "the best epoch is kept as best.pt",
+        doc="P: stop after P epochs without a better validation ELBO (needs a validation split: "
+            "`valid_size`, or `binarized-mnist`); the best epoch is in `best.pt`")
+
+    def rules(self) -> None:
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), e.g. 0.9 0.999; got "
+                              f"{shown(self.adam_betas)}")

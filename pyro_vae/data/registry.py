@@ -1,0 +1,90 @@
+"""The dataset registry (``dataset`` names -> loaders) and loading a dataset onto a device."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torchvision import datasets as tv_datasets
+
+from pyro_vae.config import DataSection
+from pyro_vae.core.choices import publish
+from pyro_vae.core.console import log_line
+from pyro_vae.core.distributed import log_on_main
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import Registry
+from pyro_vae.data.mnist import binarized_mnist, grey_levels
+from pyro_vae.data.sources import downloads_allowed, resolve_data_dir
+from pyro_vae.data.vaedata import VAEData
+
+# name -> ``loader(root, download, valid_size, log) -> VAEData`` (see register_dataset).
+DATASETS = Registry(
+    "dataset",
+    validation=None,  # the size of the dataset's own validation split (None: valid_size makes one)
+    train_size=None,  # training images before a valid_size split (None: unknown until loaded)
+)
+publish("dataset", DATASETS)
+
+
+def register_dataset(name: str, *, description: str = "", replace: bool = False,
+                     **capabilities) -> Callable[[Callable], Callable]:
+    """A decorator registering a loader as the dataset ``name`` (``--dataset name``).
+
+    The loader is called as ``loader(root, download, valid_size, log)``: ``root`` the resolved
+    data directory (a Path), ``download`` whether it may download (False offline), ``valid_size``
+    the number of training images to hold out as a validation split (or None), ``log`` a
+    function taking one line. It returns a :class:`VAEData` on the CPU with whole splits:
+    :func:`load_dataset` applies the limits and moves it to the device. A dataset with its own
+    validation split registers ``validation=N`` (its size), so that valid_size is refused; one
+    that knows its size registers ``train_size=N``, so that a valid_size leaving no training
+    images is refused before anything loads.
+    """
+    return DATASETS.register(name, description=description, replace=replace, **capabilities)
+
+
+register_dataset("mnist", train_size=60000,
+                 description="MNIST digits, 60k/10k, grey levels binarized dynamically")(
+    grey_levels("mnist", tv_datasets.MNIST, "MNIST"))
+register_dataset("binarized-mnist", validation=10000, train_size=50000,
+                 description="Larochelle & Murray's static binarization of MNIST, 50k/10k/10k")(
+    binarized_mnist)
+register_dataset("fashion-mnist", train_size=60000,
+                 description="Fashion-MNIST clothing, 60k/10k, grey levels binarized dynamically")(
+    grey_levels("fashion-mnist", tv_datasets.FashionMNIST, "FashionMNIST"))
+
+
+def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.device = "cpu",
+                 limit_train: Optional[int] = None, limit_test: Optional[int] = None,
+                 download: bool = True, valid_size: Optional[int] = None,
+                 log: Optional[Callable[[str], None]] = None) -> VAEData:
+    """Load ``name`` (a registered dataset) from the resolved data directory onto ``device``.
+
+    ``limit_train``/``limit_test`` keep the first N examples of each split (the test split is
+    binarized before it is cut, so the first N images are the same whatever N is).
+    ``valid_size`` holds out the last N training images as the validation split (grey-level
+    datasets only; binarized-mnist has its own): binarized once, like the test split, as in the
+    VampPrior code, and cut before ``limit_train``, so it is the same whatever that is.
+    ``log`` (default: print on rank 0) hears of files extracted or repaired from their archives.
+    """
+    loader = DATASETS.get(name).factory
+    data = loader(resolve_data_dir(data_dir), downloads_allowed(download), valid_size,
+                  log_on_main(log or log_line))
+    if not isinstance(data, VAEData):
+        raise ConfigError(f"dataset {name!r}: its loader returned {type(data).__name__}, not VAEData")
+    return _limit_and_move(data, limit_train, limit_test, torch.device(device))
+
+
+def load_data(section: DataSection, device: str | torch.device = "cpu", download: bool = True,
+              log: Optional[Callable[[str], None]] = None) -> VAEData:
+    """The dataset a config's data section (:class:`~pyro_vae.config.DataSection`) describes."""
+    return load_dataset(section.dataset, section.data_dir, device, section.limit_train,
+                        section.limit_test, download, section.valid_size, log)
+
+
+def _limit_and_move(data: VAEData, limit_train, limit_test, device) -> VAEData:
+    def cut(t, n):
+        return None if t is None else t[:n].contiguous().to(device)
+
+    return VAEData(data.name, cut(data.train, limit_train), cut(data.test, limit_test),
+                   cut(data.valid, limit_test), cut(data.train_labels, limit_train),
+                   cut(data.test_labels, limit_test), data.dynamic_binarization, data.image_shape)
