@@ -84,6 +84,13 @@ def uninterrupted(data_dir, tmp_path_factory) -> Path:
     return out
 
 
+def ctrl_c_acts() -> None:
+    """In the child, before Python starts: SIGINT at its default, so that Python turns it into
+    KeyboardInterrupt even where the tests run in the background (``cmd &`` ignores SIGINT, and
+    an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate, process: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -139,7 +146,7 @@ def test_ctrl_c_names_the_run_directory_and_what_was_kept(data_dir, tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(command("svi_train.py", *RUN, "--epochs", "3", "--out", str(out),
                                        data_dir=data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=ctrl_c_acts)
     wait_for(lambda: (out / "metrics.jsonl").exists(), process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -153,7 +160,7 @@ def test_ctrl_c_in_the_first_epoch_leaves_no_directory(data_dir, tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(command("svi_train.py", *RUN, "--epochs", "3", "--out", str(out),
                                        data_dir=data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=ctrl_c_acts)
     wait_for(lambda: "train loss = -ELBO" in (process.stdout.readline() or ""), process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

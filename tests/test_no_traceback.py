@@ -157,14 +157,18 @@ def test_advice_naming_a_shared_import_path_quotes_it():
     """The command a message suggests pastes as exactly what the checkpoint named, never more."""
     from pyro_vae.config import check_trusted_imports
     from pyro_vae.core.errors import UntrustedImportError
+    from pyro_vae.core.options import flag_style
     evil = "evil:M; touch /tmp/owned\nmore"
-    with pytest.raises(UntrustedImportError) as refused:
+    with pytest.raises(UntrustedImportError) as refused, flag_style():  # as a command says it
         check_trusted_imports({"model": evil}, [], "the checkpoint in run")
     message = str(refused.value)
     word = message.split("pass --trust-import ", 1)[1]
     assert "\n" not in message
     pasted = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True)
     assert pasted.stdout == evil  # one shell word, exactly the path: nothing else runs
+    with pytest.raises(UntrustedImportError) as refused:  # as Python says it: the list to pass
+        check_trusted_imports({"model": evil}, [], "the checkpoint in run")
+    assert f"pass trusted_imports={[evil]!r}" in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_a_dollar_in_a_run_name_draws(tmp_path, data_dir, capsys):

@@ -6,6 +6,7 @@ them (``--trust-import PATH``, or the same ``--prior PATH`` on resume).
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_crafted_checkpoint_imports_nothing(trained_run, data_dir, tmp_path, mon
     run = copy_run(trained_run, tmp_path / "shared-run")
     craft(run, prior, options)
     before = set(run.iterdir())
-    with pytest.raises(UntrustedImportError, match=f"names the prior '{prior}'.*--trust-import {prior}"):
+    advice = re.escape(f"trusted_imports={[prior]!r}")  # from Python: the argument to pass
+    with pytest.raises(UntrustedImportError, match=f"names the prior '{prior}'.*{advice}"):
         OPENERS[opener](run, data_dir)
     assert not mark.exists()
     assert "evil_prior_module" not in sys.modules
