@@ -17,7 +17,7 @@
 #           scratch folder on PYTHONPATH, unless pyro and arviz are installed already.
 #   DATA    a datasets folder holding MNIST/raw/*.gz (default .gpudata/), copied to a scratch
 #           folder that PYRO_VAE_DATA names: torchvision unpacks the archives there, offline.
-#   DEVICE  cuda (default) or cpu.  QUICK=1: tiny sizes (a dry run, tested by tests/test_gpu_check.py).
+#   DEVICE  cuda (default) or cpu.  QUICK=1: tiny sizes (a dry run, tested by tests/system/test_gpu_check.py).
 #   PY      the Python interpreter (default python3).
 #   BUDGET  seconds after which the optional steps are skipped (default 330);
 #   HARD    seconds after which no step starts, and which no step runs past (default 450).
@@ -138,10 +138,10 @@ step bench_train_iwae 120 -- $PY benchmarks/train_step.py --device $DEVICE --con
 # a short selection of the rest of the suite, to see that it passes on a GPU machine too (tests not
 # marked cuda see no GPU: tests/conftest.py hides it): the device loop's tests and the two-rank tests
 # of one step, one evaluation and the documented torchrun command (all of test_distributed.py takes minutes)
-step tests_short 150 optional -- $PY -m pytest -q -p no:cacheprovider $SHORT_TESTS tests/test_graphed.py \
-  tests/test_distributed.py::test_two_ranks_take_the_step_one_process_takes_on_the_whole_batch \
-  tests/test_distributed.py::test_evaluation_on_two_ranks_equals_evaluation_on_one \
-  tests/test_distributed.py::test_the_readme_command_trains_with_torchrun
+step tests_short 150 optional -- $PY -m pytest -q -p no:cacheprovider $SHORT_TESTS tests/training/test_graphed.py \
+  tests/system/test_distributed.py::test_two_ranks_take_the_step_one_process_takes_on_the_whole_batch \
+  tests/system/test_distributed.py::test_evaluation_on_two_ranks_equals_evaluation_on_one \
+  tests/system/test_distributed.py::test_the_readme_command_trains_with_torchrun
 step bench_eval 120 optional -- $PY benchmarks/evaluate.py --device $DEVICE \
   --run-dir "$WORK/runs/train_iwae_graph" --rounds 1 $BENCH_EVAL --json "$WORK/bench_eval.json"
 step bench_ais 120 optional -- $PY benchmarks/ais.py --device $DEVICE \

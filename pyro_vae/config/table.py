@@ -1,6 +1,6 @@
 """docs/configuration.md's table of keys, generated from the sections' fields, so that the page
 and the code cannot drift: :func:`write_table` rewrites the table between its markers, and
-tests/test_docs.py checks that the page holds what this makes.
+tests/system/test_docs.py checks that the page holds what this makes.
 
 The default column shows a field's default (the model family's, per family, where it decides:
 read from the model registry, so import ``pyro_vae.models`` first), or its ``shown`` text.
