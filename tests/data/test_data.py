@@ -30,7 +30,7 @@ def _pytest_from(cwd: Path, test: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYRO_VAE_DATA", "CI")}
     env["PYRO_VAE_OFFLINE"] = "1"
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           str(REPO / "tests" / test)], cwd=cwd, env=env, capture_output=True,
+                           str(Path(__file__).resolve().parent / test)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -33,7 +33,7 @@ def test_the_dry_run_runs_every_step_of_the_check(data_dir, tmp_path):
     # The CUDA tests are skipped on a CPU, never failed (and "no tests" until a test is marked cuda).
     cuda = steps.pop("tests_cuda")
     assert not {"passed", "failed", "error", "errors"} & set(cuda["tests"]), cuda
-    if any((REPO / "tests").glob("test_cuda*.py")):
+    if any((REPO / "tests").rglob("test_cuda*.py")):
         assert cuda["status"] == "ok" and cuda["tests"].get("skipped"), cuda
     else:
         assert cuda["status"] == "no tests", cuda
