@@ -182,7 +182,7 @@ def test_a_model_named_by_import_path_reopens_only_where_trusted(data, tmp_path,
 def test_a_prior_instance_is_recorded_and_passed_again(data, tmp_path):
     out = tmp_path / "laplace"
     run = pv.train(model="vae", prior=LaplacePrior(2), hidden=[16], latent_dim=2, data=data, out=out, **FAST)
-    assert run.config.prior.name == "instance of LaplacePrior from pyro_vae.models.priors"
+    assert run.config.prior.name == "instance of LaplacePrior from pyro_vae.models.priors.heavy_tailed"
     with pytest.raises(pv.ConfigError, match=r"trained with a prior that was an instance of LaplacePrior .* "
                                              r"pass prior=LaplacePrior\(\.\.\.\)$"):
         pv.open_run(out)
