@@ -12,8 +12,9 @@ and relies only on these rules:
 :func:`probe` traces a model once on two data points, checks the rules (one line per broken
 rule, naming the site) and returns a :class:`Structure`: the latent sites in the model's order
 (the first one is the top layer, drawn from the prior), whether each is reparameterized in the
-guide, and which guide sites each depends on directly, from Pyro's own provenance tracking
-(:func:`pyro.infer.inspect.get_dependencies`).
+guide, whether it is discrete and how many joint values it can take (what enumeration and the
+discrete estimators need to know), and which guide sites each depends on directly, from Pyro's own
+provenance tracking (:func:`pyro.infer.inspect.get_dependencies`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer.inspect import get_dependencies
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import Independent
 
 from pyro_vae.core.errors import ConfigError
 
@@ -44,10 +47,40 @@ class LatentSite:
     event_shape: tuple[int, ...]
     reparameterized: bool  # in the guide: Pyro differentiates through its sample
     depends_on: frozenset[str]  # the guide latent sites its q depends on directly
+    family: str = ""  # the guide's distribution class, Independent unwrapped ("Bernoulli", "Normal")
+    discrete: bool = False  # its support is discrete (in the guide)
+    support_size: Optional[int] = None  # joint values of one data point's draw; None: continuous
 
     @property
     def size(self) -> int:
         return math.prod(self.event_shape)
+
+
+def base_distribution(fn) -> dist.TorchDistribution:
+    """The distribution under any ``.to_event``/``expand`` wrappers (``Independent``)."""
+    while isinstance(fn, (Independent, dist.ExpandedDistribution)):
+        fn = fn.base_dist
+    return fn
+
+
+def support_size(fn) -> Optional[int]:
+    """How many values one draw of ``fn`` (a site's distribution, per data point) can take, or
+    None where the support is continuous or unbounded. A Bernoulli event of D units has 2^D, a
+    one-hot categorical event of N latents of C classes C^N, a categorical index C."""
+    if not fn.support.is_discrete:
+        return None
+    base = base_distribution(fn)
+    if isinstance(base, dist.Bernoulli):
+        values = 2
+    elif isinstance(base, dist.OneHotCategorical):
+        values, event = base.event_shape[-1], base.event_shape[:-1]
+        values **= math.prod(event)
+    elif isinstance(base, dist.Categorical):
+        values = base.logits.shape[-1]
+    else:
+        return None
+    extra = fn.event_shape[:len(fn.event_shape) - len(base.event_shape)]
+    return values ** math.prod(extra)
 
 
 @dataclass(frozen=True)
@@ -73,6 +106,10 @@ class Structure:
     @property
     def reparameterized_sites(self) -> list[str]:
         return [s.name for s in self.latents if s.reparameterized]
+
+    @property
+    def discrete_sites(self) -> list[str]:
+        return [s.name for s in self.latents if s.discrete]
 
 
 def sample_sites(trace: poutine.Trace) -> list[dict]:
@@ -125,11 +162,14 @@ def probe(model: Callable, guide: Callable, x: torch.Tensor, name: str) -> Struc
                           f"({type(e).__name__}: {message})") from None
     _check_rules(model_trace, guide_trace, len(x), name)
     guide_latents = {site["name"]: site for site in latent_sites(guide_trace)}
-    latents = tuple(
-        LatentSite(site["name"], tuple(site["fn"].event_shape),
-                   bool(guide_latents[site["name"]]["fn"].has_rsample),
-                   frozenset(dependencies.get(site["name"], {})) - {site["name"]})
-        for site in latent_sites(model_trace))
+    def described(site: dict) -> LatentSite:
+        fn = guide_latents[site["name"]]["fn"]
+        return LatentSite(site["name"], tuple(site["fn"].event_shape), bool(fn.has_rsample),
+                          frozenset(dependencies.get(site["name"], {})) - {site["name"]},
+                          type(base_distribution(fn)).__name__, bool(fn.support.is_discrete),
+                          support_size(fn))
+
+    latents = tuple(described(site) for site in latent_sites(model_trace))
     return Structure(latents, tuple(guide_latents))
 
 
