@@ -87,29 +87,44 @@ def _training_minutes(history: list[dict[str, Any]]) -> list[float]:
     return out
 
 
+def _model_key(cfg: dict) -> str:
+    """Which model a run trains (family and latent sizes): runs of different models are drawn in
+    panels of their own, their ELBOs being on different scales."""
+    latent = cfg.get("latent_dim")
+    sizes = "x".join(map(str, latent if isinstance(latent, list) else [latent])) if latent else ""
+    categories = f" of {cfg['categories']}" if cfg.get("model") == "categorical" and cfg.get("categories") else ""
+    return f"{cfg.get('model', 'vae')} {sizes}{categories}".strip()
+
+
 def compare_training_elbo(runs: list[tuple], out_dir: Path) -> tuple[Path, list[str]]:
     """The discrete-estimator comparison's figure: the training split's ELBO (``train_elbo``)
-    against steps and against training time, and the table's best-training-ELBO cells."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    against steps and against training time, one row of panels per model, and the table's
+    best-training-ELBO cells."""
+    models = list(dict.fromkeys(_model_key(cfg) for _, _, cfg, _ in runs))
+    fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.5 * len(models)), squeeze=False)
     cells = []
     for i, (run_dir, history, cfg, _) in enumerate(runs):
+        row = axes[models.index(_model_key(cfg))]
         label, color = plain(f"{run_dir.name} ({_label(cfg)})"), f"C{i % 10}"
         elbo = [r["train_elbo"] for r in history]
-        axes[0].plot([r["step"] for r in history], elbo, color=color, label=label)
-        axes[1].plot(_training_minutes(history), elbo, color=color, label=label)
+        row[0].plot([r["step"] for r in history], elbo, color=color, label=label)
+        row[1].plot(_training_minutes(history), elbo, color=color, label=label)
         best = max(range(len(elbo)), key=elbo.__getitem__)
         cells.append(f"{elbo[best]:.2f} (epoch {history[best]['epoch']})")
-    for ax, xlabel in ((axes[0], "training steps"), (axes[1], "training time (minutes)")):
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("training ELBO, nats per image (higher is better)")
-        ax.grid(alpha=0.3)
-    lows = sorted(min(r["train_elbo"] for r in h[-max(1, len(h) // 2):]) for _, h, _, _ in runs)
-    highs = [max(r["train_elbo"] for r in h) for _, h, _, _ in runs]
-    if lows and all(map(math.isfinite, lows + highs)):  # the later half of every curve in view
-        for ax in axes:
-            ax.set_ylim(lows[0] - 1, max(highs) + 1)
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("training ELBO (one sample per training image, after every epoch)")
+    for model, row in zip(models, axes):
+        histories = [h for _, h, cfg, _ in runs if _model_key(cfg) == model]
+        # the later half of every curve in view: early epochs would squash the differences
+        low = min(min(r["train_elbo"] for r in h[len(h) // 2:]) for h in histories)
+        high = max(r["train_elbo"] for h in histories for r in h)
+        for ax, xlabel in ((row[0], "training steps"), (row[1], "training time (minutes)")):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("training ELBO, nats per image")
+            ax.set_title(plain(model), fontsize=10)
+            ax.grid(alpha=0.3)
+            if math.isfinite(low) and math.isfinite(high):
+                ax.set_ylim(low - 0.05 * (high - low) - 0.5, high + 0.05 * (high - low) + 0.5)
+        row[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("training ELBO (one sample per training image, after every epoch; higher is better)")
     return write_figure(fig, out_dir / "compare_train_elbo.png"), cells
 
 
