@@ -70,8 +70,9 @@ class AntitheticELBO(PerDatapointELBO):
             guide_trace = trace_guide(guide, *args, **options, **kwargs)
         model_trace = replay_model(model, guide_trace, *args, **options, **kwargs)
         blocks = (len(layers) + 1, groups)  # particle j of group k is index j * K + k
-        log_p = log_density(model_trace).reshape(particles, -1)  # (particles, B); Pyro's plate
-        log_w = log_p - log_density(guide_trace).reshape(particles, -1)  # may give (particles, 1, B)
+        # (particles, B); with K > 1 Pyro's ELBO puts the particles plate a dim further left
+        log_p = log_density(model_trace).reshape(particles, -1)
+        log_w = log_p - log_density(guide_trace).reshape(particles, -1)
         f = log_w.detach().unflatten(0, blocks)  # (L + 1, K, B)
         surrogate = log_p.mean(0)  # the model's gradient; no path to the guide (b is a constant)
         for flipped, name in enumerate(layers, start=1):
