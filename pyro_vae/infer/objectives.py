@@ -27,6 +27,7 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.infer.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
+from pyro_vae.infer.elbos.enumerated import EnumeratedELBO, check_enumeration
 from pyro_vae.models.sites import MAX_PLATE_NESTING, Structure, probe
 
 # What an objective can do; check_compatibility refuses every combination it cannot.
@@ -40,6 +41,9 @@ OBJECTIVES = Registry(
     # share of the batch and sum their gradients (pyro_vae.training.data_parallel). False for a bound
     # taken over the whole batch at once (Pyro's RenyiELBO) or anything else that couples points.
     sums_over_data=False,
+    # check_model(cfg, structure, model, x): refuses, at start-up, a model the objective cannot
+    # train (beyond the rules of check_structure); None: nothing more to check.
+    check_model=None,
 )
 publish("elbo", OBJECTIVES)
 
@@ -99,6 +103,10 @@ register_objective("dreg", score_function=False, multi_sample=True, sums_over_da
 register_objective("stl", score_function=False, sums_over_data=True,
                    description="the ELBO with sticking-the-landing gradients (Roeder et al. 2017)")(
     lambda objective: STL_ELBO(num_particles=objective.num_particles))
+register_objective("traceenum", kl_warmup=True, sums_over_data=True, check_model=check_enumeration,
+                   description="Pyro's TraceEnum_ELBO: the guide's discrete sites summed exactly "
+                               "(enumerated in parallel), continuous ones sampled")(
+    lambda objective: EnumeratedELBO(num_particles=objective.num_particles))
 
 
 @add_rule("objective")
@@ -180,4 +188,7 @@ def model_structure(model, cfg, x: torch.Tensor) -> Structure:
     cannot train them (:func:`~pyro_vae.infer.objectives.check_structure`). ``x``: a few data points."""
     structure = probe(model.model, model.guide, x, cfg.model.name)
     check_structure(cfg, structure)
+    check = capability(cfg.objective.elbo, "check_model")
+    if check is not None:
+        check(cfg, structure, model, x)
     return structure

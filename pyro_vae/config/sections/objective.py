@@ -27,22 +27,22 @@ class ObjectiveSection(Section):
     elbo: Optional[str] = setting(
         None, names="elbo", shown="`trace`; `tracegraph` with `--estimator score`",
         help="{names} (default: trace, or tracegraph with --estimator score)",
-        doc="training objective: `trace`, `tracegraph`, `meanfield`, `iwae`, `renyi`, `dreg` or "
-            "`stl` (see [Objectives](objectives.md#objectives-and-gradient-estimators))")
+        doc="training objective: `trace`, `tracegraph`, `meanfield`, `iwae`, `renyi`, `dreg`, "
+            "`stl` or `traceenum` (see [Objectives](objectives.md#objectives-and-gradient-estimators))")
     num_particles: int = setting(
         1, minimum=1, help="K: samples of z per data point and step",
         doc="K, samples of z per data point and step: averaged by `trace`/`tracegraph`/`meanfield`"
-            "/`stl`, combined into the bound by `iwae`/`renyi`/`dreg` (which need K >= 2)")
+            "/`stl`/`traceenum`, combined into the bound by `iwae`/`renyi`/`dreg` (which need K >= 2)")
     alpha: Optional[float] = setting(
         None, shown="none", help="Renyi alpha (--elbo renyi)",
         doc="the Renyi alpha of `--elbo renyi`, in [0, 1] (required there, refused elsewhere; "
             "alpha < 0 would give an upper bound)")
     kl_warmup: float = setting(
         0.0, help="epochs E of KL warm-up: latent terms weighted by min(1, epochs done / E) "
-                  "(trace, tracegraph, meanfield; 0: none)",
+                  "(trace, tracegraph, meanfield, traceenum; 0: none)",
         doc="E > 0: KL warm-up (Sonderby et al. 2016). The latent sites' log-densities, in model "
             "and guide, are weighted by beta = min(1, epochs done / E), rising every step. Only "
-            "for `trace`, `tracegraph` and `meanfield` (sums of site terms); the K-sample bounds "
+            "for `trace`, `tracegraph`, `meanfield` and `traceenum` (sums of site terms); the K-sample bounds "
             "and `stl` refuse it. `train_loss` is the warmed-up objective's; `test_elbo` and "
             "`valid_elbo` are the true ELBO; `metrics.jsonl` records `beta`")
 
