@@ -216,3 +216,20 @@ def test_model_side_enumeration_is_refused_by_the_site_rules_at_start_up():
     with pytest.raises(ConfigError, match=r"the model's latent sites \['y', 'z'\] and the guide's \['z'\] "
                                           "must be the same"):
         model_structure(toy, CFG, toy.sample_data(2))
+
+
+def test_a_discrete_model_trains_compiled_under_traceenum_and_its_log_px_is_exact(data_dir):
+    import pyro_vae as pv
+    from pyro_vae.training.step import make_optimizer, make_step
+
+    toy = CategoricalToy(x_dim=784)
+    cfg = make_config({"elbo": "traceenum"})
+    assert make_step(cfg, toy, make_optimizer(cfg, toy)).prepare(torch.zeros(32, 784)).startswith("compiled")
+    data = pv.load_dataset("mnist", data_dir, limit_train=64, limit_test=16)
+    run = pv.train(model=toy, data=data, elbo="traceenum", epochs=2, batch_size=32, verbose=False)
+    assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
+    ll = pv.log_likelihood(run.model, data.test, num_samples=1)
+    assert ll.summary["exact"] and ll.summary["summed_exactly"] == ["z"]
+    with torch.no_grad():
+        exact = toy.exact_log_likelihood(data.test.reshape(len(data.test), -1)).numpy()
+    assert abs(ll.log_likelihood - exact.mean()) < 1e-3
