@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -51,6 +51,7 @@ from pyro_vae.evaluation.memory import (
 )
 from pyro_vae.evaluation.psis import PSIS_MIN_SAMPLES
 from pyro_vae.infer.importance import log_weights, trace_particles
+from pyro_vae.models.discrete import classes_of, expected_value
 from pyro_vae.models.sites import latent_sites
 
 MEAN_PREFIX = "posterior_mean:"  # the columns of E_q[z | x] when ranks gather their results
@@ -65,6 +66,8 @@ class PointEstimates:
     khat: np.ndarray  # PSIS Pareto shape of the K weights
     ess: np.ndarray  # effective sample size of the PSIS-smoothed weights
     posterior_mean: dict[str, np.ndarray]  # per latent site, E_q[z | x] (N, D_site): active units
+    # per categorical site, its classes C: its D_site columns are D_site / C latents' probabilities
+    classes: dict[str, int] = field(default_factory=dict)
 
 
 class ChunkedLogWeights:
@@ -73,6 +76,7 @@ class ChunkedLogWeights:
     def __init__(self, model: Callable, guide: Callable, chunk_size: int,
                  log: Callable[[str], None] = log_line):
         self.model, self.guide, self.chunk, self.log = model, guide, chunk_size, log
+        self.classes: dict[str, int] = {}  # of the categorical sites (see site_mean_sums)
 
     def __call__(self, x: torch.Tensor, num_samples: int):
         """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, and E_q[z | x] ``(B, D_site)``
@@ -108,6 +112,7 @@ class ChunkedLogWeights:
         traces die on return, so the next chunk is not drawn while these are held."""
         traces = trace_particles(self.model, self.guide, x, num_samples=n)
         lw = log_weights(traces).expand(n, x.shape[0])
+        self.classes.update(site_classes(traces.guide))
         return lw, site_mean_sums(traces.guide, n, x.shape[0])
 
 
@@ -115,18 +120,28 @@ def site_mean_sums(guide_trace, num_samples: int, batch: int) -> dict[str, torch
     """Each latent site's conditional mean, summed over the particles: ``{name: (batch, D)}``.
 
     The mean of q(z_l | parents) averaged over the particles' parents is E_q[z_l | x] (tower
-    rule), with less noise than averaging the samples; for a first-layer site it is exact.
-    Distributions without a ``mean`` contribute their samples.
+    rule), with less noise than averaging the samples; for a first-layer site it is exact. A
+    discrete site's mean is its probabilities (a categorical index site's: those of its one-hot
+    code, :func:`~pyro_vae.models.discrete.expected_value`). Distributions without a ``mean``
+    contribute their samples.
     """
     sums = {}
     for site in latent_sites(guide_trace):
-        value = site["value"]
+        fn = site["fn"]
         try:
-            mean = site["fn"].mean
+            mean = expected_value(fn)
         except NotImplementedError:
-            mean = value
-        sums[site["name"]] = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
+            mean = site["value"]
+        event = mean.shape[len(fn.batch_shape):]
+        sums[site["name"]] = mean.expand(num_samples, batch, *event).reshape(num_samples, batch, -1).sum(0)
     return sums
+
+
+def site_classes(guide_trace) -> dict[str, int]:
+    """``{name: C}`` for the categorical latent sites (one-hot or index) of a guide trace: their
+    mean columns group into latents of C classes each, for active units."""
+    found = {site["name"]: classes_of(site["fn"]) for site in latent_sites(guide_trace)}
+    return {name: c for name, c in found.items() if c > 1}
 
 
 @torch.no_grad()
@@ -185,7 +200,8 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
         if columns is None:
             return None
     return PointEstimates(columns["log_px"], columns["elbo"], columns["khat"], columns["ess"],
-                          {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)})
+                          {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)},
+                          dict(sampler.classes))
 
 
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,

@@ -25,7 +25,8 @@ class ModelSection(Section):
     section: ClassVar[str] = "model"
     # What every family (and a user model) starts from, before its own defaults.
     COMMON_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100]}
+        "hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100],
+        "estimator": "reparam", "discrete_prior": "uniform"}
 
     name: str = setting(
         "vae", key="model", choices="model", import_path=True,
@@ -69,11 +70,13 @@ class ModelSection(Section):
              "VampPrior code (default: softplus scale, no clamp)",
         doc="`LOW HIGH`: the guide's scale is exp(v / 2) with its log-variance v clamped to "
             "[LOW, HIGH] (the VampPrior code: `-6 2`); none: a softplus scale")
-    estimator: str = setting(
-        "reparam", choices="estimator",
-        help="reparam | score (gradient estimator of the guide's z)",
-        doc="gradient estimator for the guide's z: `reparam` (reparameterization) or `score` "
-            "(score function, REINFORCE)")
+    estimator: Optional[str] = setting(
+        None, choices="estimator", shown=FAMILY,
+        help="{names}: the gradient estimator of the guide's latent sites (default: score for the "
+             "discrete models sbn and categorical, else reparam)",
+        doc="gradient estimator for the guide's latent sites: `reparam` (reparameterization) or "
+            "`score` (score function, REINFORCE); the discrete models' sites cannot be "
+            "reparameterized")
     baseline: str = setting(
         "none", choices="baseline",
         help="none | avg | nn (score-function baselines, with --elbo tracegraph)",
@@ -83,6 +86,24 @@ class ModelSection(Section):
     baseline_beta: float = setting(
         0.9, help="decay of the avg baseline's moving average",
         doc="decay of the moving average in the `avg` and `nn` baselines")
+
+    sbn_mapping: str = setting(
+        "linear", choices=("linear", "nonlinear"),
+        help="sbn: linear (each conditional's logits affine in the layer below) | nonlinear (two "
+             "tanh layers of --hidden sizes, then linear)",
+        doc="`sbn`: the map between consecutive layers, `linear` (affine logits) or `nonlinear` "
+            "(`hidden` tanh layers, 200 200 by default, then affine), as in REBAR and RELAX")
+    categories: int = setting(
+        10, minimum=2, help="categorical: classes of each categorical latent (--latent-dim is how "
+                            "many latents)",
+        doc="`categorical`: classes C of each of the `latent_dim` categorical latents (Jang et "
+            "al.: 20 latents of 10 classes)")
+    discrete_prior: Optional[str] = setting(
+        None, choices=("uniform", "learned"), shown=FAMILY,
+        help="sbn, categorical: the prior over the top discrete layer, uniform (fixed) | learned "
+             "(logits trained from 0; default: sbn learned, categorical uniform)",
+        doc="`sbn`, `categorical`: p(z_top) of the discrete latents, `uniform` (fixed logits 0) "
+            "or `learned` (logits trained, from 0)")
 
     def __post_init__(self):
         """A single latent size may be given as a number; what is not given is the family's."""

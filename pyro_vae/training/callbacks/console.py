@@ -14,6 +14,7 @@ from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyro_vae.core.options import option
+from pyro_vae.models.discrete_settings import prior_label
 from pyro_vae.models.priors import kl_description
 from pyro_vae.models.sites import trace_once
 from pyro_vae.training.callbacks import Callback
@@ -59,7 +60,7 @@ def describe(trainer: "Trainer") -> str:
     binarization = "dynamic" if data.dynamic_binarization else "static"
     elbo = type(t.step.elbo).__name__
     objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.objective.elbo} ({elbo})"
-    prior = cfg.prior.name
+    prior = prior_label(cfg)
     if t.given["prior"] or t.given["model"]:
         prior = type(getattr(t.model, "prior", None)).__name__ if hasattr(t.model, "prior") else "its own"
     action = "resuming at epoch %d" % (t.state.epoch + 1) if t.state.epoch else "training"
