@@ -52,10 +52,13 @@ def repeated_tail(log_w: np.ndarray) -> np.ndarray:
     """Rows whose Pareto tail (the largest ceil(min(K/5, 3 sqrt(K))) + 1 log-weights, what ArviZ
     fits) holds fewer distinct values than half its length: a discrete guide drawing the same
     codes again. A generalized Pareto fit to such a tail is degenerate (k-hat inf, or any
-    number), so k-hat says nothing there. Equal up to float32 precision of the log-weights."""
+    number), so k-hat says nothing there. Equal: within 4 float32 spacings (the log-weights are
+    float32; the same code's weight, computed at another position of a batch, may differ in
+    its last bits)."""
     k = log_w.shape[-1]
     tail = np.sort(log_w, axis=-1)[:, -(math.ceil(min(0.2 * k, 3 * math.sqrt(k))) + 1):]
-    steps = np.diff(tail, axis=-1) > 1e-6 * (1 + np.abs(tail[:, 1:]))
+    spacing = np.spacing(np.abs(tail[:, 1:]).astype(np.float32)).astype(np.float64)
+    steps = np.diff(tail, axis=-1) > 4 * spacing
     return 1 + steps.sum(-1) < tail.shape[-1] / 2
 
 
