@@ -43,7 +43,7 @@ class ModelSection(Section):
     hidden: Optional[list[int]] = setting(
         None, shown=FAMILY,
         help="hidden layer sizes between x and the first latent layer, e.g. --hidden 200 200 "
-             "(default: vae 400 400, hvae 200 200)",
+             "(default: vae 400 400, hvae 200 200, sbn 200 200, categorical 512 256)",
         doc="hidden layer sizes between x and the first latent layer, encoder order "
             "(`--hidden 200 200`); the decoder mirrors them")
     upper_hidden: Optional[list[int]] = setting(
@@ -54,14 +54,16 @@ class ModelSection(Section):
     activation: Optional[str] = setting(
         None, choices="activation", shown=FAMILY,
         help="relu | tanh | softplus | elu | leaky_relu | gated (GatedDense layers; default: "
-             "vae relu, hvae tanh)",
+             "vae relu, hvae tanh, categorical relu)",
         doc="`relu`, `tanh`, `softplus`, `elu`, `leaky_relu`, or `gated` (GatedDense hidden "
             "layers; `mlp` only)")
     latent_dim: Optional[list[int]] = setting(
         None, aliases=("latent_dims",), shown=FAMILY,
         help="latent sizes, bottom layer first: one for vae (default 50), one per layer for "
-             "hvae (default 100 50); --latent-dims is the same flag",
-        doc="latent sizes, bottom layer first: one for `vae`, one per layer for `hvae` "
+             "hvae (default 100 50) and sbn (200), for categorical how many categorical latents "
+             "(20); --latent-dims is the same flag",
+        doc="latent sizes, bottom layer first: one for `vae`, one per layer for `hvae` and `sbn`, "
+            "the number of categorical latents for `categorical` "
             "(`--latent-dim 100 50`; `--latent-dims` and the YAML key `latent_dims` mean the "
             "same); the prior is over the last")
     logvar_range: Optional[list[float]] = setting(
