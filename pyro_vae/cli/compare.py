@@ -3,11 +3,15 @@ evaluated), plus a markdown table of the final numbers.
 
     python scripts/compare.py runs/a runs/b runs/c --out runs/comparison
     python scripts/compare.py --sweep configs/sweeps/estimator_comparison.yaml   # train, then compare
+    python scripts/compare.py --sweep FILE --runs a b   # only these runs (e.g. one process per core)
 
 A sweep file has a `name`, a `base` config shared by all runs and `runs`, a mapping from run
 names to the keys that differ; its runs go to runs/<name>/<run> and the comparison to runs/<name>.
 Every run is checked before the first one trains; run the same command again after a failure or
-Ctrl-C, and the finished runs are skipped and the stopped one resumed.
+Ctrl-C, and the finished runs are skipped and the stopped one resumed. A run is finished when it
+reached its epochs, stopped early, or spent its training-time budget (max_minutes). --runs trains
+and compares the named runs only, so that several processes can share a sweep (one per core or
+GPU); a last run of the command without --runs then compares them all.
 """
 
 import argparse
@@ -32,6 +36,7 @@ from pyro_vae.evaluation import evaluate_run
 from pyro_vae.runs.lock import RunLock
 from pyro_vae.runs.rundir import RunDir
 from pyro_vae.studies import check_same_settings
+from pyro_vae.training.callbacks.time_limit import training_seconds
 from pyro_vae.training.trainer import train
 from pyro_vae.viz import compare_runs
 
@@ -79,13 +84,28 @@ class SweepRun:
     cfg: Config  # the values, validated
     run: RunDir
     epoch: int  # of the run's checkpoint on disk (0: none yet)
-    finished: bool  # trained to its epochs, or stopped early: nothing left to train
+    finished: bool  # trained to its epochs, stopped early or out of time: nothing left to train
 
 
-def plan_sweep(path: str, data_dir=None) -> tuple[list[SweepRun], Path]:
+def _finished(cfg: Config, state: dict) -> bool:
+    """Whether a run's checkpoint leaves nothing to train: its epochs done, early stopping
+    reached, or its training-time budget spent."""
+    epoch, best, budget = state["epoch"], state.get("best"), cfg.optim.max_minutes
+    return (epoch >= cfg.optim.epochs
+            or bool(cfg.optim.early_stopping and isinstance(best, dict)
+                    and epoch - best.get("epoch", epoch) >= cfg.optim.early_stopping)
+            or bool(budget and training_seconds(state["metrics"]) >= 60 * budget))
+
+
+def plan_sweep(path: str, data_dir=None, only=None) -> tuple[list[SweepRun], Path]:
     """Every run of the sweep file checked as training checks it, and every run directory that
-    exists checked to be that run's (the same settings), before the first one trains."""
+    exists checked to be that run's (the same settings), before the first one trains. ``only``:
+    the names of the runs to keep (all of them are checked)."""
     name, base, runs = read_sweep(path)
+    unknown = sorted(set(only or ()) - set(runs))
+    if unknown:
+        raise ConfigError(f"{path} has no run named {', '.join(map(repr, unknown))}; its runs: "
+                          f"{', '.join(runs)}")
     root = Path("runs") / name
     if data_dir:
         base["data_dir"] = data_dir
@@ -106,23 +126,21 @@ def plan_sweep(path: str, data_dir=None) -> tuple[list[SweepRun], Path]:
         if run_dir.checkpoint_path.exists():
             state = check_same_settings(run_dir, cfg, where, "it is another sweep's run, or the sweep "
                                         "file was edited since; restore it, or move the run away")
-            epoch, best = state["epoch"], state.get("best")
-            finished = epoch >= cfg.optim.epochs or bool(
-                cfg.optim.early_stopping and isinstance(best, dict) and epoch - best.get("epoch", epoch)
-                >= cfg.optim.early_stopping)
+            epoch, finished = state["epoch"], _finished(cfg, state)
         else:
             try:
                 run_dir.check_new()
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
         planned.append(SweepRun(run, values, cfg, run_dir, epoch, finished))
-    return planned, root
+    return [entry for entry in planned if not only or entry.name in only], root
 
 
-def run_sweep(path: str, data_dir=None) -> tuple[list[Path], Path]:
-    """Train the sweep's runs, then return their directories. Run again after a failure or
-    Ctrl-C, it skips the runs that are finished and resumes the one that was stopped."""
-    planned, root = plan_sweep(path, data_dir)
+def run_sweep(path: str, data_dir=None, only=None) -> tuple[list[Path], Path]:
+    """Train the sweep's runs (``only``: those named), then return their directories. Run again
+    after a failure or Ctrl-C, it skips the runs that are finished and resumes the one that was
+    stopped."""
+    planned, root = plan_sweep(path, data_dir, only)
     for entry in planned:
         trusted = list(import_paths(entry.values).values())  # the sweep file is the user's
         if entry.finished:
@@ -149,18 +167,22 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=path_argument(default="runs/comparison"), help="where compare.png and compare.md go (default: "
                    "runs/comparison, or the sweep's folder)")
     p.add_argument("--data-dir", type=path_argument("data_dir"), help="for --sweep: the data directory")
+    p.add_argument("--runs", nargs="+", metavar="NAME",
+                   help="for --sweep: train and compare only these runs (e.g. one process per core)")
     args = p.parse_args(argv)
     if bool(args.run_dirs) == bool(args.sweep):
         p.error("give run directories or --sweep FILE (one of them)")
     if args.data_dir is not None and not args.sweep:
         p.error("--data-dir is for --sweep (comparing run directories reads no data)")
+    if args.runs and not args.sweep:
+        p.error("--runs names runs of a sweep: give --sweep FILE too")
 
     def work() -> None:
         if args.sweep:
             if args.out:  # refused now if another process writes it, not after the training
                 with RunLock(make_directory(args.out)):
                     pass
-            dirs, out = run_sweep(args.sweep, args.data_dir)
+            dirs, out = run_sweep(args.sweep, args.data_dir, args.runs)
         else:
             dirs, out = args.run_dirs, Path("runs") / "comparison"
         paths = compare_runs(dirs, args.out or out)

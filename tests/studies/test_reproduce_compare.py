@@ -421,6 +421,7 @@ def test_compare_into_a_run_another_process_writes_is_refused(trained, tmp_path,
 @pytest.mark.parametrize("args, message", [
     (["--out", ""], "argument --out: is empty (''); name a directory"),
     (["--data-dir", "/tmp"], "--data-dir is for --sweep"),
+    (["--runs", "first"], "--runs names runs of a sweep: give --sweep FILE too"),
 ])
 def test_compare_flags_that_make_no_sense_are_one_line(trained, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -474,6 +475,26 @@ def test_a_sweep_continues_after_a_failure_and_skips_finished_runs(data_dir, tmp
     (tmp_path / "runs" / "tiny" / "second" / "eval.json").unlink()
     assert run_script(capsys, "compare", "--sweep", sweep, "--data-dir", data_dir)[0] == 0
     assert json.loads((tmp_path / "runs" / "tiny" / "second" / "eval.json").read_text())["num_samples"] == 5
+
+
+def test_a_sweep_shared_by_processes_trains_only_the_named_runs_and_a_spent_budget_is_finished(
+        data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = write(tmp_path / "sweep.yaml", SWEEP.replace("epochs: 2,", "epochs: 3, max_minutes: 1.0e-9,"))
+    assert_one_line_error(*run_script(capsys, "compare", "--sweep", sweep, "--runs", "third"),
+                          f"{sweep} has no run named 'third'; its runs: first, second")
+    status, stderr = run_script(capsys, "compare", "--sweep", sweep, "--data-dir", data_dir, "--runs", "second")
+    assert status == 0, stderr
+    runs = tmp_path / "runs" / "tiny"
+    assert not (runs / "first").exists()
+    assert load_checkpoint(runs / "second" / "checkpoint.pt")["epoch"] == 1  # the budget stopped it
+    assert "| second |" in (runs / "compare.md").read_text() and "| first |" not in (runs / "compare.md").read_text()
+    # The budget spent, "second" is finished: the whole sweep trains "first" only, then compares both.
+    status, stderr = run_script(capsys, "compare", "--sweep", sweep, "--data-dir", data_dir)
+    assert status == 0, stderr
+    assert load_checkpoint(runs / "second" / "checkpoint.pt")["epoch"] == 1
+    assert load_checkpoint(runs / "first" / "checkpoint.pt")["epoch"] == 1
+    assert "| first |" in (runs / "compare.md").read_text() and "| second |" in (runs / "compare.md").read_text()
 
 
 def test_a_sweep_refuses_a_run_directory_of_other_settings_before_training(data_dir, tmp_path, capsys,
