@@ -163,7 +163,8 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "vamp_init", "flow", "flow_depth", "flow_hidden", "prior_df", "prior_options", "elbo", "estimator",
               "baseline", "baseline_beta", "num_particles", "alpha", "compile", "tf32", "epochs", "batch_size",
               "lr", "adam_eps", "adam_betas", "lr_schedule", "lr_schedule_scale", "kl_warmup", "early_stopping",
-              "seed", "eval_samples", "plots", "tensorboard", "device", "out", "resume"]
+              "seed", "eval_samples", "plots", "tensorboard", "device", "out", "resume",
+              "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through"]
 
 
 def test_every_saved_key_is_a_key_of_one_section():
