@@ -15,7 +15,7 @@ from pyro_vae.core.options import option
 
 # Keys that may differ from the saved config when resuming: they do not change what the run is.
 RESUME_OVERRIDABLE = ("epochs", "lr", "device", "data_dir", "eval_samples", "plots", "compile",
-                      "tf32", "tensorboard")
+                      "tf32", "tensorboard", "max_minutes", "train_elbo")
 
 
 def saved_config(saved: Any, trusted: Iterable[str], source: str) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from pyro_vae.core.choices import add_rule, publish
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
-from pyro_vae.infer.elbos import IWAE_ELBO, STL_ELBO, DReG_ELBO, RenyiBound
+from pyro_vae.infer.discrete_rules import check_antithetic_config, check_bernoulli_sites
+from pyro_vae.infer.elbos import ARM_ELBO, IWAE_ELBO, STL_ELBO, VIMCO_ELBO, DisARM_ELBO, DReG_ELBO, RenyiBound
 from pyro_vae.infer.relax import check_relaxation, relaxed_structure
 from pyro_vae.models.sites import MAX_PLATE_NESTING, Structure, probe
 
@@ -101,6 +102,16 @@ register_objective("dreg", score_function=False, multi_sample=True, sums_over_da
 register_objective("stl", score_function=False, sums_over_data=True, relaxation=True,
                    description="the ELBO with sticking-the-landing gradients (Roeder et al. 2017)")(
     lambda objective: STL_ELBO(num_particles=objective.num_particles))
+register_objective("vimco", multi_sample=True, sums_over_data=True,
+                   description="the K-sample bound with VIMCO's leave-one-out control variates for "
+                               "score-function sites (Mnih & Rezende 2016)")(
+    lambda objective: VIMCO_ELBO(num_particles=objective.num_particles))
+register_objective("arm", sums_over_data=True, description="the ELBO with ARM's antithetic gradients "
+                   "for Bernoulli guides (Yin & Zhou 2019; --estimator arm)")(
+    lambda objective: ARM_ELBO(num_particles=objective.num_particles))
+register_objective("disarm", sums_over_data=True, description="the ELBO with DisARM's antithetic "
+                   "gradients for Bernoulli guides (Dong et al. 2020; --estimator disarm)")(
+    lambda objective: DisARM_ELBO(num_particles=objective.num_particles))
 
 
 @add_rule("objective")
@@ -110,6 +121,7 @@ def check_compatibility(cfg) -> None:
     name, estimator, baseline, objective = cfg.objective.elbo, cfg.model.estimator, cfg.model.baseline, cfg.objective
     if name in UNSUPPORTED:
         raise ConfigError(f"{option('elbo', name)} is not offered: {UNSUPPORTED[name]}")
+    check_antithetic_config(cfg)
     spec = OBJECTIVES.get(name).capabilities
     score_ok = having("score_function")
     if objective.relax != "none":  # the relaxed sites are reparameterized; the start-up probe judges the rest
@@ -162,6 +174,7 @@ def check_structure(cfg, structure: Structure) -> None:
         raise ConfigError(f"{option('elbo', name)} needs reparameterized guide sites, but model "
                           f"{model!r} samples {', '.join(score_sites)} without "
                           f"reparameterization; use {flag('elbo')} {' or '.join(score_ok)}")
+    check_bernoulli_sites(cfg, structure)
     if name == "meanfield" and not structure.mean_field:
         dependent = next(s for s in structure.latents if s.depends_on)
         raise ConfigError(

@@ -8,6 +8,10 @@ are passed in the site's ``infer`` dict and act only under ``TraceGraph_ELBO``.
 ``dist.Normal(...).has_rsample_(False)`` does not survive the broadcasting a plate applies (the
 expanded copy is reparameterized again), so score-function sites use a subclass instead, as
 Pyro's own tests do (``expand`` keeps the subclass).
+
+``arm`` and ``disarm`` are antithetic estimators for Bernoulli sites (``pyro_vae.infer.elbos.disarm``),
+each its own objective; a model with Normal sites is refused at start-up with the reason
+(``pyro_vae.infer.discrete_rules``), so its guide only needs to run for the probe that finds them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import nn
 
 from pyro_vae.core.choices import publish
 
-ESTIMATORS = ("reparam", "score")
+ESTIMATORS = ("reparam", "score", "arm", "disarm")
 BASELINES = ("none", "avg", "nn")
 publish("estimator", ESTIMATORS)
 publish("baseline", BASELINES)
@@ -50,7 +54,7 @@ class BaselineNet(nn.Module):
 
 def latent_distribution(loc: torch.Tensor, scale: torch.Tensor, estimator: str) -> dist.TorchDistribution:
     """The guide's diagonal Normal over z (event dim 1), reparameterized or not."""
-    if estimator == "reparam":
+    if estimator in ("reparam", "arm", "disarm"):  # arm, disarm: refused at start-up (see above)
         return dist.Normal(loc, scale).to_event(1)
     if estimator == "score":
         return ScoreFunctionNormal(loc, scale).to_event(1)

@@ -25,6 +25,11 @@ ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
     "score+nn": {"estimator": "score", "elbo": "tracegraph", "baseline": "nn"},
     "iwae": {"estimator": "reparam", "elbo": "iwae", "multi_sample": True},
     "dreg": {"estimator": "reparam", "elbo": "dreg", "multi_sample": True},
+    # for guides that cannot be reparameterized (Bernoulli sites: arm and disarm only); a
+    # relaxation is one more entry of config overrides (e.g. the objective section's relax key)
+    "vimco": {"estimator": "score", "elbo": "vimco", "multi_sample": True},
+    "arm": {"estimator": "arm", "elbo": "arm"},
+    "disarm": {"estimator": "disarm", "elbo": "disarm"},
 }
 GROUPS = ("encoder", "decoder")
 MULTI_SAMPLE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("multi_sample"))
@@ -66,8 +71,9 @@ def check_arguments(at_run: bool, overrides: dict[str, Any], estimators: list[st
         raise ConfigError(f"grad_variance does not read {option(key)}: {why}; drop it")
     if "num_particles" in overrides:
         if not set(estimators) & set(MULTI_SAMPLE):
-            raise ConfigError(f"{option('num_particles')} is the K of {' and '.join(MULTI_SAMPLE)}, and "
-                              f"{estimators_option} includes neither; drop it or add one of them")
+            names = f"{', '.join(MULTI_SAMPLE[:-1])} and {MULTI_SAMPLE[-1]}"
+            raise ConfigError(f"{option('num_particles')} is the K of {names}, and {estimators_option} "
+                              "includes none of them; drop it or add one of them")
         if overrides["num_particles"] < 2:
             raise ConfigError(f"{option('num_particles')} must be at least 2 (the K of a multi-sample bound), "
                               f"got {overrides['num_particles']}")

@@ -93,8 +93,12 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
         try:
             cfg = spec_config(base, name, num_particles, baseline_beta)
             vae = model_factory(cfg)
-            check_structure(cfg, probe(vae.model, vae.guide, x, cfg.model.name))
-        except ConfigError as e:  # e.g. meanfield on a hierarchical guide
+            structure = probe(vae.model, vae.guide, x, cfg.model.name)
+            check_structure(cfg, structure)
+            if cfg.model.estimator == "reparam" and structure.score_function_sites:
+                raise ConfigError(f"the guide samples {', '.join(structure.score_function_sites)} "
+                                  "without reparameterization (e.g. Bernoulli sites)")
+        except ConfigError as e:  # e.g. meanfield on a hierarchical guide, arm on a Normal one
             log(f"  {name:<10} skipped: {e}")
             continue
         elbo = build_objective(cfg)

@@ -92,7 +92,9 @@ class TrainingLoop:
         record = {"epoch": epoch, "step": t.state.step, "train_loss": train_loss, "test_elbo": t.evaluate()}
         if t.data.valid is not None:
             record["valid_elbo"] = t.evaluate(t.data.valid)
-        for key in ("test_elbo", "valid_elbo"):
+        if cfg.run.train_elbo:
+            record["train_elbo"] = t.evaluate(t.data.split("train"))
+        for key in ("test_elbo", "valid_elbo", "train_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
         record.update(scheduled_values(cfg, t.state.step - 1, self.batches_per_epoch()))  # beta, temperature

@@ -49,6 +49,7 @@ from pyro_vae.training.callbacks.failures import DivergenceReport, FailureReport
 from pyro_vae.training.callbacks.final import Figures, FinalEvaluation
 from pyro_vae.training.callbacks.run_lock import RunDirectoryLock
 from pyro_vae.training.callbacks.tensorboard import TensorBoardCallback, log_directory
+from pyro_vae.training.callbacks.time_limit import TimeLimit
 from pyro_vae.training.checkpointing import non_module_params, restore
 from pyro_vae.training.data_parallel import check_data_parallel
 from pyro_vae.training.loop import TrainingLoop
@@ -253,6 +254,8 @@ def built_in_callbacks(cfg: Config, in_memory: bool, progress: bool) -> list[Cal
         [BestWeightsInMemory()] if cfg.optim.early_stopping else []
     if cfg.optim.early_stopping:
         out.append(EarlyStopping(cfg.optim.early_stopping))
+    if cfg.optim.max_minutes:
+        out.append(TimeLimit(cfg.optim.max_minutes))
     out.append(ConsoleReport(progress))
     if cfg.run.tensorboard:
         out.append(TensorBoardCallback(cfg.run.tensorboard))

@@ -162,8 +162,8 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "hidden", "upper_hidden", "activation", "latent_dim", "logvar_range", "prior", "prior_components",
               "vamp_init", "flow", "flow_depth", "flow_hidden", "prior_df", "prior_options", "elbo", "estimator",
               "baseline", "baseline_beta", "num_particles", "alpha", "compile", "tf32", "epochs", "batch_size",
-              "lr", "adam_eps", "adam_betas", "lr_schedule", "lr_schedule_scale", "kl_warmup", "early_stopping",
-              "seed", "eval_samples", "plots", "tensorboard", "device", "out", "resume",
+              "lr", "adam_eps", "adam_betas", "lr_schedule", "lr_schedule_scale", "kl_warmup", "early_stopping", "max_minutes",
+              "seed", "eval_samples", "train_elbo", "plots", "tensorboard", "device", "out", "resume",
               "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through"]
 
 

@@ -232,6 +232,9 @@ def test_temperature_schedule():
 @pytest.mark.parametrize("options, phrases", [
     ({"elbo": "meanfield"}, ["relax='concrete' makes the discrete sites reparameterized, which "
                              "elbo='meanfield' does not train", "trace or tracegraph or iwae"]),
+    ({"elbo": "vimco", "num_particles": 3, "estimator": "score"}, ["which elbo='vimco' does not train"]),
+    ({"estimator": "disarm"}, ["estimator='disarm' estimates the gradient of discrete sites, which "
+                               "relax='concrete' replaces by a reparameterized relaxation"]),
     ({"estimator": "score", "baseline": "avg"}, ["baseline reduces the variance", "drop baseline"]),
     ({"temperature_anneal": -1.0}, ["temperature_anneal must be 0"]),
     ({"temperature_anneal": 0.1, "temperature": 0.4}, ["temperature_min 0.5 is above temperature 0.4"]),

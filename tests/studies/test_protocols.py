@@ -295,6 +295,23 @@ def test_reproduce_end_to_end(data_dir, tmp_path, monkeypatch):
     assert state["epoch"] == 3 and cfg.optim.lr_schedule_scale == pytest.approx(0.015)
 
 
+def test_a_reference_training_elbo_is_set_beside_the_runs_best(data_dir, tmp_path):
+    config = tmp_path / "rows" / "tiny.yaml"
+    config.parent.mkdir()
+    config.write_text(TINY.replace("  nll: 150.0\n", "  train_elbo: -150.0\n") + "train_elbo: true\n")
+    options = dict(num_samples=10, limit=40, overrides={"data_dir": data_dir}, log=quiet)
+    paths = reproduce([config], tmp_path / "runs", tmp_path / "table", **options)
+    (row,) = json.loads(paths["json"].read_text())
+    metrics = [json.loads(line) for line in (tmp_path / "runs" / "rows-tiny" / "metrics.jsonl").read_text().splitlines()]
+    best = max(r["train_elbo"] for r in metrics)
+    assert row["paper_train_elbo"] == -150.0 and row["best_train_elbo"] == best
+    assert row["train_elbo_gap"] == pytest.approx(best + 150.0) and row["paper_nll"] is None
+    table = paths["markdown"].read_text()
+    assert table.splitlines()[0].endswith("| paper best train ELBO | ours (gap) |")
+    assert f"| -150.00 | {best:.2f} ({best + 150.0:+.2f}) |" in table
+
+
+
 def test_reproduce_refuses_an_edited_config(data_dir, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)

@@ -509,3 +509,27 @@ def test_reading_a_malformed_source_record_is_one_line(two_configs, tmp_path):
     (copy / SOURCE_NAME).write_text('["not", "a", "record"]')
     with pytest.raises(RunDirError, match=f"{SOURCE_NAME} does not name a config file"):
         reproduce([p], tmp_path / "runs", tmp_path / "t", train_runs=False, **options(None))
+
+
+def test_compare_draws_and_tabulates_the_training_elbo_where_every_run_recorded_it(data_dir, trained,
+                                                                                  tmp_path):
+    from pyro_vae.viz import compare_runs
+
+    runs = []
+    for name, lr in (("a", 1e-3), ("b", 3e-3)):
+        out = tmp_path / name
+        train({"data_dir": data_dir, "limit_train": 128, "limit_test": 16, "batch_size": 64, "hidden": [16],
+               "latent_dim": 2, "epochs": 2, "plots": False, "train_elbo": True, "lr": lr, "out": str(out)},
+              log=quiet, progress=False)
+        runs.append(out)
+    paths = compare_runs(runs, tmp_path / "cmp")
+    assert paths["train_figure"].is_file()
+    lines = paths["markdown"].read_text().splitlines()
+    assert lines[0].endswith("| best training ELBO (nats) | training time (min) |")
+    for run, line in zip(runs, lines[2:]):
+        history = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+        best = max(history, key=lambda r: r["train_elbo"])
+        assert f"| {best['train_elbo']:.2f} (epoch {best['epoch']}) |" in line
+    # a run without train_elbo among them: the figure and table as before
+    mixed = compare_runs([runs[0], trained], tmp_path / "cmp2")
+    assert "train_figure" not in mixed and "training ELBO" not in mixed["markdown"].read_text()

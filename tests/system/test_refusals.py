@@ -230,7 +230,7 @@ def test_absurd_training_settings_are_refused_before_anything_loads(capsys, tmp_
                                    "--estimators in turn (choose them there); drop it"),
     (["{run}", "--estimator", "score"], "grad_variance does not read --estimator"),
     (["{run}", "--num-particles", "5", "--estimators", "reparam", "score"],
-     "--num-particles is the K of iwae and dreg, and --estimators includes neither"),
+     "--num-particles is the K of iwae, dreg and vimco, and --estimators includes none of them"),
     (["{run}", "--baseline-warmup", "100", "--estimators", "reparam"],
      "--baseline-warmup is for the estimators with a baseline (score+avg, score+nn), and --estimators includes none"),
     (["{run}", "--baseline-beta", "0.5", "--estimators", "iwae"], "--baseline-beta is for the estimators with a baseline"),

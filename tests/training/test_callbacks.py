@@ -142,7 +142,7 @@ def test_a_callback_may_stop_the_run(small_run):
 
     trainer = train({**small_run, "epochs": 5}, log=lines.append, progress=False, callbacks=[Enough()])
     assert trainer.state.epoch == 2 and trainer.state.stop_reason == "two epochs are enough"
-    assert "early stopping: two epochs are enough" in lines
+    assert "stopped: two epochs are enough" in lines
 
 
 def test_callbacks_must_be_callbacks(small_run):

@@ -71,9 +71,11 @@ class ModelSection(Section):
             "[LOW, HIGH] (the VampPrior code: `-6 2`); none: a softplus scale")
     estimator: str = setting(
         "reparam", choices="estimator",
-        help="reparam | score (gradient estimator of the guide's z)",
-        doc="gradient estimator for the guide's z: `reparam` (reparameterization) or `score` "
-            "(score function, REINFORCE)")
+        help="reparam | score | arm | disarm (gradient estimator of the guide's z; arm and disarm: "
+             "Bernoulli sites, e.g. --model sbn)",
+        doc="gradient estimator for the guide's z: `reparam` (reparameterization), `score` "
+            "(score function, REINFORCE), or `arm` / `disarm` (antithetic, for Bernoulli sites; "
+            "each trains with its own `--elbo`)")
     baseline: str = setting(
         "none", choices="baseline",
         help="none | avg | nn (score-function baselines, with --elbo tracegraph)",

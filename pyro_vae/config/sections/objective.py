@@ -15,8 +15,11 @@ RELAXATIONS = ("none", "concrete")
 
 def default_objective(estimator: str, relax: str = "none") -> str:
     """What ``elbo`` means when not given: Rao-Blackwellized TraceGraph_ELBO for a score-function
-    guide (the only one of Pyro's objectives that applies baselines), Trace_ELBO otherwise and
-    under a relaxation (whose sites are reparameterized)."""
+    guide (the only one of Pyro's objectives that applies baselines), the estimator's own
+    objective for ``arm`` and ``disarm``, Trace_ELBO otherwise and under a relaxation (whose sites
+    are reparameterized)."""
+    if estimator in ("arm", "disarm"):
+        return estimator
     return "tracegraph" if estimator == "score" and relax == "none" else "trace"
 
 
@@ -28,14 +31,17 @@ class ObjectiveSection(Section):
     section: ClassVar[str] = "objective"
 
     elbo: Optional[str] = setting(
-        None, names="elbo", shown="`trace`; `tracegraph` with `--estimator score`",
-        help="{names} (default: trace, or tracegraph with --estimator score)",
-        doc="training objective: `trace`, `tracegraph`, `meanfield`, `iwae`, `renyi`, `dreg` or "
-            "`stl` (see [Objectives](objectives.md#objectives-and-gradient-estimators))")
+        None, names="elbo", shown="`trace`; `tracegraph` with `--estimator score`; `disarm` with "
+        "`--estimator disarm` (`arm` likewise)",
+        help="{names} (default: trace, or tracegraph with --estimator score, disarm with "
+             "--estimator disarm, arm with --estimator arm)",
+        doc="training objective: `trace`, `tracegraph`, `meanfield`, `iwae`, `renyi`, `dreg`, `stl`, "
+            "`vimco`, `arm` or `disarm` (see [Objectives](objectives.md#objectives-and-gradient-estimators))")
     num_particles: int = setting(
         1, minimum=1, help="K: samples of z per data point and step",
         doc="K, samples of z per data point and step: averaged by `trace`/`tracegraph`/`meanfield`"
-            "/`stl`, combined into the bound by `iwae`/`renyi`/`dreg` (which need K >= 2)")
+            "/`stl`, combined into the bound by `iwae`/`renyi`/`dreg`/`vimco` (which need K >= 2); "
+            "`arm`/`disarm`: K independent antithetic groups, averaged")
     alpha: Optional[float] = setting(
         None, shown="none", help="Renyi alpha (--elbo renyi)",
         doc="the Renyi alpha of `--elbo renyi`, in [0, 1] (required there, refused elsewhere; "

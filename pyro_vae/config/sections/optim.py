@@ -46,6 +46,15 @@ class OptimSection(Section):
         doc="P: stop after P epochs without a better validation ELBO (needs a validation split: "
             "`valid_size`, or `binarized-mnist`); the best epoch is in `best.pt`")
 
+    max_minutes: Optional[float] = setting(
+        None, positive=True, shown="none",
+        help="stop after the epoch at which training has taken M minutes (evaluation not counted); "
+             "--epochs still bounds the run",
+        doc="M: stop at the end of the first epoch at which the training steps have taken M "
+            "minutes in all (`train_seconds` summed over epochs, across resumes; end-of-epoch "
+            "evaluation not counted), so runs of different objectives get the same training time; "
+            "`epochs` still bounds the run. May change on resume")
+
     def rules(self) -> None:
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), e.g. 0.9 0.999; got "

@@ -49,6 +49,14 @@ class RunSection(Section):
         help="after training, estimate log p(x) on the test split with K samples",
         doc="after training, estimate log p(x) on the test split with K samples and write "
             "`eval.json` (see [Evaluating](evaluation.md#evaluating-the-marginal-log-likelihood-log-px))")
+    train_elbo: bool = setting(
+        False, help="after every epoch, record the one-sample ELBO of the whole training split "
+                    "(train_elbo in metrics.jsonl)",
+        doc="after every epoch, score the whole training split with the same one-sample ELBO as "
+            "`test_elbo` and record it as `train_elbo`: the measure of the discrete-VAE papers' "
+            "\"highest training ELBO\" (Tucker et al. 2017; Grathwohl et al. 2018), comparable "
+            "across objectives (the training loss of a K-sample bound or a relaxation is not an "
+            "ELBO). Costs one forward pass over the training split per epoch; may change on resume")
     plots: bool = setting(
         True, help="draw the run's figures at the end of training (--no-plots to skip)",
         doc="draw the run's figures into `RUN_DIR/figures/` at the end of training (see "

@@ -26,14 +26,14 @@ def check_relaxation(cfg, applies: bool, objectives: Sequence[str]) -> None:
     """Refuse ``relax`` where the objective (``applies``: its ``relaxation`` capability), the
     estimator or a baseline cannot serve it; ``objectives``: those that can."""
     relax, name = cfg.objective.relax, cfg.objective.elbo
-    if not applies:
-        raise ConfigError(f"{option('relax', relax)} makes the discrete sites reparameterized, which "
-                          f"{option('elbo', name)} does not train; use {flag('elbo')} "
-                          f"{' or '.join(objectives)}, or drop {flag('relax')}")
     if cfg.model.estimator not in PLAIN_ESTIMATORS:
         raise ConfigError(f"{option('estimator', cfg.model.estimator)} estimates the gradient of discrete "
                           f"sites, which {option('relax', relax)} replaces by a reparameterized "
                           f"relaxation; use one or the other")
+    if not applies:
+        raise ConfigError(f"{option('relax', relax)} makes the discrete sites reparameterized, which "
+                          f"{option('elbo', name)} does not train; use {flag('elbo')} "
+                          f"{' or '.join(objectives)}, or drop {flag('relax')}")
     if cfg.model.baseline != "none":
         raise ConfigError(f"{flag('baseline')} reduces the variance of score-function gradients, and "
                           f"{option('relax', relax)} makes the discrete sites reparameterized: drop "

@@ -6,7 +6,7 @@ The :class:`~pyro_vae.training.loop.TrainingLoop` trains and scores epochs; ever
 - :class:`~.run_lock.RunDirectoryLock`: the run directory made and locked for the whole fit;
 - :class:`~.checkpoint.Checkpointing` (``best.pt``, then ``checkpoint.pt``, config.yaml and
   metrics.jsonl after every epoch), or in memory :class:`~.checkpoint.BestWeightsInMemory`;
-- :class:`~.early_stopping.EarlyStopping`;
+- :class:`~.early_stopping.EarlyStopping` and :class:`~.time_limit.TimeLimit` (``max_minutes``);
 - :class:`~.console.ConsoleReport`: the log lines and the progress bar;
 - :class:`~.tensorboard.TensorBoardCallback` (``tensorboard``);
 - :class:`~.final.FinalEvaluation` (``eval_samples``) and :class:`~.final.Figures` (``plots``);

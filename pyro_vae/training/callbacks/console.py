@@ -166,7 +166,7 @@ class ConsoleReport(Callback):
     def on_fit_end(self, trainer: "Trainer") -> None:
         state = trainer.state
         if state.stop_reason:
-            trainer.log(f"early stopping: {state.stop_reason}")
+            trainer.log(f"stopped: {state.stop_reason}")
         where = f"; run directory {trainer.run.path}" if trainer.run is not None else " (in memory)"
         trainer.log(f"done: test ELBO {state.history[-1]['test_elbo']:.3f} nats/image after "
                     f"{state.epoch} epochs{where}" +
