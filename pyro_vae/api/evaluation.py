@@ -82,16 +82,19 @@ class AISEstimate:
 
 def log_likelihood(model: nn.Module | Run, x: Any, num_samples: int = 5000, *, batch_size: int = 100,
                    seed: int = 0, device: Optional[str | torch.device] = None, max_memory: int | str = "auto",
-                   allow_long: bool = False, progress: bool = False) -> LogLikelihood:
+                   allow_long: bool = False, progress: bool = False, exact_discrete: bool = True) -> LogLikelihood:
     """log p(x) of each image of ``x`` (binary, ``(N, D)`` or image-shaped) under ``model`` (or a
     :class:`Run`'s model), by importance sampling from its guide with ``num_samples`` samples per
     image, ``batch_size`` images at a time; with PSIS diagnostics that say whether to trust it.
-    ``device``: where to evaluate (the model is moved there; default: where the model is)."""
+    ``device``: where to evaluate (the model is moved there; default: where the model is).
+    Discrete latent sites small enough to enumerate are summed exactly inside each weight (log
+    p(x) is exact where that is every site); ``exact_discrete=False`` samples them instead."""
     model, x, device = _prepared(model, x, device)
     num_samples, batch_size = positive("num_samples", num_samples), positive("batch_size", batch_size)
     check_iwae(num_samples, len(x), batch_size, device.type, allow_long,
                lower=f"{option('num_samples')} or the images in x")
-    summary, points = evaluate_model(model, x, num_samples, batch_size, max_memory, seed, log_line, progress)
+    summary, points = evaluate_model(model, x, num_samples, batch_size, max_memory, seed, log_line, progress,
+                                     exact_discrete)
     summary["split"] = GIVEN
     return LogLikelihood(summary, points)
 

@@ -116,6 +116,9 @@ def parse_and_run(argv) -> int:
     p.add_argument("--allow-long", action="store_true",
                    help=f"run even what would take more than {MAX_HOURS} hours at a fast rate "
                         "(refused by default, with what it would cost)")
+    p.add_argument("--no-exact-discrete", dest="exact_discrete", action="store_false",
+                   help="iwae: sample the discrete latent sites too, instead of summing those "
+                        "small enough to enumerate exactly inside each weight")
     add_trust_argument(p)
     args = p.parse_args(argv)
     for name in ("num_samples", "batch_size", "limit", "ais_steps", "ais_chains", "leapfrog"):
@@ -146,7 +149,7 @@ def parse_and_run(argv) -> int:
 
     def work() -> None:
         if args.method == "iwae":
-            evaluate_run(args.run_dir, num_samples, split, args.limit,
+            evaluate_run(args.run_dir, num_samples, split, args.limit, exact_discrete=args.exact_discrete,
                          **{**common, "batch_size": args.batch_size or DEFAULT_IWAE_BATCH})
         elif args.method == "ais":
             ais_run(args.run_dir, split=split, limit=args.limit, **ais_options, **common)

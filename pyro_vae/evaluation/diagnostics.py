@@ -106,6 +106,11 @@ def describe(summary: dict) -> str:
              f"p(z|x))) = {summary['gap']:.3f}"]
     if "active_units" in summary:
         lines.append(f"active units: {describe_active_units(summary)}")
+    if summary.get("summed_exactly"):
+        sites = ", ".join(summary["summed_exactly"])
+        lines.append(f"summed exactly over every value of {sites}: log p(x) is exact, not an estimate "
+                     "(K = 1 would do)" if summary.get("exact") else
+                     f"summed exactly over every value of {sites} inside each weight; the other sites sampled")
     if "psis" in summary:
         p = summary["psis"]
         lines.append(f"PSIS k-hat: median {p['khat_median']:.3f}, 90% {p['khat_q90']:.3f}, max "

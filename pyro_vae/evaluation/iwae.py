@@ -20,6 +20,9 @@ so any prior and likelihood the model samples from is handled by its own ``log_p
   torchrun job and the results gathered, and the numbers are the same whatever the number of
   ranks (for the same ``batch_size`` and memory budget, which fix the batches and chunks).
 - **Trust.** PSIS's k-hat per data point (:mod:`.psis`), summarized in words by :mod:`.diagnostics`.
+- **Discrete sites.** Those small enough to enumerate are summed exactly inside each weight
+  (:mod:`pyro_vae.infer.exact_marginal`; ``exact_discrete=False`` samples them like the rest);
+  where that is every latent site, log p(x) is exact.
 
 This module is the estimator's loop; memory, host transfers, PSIS and the summary are their own
 modules so that each can be read (and tested) alone.
@@ -50,6 +53,7 @@ from pyro_vae.evaluation.memory import (
     release_memory,
 )
 from pyro_vae.evaluation.psis import PSIS_MIN_SAMPLES
+from pyro_vae.infer.exact_marginal import exact_log_weights, exact_sites
 from pyro_vae.infer.importance import log_weights, trace_particles
 from pyro_vae.models.sites import latent_sites
 
@@ -65,25 +69,30 @@ class PointEstimates:
     khat: np.ndarray  # PSIS Pareto shape of the K weights
     ess: np.ndarray  # effective sample size of the PSIS-smoothed weights
     posterior_mean: dict[str, np.ndarray]  # per latent site, E_q[z | x] (N, D_site): active units
+    exact_sites: tuple[str, ...] = ()  # discrete sites summed exactly inside each weight
+    exact: bool = False  # they are all the latent sites: log_px is log p(x) itself
 
 
 class ChunkedLogWeights:
-    """Draws K particles per data point in chunks, retrying with smaller chunks on OOM."""
+    """Draws K particles per data point in chunks, retrying with smaller chunks on OOM.
+    ``exact_sites``: discrete sites summed exactly in each weight (``exact``: all of them)."""
 
     def __init__(self, model: Callable, guide: Callable, chunk_size: int,
-                 log: Callable[[str], None] = log_line):
+                 log: Callable[[str], None] = log_line, exact_sites: tuple[str, ...] = (),
+                 exact: bool = False):
         self.model, self.guide, self.chunk, self.log = model, guide, chunk_size, log
+        self.exact_sites, self.exact = exact_sites, exact
 
     def __call__(self, x: torch.Tensor, num_samples: int):
-        """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, and E_q[z | x] ``(B, D_site)``
-        of every latent site (see :func:`site_mean_sums`)."""
-        chunks, done, sums = [], 0, {}
+        """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, the ELBO estimate ``(B,)``
+        and E_q[z | x] ``(B, D_site)`` of every latent site (see :func:`site_mean_sums`)."""
+        chunks, elbo_chunks, done, sums = [], [], 0, {}
         running_max = torch.full((x.shape[0],), -math.inf, device=x.device)
         running_sum = torch.zeros(x.shape[0], device=x.device)
         while done < num_samples:
             n = min(self.chunk, num_samples - done)
             try:
-                lw, chunk_sums = self._draw(x, n)
+                lw, chunk_sums, elbo = self._draw(x, n)
             except RuntimeError as e:  # OutOfMemoryError included
                 self.chunk = halved_after_out_of_memory(e, self.chunk, "particles per chunk", self.log)
                 lw = None
@@ -97,18 +106,24 @@ class ChunkedLogWeights:
             running_sum = running_sum * torch.exp(running_max - shift) + torch.exp(lw - shift).sum(0)
             running_max = new_max
             chunks.append(lw)
+            elbo_chunks.append(elbo)
             done += n
         # with -inf weights only, shift 0 and sum 0 give log_px = -inf (not NaN)
         shift = torch.where(torch.isfinite(running_max), running_max, torch.zeros_like(running_max))
         log_px = shift + torch.log(running_sum) - math.log(num_samples)
-        return torch.cat(chunks), log_px, {name: total / num_samples for name, total in sums.items()}
+        lw = torch.cat(chunks)
+        elbo = lw.mean(0) if not self.exact_sites else torch.cat(elbo_chunks).mean(0)
+        return lw, log_px, elbo, {name: total / num_samples for name, total in sums.items()}
 
-    def _draw(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(n, B)`` log-weights of ``n`` new particles and the sums of their site means. The
-        traces die on return, so the next chunk is not drawn while these are held."""
+    def _draw(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """``(n, B)`` log-weights of ``n`` new particles, the sums of their site means and their
+        ELBO terms. The traces die on return, so the next chunk is not drawn while these are held."""
+        if self.exact_sites:
+            lw, elbo, sums = exact_log_weights(self.model, self.guide, x, self.exact_sites, n, self.exact)
+            return lw, sums, elbo
         traces = trace_particles(self.model, self.guide, x, num_samples=n)
         lw = log_weights(traces).expand(n, x.shape[0])
-        return lw, site_mean_sums(traces.guide, n, x.shape[0])
+        return lw, site_mean_sums(traces.guide, n, x.shape[0]), lw
 
 
 def site_mean_sums(guide_trace, num_samples: int, batch: int) -> dict[str, torch.Tensor]:
@@ -135,7 +150,7 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
                             chunk_size: Optional[int] = None, max_memory: int | str = 2**30,
                             bytes_per_particle: int = 2**14, diagnostics: bool = True, log: Callable[[str], None] = log_line,
                             progress: bool = False, seed: Optional[int] = None,
-                            overlap: Optional[bool] = None) -> Optional[PointEstimates]:
+                            overlap: Optional[bool] = None, exact_discrete: bool = True) -> Optional[PointEstimates]:
     """Per-point log p^(x), ELBO, k-hat and ESS for every row of ``data``.
 
     ``chunk_size`` particles are drawn at once; if None it follows from ``max_memory`` (bytes,
@@ -143,12 +158,16 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
     :func:`particle_bytes`). With ``seed``, each batch's particles come from the stream of
     (``seed``, its first image's index), and in a torchrun job each rank takes its share of the
     batches: rank 0 returns the results of all (the others None). ``overlap``: PSIS on a worker
-    thread, overlapping the next batch (:class:`HostResults`; default: on CUDA).
+    thread, overlapping the next batch (:class:`HostResults`; default: on CUDA). ``exact_discrete``:
+    sum the discrete sites small enough to enumerate exactly in each weight
+    (:func:`~pyro_vae.infer.exact_marginal.exact_sites`); False samples them.
     """
+    sites, values, exact = exact_sites(guide, data) if exact_discrete else ([], 1, False)
     if chunk_size is None:
-        budget = memory_budget(max_memory, data.device)
-        chunk_size = max(1, min(num_samples, budget // (batch_size * bytes_per_particle)))
-    sampler = ChunkedLogWeights(model, guide, chunk_size, log)
+        budget = memory_budget(max_memory, data.device)  # a particle costs a pass per joint value
+        chunk_size = num_samples if exact else \
+            max(1, min(num_samples, budget // (batch_size * bytes_per_particle * values)))
+    sampler = ChunkedLogWeights(model, guide, chunk_size, log, tuple(sites), exact)
     diagnostics = diagnostics and num_samples >= PSIS_MIN_SAMPLES
     host = HostResults(num_samples, diagnostics, data.is_cuda if overlap is None else overlap)
 
@@ -165,8 +184,8 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
                 if seed is not None:
                     torch.manual_seed(stream_seed("particles", seed, start))
                 x = data[start:start + batch_size]
-                lw, log_px, site_means = sampler(x, num_samples)
-                columns = [log_px[:, None], lw.mean(0)[:, None], lw.T, *site_means.values()]
+                lw, log_px, elbo, site_means = sampler(x, num_samples)
+                columns = [log_px[:, None], elbo[:, None], lw.T, *site_means.values()]
                 host.add(torch.cat(columns, dim=1), {name: m.shape[1] for name, m in site_means.items()})
         parts = host.results()
     finally:
@@ -185,17 +204,19 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
         if columns is None:
             return None
     return PointEstimates(columns["log_px"], columns["elbo"], columns["khat"], columns["ess"],
-                          {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)})
+                          {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)},
+                          tuple(sites), exact)
 
 
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    max_memory: int | str = AUTO_MEMORY, seed: int = 0, log: Callable[[str], None] = log_line,
-                   progress: bool = False) -> tuple[dict, Optional[PointEstimates]]:
+                   progress: bool = False, exact_discrete: bool = True) -> tuple[dict, Optional[PointEstimates]]:
     """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with
     diagnostics, in the :func:`evaluation_context`. In a torchrun job the ranks share the work;
     every rank returns the summary, rank 0 alone the per-point estimates (the others None).
     ``max_memory``: see :func:`memory_budget`; in a torchrun job every rank takes rank 0's
-    budget, so that the chunks, hence the numbers, do not depend on the number of ranks."""
+    budget, so that the chunks, hence the numbers, do not depend on the number of ranks.
+    ``exact_discrete``: as for :func:`estimate_log_likelihood`."""
     bytes_per_particle = particle_bytes(model, x)
     budget = on_main(lambda: memory_budget(max_memory, x.device, log_on_main(log)))
     start = time.perf_counter()
@@ -203,12 +224,14 @@ def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: 
         points = estimate_log_likelihood(model.model, model.guide, x, num_samples, batch_size,
                                          max_memory=budget,
                                          bytes_per_particle=bytes_per_particle, log=log,
-                                         progress=progress, seed=seed)
+                                         progress=progress, seed=seed, exact_discrete=exact_discrete)
     if x.is_cuda:
         torch.cuda.synchronize()
 
     def summary() -> dict:
         result = summarize(points, num_samples)
+        if points is not None and points.exact_sites:
+            result.update(summed_exactly=list(points.exact_sites), exact=points.exact)
         result.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
                       batch_size=batch_size, max_memory=budget, ranks=ranks().world_size)
         return result

@@ -142,13 +142,14 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
                  seed: Optional[int] = None, max_memory: int | str = AUTO_MEMORY,
                  data_dir: Optional[str] = None, log: Callable[[str], None] = log_line,
                  progress: Optional[bool] = None, out_dir: str | Path | None = None,
-                 trusted_imports: Iterable[str] = (), checkpoint: str = "best") -> dict:
+                 trusted_imports: Iterable[str] = (), checkpoint: str = "best",
+                 exact_discrete: bool = True) -> dict:
     """Evaluate a checkpoint in ``run_dir``; write ``eval.json`` and ``eval_points.npz`` into
     ``out_dir`` (default: the run directory). ``checkpoint`` as for :func:`open_for_evaluation`.
 
     The report is logged before the files are written, and a failed write falls back to a
     temporary directory (:func:`save_results`). ``trusted_imports`` as for
-    :func:`~pyro_vae.runs.opening.load_run`.
+    :func:`~pyro_vae.runs.opening.load_run`; ``exact_discrete`` as for :func:`evaluate_model`.
     """
     with open_for_evaluation(run_dir, split, limit, device, data_dir, out_dir, trusted_imports,
                              checkpoint) as opened:
@@ -157,7 +158,7 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
             + (f", shared by {ranks().describe()}" if ranks().distributed else ""))
         summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
                                          opened.cfg.run.seed if seed is None else seed, log,
-                                         show_progress(progress))
+                                         show_progress(progress), exact_discrete)
         summary.update(split=split, **opened.provenance())
 
         def report() -> None:

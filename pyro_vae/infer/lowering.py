@@ -31,6 +31,7 @@ from unittest import mock
 import pyro
 import pyro.infer.trace_elbo
 import pyro.infer.trace_mean_field_elbo
+import pyro.infer.traceenum_elbo
 import pyro.infer.tracegraph_elbo
 import torch
 from pyro.infer import ELBO, TraceGraph_ELBO
@@ -42,7 +43,7 @@ from pyro_vae.models.sites import isolated
 # Pyro modules whose loss code reads tensors into Python numbers (``torch_item``) or checks them
 # for NaN (``warn_if_nan``): both need a value, which does not exist while tracing.
 _PYRO_LOSS_MODULES = (pyro.infer.trace_elbo, pyro.infer.trace_mean_field_elbo,
-                      pyro.infer.tracegraph_elbo)
+                      pyro.infer.tracegraph_elbo, pyro.infer.traceenum_elbo)
 
 
 def _detached(x):

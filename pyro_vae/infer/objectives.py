@@ -28,6 +28,7 @@ from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.infer.discrete_rules import check_antithetic_config, check_bernoulli_sites
 from pyro_vae.infer.elbos import ARM_ELBO, IWAE_ELBO, STL_ELBO, VIMCO_ELBO, DisARM_ELBO, DReG_ELBO, RenyiBound
+from pyro_vae.infer.elbos.enumerated import EnumeratedELBO, check_enumeration
 from pyro_vae.infer.relax import check_relaxation, relaxed_structure
 from pyro_vae.models.sites import MAX_PLATE_NESTING, Structure, probe
 
@@ -43,6 +44,9 @@ OBJECTIVES = Registry(
     # taken over the whole batch at once (Pyro's RenyiELBO) or anything else that couples points.
     sums_over_data=False,
     relaxation=False,  # trains the reparameterized sites of --relax concrete (a pathwise objective)
+    # check_model(cfg, structure, model, x): refuses, at start-up, a model the objective cannot
+    # train (beyond the rules of check_structure); None: nothing more to check.
+    check_model=None,
 )
 publish("elbo", OBJECTIVES)
 
@@ -112,6 +116,10 @@ register_objective("arm", sums_over_data=True, description="the ELBO with ARM's 
 register_objective("disarm", sums_over_data=True, description="the ELBO with DisARM's antithetic "
                    "gradients for Bernoulli guides (Dong et al. 2020; --estimator disarm)")(
     lambda objective: DisARM_ELBO(num_particles=objective.num_particles))
+register_objective("traceenum", kl_warmup=True, sums_over_data=True, check_model=check_enumeration,
+                   description="Pyro's TraceEnum_ELBO: the guide's discrete sites summed exactly "
+                               "(enumerated in parallel), continuous ones sampled")(
+    lambda objective: EnumeratedELBO(num_particles=objective.num_particles))
 
 
 @add_rule("objective")
@@ -198,4 +206,7 @@ def model_structure(model, cfg, x: torch.Tensor) -> Structure:
     relaxed model's sites). ``x``: a few data points."""
     structure = probe(model.model, model.guide, x, cfg.model.name)
     check_structure(cfg, relaxed_structure(model, cfg, x) if cfg.objective.relax != "none" else structure)
+    check = capability(cfg.objective.elbo, "check_model")
+    if check is not None:
+        check(cfg, structure, model, x)
     return structure

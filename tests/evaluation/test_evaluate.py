@@ -292,7 +292,7 @@ def test_a_chunk_of_impossible_samples_does_not_poison_the_rest(monkeypatch):
     monkeypatch.setattr(iwae, "trace_particles", lambda *a, num_samples, **k: no_latents)
     monkeypatch.setattr(iwae, "log_weights", lambda traces: next(chunks))
     sampler = iwae.ChunkedLogWeights(None, None, chunk_size=2, log=quiet)
-    _, log_px, _ = sampler(torch.zeros(3, 4), num_samples=4)
+    _, log_px, _, _ = sampler(torch.zeros(3, 4), num_samples=4)
     everything = torch.tensor([[-math.inf] * 3, [-math.inf] * 3, [-1.0, -2.0, -math.inf], [-3.0, -2.0, -math.inf]])
     torch.testing.assert_close(log_px, torch.logsumexp(everything, 0) - math.log(4))
     assert log_px[2] == -math.inf

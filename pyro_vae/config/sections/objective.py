@@ -36,22 +36,24 @@ class ObjectiveSection(Section):
         help="{names} (default: trace, or tracegraph with --estimator score, disarm with "
              "--estimator disarm, arm with --estimator arm)",
         doc="training objective: `trace`, `tracegraph`, `meanfield`, `iwae`, `renyi`, `dreg`, `stl`, "
-            "`vimco`, `arm` or `disarm` (see [Objectives](objectives.md#objectives-and-gradient-estimators))")
+            "`vimco`, `arm`, `disarm` or `traceenum` (see "
+            "[Objectives](objectives.md#objectives-and-gradient-estimators))")
     num_particles: int = setting(
         1, minimum=1, help="K: samples of z per data point and step",
         doc="K, samples of z per data point and step: averaged by `trace`/`tracegraph`/`meanfield`"
-            "/`stl`, combined into the bound by `iwae`/`renyi`/`dreg`/`vimco` (which need K >= 2); "
-            "`arm`/`disarm`: K independent antithetic groups, averaged")
+            "/`stl`/`traceenum` (its continuous sites), combined into the bound by "
+            "`iwae`/`renyi`/`dreg`/`vimco` (which need K >= 2); `arm`/`disarm`: K independent "
+            "antithetic groups, averaged")
     alpha: Optional[float] = setting(
         None, shown="none", help="Renyi alpha (--elbo renyi)",
         doc="the Renyi alpha of `--elbo renyi`, in [0, 1] (required there, refused elsewhere; "
             "alpha < 0 would give an upper bound)")
     kl_warmup: float = setting(
         0.0, help="epochs E of KL warm-up: latent terms weighted by min(1, epochs done / E) "
-                  "(trace, tracegraph, meanfield; 0: none)",
+                  "(trace, tracegraph, meanfield, traceenum; 0: none)",
         doc="E > 0: KL warm-up (Sonderby et al. 2016). The latent sites' log-densities, in model "
             "and guide, are weighted by beta = min(1, epochs done / E), rising every step. Only "
-            "for `trace`, `tracegraph` and `meanfield` (sums of site terms); the K-sample bounds "
+            "for `trace`, `tracegraph`, `meanfield` and `traceenum` (sums of site terms); the K-sample bounds "
             "and `stl` refuse it. `train_loss` is the warmed-up objective's; `test_elbo` and "
             "`valid_elbo` are the true ELBO; `metrics.jsonl` records `beta`")
     relax: str = setting(
