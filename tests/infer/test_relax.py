@@ -233,6 +233,7 @@ def test_temperature_schedule():
     ({"elbo": "meanfield"}, ["relax='concrete' makes the discrete sites reparameterized, which "
                              "elbo='meanfield' does not train", "trace or tracegraph or iwae"]),
     ({"elbo": "vimco", "num_particles": 3, "estimator": "score"}, ["which elbo='vimco' does not train"]),
+    ({"elbo": "traceenum"}, ["which elbo='traceenum' does not train"]),
     ({"estimator": "disarm"}, ["estimator='disarm' estimates the gradient of discrete sites, which "
                                "relax='concrete' replaces by a reparameterized relaxation"]),
     ({"estimator": "score", "baseline": "avg"}, ["baseline reduces the variance", "drop baseline"]),
