@@ -21,6 +21,7 @@ from pyro_vae.api.runs import Run
 from pyro_vae.core.atomic import make_directory
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import instance_class
+from pyro_vae.models.discrete_settings import prior_label
 from pyro_vae.models.sites import probe
 from pyro_vae.runs.rundir import RunDir
 
@@ -67,23 +68,16 @@ def draw_figures(run: Run, directory: Path, num_points: int = 2000) -> list[Path
     labels = None if data.test_labels is None else data.test_labels[:num_points].cpu()
     cfg, shape, training = run.config, run.image_shape, model.training
     title = (f"{run.run_dir.name if run.run_dir is not None else 'in memory'}: {type(model).__name__}, "
-             f"{_short(cfg.objective.elbo)}, {cfg.model.estimator}, prior {_short(cfg.prior.name)}")
+             f"{_short(cfg.objective.elbo)}, {cfg.model.estimator}, prior {_short(prior_label(cfg))}")
     with RunDir(run.run_dir).lock() if inside else nullcontext(), torch.random.fork_rng():
         out = make_directory(directory)
         torch.manual_seed(cfg.run.seed)
         model.eval()
         try:
             structure = probe(model.model, model.guide, x, type(model).__name__)
-            top, layers = structure.top, len(structure.latents)
-            paths = [viz.plot_samples(model, shape, out / "samples.png"),
-                     viz.plot_reconstructions(model, x, shape, out / "reconstructions.png"),
-                     viz.plot_latent_space(model, x, labels, out / "latent_space.png", top.name, layers),
-                     viz.plot_learning_curves(run.history, out / "learning_curves.png", viz.plain(title))]
-            if top.size == 2:
-                paths.append(viz.plot_manifold(model, shape, out / "manifold.png", top.name))
+            return viz.draw_run_figures(model, x, labels, shape, run.history, title, out, structure)
         finally:
             model.train(training)
-    return paths
 
 
 def _short(name: str) -> str:

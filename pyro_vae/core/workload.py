@@ -228,9 +228,24 @@ def parameter_estimate(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> int:
         for lower, upper in zip(cfg.model.latent_dim[:-1], cfg.model.latent_dim[1:]):  # hvae's upper layers
             count += _linear([lower, *cfg.model.upper_hidden, 2 * upper], gated)
             count += _linear([upper, *reversed(cfg.model.upper_hidden), 2 * lower], gated)
-        if cfg.model.baseline == "nn":
-            count += len(cfg.model.latent_dim) * _linear([x, 100, 1])
+    elif cfg.model.name in ("sbn", "categorical"):
+        count += _discrete_networks(cfg, x)
+    if cfg.model.name in ("vae", "hvae", "sbn", "categorical") and cfg.model.baseline == "nn":
+        count += len(cfg.model.latent_dim) * _linear([x, 100, 1])
     return count
+
+
+def _discrete_networks(cfg, x: int) -> int:
+    """The maps of :mod:`pyro_vae.models.sbn` (both ways between consecutive layers) or the
+    networks of :mod:`pyro_vae.models.categorical`, with their prior's logits."""
+    latent, hidden = list(cfg.model.latent_dim), list(cfg.model.hidden)
+    if cfg.model.name == "sbn":
+        widths = hidden if cfg.model.sbn_mapping == "nonlinear" else []
+        sizes = [x, *latent]
+        return x + latent[-1] + sum(_linear([a, *widths, b]) + _linear([b, *reversed(widths), a])
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
+    codes = latent[0] * cfg.model.categories
+    return codes + _linear([x, *hidden, codes]) + _linear([codes, *reversed(hidden), x])
 
 
 def check_model_size(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> None:

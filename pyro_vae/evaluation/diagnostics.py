@@ -21,16 +21,37 @@ if TYPE_CHECKING:
 ACTIVE_UNIT_THRESHOLD = 1e-2  # Burda et al.: Cov_x(E_q[z_j]) above this
 
 
-def active_units(posterior_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Latent dimensions whose posterior mean varies across data points (Burda et al. 2016)."""
-    return int((np.var(posterior_mean, axis=0, ddof=1) > threshold).sum())
+def active_units(posterior_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD,
+                 classes: int = 1) -> int:
+    """Latent units whose posterior mean varies across data points: Var_x(E_q[z_j | x]) above
+    ``threshold`` (Burda et al. 2016). For a Bernoulli unit E_q[z_j] is its probability. With
+    ``classes`` C > 1 the columns are C-class categorical latents' class probabilities, C
+    consecutive columns per latent, and a latent counts as active where the variances of its
+    classes' probabilities sum above ``threshold`` (the total variance of its one-hot code's
+    mean)."""
+    variance = np.var(posterior_mean, axis=0, ddof=1)
+    return int((variance.reshape(-1, classes).sum(-1) > threshold).sum())
+
+
+def latent_units(posterior_mean: np.ndarray, classes: int = 1) -> int:
+    """How many latent units the columns of a site's posterior means hold (see :func:`active_units`)."""
+    return int(posterior_mean.shape[1]) // classes
 
 
 def trust_sentence(khat: np.ndarray, num_samples: int) -> Optional[str]:
-    """None when the estimate can be trusted, else what is wrong and what to do."""
-    if np.isnan(khat).all():
+    """None when the estimate can be trusted, else what is wrong and what to do. A NaN k-hat
+    with K large enough marks a repeating tail (:func:`~pyro_vae.evaluation.psis.repeated_tail`)."""
+    defined = ~np.isnan(khat)
+    if not defined.any() and num_samples < PSIS_MIN_SAMPLES:
         return (f"No PSIS diagnostics: they need K >= {PSIS_MIN_SAMPLES} samples, so nothing can "
                 f"be said about how reliable the estimate with K = {num_samples} is.")
+    if not defined.all():
+        share = f"{100 * (1 - defined.mean()):.1f}% of the data points" if defined.any() else "every data point"
+        repeated = (f"PSIS k-hat is undefined for {share}: their largest log-weights repeat (a discrete "
+                    "guide drawing the same codes again), which leaves no tail to fit, so PSIS cannot "
+                    "judge the estimate there.")
+        rest = trust_sentence(khat[defined], num_samples) if defined.any() else None
+        return repeated if rest is None else f"{rest} {repeated}"
     bad = float(np.mean(khat > KHAT_BAD))
     if bad > 0.01:
         severe = float(np.mean(khat > KHAT_SEVERE))
@@ -66,13 +87,16 @@ def summarize(points: PointEstimates, num_samples: int) -> dict:
         "num_points": n,
     }
     if points.posterior_mean and n > 1:
-        per_site = {name: active_units(mean) for name, mean in points.posterior_mean.items()}
+        classes = getattr(points, "classes", {})
+        per_site = {name: active_units(mean, classes=classes.get(name, 1))
+                    for name, mean in points.posterior_mean.items()}
+        sizes = {name: latent_units(mean, classes.get(name, 1)) for name, mean in points.posterior_mean.items()}
         summary["active_units"] = sum(per_site.values())
-        summary["latent_dim"] = sum(int(m.shape[1]) for m in points.posterior_mean.values())
+        summary["latent_dim"] = sum(sizes.values())
         summary["active_units_per_site"] = per_site
-        summary["latent_dim_per_site"] = {name: int(m.shape[1]) for name, m in points.posterior_mean.items()}
-    khat = points.khat
-    if not np.isnan(khat).all():
+        summary["latent_dim_per_site"] = sizes
+    khat = points.khat[~np.isnan(points.khat)]
+    if len(khat):
         summary["psis"] = {
             "khat_median": float(np.median(khat)),
             "khat_q90": float(np.quantile(khat, 0.9)),
@@ -83,7 +107,9 @@ def summarize(points: PointEstimates, num_samples: int) -> dict:
             "ess_median": float(np.median(points.ess)),
             "ess_min": float(points.ess.min()),
         }
-    summary["trust"] = trust_sentence(khat, num_samples)
+        if len(khat) < n:
+            summary["psis"]["share_khat_undefined"] = 1 - len(khat) / n
+    summary["trust"] = trust_sentence(points.khat, num_samples)
     return summary
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -55,6 +55,7 @@ from pyro_vae.evaluation.memory import (
 from pyro_vae.evaluation.psis import PSIS_MIN_SAMPLES
 from pyro_vae.infer.exact_marginal import exact_log_weights, exact_sites
 from pyro_vae.infer.importance import log_weights, trace_particles
+from pyro_vae.models.discrete import classes_of, expected_value
 from pyro_vae.models.sites import latent_sites
 
 MEAN_PREFIX = "posterior_mean:"  # the columns of E_q[z | x] when ranks gather their results
@@ -71,6 +72,8 @@ class PointEstimates:
     posterior_mean: dict[str, np.ndarray]  # per latent site, E_q[z | x] (N, D_site): active units
     exact_sites: tuple[str, ...] = ()  # discrete sites summed exactly inside each weight
     exact: bool = False  # they are all the latent sites: log_px is log p(x) itself
+    # per categorical site, its classes C: its D_site columns are D_site / C latents' probabilities
+    classes: dict[str, int] = field(default_factory=dict)
 
 
 class ChunkedLogWeights:
@@ -82,6 +85,7 @@ class ChunkedLogWeights:
                  exact: bool = False):
         self.model, self.guide, self.chunk, self.log = model, guide, chunk_size, log
         self.exact_sites, self.exact = exact_sites, exact
+        self.classes: dict[str, int] = {}  # of the categorical sites (see site_mean_sums)
 
     def __call__(self, x: torch.Tensor, num_samples: int):
         """``(K, B)`` log-weights, the streaming logsumexp ``(B,)``, the ELBO estimate ``(B,)``
@@ -120,9 +124,12 @@ class ChunkedLogWeights:
         ELBO terms. The traces die on return, so the next chunk is not drawn while these are held."""
         if self.exact_sites:
             lw, elbo, sums = exact_log_weights(self.model, self.guide, x, self.exact_sites, n, self.exact)
+            if not self.classes:  # the categorical sites' classes, from one plain draw
+                self.classes.update(site_classes(trace_particles(self.model, self.guide, x[:1]).guide))
             return lw, sums, elbo
         traces = trace_particles(self.model, self.guide, x, num_samples=n)
         lw = log_weights(traces).expand(n, x.shape[0])
+        self.classes.update(site_classes(traces.guide))
         return lw, site_mean_sums(traces.guide, n, x.shape[0]), lw
 
 
@@ -130,18 +137,28 @@ def site_mean_sums(guide_trace, num_samples: int, batch: int) -> dict[str, torch
     """Each latent site's conditional mean, summed over the particles: ``{name: (batch, D)}``.
 
     The mean of q(z_l | parents) averaged over the particles' parents is E_q[z_l | x] (tower
-    rule), with less noise than averaging the samples; for a first-layer site it is exact.
-    Distributions without a ``mean`` contribute their samples.
+    rule), with less noise than averaging the samples; for a first-layer site it is exact. A
+    discrete site's mean is its probabilities (a categorical index site's: those of its one-hot
+    code, :func:`~pyro_vae.models.discrete.expected_value`). Distributions without a ``mean``
+    contribute their samples.
     """
     sums = {}
     for site in latent_sites(guide_trace):
-        value = site["value"]
+        fn = site["fn"]
         try:
-            mean = site["fn"].mean
+            mean = expected_value(fn)
         except NotImplementedError:
-            mean = value
-        sums[site["name"]] = mean.expand(value.shape).reshape(num_samples, batch, -1).sum(0)
+            mean = site["value"]
+        event = mean.shape[len(fn.batch_shape):]
+        sums[site["name"]] = mean.expand(num_samples, batch, *event).reshape(num_samples, batch, -1).sum(0)
     return sums
+
+
+def site_classes(guide_trace) -> dict[str, int]:
+    """``{name: C}`` for the categorical latent sites (one-hot or index) of a guide trace: their
+    mean columns group into latents of C classes each, for active units."""
+    found = {site["name"]: classes_of(site["fn"]) for site in latent_sites(guide_trace)}
+    return {name: c for name, c in found.items() if c > 1}
 
 
 @torch.no_grad()
@@ -205,7 +222,7 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
             return None
     return PointEstimates(columns["log_px"], columns["elbo"], columns["khat"], columns["ess"],
                           {k[len(MEAN_PREFIX):]: v for k, v in columns.items() if k.startswith(MEAN_PREFIX)},
-                          tuple(sites), exact)
+                          tuple(sites), exact, dict(sampler.classes))
 
 
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,

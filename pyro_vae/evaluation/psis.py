@@ -11,6 +11,7 @@ this module is the one place that knows.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -47,8 +48,24 @@ def _arviz_psislw(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return array_stats.psislw(-log_w, r_eff=1.0, axis=-1)
 
 
+def repeated_tail(log_w: np.ndarray) -> np.ndarray:
+    """Rows whose Pareto tail (the largest ceil(min(K/5, 3 sqrt(K))) + 1 log-weights, what ArviZ
+    fits) holds fewer distinct values than half its length: a discrete guide drawing the same
+    codes again. A generalized Pareto fit to such a tail is degenerate (k-hat inf, or any
+    number), so k-hat says nothing there. Equal: within 4 float32 spacings (the log-weights are
+    float32; the same code's weight, computed at another position of a batch, may differ in
+    its last bits)."""
+    k = log_w.shape[-1]
+    tail = np.sort(log_w, axis=-1)[:, -(math.ceil(min(0.2 * k, 3 * math.sqrt(k))) + 1):]
+    spacing = np.spacing(np.abs(tail[:, 1:]).astype(np.float32)).astype(np.float64)
+    steps = np.diff(tail, axis=-1) > 4 * spacing
+    return 1 + steps.sum(-1) < tail.shape[-1] / 2
+
+
 def psis(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """k-hat and effective sample size of each row of ``(B, K)`` log-weights (ArviZ's PSIS)."""
+    """k-hat and effective sample size of each row of ``(B, K)`` log-weights (ArviZ's PSIS).
+    k-hat is NaN where the tail repeats (:func:`repeated_tail`); the ESS there is Kish's, of the
+    raw weights."""
     log_w = log_w.astype(np.float64)
     # Equal weights (the guide is the exact posterior) leave no tail to fit: ArviZ 0.x returns
     # inf or fits float32 rounding noise, 1.x raises. The estimate is then exact and nothing is
@@ -56,9 +73,15 @@ def psis(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     equal = np.ptp(log_w, axis=-1) <= 1e-5 * (1 + np.abs(log_w).max(-1))
     khat = np.zeros(len(log_w))
     ess = np.full(len(log_w), float(log_w.shape[-1]))
-    if not equal.all():
-        smoothed, fitted = _arviz_psislw(log_w[~equal])
-        khat[~equal] = np.asarray(fitted)
-        ess[~equal] = 1.0 / np.exp(2 * smoothed).sum(-1)
+    repeated = repeated_tail(log_w) & ~equal
+    if repeated.any():
+        weights = np.exp(log_w[repeated] - log_w[repeated].max(-1, keepdims=True))
+        khat[repeated] = np.nan
+        ess[repeated] = weights.sum(-1) ** 2 / (weights ** 2).sum(-1)
+    fit = ~equal & ~repeated
+    if fit.any():
+        smoothed, fitted = _arviz_psislw(log_w[fit])
+        khat[fit] = np.asarray(fitted)
+        ess[fit] = 1.0 / np.exp(2 * smoothed).sum(-1)
     return khat, ess
 

@@ -28,6 +28,7 @@ from pyro.poutine.enum_messenger import EnumMessenger
 
 from pyro_vae.infer.enumeration import ENUMERATION_LIMIT, EnumerateDiscrete
 from pyro_vae.infer.importance import particles_plate, replay_model
+from pyro_vae.models.discrete import expected_value
 from pyro_vae.models.sites import MAX_PLATE_NESTING, isolated, latent_sites, sample_sites, support_size
 
 
@@ -73,7 +74,7 @@ def _site_mean(site: dict) -> torch.Tensor:
     """E_q of a site given its parents, as :func:`~pyro_vae.evaluation.iwae.site_mean_sums` takes
     it (a distribution without a mean contributes its value)."""
     try:
-        return site["fn"].mean
+        return expected_value(site["fn"])  # a categorical index site: its one-hot code's mean
     except NotImplementedError:
         return site["value"]
 
@@ -101,8 +102,9 @@ def exact_log_weights(model: Callable, guide: Callable, x: torch.Tensor, sites: 
     elbo = torch.where(q > 0, q * (log_a - log_q), torch.zeros_like(q)).sum(0)
     means = {}
     for site in guide_sites:  # E_q[z | x]: the means given each value, weighted by q(y | x)
-        event = tuple(site["fn"].event_shape)
-        mean = _site_mean(site).expand(shape + event).reshape((-1, k, len(x), math.prod(event)))
+        mean = _site_mean(site)
+        event = tuple(mean.shape[len(site["fn"].batch_shape):])  # an index site's: (C,)
+        mean = mean.expand(shape + event).reshape((-1, k, len(x), math.prod(event)))
         means[site["name"]] = (q[..., None] * mean).sum(0).sum(0)
     if all_sites:
         return (log_w.expand(num_samples, len(x)), elbo.expand(num_samples, len(x)),

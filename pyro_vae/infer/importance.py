@@ -22,7 +22,8 @@ import pyro
 import torch
 from pyro import poutine
 
-from pyro_vae.models.sites import MAX_PLATE_NESTING, sample_sites
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.models.sites import MAX_PLATE_NESTING, isolated, sample_sites
 
 
 @dataclass
@@ -104,3 +105,44 @@ def elbo_per_datapoint(model: Callable, guide: Callable, x: torch.Tensor, batch_
     out = [log_importance_weights(model, guide, x[i:i + batch_size], num_samples).mean(0)
            for i in range(0, len(x), batch_size)]
     return torch.cat(out)
+
+
+def check_particles(model: Callable, guide: Callable, x: torch.Tensor, name: str,
+                    num_samples: int = 2) -> None:
+    """Refuse, in one line, a model that fails with ``num_samples`` particles drawn at once.
+
+    The test ELBO after every epoch, log p(x) and the multi-sample objectives trace the guide
+    under an outer ``particles`` plate, so the networks see ``(K, B, ...)`` inputs; a model whose
+    networks accept ``(B, ...)`` only (``torch.cat`` of x with a sampled y, a ``.view(B, -1)``)
+    passes a one-particle probe and training, and would crash at the end of the first epoch.
+    Run on the first two rows of ``x``, :func:`~pyro_vae.models.sites.isolated`: no state
+    changes. ``name`` names the model in the message."""
+    x = x[:2]
+    with isolated(x):
+        guide_tracer = poutine.trace(guide)
+        try:
+            with particles_plate(num_samples):
+                guide_trace = guide_tracer.get_trace(x)
+        except Exception as e:  # the user's code: any failure is a modelling error to report
+            raise _particle_error(name, "guide", guide_tracer.msngr.trace, e, num_samples) from None
+        model_tracer = poutine.trace(poutine.replay(model, trace=guide_trace))
+        try:
+            with particles_plate(num_samples):
+                model_trace = model_tracer.get_trace(x)
+            weights = log_weights(ParticleTraces(model_trace, guide_trace, num_samples))
+            torch.broadcast_to(weights, (num_samples, len(x)))
+        except Exception as e:
+            raise _particle_error(name, "model", model_tracer.msngr.trace, e, num_samples) from None
+
+
+def _particle_error(name: str, program: str, partial: poutine.Trace, error: Exception,
+                    num_samples: int) -> ConfigError:
+    done = [site["name"] for site in sample_sites(partial)]
+    where = f"after its site {done[-1]!r}" if done else "before its first sample site"
+    message = (str(error).strip().splitlines() or [""])[0][:200]
+    return ConfigError(
+        f"model {name!r}: the {program} fails with {num_samples} particles drawn at once, {where} "
+        f"({type(error).__name__}: {message}). The test ELBO, log p(x) and the multi-sample "
+        "objectives draw particles in an outer plate, so its networks must accept inputs with "
+        "extra leading dimensions, (K, B, ...) as well as (B, ...): broadcast tensors before "
+        "torch.cat (x.expand(*y.shape[:-1], -1)) and reshape with z.shape[:-1], not x.shape[0]")

@@ -136,6 +136,12 @@ def simplify(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return graph_module
 
 
+READS_A_VALUE = ("it reads a tensor's value in Python (.item(), an if on a tensor, or F.one_hot of a "
+                 "sampled index, as torch's OneHotCategorical.sample does), which a traced graph "
+                 "cannot replay; pyro_vae.models.discrete.OneHotCategorical samples one-hot codes "
+                 "without reading them")
+
+
 class LoweringFailed(Exception):
     """The model and guide could not be traced into a graph (e.g. Python control flow that reads
     a tensor's value); the step runs eagerly instead."""
@@ -152,6 +158,8 @@ def trace_graph(fn: Callable, *args) -> torch.fx.GraphModule:
             graph = simplify(make_fx(fn)(*args))
         except Exception as e:  # whatever the user's model did that tracing cannot follow
             reason = (str(e).strip().splitlines() or [""])[0]
+            if "_local_scalar_dense" in reason:  # a tensor's value read into Python
+                raise LoweringFailed(READS_A_VALUE) from e
             raise LoweringFailed(f"{type(e).__name__}: {reason}") from e
     dynamic = sorted({str(node.target) for node in graph.graph.nodes if _data_dependent_shape(node)})
     if dynamic:

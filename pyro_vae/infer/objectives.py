@@ -29,6 +29,7 @@ from pyro_vae.core.registry import Registry
 from pyro_vae.infer.discrete_rules import check_antithetic_config, check_bernoulli_sites
 from pyro_vae.infer.elbos import ARM_ELBO, IWAE_ELBO, STL_ELBO, VIMCO_ELBO, DisARM_ELBO, DReG_ELBO, RenyiBound
 from pyro_vae.infer.elbos.enumerated import EnumeratedELBO, check_enumeration
+from pyro_vae.infer.importance import check_particles
 from pyro_vae.infer.relax import check_relaxation, relaxed_structure
 from pyro_vae.models.sites import MAX_PLATE_NESTING, Structure, probe
 
@@ -201,10 +202,12 @@ def build_objective(cfg) -> ELBO:
 
 
 def model_structure(model, cfg, x: torch.Tensor) -> Structure:
-    """The model's latent sites, checked against the site rules, and refused where the objective
-    cannot train them (:func:`~pyro_vae.infer.objectives.check_structure`: under ``relax``, the
-    relaxed model's sites). ``x``: a few data points."""
+    """The model's latent sites, checked against the site rules, run with two particles drawn at
+    once (:func:`~pyro_vae.infer.importance.check_particles`: what the end-of-epoch test ELBO
+    does), and refused where the objective cannot train them (:func:`check_structure`: under
+    ``relax``, the relaxed model's sites). ``x``: a few data points."""
     structure = probe(model.model, model.guide, x, cfg.model.name)
+    check_particles(model.model, model.guide, x, cfg.model.name)
     check_structure(cfg, relaxed_structure(model, cfg, x) if cfg.objective.relax != "none" else structure)
     check = capability(cfg.objective.elbo, "check_model")
     if check is not None:

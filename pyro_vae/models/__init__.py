@@ -40,8 +40,11 @@ from pyro_vae.core.imports import import_path
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.core.workload import check_model_size
+from pyro_vae.models import discrete_settings  # noqa: F401  (the discrete families' config rules)
+from pyro_vae.models.categorical import CategoricalVAE
 from pyro_vae.models.hvae import HierarchicalVAE
 from pyro_vae.models.priors import build_prior, check_prior
+from pyro_vae.models.sbn import SigmoidBeliefNet
 from pyro_vae.models.vae import VAE
 from pyro_vae.nn.nets import build_nets
 
@@ -59,6 +62,8 @@ MODEL_ARGUMENTS = {
     "estimator": "reparam or score: how the guide's sites should be differentiated",
     "baseline": "none, avg or nn: a baseline for score-function sites",
     "baseline_beta": "the decay of the avg baseline",
+    "categories": "classes of each categorical latent (--categories)",
+    "discrete_prior": "uniform or learned: the prior over discrete latents (--discrete-prior)",
 }
 
 
@@ -68,7 +73,8 @@ MODEL_KEYS = {
     "prior": ("prior",), "prior_options": ("prior",), "latent_dim": ("latent_dim", "prior"),
     "hidden": ("hidden",), "upper_hidden": ("upper_hidden",), "activation": ("activation",),
     "arch": ("arch",), "logvar_range": ("logvar_range",), "estimator": ("estimator",),
-    "baseline": ("baseline",), "baseline_beta": ("baseline_beta",),
+    "baseline": ("baseline",), "baseline_beta": ("baseline_beta",), "categories": ("categories",),
+    "discrete_prior": ("discrete_prior",),
 }
 
 
@@ -78,6 +84,7 @@ MODELS = Registry(
     layers=(1, 1),  # (min, max) latent layers; max None: any
     ignores={},  # config keys it does not read -> why
     options=False,  # reads the model section's options (model_options; else they are refused)
+    discrete=False,  # its latents are discrete: its prior is its own (discrete_prior), not --prior
 )
 publish("model", MODELS)
 
@@ -95,9 +102,24 @@ def family(name: str) -> dict[str, Any]:
     return dict(MODELS.get(name).capabilities) if name in MODELS else {}
 
 
+# Why a continuous model does not read the discrete models' keys, and a discrete one the
+# continuous models' (the ``ignores`` of each family).
+CONTINUOUS = {"categories": "its latents are Normal; categories sizes the latents of model categorical",
+              "discrete_prior": "its latents are Normal; their prior is the prior key's"}
+
+
+def _discrete_ignores(kind: str, **more: str) -> dict[str, str]:
+    return {"prior": f"its latents are {kind}, and prior chooses p(z) over a Normal latent; its prior "
+                     "over the top layer is discrete_prior's (uniform or learned)",
+            "arch": "its networks are MLPs", "logvar_range": f"its latents are {kind}, with no variance",
+            "upper_hidden": "hidden sizes its maps" if kind == "Bernoulli" else "it has one latent layer",
+            **more}
+
+
 @register_model("vae", description="one stochastic layer; mlp or conv networks (--arch)",
                 ignores={"upper_hidden": "it has one latent layer (upper_hidden sizes the "
-                                                "layers between the latent layers of model hvae)"})
+                                                "layers between the latent layers of model hvae)",
+                         **CONTINUOUS})
 def _vae(model, image_shape, prior) -> nn.Module:
     encoder, decoder = build_nets(model, image_shape)
     return VAE(encoder, decoder, prior, model.estimator, model.baseline, model.baseline_beta,
@@ -105,11 +127,34 @@ def _vae(model, image_shape, prior) -> nn.Module:
 
 
 @register_model("hvae", layers=(2, None), description="two or more stochastic layers (Burda et al. 2016)",
-                defaults={"hidden": [200, 200], "latent_dim": [100, 50], "activation": "tanh"})
+                defaults={"hidden": [200, 200], "latent_dim": [100, 50], "activation": "tanh"},
+                ignores=CONTINUOUS)
 def _hvae(model, image_shape, prior) -> nn.Module:
     return HierarchicalVAE(image_shape, model.latent_dim, model.hidden, model.upper_hidden, model.activation,
                            prior, model.arch, model.estimator, model.baseline, model.baseline_beta,
                            model.logvar_range)
+
+
+@register_model("sbn", layers=(1, None), discrete=True,
+                description="sigmoid belief net: layers of Bernoulli latents (REBAR/RELAX benchmark)",
+                defaults={"latent_dim": [200], "hidden": [200, 200], "activation": "tanh",
+                          "estimator": "score", "discrete_prior": "learned"},
+                ignores=_discrete_ignores("Bernoulli", activation="its nonlinear maps use tanh, as "
+                                          "in REBAR and RELAX", categories="its latents are Bernoulli"))
+def _sbn(model, image_shape, prior) -> nn.Module:
+    return SigmoidBeliefNet(math.prod(image_shape), model.latent_dim, model.sbn_mapping, model.hidden,
+                            model.discrete_prior == "learned", model.baseline, model.baseline_beta)
+
+
+@register_model("categorical", discrete=True,
+                description="N categorical latents of C classes as one-hot codes (Jang et al. 2017)",
+                defaults={"latent_dim": [20], "hidden": [512, 256], "estimator": "score",
+                          "discrete_prior": "uniform"},
+                ignores=_discrete_ignores("categorical"))
+def _categorical(model, image_shape, prior) -> nn.Module:
+    return CategoricalVAE(math.prod(image_shape), model.latent_dim[0], model.categories, model.hidden,
+                          model.activation, model.discrete_prior == "learned", model.baseline,
+                          model.baseline_beta)
 
 
 def import_model(path: str) -> type:
@@ -198,7 +243,8 @@ def _build_user_model(model: ModelSection, prior: PriorSection, image_shape,
                  "prior": lambda: prior_module if prior_module is not None else
                  build_prior(prior, model.latent_dim[-1], math.prod(image_shape)),
                  "estimator": lambda: model.estimator, "baseline": lambda: model.baseline,
-                 "baseline_beta": lambda: model.baseline_beta}
+                 "baseline_beta": lambda: model.baseline_beta, "categories": lambda: model.categories,
+                 "discrete_prior": lambda: model.discrete_prior}
     arguments = {k: make() for k, make in available.items() if declared is None or k in declared}
     _check_option_clash(model.options, arguments)
     try:
@@ -225,6 +271,11 @@ def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor]
     kills."""
     check_model_size(cfg, image_shape)
     name, latent = cfg.model.name, cfg.model.latent_dim[-1]
+    if name in MODELS and family(name)["discrete"]:  # its prior is its own (discrete_prior)
+        if prior is not None:
+            raise ConfigError(f"model {name!r} has discrete latents with a prior of its own "
+                              f"({flag('discrete_prior')}); it takes no prior module")
+        return MODELS.get(name).factory(cfg.model, image_shape, None)
     if name in MODELS:
         prior = prior if prior is not None else build_prior(cfg.prior, latent, math.prod(image_shape))
         model = MODELS.get(name).factory(cfg.model, image_shape, prior)

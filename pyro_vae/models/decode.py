@@ -18,19 +18,23 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from pyro_vae.models.sites import OBSERVED_SITE
+from pyro_vae.models.discrete import expected_value, most_probable
+from pyro_vae.models.sites import OBSERVED_SITE, latent_sites
 
 
 class use_means(Messenger):
     """Latent sites take the mean of their distribution instead of a sample (a sample where the
     distribution has no mean, e.g. a flow); observed sites are left alone. Under a guide this
-    walks the mean path: q(z2 | z1) at z1 = E[z1 | x]."""
+    walks the mean path: q(z2 | z1) at z1 = E[z1 | x]. A discrete site takes a most probable
+    value instead (:func:`~pyro_vae.models.discrete.most_probable`): its mean is no value the
+    networks were trained on (a categorical index's mean is NaN)."""
 
     def _pyro_sample(self, msg):
         if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
+        fn = msg["fn"]
         try:
-            msg["value"] = msg["fn"].mean
+            msg["value"] = most_probable(fn) if fn.support.is_discrete else fn.mean
         except NotImplementedError:
             pass
 
@@ -61,6 +65,22 @@ def posterior_mean_trace(model, x: torch.Tensor) -> poutine.Trace:
     """The guide's trace along its mean path at ``x``."""
     with _quiet():
         return poutine.trace(use_means()(model.guide)).get_trace(x)
+
+
+def posterior_means(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """E_q[z | x] of every latent site of the guide along its mean path, ``{name: (B, D)}``
+    (event dimensions flattened): the probabilities of a discrete site
+    (:func:`~pyro_vae.models.discrete.expected_value`), never a NaN mean; a sample where the
+    distribution has no mean."""
+    trace = posterior_mean_trace(model, x)
+    means = {}
+    for site in latent_sites(trace):
+        try:
+            mean = expected_value(site["fn"])
+        except NotImplementedError:
+            mean = site["value"]
+        means[site["name"]] = mean.reshape(len(x), -1)
+    return means
 
 
 def reconstruct(model, x: torch.Tensor) -> torch.Tensor:

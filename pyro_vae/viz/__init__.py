@@ -12,6 +12,7 @@ Other layers import from here (``from pyro_vae.viz import plot_run``).
 from pyro_vae.viz.common import plain
 from pyro_vae.viz.comparison import compare_runs
 from pyro_vae.viz.run_figures import (
+    draw_run_figures,
     plot_latent_space,
     plot_learning_curves,
     plot_manifold,
@@ -23,6 +24,7 @@ from pyro_vae.viz.study_figures import plot_grad_variance, plot_reproduction
 
 __all__ = [
     "compare_runs",
+    "draw_run_figures",
     "plain",
     "plot_grad_variance",
     "plot_latent_space",

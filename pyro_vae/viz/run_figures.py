@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
 from pyro_vae.core.atomic import make_directory
+from pyro_vae.core.console import log_line
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.data import load_dataset
 from pyro_vae.models import build_model
-from pyro_vae.models.decode import decode, posterior_mean_trace, prior_samples, reconstruct, sample_images
-from pyro_vae.models.sites import probe
+from pyro_vae.models.decode import decode, posterior_means, prior_samples, reconstruct, sample_images
+from pyro_vae.models.discrete_settings import prior_label
+from pyro_vae.models.sites import Structure, probe
 from pyro_vae.runs import RunDir, load_run, load_weights
 from pyro_vae.viz.common import plain, plt, show_grid, write_figure
 
@@ -50,10 +52,10 @@ def _pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_latent_space(model, x: torch.Tensor, labels: Optional[torch.Tensor], path: Path,
                       site: str = "z", layers: int = 1) -> Path:
-    """Posterior means of test images in latent ``site`` (the top layer); a 2-D PCA projection
-    when it has more than 2 dimensions. ``layers``: how many latent layers the model has."""
-    value = posterior_mean_trace(model, x).nodes[site]["value"]
-    means = value.reshape(len(x), -1).cpu().numpy()
+    """Posterior means E_q[z | x] of test images in latent ``site`` (the top layer; a discrete
+    site's probabilities); a 2-D PCA projection when it has more than 2 dimensions. ``layers``:
+    how many latent layers the model has."""
+    means = posterior_means(model, x)[site].cpu().numpy()
     where = f" (top of {layers} latent layers)" if layers > 1 else ""
     if means.shape[1] == 2:
         xy, axis_names = means, (f"{site}[0]", f"{site}[1]")
@@ -111,10 +113,30 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
     return write_figure(fig, path)
 
 
+def draw_run_figures(model, x: torch.Tensor, labels: Optional[torch.Tensor], image_shape,
+                     history: list[dict[str, Any]], title: str, out: Path, structure: Structure,
+                     log: Callable[[str], None] = log_line) -> list[Path]:
+    """Every figure of a run into the directory ``out``: samples, reconstructions, latent space,
+    learning curves and, for a 2-D real-valued top layer, the manifold. A figure that has no
+    meaning for the model is skipped with the reason, in one line to ``log``."""
+    top, layers = structure.top, len(structure.latents)
+    paths = [plot_samples(model, image_shape, out / "samples.png"),
+             plot_reconstructions(model, x, image_shape, out / "reconstructions.png"),
+             plot_latent_space(model, x, labels, out / "latent_space.png", top.name, layers),
+             plot_learning_curves(history, out / "learning_curves.png", plain(title))]
+    if top.size == 2 and top.discrete:
+        log(f"manifold figure skipped: the top latent site {top.name!r} is discrete ({top.family}), "
+            "and a grid of prior quantiles has no meaning for a discrete code")
+    elif top.size == 2:
+        paths.append(plot_manifold(model, image_shape, out / "manifold.png", top.name))
+    return paths
+
+
 def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: int = 2000,
-             trusted_imports: Iterable[str] = ()) -> list[Path]:
+             trusted_imports: Iterable[str] = (), log: Callable[[str], None] = log_line) -> list[Path]:
     """All figures of a run into ``RUN_DIR/figures/``, holding the run's lock while drawing.
-    ``trusted_imports`` as for :func:`~pyro_vae.runs.opening.load_run`."""
+    ``trusted_imports`` as for :func:`~pyro_vae.runs.opening.load_run`; ``log`` gets a line for
+    each figure skipped (see :func:`draw_run_figures`)."""
     if num_points < 1:
         raise ConfigError(f"num_points must be at least 1, got {num_points}")
     run = RunDir(run_dir)
@@ -126,17 +148,9 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
         load_weights(model, state["model"], run.path)
         model.eval()
         structure = probe(model.model, model.guide, data.test, cfg.model.name)
-        top, layers = structure.top, len(structure.latents)
         out = make_directory(run.path / "figures")
         torch.manual_seed(cfg.run.seed)
-        shape = data.image_shape
-        paths = [plot_samples(model, shape, out / "samples.png"),
-                 plot_reconstructions(model, data.test, shape, out / "reconstructions.png"),
-                 plot_latent_space(model, data.test, data.test_labels, out / "latent_space.png",
-                                   top.name, layers),
-                 plot_learning_curves(state["metrics"], out / "learning_curves.png",
-                                      plain(f"{run.path.name}: {cfg.model.name}, {cfg.objective.elbo}, "
-                                            f"{cfg.model.estimator}, prior {cfg.prior.name}"))]
-        if top.size == 2:
-            paths.append(plot_manifold(model, shape, out / "manifold.png", top.name))
-    return paths
+        title = (f"{run.path.name}: {cfg.model.name}, {cfg.objective.elbo}, {cfg.model.estimator}, "
+                 f"prior {prior_label(cfg)}")
+        return draw_run_figures(model, data.test, data.test_labels, data.image_shape, state["metrics"],
+                                title, out, structure, log)

@@ -164,6 +164,7 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "baseline", "baseline_beta", "num_particles", "alpha", "compile", "tf32", "epochs", "batch_size",
               "lr", "adam_eps", "adam_betas", "lr_schedule", "lr_schedule_scale", "kl_warmup", "early_stopping", "max_minutes",
               "seed", "eval_samples", "train_elbo", "plots", "tensorboard", "device", "out", "resume",
+              "sbn_mapping", "categories", "discrete_prior",  # added with the discrete models
               "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through"]
 
 

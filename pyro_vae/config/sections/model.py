@@ -25,7 +25,8 @@ class ModelSection(Section):
     section: ClassVar[str] = "model"
     # What every family (and a user model) starts from, before its own defaults.
     COMMON_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100]}
+        "hidden": [400, 400], "latent_dim": [50], "activation": "relu", "upper_hidden": [100, 100],
+        "estimator": "reparam", "discrete_prior": "uniform"}
 
     name: str = setting(
         "vae", key="model", choices="model", import_path=True,
@@ -42,7 +43,7 @@ class ModelSection(Section):
     hidden: Optional[list[int]] = setting(
         None, shown=FAMILY,
         help="hidden layer sizes between x and the first latent layer, e.g. --hidden 200 200 "
-             "(default: vae 400 400, hvae 200 200)",
+             "(default: vae 400 400, hvae 200 200, sbn 200 200, categorical 512 256)",
         doc="hidden layer sizes between x and the first latent layer, encoder order "
             "(`--hidden 200 200`); the decoder mirrors them")
     upper_hidden: Optional[list[int]] = setting(
@@ -53,14 +54,16 @@ class ModelSection(Section):
     activation: Optional[str] = setting(
         None, choices="activation", shown=FAMILY,
         help="relu | tanh | softplus | elu | leaky_relu | gated (GatedDense layers; default: "
-             "vae relu, hvae tanh)",
+             "vae relu, hvae tanh, categorical relu)",
         doc="`relu`, `tanh`, `softplus`, `elu`, `leaky_relu`, or `gated` (GatedDense hidden "
             "layers; `mlp` only)")
     latent_dim: Optional[list[int]] = setting(
         None, aliases=("latent_dims",), shown=FAMILY,
         help="latent sizes, bottom layer first: one for vae (default 50), one per layer for "
-             "hvae (default 100 50); --latent-dims is the same flag",
-        doc="latent sizes, bottom layer first: one for `vae`, one per layer for `hvae` "
+             "hvae (default 100 50) and sbn (200), for categorical how many categorical latents "
+             "(20); --latent-dims is the same flag",
+        doc="latent sizes, bottom layer first: one for `vae`, one per layer for `hvae` and `sbn`, "
+            "the number of categorical latents for `categorical` "
             "(`--latent-dim 100 50`; `--latent-dims` and the YAML key `latent_dims` mean the "
             "same); the prior is over the last")
     logvar_range: Optional[list[float]] = setting(
@@ -69,12 +72,14 @@ class ModelSection(Section):
              "VampPrior code (default: softplus scale, no clamp)",
         doc="`LOW HIGH`: the guide's scale is exp(v / 2) with its log-variance v clamped to "
             "[LOW, HIGH] (the VampPrior code: `-6 2`); none: a softplus scale")
-    estimator: str = setting(
-        "reparam", choices="estimator",
-        help="reparam | score | arm | disarm (gradient estimator of the guide's z; arm and disarm: "
-             "Bernoulli sites, e.g. --model sbn)",
-        doc="gradient estimator for the guide's z: `reparam` (reparameterization), `score` "
-            "(score function, REINFORCE), or `arm` / `disarm` (antithetic, for Bernoulli sites; "
+    estimator: Optional[str] = setting(
+        None, choices="estimator", shown=FAMILY,
+        help="{names}: the gradient estimator of the guide's latent sites (default: score for the "
+             "discrete models sbn and categorical, else reparam; arm and disarm: Bernoulli sites, "
+             "e.g. --model sbn)",
+        doc="gradient estimator for the guide's latent sites: `reparam` (reparameterization), "
+            "`score` (score function, REINFORCE; the default of the discrete models, whose sites "
+            "cannot be reparameterized), or `arm` / `disarm` (antithetic, for Bernoulli sites; "
             "each trains with its own `--elbo`)")
     baseline: str = setting(
         "none", choices="baseline",
@@ -85,6 +90,24 @@ class ModelSection(Section):
     baseline_beta: float = setting(
         0.9, help="decay of the avg baseline's moving average",
         doc="decay of the moving average in the `avg` and `nn` baselines")
+
+    sbn_mapping: str = setting(
+        "linear", choices=("linear", "nonlinear"),
+        help="sbn: linear (each conditional's logits affine in the layer below) | nonlinear (two "
+             "tanh layers of --hidden sizes, then linear)",
+        doc="`sbn`: the map between consecutive layers, `linear` (affine logits) or `nonlinear` "
+            "(`hidden` tanh layers, 200 200 by default, then affine), as in REBAR and RELAX")
+    categories: int = setting(
+        10, minimum=2, help="categorical: classes of each categorical latent (--latent-dim is how "
+                            "many latents)",
+        doc="`categorical`: classes C of each of the `latent_dim` categorical latents (Jang et "
+            "al.: 20 latents of 10 classes)")
+    discrete_prior: Optional[str] = setting(
+        None, choices=("uniform", "learned"), shown=FAMILY,
+        help="sbn, categorical: the prior over the top discrete layer, uniform (fixed) | learned "
+             "(logits trained from 0; default: sbn learned, categorical uniform)",
+        doc="`sbn`, `categorical`: p(z_top) of the discrete latents, `uniform` (fixed logits 0) "
+            "or `learned` (logits trained, from 0)")
 
     def __post_init__(self):
         """A single latent size may be given as a number; what is not given is the family's."""

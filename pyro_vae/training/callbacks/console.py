@@ -14,6 +14,7 @@ from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyro_vae.core.options import option
+from pyro_vae.models.discrete_settings import prior_label
 from pyro_vae.models.priors import kl_description
 from pyro_vae.models.sites import trace_once
 from pyro_vae.training.callbacks import Callback
@@ -31,6 +32,18 @@ def show_progress() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
+def discrete_description(cfg, x_dim: int) -> str:
+    """"sbn linear 784-(z1 200) Bernoulli", "categorical 784-512-256-(z 20x10) relu"."""
+    if cfg.model.name == "categorical":
+        sizes = [str(x_dim), *map(str, cfg.model.hidden), f"(z {cfg.model.latent_dim[0]}x{cfg.model.categories})"]
+        return f"categorical {'-'.join(sizes)} {cfg.model.activation}"
+    widths = list(map(str, cfg.model.hidden)) if cfg.model.sbn_mapping == "nonlinear" else []
+    parts = [str(x_dim)]
+    for layer, size in enumerate(cfg.model.latent_dim, start=1):
+        parts += [*widths, f"(z{layer} {size})"]
+    return f"sbn {cfg.model.sbn_mapping} {'-'.join(parts)} Bernoulli" + (" tanh" if widths else "")
+
+
 def network_description(trainer: "Trainer") -> str:
     """"mlp 784-400-400-50 relu" (vae), "hvae mlp 784-200-200-(z1 100)-100-100-(z2 50) tanh",
     or a user model's name and latent sites."""
@@ -45,9 +58,11 @@ def network_description(trainer: "Trainer") -> str:
         for layer, size in enumerate(cfg.model.latent_dim[1:], start=2):
             parts += [*map(str, cfg.model.upper_hidden), f"(z{layer} {size})"]
         return f"hvae {cfg.model.arch} {'-'.join(parts)} {cfg.model.activation}"
+    if cfg.model.name in ("sbn", "categorical") and not trainer.given["model"]:
+        return discrete_description(cfg, x_dim)
     order = trainer.structure.guide_order
-    latents = ", ".join(f"{s.name} {s.size}" for s in sorted(trainer.structure.latents,
-                                                             key=lambda s: order.index(s.name)))
+    latents = ", ".join(f"{s.name} {'x'.join(map(str, s.event_shape)) or 1}"
+                        for s in sorted(trainer.structure.latents, key=lambda s: order.index(s.name)))
     name = type(trainer.model).__name__ if trainer.given["model"] else cfg.model.name
     return f"{name} (latent sites {latents})"
 
@@ -59,7 +74,7 @@ def describe(trainer: "Trainer") -> str:
     binarization = "dynamic" if data.dynamic_binarization else "static"
     elbo = type(t.step.elbo).__name__
     objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.objective.elbo} ({elbo})"
-    prior = cfg.prior.name
+    prior = prior_label(cfg)
     if t.given["prior"] or t.given["model"]:
         prior = type(getattr(t.model, "prior", None)).__name__ if hasattr(t.model, "prior") else "its own"
     action = "resuming at epoch %d" % (t.state.epoch + 1) if t.state.epoch else "training"

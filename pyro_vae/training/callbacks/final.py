@@ -80,7 +80,8 @@ class Figures(Callback):
     def on_fit_end(self, trainer: "Trainer") -> None:
         try:
             figures = plot_run(trainer.run.path, trainer.cfg.data.data_dir,
-                               trusted_imports=import_paths(trainer.cfg.to_flat()).values())
+                               trusted_imports=import_paths(trainer.cfg.to_flat()).values(),
+                               log=trainer.log)
         except WriteError as e:
             raise finished(e, trainer) from None
         trainer.log(f"figures: {', '.join(str(p) for p in figures)}")
