@@ -278,7 +278,8 @@ class CategoricalIndexModel(torch.nn.Module):
     def model(self, x):
         with pyro.plate("data", x.shape[0]):
             y = pyro.sample("y", dist.Categorical(logits=self.logits.expand(x.shape[0], 3)))
-            pyro.sample("x", dist.Bernoulli(logits=y.unsqueeze(-1).float().expand(x.shape)).to_event(1), obs=x)
+            logits = y.unsqueeze(-1).float().expand(*y.shape, x.shape[-1])
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
 
     def guide(self, x):
         with pyro.plate("data", x.shape[0]):
