@@ -68,3 +68,17 @@ def test_an_annealed_temperature_runs_its_steps_from_the_host(relaxed_run):
     fixed = run(relaxed_run, epochs=1, device_loop=True, temperature_anneal=0.0, temperature_min=0.5,
                 out=relaxed_run["out"] + "-fixed")
     assert fixed.loop.graphed is not None and fixed.history[-1]["temperature"] == 1.0
+
+
+@pytest.mark.parametrize("options", [
+    {"model": "sbn", "latent_dim": [20]},
+    {"model": "sbn", "latent_dim": [20, 10], "elbo": "dreg", "num_particles": 2},
+    {"model": "categorical", "latent_dim": [4], "categories": 3, "hidden": [32], "straight_through": True},
+], ids=lambda o: "+".join(f"{v}" for v in o.values()))
+def test_the_discrete_models_train_relaxed(relaxed_run, options):
+    shipped = {k: v for k, v in relaxed_run.items() if k not in ("model", "latent_dim")}
+    trainer = run({**shipped, **options}, epochs=1)
+    assert trainer.step.lowered is not None and len(trainer.step.lowered.graphs) == 1
+    record = trainer.history[-1]
+    assert math.isfinite(record["train_loss"]) and math.isfinite(record["test_elbo"])
+    assert record["temperature"] == temperature_at(7, trainer.cfg.objective)
