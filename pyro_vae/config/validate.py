@@ -55,7 +55,7 @@ def validate(cfg: Config) -> Config:
     if ignored:
         raise ConfigError(next(iter(ignored.values())))
     if cfg.objective.elbo is None:
-        cfg = cfg.replace(elbo=default_objective(cfg.model.estimator))
+        cfg = cfg.replace(elbo=default_objective(cfg.model.estimator, cfg.objective.relax))
     for check in rules():  # the owners' (a user model's constructor, the objective's needs)
         check(cfg)
     return cfg

@@ -37,7 +37,7 @@ import torch
 from pyro.infer import ELBO, TraceGraph_ELBO
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from pyro_vae.infer.warmup import LatentScale
+from pyro_vae.infer.step_input import StepInput
 from pyro_vae.models.sites import isolated
 
 # Pyro modules whose loss code reads tensors into Python numbers (``torch_item``) or checks them
@@ -184,29 +184,27 @@ class LoweredStep:
     generator), so compiling leaves the run's state where it was: a resumed run draws what an
     uninterrupted one would.
 
-    ``scale``: the :class:`~pyro_vae.infer.warmup.LatentScale` that ``model`` and ``guide`` run under
-    (KL warm-up), if any; its beta becomes an input of the graph, read anew on every call.
+    ``inputs``: the :class:`~pyro_vae.infer.step_input.StepInput` handlers that ``model`` and
+    ``guide`` run under (KL warm-up's :class:`~pyro_vae.infer.warmup.LatentScale`, a relaxation's
+    temperature); each one's tensor becomes an input of the graph, read anew on every call.
     """
 
     def __init__(self, elbo: ELBO, model: Callable, guide: Callable,
-                 params: Sequence[torch.nn.Parameter], scale: Optional[LatentScale] = None):
+                 params: Sequence[torch.nn.Parameter], inputs: Sequence[StepInput] = ()):
         self.elbo, self.model, self.guide = elbo, model, guide
         self.params = list(params)
-        self.scale = scale
+        self.inputs = list(inputs)
         self.graphs: dict[tuple, torch.fx.GraphModule] = {}
 
     def _inputs(self) -> list[torch.Tensor]:
         """The graph's inputs besides the parameters and the data."""
-        return [self.scale.beta] if self.scale is not None else []
+        return [handler.value for handler in self.inputs]
 
     def _joint(self, params, x, inputs=()):
-        if self.scale is not None:  # while tracing, beta is the graph's input (a proxy)
-            beta, self.scale.beta = self.scale.beta, inputs[0]
-        try:
+        with ExitStack() as stack:  # while tracing, each handler reads the graph's input (a proxy)
+            for handler, value in zip(self.inputs, inputs):
+                stack.enter_context(handler.holding(value))
             loss = differentiable_loss(self.elbo, self.model, self.guide, x)
-        finally:
-            if self.scale is not None:
-                self.scale.beta = beta
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return loss.detach(), grads
 

@@ -30,6 +30,7 @@ from pyro_vae.infer.discrete_rules import check_antithetic_config, check_bernoul
 from pyro_vae.infer.elbos import ARM_ELBO, IWAE_ELBO, STL_ELBO, VIMCO_ELBO, DisARM_ELBO, DReG_ELBO, RenyiBound
 from pyro_vae.infer.elbos.enumerated import EnumeratedELBO, check_enumeration
 from pyro_vae.infer.importance import check_particles
+from pyro_vae.infer.relax import check_relaxation, relaxed_structure
 from pyro_vae.models.sites import MAX_PLATE_NESTING, Structure, probe
 
 # What an objective can do; check_compatibility refuses every combination it cannot.
@@ -43,6 +44,7 @@ OBJECTIVES = Registry(
     # share of the batch and sum their gradients (pyro_vae.training.data_parallel). False for a bound
     # taken over the whole batch at once (Pyro's RenyiELBO) or anything else that couples points.
     sums_over_data=False,
+    relaxation=False,  # trains the reparameterized sites of --relax concrete (a pathwise objective)
     # check_model(cfg, structure, model, x): refuses, at start-up, a model the objective cannot
     # train (beyond the rules of check_structure); None: nothing more to check.
     check_model=None,
@@ -84,25 +86,25 @@ def _pyro_elbo(cls):
     return factory
 
 
-register_objective("trace", kl_warmup=True, sums_over_data=True,
+register_objective("trace", kl_warmup=True, sums_over_data=True, relaxation=True,
                    description="Monte Carlo ELBO, log p(x,z) - log q(z|x) at z ~ q (REINFORCE for "
                                "a score-function guide)")(_pyro_elbo(Trace_ELBO))
-register_objective("tracegraph", baselines=True, kl_warmup=True, sums_over_data=True,
+register_objective("tracegraph", baselines=True, kl_warmup=True, sums_over_data=True, relaxation=True,
                    description="the same, Rao-Blackwellized, with the baselines of score-function "
                                "sites")(_pyro_elbo(TraceGraph_ELBO))
 register_objective("meanfield", score_function=False, kl_warmup=True, sums_over_data=True,
                    description="KL(q || p) analytic where kl_divergence knows the pair; "
                                "reparameterized guides only")(_pyro_elbo(TraceMeanField_ELBO))
-register_objective("iwae", score_function=False, multi_sample=True, sums_over_data=True,
+register_objective("iwae", score_function=False, multi_sample=True, sums_over_data=True, relaxation=True,
                    description="the K-sample importance-weighted bound (Burda et al. 2016)")(
     lambda objective: IWAE_ELBO(num_particles=objective.num_particles))
-register_objective("renyi", score_function=False, multi_sample=True, sums_over_data=True,
+register_objective("renyi", score_function=False, multi_sample=True, sums_over_data=True, relaxation=True,
                    description="the Renyi alpha bound (--alpha; 0 is iwae, 1 the ELBO)")(
     lambda objective: RenyiBound(alpha=objective.alpha, num_particles=objective.num_particles))
-register_objective("dreg", score_function=False, multi_sample=True, sums_over_data=True,
+register_objective("dreg", score_function=False, multi_sample=True, sums_over_data=True, relaxation=True,
                    description="iwae with doubly reparameterized gradients (Tucker et al. 2019)")(
     lambda objective: DReG_ELBO(num_particles=objective.num_particles))
-register_objective("stl", score_function=False, sums_over_data=True,
+register_objective("stl", score_function=False, sums_over_data=True, relaxation=True,
                    description="the ELBO with sticking-the-landing gradients (Roeder et al. 2017)")(
     lambda objective: STL_ELBO(num_particles=objective.num_particles))
 register_objective("vimco", multi_sample=True, sums_over_data=True,
@@ -131,7 +133,9 @@ def check_compatibility(cfg) -> None:
     check_antithetic_config(cfg)
     spec = OBJECTIVES.get(name).capabilities
     score_ok = having("score_function")
-    if estimator == "score" and not spec["score_function"]:
+    if objective.relax != "none":  # the relaxed sites are reparameterized; the start-up probe judges the rest
+        check_relaxation(cfg, spec["relaxation"], having("relaxation"))
+    elif estimator == "score" and not spec["score_function"]:
         raise ConfigError(
             f"{option('elbo', name)} needs a reparameterized guide, but {option('estimator', 'score')} "
             f"makes z non-reparameterized. Use {option('estimator', 'reparam')}, or one of "
@@ -200,11 +204,11 @@ def build_objective(cfg) -> ELBO:
 def model_structure(model, cfg, x: torch.Tensor) -> Structure:
     """The model's latent sites, checked against the site rules, run with two particles drawn at
     once (:func:`~pyro_vae.infer.importance.check_particles`: what the end-of-epoch test ELBO
-    does), and refused where the objective cannot train them (:func:`check_structure`). ``x``: a
-    few data points."""
+    does), and refused where the objective cannot train them (:func:`check_structure`: under
+    ``relax``, the relaxed model's sites). ``x``: a few data points."""
     structure = probe(model.model, model.guide, x, cfg.model.name)
     check_particles(model.model, model.guide, x, cfg.model.name)
-    check_structure(cfg, structure)
+    check_structure(cfg, relaxed_structure(model, cfg, x) if cfg.objective.relax != "none" else structure)
     check = capability(cfg.objective.elbo, "check_model")
     if check is not None:
         check(cfg, structure, model, x)

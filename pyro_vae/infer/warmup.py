@@ -18,16 +18,21 @@ validation ELBOs a run reports are the true (beta = 1) ELBO.
 from __future__ import annotations
 
 import torch
-from pyro.poutine.messenger import Messenger
+
+from pyro_vae.infer.step_input import StepInput
 
 
-class LatentScale(Messenger):
+class LatentScale(StepInput):
     """Multiplies the log-density of every latent (unobserved) sample site by ``beta``, a 0-dim
-    tensor changed in place between steps (a traced step takes it as an input)."""
+    tensor changed in place between steps (a traced step takes it as an input: see
+    :class:`~pyro_vae.infer.step_input.StepInput`)."""
 
     def __init__(self, beta: torch.Tensor):
-        super().__init__()
-        self.beta = beta
+        super().__init__(beta, changes="KL warm-up changes beta")
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.value
 
     def _process_message(self, msg):
         if msg["type"] == "sample" and not msg["is_observed"]:

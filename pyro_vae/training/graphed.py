@@ -160,15 +160,16 @@ class GraphedSteps:
 def device_steps(step, optimizer: torch.optim.Optimizer, data, batch_size: int, device: torch.device,
                  distributed: bool, wanted: Optional[bool] = None) -> tuple[Optional[GraphedSteps], Optional[str]]:
     """The run's epochs as :class:`GraphedSteps` where they can run so (a compiled ``step``, one
-    process, no KL warm-up), else None; and a note saying how the steps run, for the run's log.
-    ``wanted``: None on CUDA only (captured), True also uncaptured on the CPU, False never."""
+    process, no input that changes every step: KL warm-up, an annealed temperature), else None;
+    and a note saying how the steps run, for the run's log. ``wanted``: None on CUDA only
+    (captured), True also uncaptured on the CPU, False never."""
     if step.lowered is None or not (wanted or (wanted is None and device.type == "cuda")):
         return None, None
     if distributed:
         return None, ("data-parallel: each step is launched from the host, its gradients summed over the "
                       "ranks between the backward pass and Adam (no whole-step CUDA graph)")
-    if step.scale is not None:
-        return None, "KL warm-up changes beta every step, so each step is launched from the host (no whole-step CUDA graph)"
+    if step.changing:  # e.g. "KL warm-up changes beta"
+        return None, f"{' and '.join(step.changing)} every step, so each step is launched from the host (no whole-step CUDA graph)"
     capture = device.type == "cuda"
     if capture:
         use_tensor_learning_rate(optimizer, capturable=True)

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import torch
 
 from pyro_vae.core.distributed import on_main
-from pyro_vae.infer.warmup import warmup_beta
 from pyro_vae.training.data_parallel import epoch_order, seed_rank_stream
 from pyro_vae.training.graphed import READ_EVERY, GraphedSteps, device_steps, set_learning_rate
 from pyro_vae.training.schedule import learning_rate
+from pyro_vae.training.step import scheduled_values
 
 if TYPE_CHECKING:
     from pyro_vae.training.trainer import Trainer
@@ -97,8 +97,7 @@ class TrainingLoop:
         for key in ("test_elbo", "valid_elbo", "train_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
-        if cfg.objective.kl_warmup:
-            record["beta"] = warmup_beta(t.state.step - 1, self.batches_per_epoch(), cfg.objective.kl_warmup)
+        record.update(scheduled_values(cfg, t.state.step - 1, self.batches_per_epoch()))  # beta, temperature
         now = time.perf_counter()
         seconds, self._clock = now - self._clock, now
         record.update(train_seconds=train_seconds, epoch_seconds=seconds,
@@ -126,8 +125,7 @@ class TrainingLoop:
             return self._train_on_device(epoch, order, num_batches)
         mine, total, on_steps = t.share, 0.0, t.callbacks.hook("on_steps")
         for b in range(num_batches):
-            if t.step.scale is not None:
-                t.step.set_beta(warmup_beta(t.state.step, num_batches, cfg.objective.kl_warmup))
+            t.step.set_inputs(scheduled_values(cfg, t.state.step, num_batches))
             x = t.data.train_batch(order[b * batch:(b + 1) * batch][mine])
             loss = guarded(t.step, x, epoch, b)
             if not math.isfinite(loss):

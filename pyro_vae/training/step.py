@@ -27,7 +27,9 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option, uses_flags
 from pyro_vae.infer.lowering import LoweredStep, LoweringFailed, lowering_problem
 from pyro_vae.infer.objectives import build_objective
-from pyro_vae.infer.warmup import LatentScale
+from pyro_vae.infer.relax import Relaxation, temperature_at
+from pyro_vae.infer.step_input import StepInput
+from pyro_vae.infer.warmup import LatentScale, warmup_beta
 from pyro_vae.training.data_parallel import sum_loss_and_gradients
 
 
@@ -51,22 +53,26 @@ class SVIStep:
     (:mod:`pyro_vae.infer.lowering`), then the optimizer steps. Eager: ``elbo.loss_and_grads`` as in
     ``pyro.infer.SVI.step``. ``reason`` says why a step asked to compile runs eagerly (None if
     compiled); a model that cannot be traced falls back to eager on its first step.
+
+    ``inputs``: the handlers that model and guide run under whose number changes between steps
+    (:class:`~pyro_vae.infer.step_input.StepInput`), by the name their value has in the run's
+    records: ``beta`` (KL warm-up), ``temperature`` (a relaxation; applied innermost).
     """
 
     def __init__(self, model: torch.nn.Module, elbo: ELBO, optimizer: torch.optim.Optimizer,
                  compile: bool = True, reason: Optional[str] = None,
-                 scale: Optional[LatentScale] = None, data_parallel: bool = False):
+                 inputs: Optional[dict[str, StepInput]] = None, data_parallel: bool = False):
         self.elbo, self.optimizer = elbo, optimizer
         # In a torchrun job: the loss and gradients of this rank's share of the batch are summed
         # over the ranks before the optimizer steps (pyro_vae.training.data_parallel).
         self.data_parallel = data_parallel
         # Bind once: ``model.model`` makes a new bound-method object on every access.
         self.model, self.guide = model.model, model.guide
-        self.scale = scale  # KL warm-up: the latent sites of model and guide weighted by its beta
-        if scale is not None:
-            self.model, self.guide = scale(self.model), scale(self.guide)
+        self.inputs = dict(inputs or {})
+        for handler in self.inputs.values():
+            self.model, self.guide = handler(self.model), handler(self.guide)
         self.params = list(model.parameters())
-        self.lowered = LoweredStep(elbo, self.model, self.guide, self.params, scale) \
+        self.lowered = LoweredStep(elbo, self.model, self.guide, self.params, list(self.inputs.values())) \
             if compile and reason is None else None
         self.reason = reason if compile else switched_off("compile")
         self.validated = False
@@ -80,9 +86,24 @@ class SVIStep:
                 self._fall_back(e)
         return f"eager ({self.reason})"
 
+    @property
+    def scale(self) -> Optional[LatentScale]:
+        """KL warm-up: the latent sites of model and guide weighted by its beta (None: off)."""
+        return self.inputs.get("beta")
+
+    @property
+    def changing(self) -> list[str]:
+        """What changes the step's inputs every step (for the run's log), if anything does."""
+        return [handler.changes for handler in self.inputs.values() if handler.changes]
+
     def set_beta(self, beta: float) -> None:
         """The KL warm-up weight of the next steps (in place: a compiled step reads it)."""
-        self.scale.beta.fill_(beta)
+        self.inputs["beta"].set(beta)
+
+    def set_inputs(self, values: dict[str, float]) -> None:
+        """The values of the next steps' inputs, by name (see :func:`scheduled_values`)."""
+        for name, value in values.items():
+            self.inputs[name].set(value)
 
     def _fall_back(self, error: LoweringFailed) -> None:
         self.lowered, self.reason = None, f"the model could not be traced ({error})"
@@ -138,13 +159,41 @@ def objective_problem(elbo: ELBO) -> Optional[str]:
 def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
               data_parallel: bool = False, elbo: Optional[ELBO] = None) -> SVIStep:
     """The run's step: compiled unless ``compile`` is off or the configuration cannot be traced;
-    with ``kl_warmup``, under a :class:`~pyro_vae.infer.warmup.LatentScale`; summed over the ranks
-    of a torchrun job if ``data_parallel``. ``elbo``: an objective instance used instead of the
-    one the config names (compiled where it can be, else eager)."""
-    scale = None
-    if cfg.objective.kl_warmup > 0:
-        device = next(model.parameters()).device
-        scale = LatentScale(torch.ones((), device=device))
+    under the handlers of :func:`step_inputs`; summed over the ranks of a torchrun job if
+    ``data_parallel``. ``elbo``: an objective instance used instead of the one the config names
+    (compiled where it can be, else eager)."""
     reason = lowering_problem(cfg) or (objective_problem(elbo) if elbo is not None else None)
+    inputs = step_inputs(cfg, model)
     return SVIStep(model, build_objective(cfg) if elbo is None else elbo, optimizer, cfg.run.compile,
-                   reason, scale, data_parallel)
+                   reason, inputs, data_parallel)
+
+
+def step_inputs(cfg: Config, model: torch.nn.Module) -> dict[str, StepInput]:
+    """The training step's handlers whose number changes between steps, by the name of their
+    value in the run's records: with ``relax``, the :class:`~pyro_vae.infer.relax.Relaxation` of
+    the discrete sites (training only: evaluation runs the discrete model); with ``kl_warmup``,
+    a :class:`~pyro_vae.infer.warmup.LatentScale`. Their values are set before every step from
+    :func:`scheduled_values`."""
+    objective, inputs = cfg.objective, {}
+    if objective.relax == "none" and not objective.kl_warmup:
+        return inputs
+    parameter = next(model.parameters())
+    device = parameter.device
+    if objective.relax != "none":
+        temperature = torch.tensor(temperature_at(0, objective), dtype=parameter.dtype, device=device)
+        inputs["temperature"] = Relaxation(temperature, objective.straight_through,
+                                           annealed=objective.temperature_anneal > 0)
+    if objective.kl_warmup > 0:
+        inputs["beta"] = LatentScale(torch.ones((), device=device))
+    return inputs
+
+
+def scheduled_values(cfg: Config, step: int, steps_per_epoch: int) -> dict[str, float]:
+    """The values of :func:`step_inputs` for the (0-based) training ``step``: functions of the
+    step alone, so a resumed run continues their schedules from its saved step."""
+    values = {}
+    if cfg.objective.kl_warmup:
+        values["beta"] = warmup_beta(step, steps_per_epoch, cfg.objective.kl_warmup)
+    if cfg.objective.relax != "none":
+        values["temperature"] = temperature_at(step, cfg.objective)
+    return values

@@ -164,7 +164,8 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "baseline", "baseline_beta", "num_particles", "alpha", "compile", "tf32", "epochs", "batch_size",
               "lr", "adam_eps", "adam_betas", "lr_schedule", "lr_schedule_scale", "kl_warmup", "early_stopping", "max_minutes",
               "seed", "eval_samples", "train_elbo", "plots", "tensorboard", "device", "out", "resume",
-              "sbn_mapping", "categories", "discrete_prior"]  # added with the discrete models
+              "sbn_mapping", "categories", "discrete_prior",  # added with the discrete models
+              "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through"]
 
 
 def test_every_saved_key_is_a_key_of_one_section():

@@ -80,7 +80,7 @@ def test_the_compiled_step_gives_the_eager_loss_and_gradients(options):
     params = list(toy.parameters())
     scale = LatentScale(torch.tensor(options["beta"])) if "beta" in options else None
     model, guide = (scale(toy.model), scale(toy.guide)) if scale else (toy.model, toy.guide)
-    lowered = LoweredStep(elbo, model, guide, params, scale)
+    lowered = LoweredStep(elbo, model, guide, params, [scale] if scale else [])
     lowered.compile(x)
     for seed in (1, 2):
         torch.manual_seed(seed)

@@ -173,7 +173,7 @@ def test_compiled_step_reads_beta_on_every_call(data_dir):
     scale = LatentScale(torch.tensor(1.0))
     params = list(vae.parameters())
     with pyro.get_param_store().scope():
-        lowered = LoweredStep(Trace_ELBO(), scale(vae.model), scale(vae.guide), params, scale)
+        lowered = LoweredStep(Trace_ELBO(), scale(vae.model), scale(vae.guide), params, [scale])
         for beta in (0.25, 1.0):
             scale.beta.fill_(beta)
             torch.manual_seed(1)

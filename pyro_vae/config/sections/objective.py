@@ -10,14 +10,17 @@ from typing import ClassVar, Optional
 from pyro_vae.config.sections.base import Section, setting
 from pyro_vae.core.errors import ConfigError
 
+RELAXATIONS = ("none", "concrete")
 
-def default_objective(estimator: str) -> str:
+
+def default_objective(estimator: str, relax: str = "none") -> str:
     """What ``elbo`` means when not given: Rao-Blackwellized TraceGraph_ELBO for a score-function
     guide (the only one of Pyro's objectives that applies baselines), the estimator's own
-    objective for ``arm`` and ``disarm``, Trace_ELBO otherwise."""
+    objective for ``arm`` and ``disarm``, Trace_ELBO otherwise and under a relaxation (whose sites
+    are reparameterized)."""
     if estimator in ("arm", "disarm"):
         return estimator
-    return "tracegraph" if estimator == "score" else "trace"
+    return "tracegraph" if estimator == "score" and relax == "none" else "trace"
 
 
 @dataclass
@@ -53,8 +56,47 @@ class ObjectiveSection(Section):
             "for `trace`, `tracegraph`, `meanfield` and `traceenum` (sums of site terms); the K-sample bounds "
             "and `stl` refuse it. `train_loss` is the warmed-up objective's; `test_elbo` and "
             "`valid_elbo` are the true ELBO; `metrics.jsonl` records `beta`")
+    relax: str = setting(
+        "none", choices=RELAXATIONS,
+        help="none | concrete: train every discrete latent site as its Concrete (Gumbel-softmax) "
+             "relaxation (evaluation stays discrete)",
+        doc="`concrete`: during training, every Bernoulli and one-hot categorical latent site of "
+            "model and guide is replaced by its Concrete (Gumbel-softmax) relaxation at the "
+            "temperature below, reparameterized (Maddison et al. 2017; Jang et al. 2017), under "
+            "`trace` (the default then), `tracegraph`, `iwae`, `renyi`, `dreg` or `stl`. "
+            "`train_loss` is the relaxed objective's; `test_elbo`, `valid_elbo`, log p(x) and "
+            "the figures use the discrete model; `metrics.jsonl` records `temperature` (see "
+            "[Continuous relaxations](objectives.md#continuous-relaxations))")
+    temperature: float = setting(
+        2 / 3, positive=True,
+        help="T of --relax concrete (default 2/3, Maddison et al.'s for binary sites)",
+        doc="the relaxation's temperature T (or its start, when annealed): lower is closer to "
+            "the discrete model, with noisier gradients. 2/3 is Maddison et al.'s choice for "
+            "binary latents; Jang et al. anneal categorical ones from 1 to 0.5")
+    temperature_anneal: float = setting(
+        0.0, help="R: anneal T as max(temperature_min, T exp(-R step)) (0: fixed T)",
+        doc="R >= 0: the temperature of step s is max(`temperature_min`, T exp(-R s)) (Jang et "
+            "al. 2017, who used R = 1e-5 or 1e-4); 0 keeps T fixed. Resuming continues the "
+            "schedule from the saved step")
+    temperature_min: float = setting(
+        0.5, positive=True, help="floor of the annealed temperature (with --temperature-anneal)",
+        doc="the floor of the annealed temperature (Jang et al.'s 0.5); read only with "
+            "`temperature_anneal` > 0")
+    straight_through: bool = setting(
+        False, help="relaxed sites hand the model their discrete value, with the relaxed one's "
+                    "gradient (straight-through)",
+        doc="straight-through (Jang et al. 2017; Bengio et al. 2013): the program sees the "
+            "discrete value the relaxed sample rounds to (0/1, or one-hot at its largest "
+            "entry), the gradient is the relaxed sample's; the log-densities stay the relaxed "
+            "ones (as Pyro's `Relaxed*StraightThrough` distributions)")
 
     def rules(self) -> None:
         if self.kl_warmup < 0:
             raise ConfigError(f"kl_warmup must be 0 (none) or a positive number of epochs, got "
                               f"{self.kl_warmup}")
+        if self.temperature_anneal < 0:
+            raise ConfigError(f"temperature_anneal must be 0 (a fixed temperature) or a positive rate "
+                              f"per step, got {self.temperature_anneal}")
+        if self.temperature_anneal and self.temperature_min > self.temperature:
+            raise ConfigError(f"temperature_min {self.temperature_min:g} is above temperature "
+                              f"{self.temperature:g}, where annealing starts: lower the floor")

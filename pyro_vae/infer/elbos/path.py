@@ -18,6 +18,7 @@ evaluated with phi detached while z stays differentiable.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Callable, Optional
 
 import torch
@@ -64,7 +65,12 @@ class _Call(nn.Module):
 
 
 def _owner(guide: Callable) -> Optional[nn.Module]:
-    """The module whose parameters the guide uses: the guide's ``self``, or the guide itself."""
+    """The module whose parameters the guide uses: the guide's ``self``, or the guide itself, seen
+    through Pyro handlers wrapped around it (``handler(guide)`` is a partial of Pyro's
+    ``_context_wrap(handler, guide)``; a relaxation wraps the guide so)."""
+    while isinstance(getattr(guide, "func", None), partial) and len(guide.func.args) == 2 \
+            and isinstance(guide.func.args[0], Messenger):
+        guide = guide.func.args[1]
     owner = getattr(guide, "__self__", guide)
     return owner if isinstance(owner, nn.Module) else None
 

@@ -82,6 +82,8 @@ def describe(trainer: "Trainer") -> str:
     schedule = "" if cfg.optim.lr_schedule == "constant" else (
         f", {cfg.optim.lr_schedule} schedule" + (f" x{cfg.optim.lr_schedule_scale:g}" if cfg.optim.lr_schedule_scale != 1 else ""))
     extras = [f"KL warm-up over {cfg.objective.kl_warmup:g} epochs"] if cfg.objective.kl_warmup else []
+    if cfg.objective.relax != "none":
+        extras.append(relaxation_description(cfg.objective))
     if cfg.optim.early_stopping:
         extras.append(f"early stopping after {cfg.optim.early_stopping} epochs without improvement")
     where = str(t.device)
@@ -97,6 +99,15 @@ def describe(trainer: "Trainer") -> str:
             f"{cfg.optim.adam_betas[0]:g}/{cfg.optim.adam_betas[1]:g}, batch {cfg.optim.batch_size}"
             f"{''.join(', ' + e for e in extras)}\n"
             f"  run directory: {t.run.path if t.run is not None else 'none (in memory)'}")
+
+
+def relaxation_description(objective) -> str:
+    """The relaxation of a run, for its description: temperature, schedule, straight-through."""
+    schedule = (f" annealed by exp(-{objective.temperature_anneal:g} step) to at least "
+                f"{objective.temperature_min:g}" if objective.temperature_anneal else "")
+    through = ", straight-through" if objective.straight_through else ""
+    return (f"{objective.relax} relaxation of the discrete sites at temperature "
+            f"{objective.temperature:.3g}{schedule}{through} (evaluated discrete)")
 
 
 def kl_kinds(trainer: "Trainer") -> list[str]:
@@ -137,6 +148,7 @@ class ConsoleReport(Callback):
             trainer.log(f"  {note}")
         trainer.log("train loss = -ELBO of the training objective" +
                     (" (with the warm-up's beta)" if trainer.cfg.objective.kl_warmup else "") +
+                    (" (relaxed: Concrete sites)" if trainer.cfg.objective.relax != "none" else "") +
                     "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
                     "better); all in nats per image" + ("; * marks a new best validation ELBO" +
                                                         _best_pt(trainer) if trainer.data.valid is not None else ""))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 IN_RUN = "RUN"  # the first part of a log directory inside the run directory
 # Metrics (keys of metrics.jsonl) -> TensorBoard tags; the learning rate is logged as LR_TAG.
 SCALAR_TAGS = {"train_loss": "loss/train", "test_elbo": "elbo/test", "valid_elbo": "elbo/valid",
-               "beta": "kl_warmup/beta", "train_seconds": "time/train_seconds",
+               "beta": "kl_warmup/beta", "temperature": "relax/temperature", "train_seconds": "time/train_seconds",
                "epoch_seconds": "time/epoch_seconds", "wall_seconds": "time/wall_seconds"}
 LR_TAG = "optim/lr"
 IMAGE_TAGS = ("samples", "reconstructions")
