@@ -25,12 +25,14 @@ ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
     "score+nn": {"estimator": "score", "elbo": "tracegraph", "baseline": "nn"},
     "iwae": {"estimator": "reparam", "elbo": "iwae", "multi_sample": True},
     "dreg": {"estimator": "reparam", "elbo": "dreg", "multi_sample": True},
-    # for guides that cannot be reparameterized (Bernoulli sites: arm and disarm only); a
-    # relaxation is one more entry of config overrides (e.g. the objective section's relax key)
+    # for guides that cannot be reparameterized (Bernoulli sites: arm and disarm only; the
+    # relaxation: discrete sites, at the run's temperature or the default 2/3)
     "vimco": {"estimator": "score", "elbo": "vimco", "multi_sample": True},
     "arm": {"estimator": "arm", "elbo": "arm"},
     "disarm": {"estimator": "disarm", "elbo": "disarm"},
+    "concrete": {"estimator": "score", "elbo": "trace", "relax": "concrete"},
 }
+RELAXATION_KEYS = ("relax", "temperature", "temperature_anneal", "temperature_min", "straight_through")
 GROUPS = ("encoder", "decoder")
 MULTI_SAMPLE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("multi_sample"))
 WITH_BASELINE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("baseline", "none") != "none")
@@ -94,4 +96,9 @@ def spec_config(base: Config, name: str, num_particles: int,
     overrides.setdefault("baseline", "none")
     if overrides["baseline"] != "none" and baseline_beta is not None:
         overrides["baseline_beta"] = baseline_beta
+    if "relax" not in overrides:  # a run trained relaxed, measured with another estimator
+        defaults = Config()
+        overrides.update({key: defaults.value(key) for key in RELAXATION_KEYS})
+    else:  # measured at the temperature the steps start from; no schedule over one minibatch
+        overrides.update(temperature_anneal=0.0, temperature_min=Config().value("temperature_min"))
     return replaced(base, **overrides)

@@ -19,9 +19,10 @@ import torch
 from pyro_vae.config import Config
 from pyro_vae.core.console import log_line
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.infer.objectives import build_objective, check_structure
-from pyro_vae.models.sites import probe, trace_once
+from pyro_vae.infer.objectives import build_objective, model_structure
+from pyro_vae.models.sites import trace_once
 from pyro_vae.studies.grad_variance_settings import DEFAULT_BASELINE_WARMUP, DEFAULT_PARTICLES, GROUPS, spec_config
+from pyro_vae.training.step import step_inputs
 from pyro_vae.training.trainer import non_module_params
 
 
@@ -93,8 +94,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
         try:
             cfg = spec_config(base, name, num_particles, baseline_beta)
             vae = model_factory(cfg)
-            structure = probe(vae.model, vae.guide, x, cfg.model.name)
-            check_structure(cfg, structure)
+            structure = model_structure(vae, cfg, x)
             if cfg.model.estimator == "reparam" and structure.score_function_sites:
                 raise ConfigError(f"the guide samples {', '.join(structure.score_function_sites)} "
                                   "without reparameterization (e.g. Bernoulli sites)")
@@ -102,6 +102,9 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
             log(f"  {name:<10} skipped: {e}")
             continue
         elbo = build_objective(cfg)
+        model, guide = vae.model, vae.guide
+        for handler in step_inputs(cfg, vae).values():  # the relaxation, as training applies it
+            model, guide = handler(model), handler(guide)
         groups = parameter_groups(vae, x)
         moments = {g: _Moments() for g in GROUPS}
         seconds = []
@@ -114,7 +117,7 @@ def measure(model_factory, base: Config, x: torch.Tensor, estimators: list[str],
                     pyro.get_param_store()[n] = value.clone()
                 vae.zero_grad(set_to_none=True)
                 start = time.perf_counter()
-                elbo.loss_and_grads(vae.model, vae.guide, x)
+                elbo.loss_and_grads(model, guide, x)
                 if x.is_cuda:
                     torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - start)
