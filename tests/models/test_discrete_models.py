@@ -11,6 +11,7 @@ import pytest
 import torch
 from pyro import poutine
 from support import TINY_RUN, quiet
+from support.compiled import assert_compiled_equals_eager
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn import functional as F
@@ -18,7 +19,7 @@ from torch.nn import functional as F
 from pyro_vae.config import Config, make_config
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.infer.importance import log_weights, trace_particles
-from pyro_vae.infer.lowering import READS_A_VALUE, LoweredStep, differentiable_loss, tensor_items
+from pyro_vae.infer.lowering import READS_A_VALUE
 from pyro_vae.infer.objectives import build_objective, model_structure
 from pyro_vae.models import build_model
 from pyro_vae.models.discrete import OneHotCategorical, one_hot
@@ -121,17 +122,7 @@ def test_compiled_tracegraph_step_is_the_eager_one(options, x):
     assert cfg.model.estimator == "score" and cfg.objective.elbo == "tracegraph"  # the family's defaults
     model = build_model(cfg)
     elbo, params = build_objective(cfg), list(model.parameters())
-    lowered = LoweredStep(elbo, model.model, model.guide, params)
-    lowered.compile(x)  # traces: no fallback to eager
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        loss, grads = lowered(x)
-        torch.manual_seed(seed)
-        with tensor_items():
-            eager = differentiable_loss(elbo, model.model, model.guide, x)
-        for g, e in zip(grads, torch.autograd.grad(eager, params)):
-            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5 * e.abs().max().item())
-        torch.testing.assert_close(loss, eager.detach(), rtol=1e-6, atol=0)
+    assert_compiled_equals_eager(elbo, model.model, model.guide, params, x)
 
 
 def test_family_defaults_and_the_estimator_default():
