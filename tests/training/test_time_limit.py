@@ -30,8 +30,10 @@ def test_an_unspent_budget_changes_nothing(small_run):
 
 
 def test_train_elbo_is_the_test_measure_on_the_training_split(small_run):
-    trainer = train({**small_run, "train_elbo": True}, log=quiet, progress=False)
+    lines = []
+    trainer = train({**small_run, "train_elbo": True}, log=lines.append, progress=False)
     last = trainer.history[-1]
     assert last["train_elbo"] == trainer.evaluate(trainer.data.split("train"))  # same seed and weights
     assert last["train_elbo"] != last["test_elbo"]
     assert all("train_elbo" in r for r in trainer.history)
+    assert f"train ELBO {last['train_elbo']:9.3f}" in next(line for line in lines if line.startswith("epoch   2/"))

@@ -149,7 +149,9 @@ class ConsoleReport(Callback):
         trainer.log("train loss = -ELBO of the training objective" +
                     (" (with the warm-up's beta)" if trainer.cfg.objective.kl_warmup else "") +
                     (" (relaxed: Concrete sites)" if trainer.cfg.objective.relax != "none" else "") +
-                    "; test/valid ELBO = one-sample ELBO on the test/validation split (higher is "
+                    "; test/valid" + ("/train" if trainer.cfg.run.train_elbo else "") +
+                    " ELBO = one-sample ELBO on the test/validation" +
+                    ("/training" if trainer.cfg.run.train_elbo else "") + " split (higher is "
                     "better); all in nats per image" + ("; * marks a new best validation ELBO" +
                                                         _best_pt(trainer) if trainer.data.valid is not None else ""))
 
@@ -175,6 +177,7 @@ class ConsoleReport(Callback):
         epoch, improved = record["epoch"], trainer.state.is_best(record["epoch"])
         valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
                  if "valid_elbo" in record else "")
+        valid += f"  train ELBO {record['train_elbo']:9.3f}" if "train_elbo" in record else ""
         trainer.log(f"epoch {epoch:>3}/{trainer.cfg.optim.epochs}  train loss {record['train_loss']:9.3f}  "
                     f"test ELBO {record['test_elbo']:9.3f}{valid}  ({record['epoch_seconds']:.1f} s)")
 
