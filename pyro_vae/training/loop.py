@@ -49,6 +49,14 @@ class TrainingLoop:
         self.trainer, self.device_loop = trainer, device_loop
         self.graphed: Optional[GraphedSteps] = None
         self.notes: list[str] = []  # how the steps run, for the console (see prepare)
+        self._train_split: Optional[torch.Tensor] = None  # binarized once, scored every epoch
+
+    def train_split(self) -> torch.Tensor:
+        """The training split as ``train_elbo`` scores it: fixed, so binarized once per fit
+        (a 60,000-image draw) rather than after every epoch."""
+        if self._train_split is None:
+            self._train_split = self.trainer.data.split("train")
+        return self._train_split
 
     def prepare(self) -> None:
         """Compile the step for the training batch shape (random stream untouched) and choose
@@ -93,7 +101,7 @@ class TrainingLoop:
         if t.data.valid is not None:
             record["valid_elbo"] = t.evaluate(t.data.valid)
         if cfg.run.train_elbo:
-            record["train_elbo"] = t.evaluate(t.data.split("train"))
+            record["train_elbo"] = t.evaluate(self.train_split())
         for key in ("test_elbo", "valid_elbo", "train_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
