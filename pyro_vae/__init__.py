@@ -6,7 +6,7 @@ The public API (docs/python-api.md); ``import pyro_vae as pv``:
   a run: :class:`Run`, :func:`open_run` (reopens a run directory safely) -- ``pyro_vae.api``
 - data: :func:`load_dataset`, :class:`VAEData` -- ``pyro_vae.data``
 - evaluation: :func:`log_likelihood` (importance sampling with PSIS diagnostics), :func:`ais`,
-  and their results :class:`LogLikelihood`, :class:`AISEstimate` -- ``pyro_vae.api.evaluation``
+  :func:`accuracy` (of a model's classifier q(y | x)), and their results :class:`LogLikelihood`, :class:`AISEstimate` -- ``pyro_vae.api.evaluation``
 - generation: :func:`sample`, :func:`reconstruct`; figures: :func:`plot_run` -- ``pyro_vae.api``
 - extensions: :func:`register_model` (``pyro_vae.models``), :func:`register_prior`
   (``pyro_vae.models.priors``), :func:`register_objective` (``pyro_vae.infer.objectives``),
@@ -47,6 +47,7 @@ _LAZY = {
     "load_dataset": "pyro_vae.data", "VAEData": "pyro_vae.data",
     "log_likelihood": "pyro_vae.api.evaluation", "LogLikelihood": "pyro_vae.api.evaluation",
     "ais": "pyro_vae.api.evaluation", "AISEstimate": "pyro_vae.api.evaluation",
+    "accuracy": "pyro_vae.api.evaluation",
     "sample": "pyro_vae.api.generation", "reconstruct": "pyro_vae.api.generation",
     "plot_run": "pyro_vae.api.figures",
     "register_model": "pyro_vae.models", "register_prior": "pyro_vae.models.priors",
@@ -57,7 +58,7 @@ _LAZY = {
 __all__ = [
     "train", "resume", "Run", "open_run",
     "load_dataset", "VAEData",
-    "log_likelihood", "LogLikelihood", "ais", "AISEstimate",
+    "log_likelihood", "LogLikelihood", "ais", "AISEstimate", "accuracy",
     "sample", "reconstruct", "plot_run",
     "register_model", "register_prior", "register_objective", "register_dataset",
     "Config", "make_config",

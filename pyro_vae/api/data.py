@@ -10,6 +10,7 @@ N training images, as for MNIST).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Optional
 
@@ -20,6 +21,7 @@ from pyro_vae.config import shown
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import instance_name
 from pyro_vae.data import DATASETS, EVAL_BINARIZATION_SEED, VAEData
+from pyro_vae.data.registry import limited
 
 TENSORS = "tensors"  # the name of a VAEData made from tensors
 
@@ -89,18 +91,11 @@ def _hold_out(data: VAEData, valid_size: int) -> VAEData:
                           f"{len(data.train)})")
     cut = len(data.train) - valid_size
     valid = data.train[cut:]
-    labels = None if data.train_labels is None else data.train_labels[:cut]
-    return VAEData(data.name, data.train[:cut], data.test,
-                   _binarized_once(valid) if data.dynamic_binarization else valid,
-                   labels, data.test_labels, data.dynamic_binarization, data.image_shape)
-
-
-def _limited(data: VAEData, limit_train: Optional[int], limit_test: Optional[int]) -> VAEData:
-    def cut(t, n):
-        return None if t is None else t[:n]
-    return VAEData(data.name, cut(data.train, limit_train), cut(data.test, limit_test),
-                   cut(data.valid, limit_test), cut(data.train_labels, limit_train),
-                   cut(data.test_labels, limit_test), data.dynamic_binarization, data.image_shape)
+    labels = data.train_labels
+    return dataclasses.replace(
+        data, train=data.train[:cut], valid=_binarized_once(valid) if data.dynamic_binarization else valid,
+        train_labels=None if labels is None else labels[:cut],
+        valid_labels=None if labels is None else labels[cut:])
 
 
 def data_argument(data: Any, values: dict[str, Any]) -> Optional[VAEData]:
@@ -135,7 +130,7 @@ def data_argument(data: Any, values: dict[str, Any]) -> Optional[VAEData]:
         data = _hold_out(data, valid_size)
     elif data.valid is not None and not (named and DATASETS.get(data.name).capabilities["validation"]):
         values["valid_size"] = len(data.valid)  # so that the saved config says there is one
-    data = _limited(data, values.get("limit_train"), values.get("limit_test"))
+    data = limited(data, values.get("limit_train"), values.get("limit_test"))
     if named:
         values.update(limit_train=len(data.train), limit_test=len(data.test))
     return data
@@ -143,7 +138,4 @@ def data_argument(data: Any, values: dict[str, Any]) -> Optional[VAEData]:
 
 def on_device(data: VAEData, device: torch.device) -> VAEData:
     """``data`` with every split on ``device``."""
-    def move(t):
-        return None if t is None else t.to(device)
-    return VAEData(data.name, move(data.train), move(data.test), move(data.valid), move(data.train_labels),
-                   move(data.test_labels), data.dynamic_binarization, data.image_shape)
+    return data.mapped(lambda name, t: t.to(device))

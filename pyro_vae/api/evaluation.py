@@ -25,6 +25,9 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.workload import check_ais, check_iwae
 from pyro_vae.evaluation import DEFAULT_BATCH, STARTS, default_steps, describe, estimate_ais, evaluate_model
+from pyro_vae.evaluation import accuracy as classification_accuracy
+from pyro_vae.evaluation.classification import has_label_site
+from pyro_vae.evaluation.context import evaluation_context
 from pyro_vae.evaluation.evaluate_ais import describe_ais
 from pyro_vae.models.sites import probe
 
@@ -82,21 +85,47 @@ class AISEstimate:
 
 def log_likelihood(model: nn.Module | Run, x: Any, num_samples: int = 5000, *, batch_size: int = 100,
                    seed: int = 0, device: Optional[str | torch.device] = None, max_memory: int | str = "auto",
-                   allow_long: bool = False, progress: bool = False, exact_discrete: bool = True) -> LogLikelihood:
+                   allow_long: bool = False, progress: bool = False, exact_discrete: bool = True,
+                   labels: Any = None) -> LogLikelihood:
     """log p(x) of each image of ``x`` (binary, ``(N, D)`` or image-shaped) under ``model`` (or a
     :class:`Run`'s model), by importance sampling from its guide with ``num_samples`` samples per
     image, ``batch_size`` images at a time; with PSIS diagnostics that say whether to trust it.
     ``device``: where to evaluate (the model is moved there; default: where the model is).
     Discrete latent sites small enough to enumerate are summed exactly inside each weight (log
-    p(x) is exact where that is every site); ``exact_discrete=False`` samples them instead."""
+    p(x) is exact where that is every site); ``exact_discrete=False`` samples them instead.
+    ``labels``: the class of each image; for a model that takes labels (a label site ``"y"``),
+    the result adds the accuracy of q(y | x)."""
     model, x, device = _prepared(model, x, device)
+    labels = None if labels is None else class_labels(labels, len(x)).to(device)
     num_samples, batch_size = positive("num_samples", num_samples), positive("batch_size", batch_size)
     check_iwae(num_samples, len(x), batch_size, device.type, allow_long,
                lower=f"{option('num_samples')} or the images in x")
     summary, points = evaluate_model(model, x, num_samples, batch_size, max_memory, seed, log_line, progress,
-                                     exact_discrete)
+                                     exact_discrete, labels)
     summary["split"] = GIVEN
     return LogLikelihood(summary, points)
+
+
+def accuracy(model: nn.Module | Run, x: Any, labels: Any, *, batch_size: int = 1000, seed: int = 0,
+             device: Optional[str | torch.device] = None) -> float:
+    """The fraction of images of ``x`` whose most probable class under the model's q(y | x) (the
+    guide's label site ``"y"``) is their label (``labels``: class indices, one per image)."""
+    model, x, device = _prepared(model, x, device)
+    labels = class_labels(labels, len(x)).to(device)
+    if not has_label_site(model.guide, x):
+        raise ConfigError(f"model {type(model).__name__} has no label site 'y' in its guide: it does not "
+                          "classify (see docs/models.md, \"Labels\")")
+    with evaluation_context(model, device, seed):
+        return classification_accuracy(model.guide, x, labels, batch_size=positive("batch_size", batch_size))
+
+
+def class_labels(value: Any, count: int) -> torch.Tensor:
+    """``value`` as ``(count,)`` class indices, or a one-line ConfigError naming ``labels=``."""
+    labels = torch.as_tensor(value)
+    if labels.shape != (count,) or labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise ConfigError(f"labels= must hold one class index per image ({count}), got shape "
+                          f"{tuple(labels.shape)}")
+    return labels.long()
 
 
 def ais(model: nn.Module | Run, x: Any, num_steps: Optional[int] = None, *, num_chains: int = 16,

@@ -65,6 +65,12 @@ def _cross_section_rules(cfg: Config) -> None:
     if cfg.optim.early_stopping is not None and not cfg.data.has_validation():
         raise ConfigError(f"early_stopping watches the validation ELBO, and {cfg.data.dataset} has "
                           f"no validation split: add {flag('valid_size')} N (e.g. 10000)")
+    if cfg.data.labels is None:
+        for key, value, default in (("aux_loss", cfg.objective.aux_loss, 0.0),
+                                    ("labelled_batch_size", cfg.optim.labelled_batch_size, None)):
+            if value != default:
+                raise ConfigError(f"{flag(key)} weighs and batches labelled images, and there are none: "
+                                  f"add {flag('labels')} N (labelled training images), or drop it")
     prior = cfg.prior.registered()
     if prior is not None and cfg.model.latent_dim and cfg.model.latent_dim[-1] < prior["min_latent"]:
         raise ConfigError(f"the {cfg.prior.name} prior needs a top latent layer of size >= "

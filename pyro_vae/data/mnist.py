@@ -38,14 +38,15 @@ def grey_levels(name: str, cls, folder: str):
         x_train, y_train, x_test, y_test = load_torchvision(cls, folder, root, download, log)
         train = x_train.reshape(len(x_train), -1).float().div_(255)
         test = binarize_fixed(x_test.reshape(len(x_test), -1).float().div_(255))
-        valid = None
+        valid = y_valid = None
         if valid_size:
             if not valid_size < len(train):
                 raise ValueError(f"valid_size {valid_size} leaves no training images "
                                  f"({len(train)} in all)")
             cut = len(train) - valid_size
-            train, valid, y_train = train[:cut], binarize_fixed(train[cut:]), y_train[:cut]
-        return VAEData(name, train, test, valid, y_train, y_test, dynamic_binarization=True)
+            train, valid, y_train, y_valid = train[:cut], binarize_fixed(train[cut:]), y_train[:cut], y_train[cut:]
+        return VAEData(name, train, test, valid, y_train, y_test, dynamic_binarization=True,
+                       valid_labels=y_valid)
     return load
 
 

@@ -82,9 +82,13 @@ def load_data(section: DataSection, device: str | torch.device = "cpu", download
 
 
 def _limit_and_move(data: VAEData, limit_train, limit_test, device) -> VAEData:
-    def cut(t, n):
-        return None if t is None else t[:n].contiguous().to(device)
+    return limited(data, limit_train, limit_test).mapped(lambda name, t: t.contiguous().to(device))
 
-    return VAEData(data.name, cut(data.train, limit_train), cut(data.test, limit_test),
-                   cut(data.valid, limit_test), cut(data.train_labels, limit_train),
-                   cut(data.test_labels, limit_test), data.dynamic_binarization, data.image_shape)
+
+def limited(data: VAEData, limit_train: Optional[int], limit_test: Optional[int]) -> VAEData:
+    """``data`` with its first ``limit_train`` training images (and labels) and its first
+    ``limit_test`` test and validation images (None: all)."""
+    def cut(name: str, t: torch.Tensor) -> torch.Tensor:
+        limit = limit_train if name.startswith("train") else limit_test
+        return t if name.startswith("labelled") else t[:limit]
+    return data.mapped(cut)

@@ -6,8 +6,9 @@ in [0, 1] and minibatches are index slices of it: no per-item Python loading.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -18,8 +19,31 @@ IMAGE_SHAPE = (1, 28, 28)
 
 
 @dataclass
+class LabelledSet:
+    """The training images whose labels a semi-supervised run keeps (``labels``): their pixels as
+    the training split holds them (grey levels are binarized afresh per batch, as the rest are),
+    their labels as one-hot rows ``(N, C)`` (the value of the observed label site ``"y"``), and
+    where they were in the training split (``index``, for the run's record)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def classes(self) -> int:
+        return self.y.shape[-1]
+
+
+@dataclass
 class VAEData:
-    """The splits of one dataset on one device, plus what the model needs to know about them."""
+    """The splits of one dataset on one device, plus what the model needs to know about them.
+
+    ``labelled``: in a semi-supervised run, the training images that keep their labels (then
+    ``train`` holds the others, unlabelled); None otherwise (see
+    :func:`~pyro_vae.data.labels.keep_labels`)."""
 
     name: str
     train: torch.Tensor  # (N, 784) in [0, 1]: grey levels if dynamic_binarization, else {0, 1}
@@ -29,10 +53,19 @@ class VAEData:
     test_labels: Optional[torch.Tensor] = None
     dynamic_binarization: bool = False
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    valid_labels: Optional[torch.Tensor] = None
+    labelled: Optional[LabelledSet] = None
 
     def train_batch(self, index: torch.Tensor) -> torch.Tensor:
         """The training examples at ``index``, binarized afresh if the data are grey levels."""
-        x = self.train[index]
+        return self.binarized(self.train[index])
+
+    def labelled_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)``: the labelled training images at ``index`` (binarized afresh if grey) and
+        their one-hot labels."""
+        return self.binarized(self.labelled.x[index]), self.labelled.y[index]
+
+    def binarized(self, x: torch.Tensor) -> torch.Tensor:
         return torch.bernoulli(x) if self.dynamic_binarization else x
 
     def split(self, name: str) -> torch.Tensor:
@@ -47,7 +80,25 @@ class VAEData:
             return binarize_fixed(self.train) if self.dynamic_binarization else self.train
         raise ValueError(f"unknown split {name!r}; choose one of test, valid, train")
 
+    def split_labels(self, name: str) -> Optional[torch.Tensor]:
+        """The class labels of an evaluation split (None where the dataset has none)."""
+        return {"test": self.test_labels, "valid": self.valid_labels, "train": self.train_labels}[name]
+
     @property
     def mean_pixel(self) -> torch.Tensor:
         """Per-pixel training mean (initialises the decoder's output bias)."""
         return self.train.mean(0)
+
+    def mapped(self, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> "VAEData":
+        """A copy with ``fn(field name, tensor)`` applied to every split and label tensor (the
+        labelled set's included): cutting to limits, moving to a device."""
+        def apply(name: str, value):
+            if value is None:
+                return None
+            if isinstance(value, LabelledSet):
+                return LabelledSet(*(fn(f"labelled_{f.name}", getattr(value, f.name))
+                                     for f in dataclasses.fields(value)))
+            return fn(name, value) if isinstance(value, torch.Tensor) else value
+        return dataclasses.replace(self, **{f.name: apply(f.name, getattr(self, f.name))
+                                            for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), (torch.Tensor, LabelledSet))})

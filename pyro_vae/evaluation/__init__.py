@@ -22,6 +22,7 @@ other names are their internals.
 from pyro_vae.evaluation.ais import DEFAULT_BATCH, AISPoints, default_batch, estimate_ais
 from pyro_vae.evaluation.annealing import STARTS
 from pyro_vae.evaluation.bdmc import BDMCPoints, estimate_bdmc
+from pyro_vae.evaluation.classification import accuracy, predicted_classes
 from pyro_vae.evaluation.context import evaluation_context
 from pyro_vae.evaluation.diagnostics import active_units, describe, describe_active_units, summarize, trust_sentence
 from pyro_vae.evaluation.evaluate_ais import (
@@ -35,7 +36,7 @@ from pyro_vae.evaluation.iwae import PointEstimates, estimate_log_likelihood, ev
 from pyro_vae.evaluation.memory import AUTO_MEMORY, memory_budget, parse_memory, particle_bytes
 from pyro_vae.evaluation.run_evaluation import OpenedRun, evaluate_run, open_for_evaluation, save_results
 
-__all__ = [
+__all__ = ["accuracy", "predicted_classes", 
     "AISPoints",
     "AUTO_MEMORY",
     "BDMCPoints",

@@ -130,8 +130,14 @@ def describe(summary: dict) -> str:
              f"images, K = {summary['num_samples']}",
              f"ELBO     = {summary['elbo']:.3f} +- {summary['elbo_stderr']:.3f}; gap (mean KL(q || "
              f"p(z|x))) = {summary['gap']:.3f}"]
+    if "conditional" in summary:
+        lines.append(f"conditional: log p(x) is log p(target | given) of the {summary['conditional']} "
+                     "pixels the model predicts from the others")
     if "active_units" in summary:
         lines.append(f"active units: {describe_active_units(summary)}")
+    if "accuracy" in summary:
+        lines.append(f"classification accuracy of q(y | x): {summary['accuracy']:.4f} "
+                     f"({summary['classified']} of {summary['num_points']})")
     if summary.get("summed_exactly"):
         sites = ", ".join(summary["summed_exactly"])
         lines.append(f"summed exactly over every value of {sites}: log p(x) is exact, not an estimate "

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import batch_span, gather_on_main, log_on_main, on_main, ranks, share_note, stream_seed
+from pyro_vae.evaluation.classification import classified
 from pyro_vae.evaluation.context import evaluation_context
 from pyro_vae.evaluation.diagnostics import summarize
 from pyro_vae.evaluation.host_results import HostResults
@@ -227,13 +228,16 @@ def estimate_log_likelihood(model: Callable, guide: Callable, data: torch.Tensor
 
 def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    max_memory: int | str = AUTO_MEMORY, seed: int = 0, log: Callable[[str], None] = log_line,
-                   progress: bool = False, exact_discrete: bool = True) -> tuple[dict, Optional[PointEstimates]]:
+                   progress: bool = False, exact_discrete: bool = True,
+                   labels: Optional[torch.Tensor] = None) -> tuple[dict, Optional[PointEstimates]]:
     """log p(x) of every row of ``x`` under a model (see :mod:`pyro_vae.models`), with
     diagnostics, in the :func:`evaluation_context`. In a torchrun job the ranks share the work;
     every rank returns the summary, rank 0 alone the per-point estimates (the others None).
     ``max_memory``: see :func:`memory_budget`; in a torchrun job every rank takes rank 0's
     budget, so that the chunks, hence the numbers, do not depend on the number of ranks.
-    ``exact_discrete``: as for :func:`estimate_log_likelihood`."""
+    ``exact_discrete``: as for :func:`estimate_log_likelihood`. ``labels``: the class of every row
+    of ``x``; where the guide has a label site (a model that takes labels), the summary adds the
+    ``accuracy`` of q(y | x) (:mod:`~pyro_vae.evaluation.classification`)."""
     bytes_per_particle = particle_bytes(model, x)
     budget = on_main(lambda: memory_budget(max_memory, x.device, log_on_main(log)))
     start = time.perf_counter()
@@ -242,6 +246,7 @@ def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: 
                                          max_memory=budget,
                                          bytes_per_particle=bytes_per_particle, log=log,
                                          progress=progress, seed=seed, exact_discrete=exact_discrete)
+        correct = classified(model.guide, x, labels) if labels is not None else None
     if x.is_cuda:
         torch.cuda.synchronize()
 
@@ -249,6 +254,10 @@ def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: 
         result = summarize(points, num_samples)
         if points is not None and points.exact_sites:
             result.update(summed_exactly=list(points.exact_sites), exact=points.exact)
+        if getattr(model, "target_mask", None) is not None:  # log p(target | given): the CVAE's
+            result["conditional"] = int(model.target_mask.sum())  # pixels predicted
+        if correct is not None:
+            result.update(accuracy=correct / len(x), classified=correct)
         result.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
                       batch_size=batch_size, max_memory=budget, ranks=ranks().world_size)
         return result

@@ -72,6 +72,7 @@ class OpenedRun:
     x: torch.Tensor  # the images to evaluate
     which: str  # "best" or "last"
     description: str  # "runs/x (best.pt, epoch 12)"
+    labels: Optional[torch.Tensor] = None  # the classes of x, where the dataset has labels
 
     def provenance(self) -> dict:
         """What every result file records about the checkpoint it evaluated: its epoch, which
@@ -113,12 +114,14 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
                                                limit_test=limit if split == "test" else None,
                                                valid_size=cfg.data.valid_size))
         x = together(lambda: data.split(split)[:limit])
+        labels = data.split_labels(split)
         on_main(_nothing_computed(lambda: check_writable(target, len(x))))
         model = build_model(cfg, data.image_shape).to(torch_device)
         together(lambda: load_weights(model, state["model"], run.path))
         note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
         yield OpenedRun(run, target, state, cfg, model, x, which,
-                        f"{run.path} ({name}, epoch {state['epoch']}{note})")
+                        f"{run.path} ({name}, epoch {state['epoch']}{note})",
+                        None if labels is None else labels[:limit])
 
 
 def show_progress(progress: Optional[bool]) -> bool:
@@ -158,7 +161,7 @@ def evaluate_run(run_dir: str | Path, num_samples: int = 5000, split: str = "tes
             + (f", shared by {ranks().describe()}" if ranks().distributed else ""))
         summary, points = evaluate_model(opened.model, opened.x, num_samples, batch_size, max_memory,
                                          opened.cfg.run.seed if seed is None else seed, log,
-                                         show_progress(progress), exact_discrete)
+                                         show_progress(progress), exact_discrete, opened.labels)
         summary.update(split=split, **opened.provenance())
 
         def report() -> None:

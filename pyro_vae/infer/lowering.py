@@ -176,7 +176,8 @@ def operation_count(graph: torch.fx.GraphModule) -> int:
 
 class LoweredStep:
     """``(loss, grads) = lowered(x)``: the objective's loss and its gradient with respect to
-    ``params``, from one traced graph per input shape (see the module docstring).
+    ``params``, from one traced graph per input shape (see the module docstring). A
+    semi-supervised step passes ``lowered(x, x_labelled, y_labelled)``.
 
     Tracing runs the model and guide twice (once with Pyro's validation on, which checks the
     distributions' arguments and the sites' shapes, then once recording), isolated
@@ -200,34 +201,35 @@ class LoweredStep:
         """The graph's inputs besides the parameters and the data."""
         return [handler.value for handler in self.inputs]
 
-    def _joint(self, params, x, inputs=()):
+    def _joint(self, params, batch, inputs=()):
         with ExitStack() as stack:  # while tracing, each handler reads the graph's input (a proxy)
             for handler, value in zip(self.inputs, inputs):
                 stack.enter_context(handler.holding(value))
-            loss = differentiable_loss(self.elbo, self.model, self.guide, x)
+            loss = differentiable_loss(self.elbo, self.model, self.guide, *batch)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return loss.detach(), grads
 
-    def compile(self, x: torch.Tensor) -> torch.fx.GraphModule:
-        """The graph for ``x``'s shape, traced now if it is new.
+    def compile(self, *batch: torch.Tensor) -> torch.fx.GraphModule:
+        """The graph for the shapes of ``batch`` (``x``, or a semi-supervised step's ``x``,
+        ``x_labelled``, ``y_labelled``), traced now if they are new.
 
         Errors of the model that Pyro's validation finds propagate as they would from an eager
         step; a failure to trace raises :class:`LoweringFailed`.
         """
-        key = (x.shape, x.dtype, x.device)
+        key = _shapes(batch)
         if key not in self.graphs:
             # A throwaway param store: what the model writes there while it is traced (e.g. a
             # decaying average) is discarded; the graph reads the parameters passed to it.
-            with isolated(x, validate=True), tensor_items():
-                self._joint(self.params, x, self._inputs())  # validation: modelling errors show here
+            with isolated(batch[0], validate=True), tensor_items():
+                self._joint(self.params, batch, self._inputs())  # validation: modelling errors show here
                 with pyro.validation_enabled(False):
-                    self.graphs[key] = self._trace(x)
+                    self.graphs[key] = self._trace(batch)
         return self.graphs[key]
 
-    def _trace(self, x: torch.Tensor) -> torch.fx.GraphModule:
+    def _trace(self, batch: tuple[torch.Tensor, ...]) -> torch.fx.GraphModule:
         before = _param_store_state()
         graph = trace_graph(lambda p, data, inputs: self._joint(p, data, inputs),
-                            self.params, x, self._inputs())
+                            self.params, list(batch), self._inputs())
         after = _param_store_state()
         replaced = sorted(name for name, value in before.items() if after.get(name) is not value)
         if replaced:
@@ -235,11 +237,16 @@ class LoweredStep:
                                  "every call, which a traced graph cannot repeat")
         return graph
 
-    def operations(self, x: torch.Tensor) -> int:
+    def operations(self, *batch: torch.Tensor) -> int:
         """How many tensor operations one step replays (for the run's description)."""
-        return operation_count(self.compile(x))
+        return operation_count(self.compile(*batch))
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[Optional[torch.Tensor], ...]]:
-        graph = self.graphs.get((x.shape, x.dtype, x.device)) or self.compile(x)
+    def __call__(self, *batch: torch.Tensor) -> tuple[torch.Tensor, tuple[Optional[torch.Tensor], ...]]:
+        graph = self.graphs.get(_shapes(batch)) or self.compile(*batch)
         with torch.no_grad():
-            return graph.forward(self.params, x, self._inputs())  # forward: no module hooks to run
+            return graph.forward(self.params, list(batch), self._inputs())  # forward: no module hooks to run
+
+
+def _shapes(batch: Sequence[torch.Tensor]) -> tuple:
+    """What a graph is traced for: the shape, dtype and device of every input tensor."""
+    return tuple((t.shape, t.dtype, t.device) for t in batch)

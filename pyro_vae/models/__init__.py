@@ -42,9 +42,11 @@ from pyro_vae.core.registry import Registry
 from pyro_vae.core.workload import check_model_size
 from pyro_vae.models import discrete_settings  # noqa: F401  (the discrete families' config rules)
 from pyro_vae.models.categorical import CategoricalVAE
+from pyro_vae.models.cvae import ConditionalVAE, given_mask
 from pyro_vae.models.hvae import HierarchicalVAE
 from pyro_vae.models.priors import build_prior, check_prior
 from pyro_vae.models.sbn import SigmoidBeliefNet
+from pyro_vae.models.ssvae import SemiSupervisedVAE
 from pyro_vae.models.vae import VAE
 from pyro_vae.nn.nets import build_nets
 
@@ -155,6 +157,32 @@ def _categorical(model, image_shape, prior) -> nn.Module:
     return CategoricalVAE(math.prod(image_shape), model.latent_dim[0], model.categories, model.hidden,
                           model.activation, model.discrete_prior == "learned", model.baseline,
                           model.baseline_beta)
+
+
+@register_model("ssvae", description="M2: a class label y and a style z (Kingma et al. 2014; Pyro's ss-vae)",
+                defaults={"latent_dim": [50], "hidden": [500], "activation": "softplus"},
+                ignores={"upper_hidden": "it has one latent layer z beside the label y",
+                         "arch": "its networks are the tutorial's MLPs",
+                         "logvar_range": "its encoder's scale is a softplus, as the tutorial's",
+                         "baseline": "its score-function site is the label y, which traceenum sums exactly",
+                         "baseline_beta": "it takes no baseline",
+                         "discrete_prior": "p(y) is uniform over the classes (categories)"})
+def _ssvae(model, image_shape, prior) -> nn.Module:
+    return SemiSupervisedVAE(math.prod(image_shape), model.latent_dim[0], model.categories, prior,
+                             model.hidden, model.activation, model.estimator)
+
+
+@register_model("cvae", description="conditional VAE: the rest of a digit from its given quadrants (Pyro's CVAE)",
+                defaults={"latent_dim": [200], "hidden": [500, 500], "activation": "relu"},
+                ignores={"upper_hidden": "it has one latent layer", "arch": "its networks are the example's MLPs",
+                         "logvar_range": "its encoders' scales are softplus outputs",
+                         "estimator": "its z is reparameterized", "baseline": "its z is reparameterized",
+                         "baseline_beta": "it takes no baseline",
+                         "prior": "its prior p(z | given quadrants) is a network of the model",
+                         "prior_options": "its prior is a network of the model", **CONTINUOUS})
+def _cvae(model, image_shape, prior) -> nn.Module:
+    return ConditionalVAE(math.prod(image_shape), model.latent_dim[0], given_mask(image_shape, model.quadrants),
+                          model.hidden, model.activation)
 
 
 def import_model(path: str) -> type:

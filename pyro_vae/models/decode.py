@@ -99,7 +99,22 @@ def prior_samples(model, site: str, n: int, x_dim: int, device: Optional[torch.d
 def decode(model, site: str, values: torch.Tensor, x_dim: int) -> torch.Tensor:
     """Pixel probabilities with latent ``site`` fixed at ``values`` ``(n, D)`` and every layer
     below it at its conditional mean."""
-    conditioned = poutine.condition(use_means()(model.model), data={site: values})
+    return decode_sites(model, {site: values}, x_dim)
+
+
+def decode_sites(model, values: dict[str, torch.Tensor], x_dim: int) -> torch.Tensor:
+    """Pixel probabilities with each latent site of ``values`` fixed (``{name: (n, ...)}``) and
+    every other latent site at its conditional mean (e.g. M2's style z and class y together)."""
+    first = next(iter(values.values()))
+    conditioned = poutine.condition(use_means()(model.model), data=values)
     with _quiet():
-        trace = poutine.trace(conditioned).get_trace(torch.zeros(len(values), x_dim, device=values.device))
+        trace = poutine.trace(conditioned).get_trace(torch.zeros(len(first), x_dim, device=first.device))
     return _pixels(trace)
+
+
+def predictions(model, x: torch.Tensor) -> torch.Tensor:
+    """Pixel probabilities of one draw from the generative model *given* ``x``: for a model whose
+    latent sites depend on part of the image (the CVAE's prior reads the given pixels), what it
+    predicts for the rest; the model's trace at ``x``, every latent site drawn from the model."""
+    with _quiet():
+        return _pixels(poutine.trace(model.model).get_trace(x))

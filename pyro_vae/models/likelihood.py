@@ -1,4 +1,5 @@
-"""The observation model: independent Bernoulli pixels on logits, as one event.
+"""The observation model: independent Bernoulli pixels on logits, as one event (all the pixels, or
+those of a mask).
 
 This is ``dist.Bernoulli(logits=...).to_event(1)`` with one change: ``log_prob`` sums the
 per-pixel binary cross-entropies *before* negating. Torch's ``Bernoulli.log_prob`` negates all
@@ -9,6 +10,8 @@ of an importance-sampling evaluation (about 5% of its time). Numerically it is t
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pyro.distributions as dist
 import torch
 from torch.distributions.utils import broadcast_all
@@ -16,14 +19,21 @@ from torch.nn import functional as F
 
 
 class BernoulliPixels(dist.Independent):
-    def __init__(self, logits: torch.Tensor, validate_args=None):
+    """``pixels``: a 0/1 float mask ``(D,)`` of the pixels the site scores (None: all of them),
+    for a model that predicts part of an image from the rest (:mod:`pyro_vae.models.cvae`); the
+    mean stays every pixel's probability."""
+
+    def __init__(self, logits: torch.Tensor, pixels: Optional[torch.Tensor] = None, validate_args=None):
         super().__init__(dist.Bernoulli(logits=logits), 1, validate_args=validate_args)
+        self.pixels = pixels
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         logits, value = broadcast_all(self.base_dist.logits, value)
-        return -F.binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+        cross_entropy = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return -(cross_entropy if self.pixels is None else cross_entropy * self.pixels).sum(-1)
 
     def expand(self, batch_shape, _instance=None):
-        return BernoulliPixels(self.base_dist.logits.expand(torch.Size(batch_shape) + self.event_shape))
+        return BernoulliPixels(self.base_dist.logits.expand(torch.Size(batch_shape) + self.event_shape),
+                               self.pixels)

@@ -39,6 +39,9 @@ from pyro_vae.core.errors import ConfigError
 MAX_PLATE_NESTING = 1
 DATA_PLATE = "data"
 OBSERVED_SITE = "x"
+# The optional label site of models that take labels (model(x, y=None), guide(x, y=None)):
+# observed in the model when y is given (and absent from the guide), latent in both when not.
+LABEL_SITE = "y"
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,8 @@ SCHEMA = record(
         "checksum": text(),
         "wall_seconds": number(low=0),
         "pyro_params": mapping_of(text(), tensor()),
-        "best": optional(record({"epoch": integer(1), "valid_elbo": number()}, what="a best epoch")),
+        "best": optional(record({"epoch": integer(1), "valid_elbo": number()},
+                                {"valid_accuracy": number()}, what="a best epoch")),
     },
     what="a checkpoint")
 

@@ -46,6 +46,7 @@ def make_row(row: Row, last: dict[str, Any], summary: dict[str, Any]) -> dict[st
         "gap": None if paper_nll is None else nll - paper_nll,
         "paper_train_elbo": paper_train, "best_train_elbo": best_train,
         "train_elbo_gap": None if paper_train is None or best_train is None else best_train - paper_train,
+        "paper_accuracy": reference.get("accuracy"), "accuracy": summary.get("accuracy"),
         "epochs": last["epoch"], "epochs_planned": row.cfg.optim.epochs, "evaluated_epoch": best_epoch,
         "checkpoint": summary["checkpoint"],
         "train_hours": last["wall_seconds"] / 3600,
@@ -71,12 +72,16 @@ def _cell(text: str) -> str:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table (what docs/results.md shows). Where a reference gives the
-    paper's best training ELBO (the discrete-VAE papers' measure), two columns set ours beside it."""
+    paper's best training ELBO (the discrete-VAE papers' measure), two columns set ours beside it;
+    where one gives a test accuracy (the semi-supervised papers'), two more."""
     with_train = any(r.get("paper_train_elbo") is not None for r in rows)
+    with_accuracy = any(r.get("paper_accuracy") is not None for r in rows)
     lines = ["| config | paper (table) | paper NLL | ours NLL +- SE | gap | epochs (paper) | "
              "train time | device | active units | k-hat median / >0.7 |"
-             + (" paper best train ELBO | ours (gap) |" if with_train else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_train else "")]
+             + (" paper best train ELBO | ours (gap) |" if with_train else "")
+             + (" paper test accuracy | ours |" if with_accuracy else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_train else "")
+             + ("---|---|" if with_accuracy else "")]
     for r in rows:
         epochs = f"{r['epochs']}" + (f" (best {r['evaluated_epoch']})" if r["checkpoint"] == "best" else "")
         share = r.get("share_khat_above_0.7")
@@ -88,7 +93,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['train_hours'] * 60:.0f} min | {_cell(r['device'])} | {r['active_units_text'] or '-'} "
             f"| {_fmt(r['khat_median'], '.2f')} / {'-' if share is None else f'{100 * share:.0f}%'} |"
             + (f" {_fmt(r.get('paper_train_elbo'), '.2f')} | {_fmt(r.get('best_train_elbo'), '.2f')}"
-               f" ({_fmt(r.get('train_elbo_gap'), '+.2f')}) |" if with_train else ""))
+               f" ({_fmt(r.get('train_elbo_gap'), '+.2f')}) |" if with_train else "")
+            + (f" {_fmt(r.get('paper_accuracy'), '.4f')} | {_fmt(r.get('accuracy'), '.4f')} |"
+               if with_accuracy else ""))
     detail = {r["num_samples"] for r in rows}, {r["num_points"] for r in rows}
     lines.append("")
     lines.append(f"NLL in nats on {', '.join(map(str, sorted(detail[1])))} test images, importance "

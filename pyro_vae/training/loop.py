@@ -23,6 +23,7 @@ import torch
 from pyro_vae.core.distributed import on_main
 from pyro_vae.training.data_parallel import epoch_order, seed_rank_stream
 from pyro_vae.training.graphed import READ_EVERY, GraphedSteps, device_steps, set_learning_rate
+from pyro_vae.training.labelled_draws import LabelledDraws, labelled_per_step
 from pyro_vae.training.schedule import learning_rate
 from pyro_vae.training.step import scheduled_values
 
@@ -50,6 +51,9 @@ class TrainingLoop:
         self.graphed: Optional[GraphedSteps] = None
         self.notes: list[str] = []  # how the steps run, for the console (see prepare)
         self._train_split: Optional[torch.Tensor] = None  # binarized once, scored every epoch
+        data, optim = trainer.data, trainer.cfg.optim
+        self.labelled = None if data.labelled is None else \
+            LabelledDraws(data, labelled_per_step(data, optim.batch_size, optim.labelled_batch_size))
 
     def train_split(self) -> torch.Tensor:
         """The training split as ``train_elbo`` scores it: fixed, so binarized once per fit
@@ -64,8 +68,10 @@ class TrainingLoop:
         t, cfg = self.trainer, self.trainer.cfg
         devices = [t.device] if t.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            x = t.data.train_batch(torch.arange(cfg.optim.batch_size, device=t.device)[t.share])
-        self.notes = [f"step: {guarded(t.step.prepare, x, t.state.epoch + 1, 0)}"]
+            batch = (t.data.train_batch(torch.arange(cfg.optim.batch_size, device=t.device)[t.share]),)
+            if self.labelled is not None:
+                batch += self.labelled.first()
+        self.notes = [f"step: {guarded(t.step.prepare, batch, t.state.epoch + 1, 0)}"]
         self.graphed, note = device_steps(t.step, t.optimizer, t.data, cfg.optim.batch_size, t.device,
                                           t.ranks.distributed, self.device_loop)
         self.notes += [note] if note else []
@@ -102,6 +108,10 @@ class TrainingLoop:
             record["valid_elbo"] = t.evaluate(t.data.valid)
         if cfg.run.train_elbo:
             record["train_elbo"] = t.evaluate(self.train_split())
+        if t.data.labelled is not None:  # the classifier q(y | x) of a semi-supervised run
+            record["test_accuracy"] = t.accuracy("test")
+            if t.data.valid is not None and t.data.valid_labels is not None:
+                record["valid_accuracy"] = t.accuracy("valid")
         for key in ("test_elbo", "valid_elbo", "train_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
@@ -128,21 +138,25 @@ class TrainingLoop:
             seed_rank_stream(cfg.run.seed, epoch, t.ranks.rank)
         else:
             order = torch.randperm(len(t.data.train), device=t.device)
+        if self.labelled is not None:
+            self.labelled.start_epoch(num_batches, t.device)
         t.model.train()
         if self.graphed is not None:
             return self._train_on_device(epoch, order, num_batches)
         mine, total, on_steps = t.share, 0.0, t.callbacks.hook("on_steps")
+        images = batch + (self.labelled.per_step if self.labelled is not None else 0)  # per step
         for b in range(num_batches):
             t.step.set_inputs(scheduled_values(cfg, t.state.step, num_batches))
             x = t.data.train_batch(order[b * batch:(b + 1) * batch][mine])
-            loss = guarded(t.step, x, epoch, b)
+            inputs = (x, *self.labelled.batch(b)) if self.labelled is not None else (x,)
+            loss = guarded(t.step, inputs, epoch, b)
             if not math.isfinite(loss):
                 raise Diverged(epoch, b, f"the training loss became {loss}", x)
             total += loss
             t.state.step += 1
             for hook in on_steps:
-                hook(t, b + 1, num_batches, loss / batch)
-        return total / (num_batches * batch)
+                hook(t, b + 1, num_batches, loss / images)
+        return total / (num_batches * images)
 
     def _train_on_device(self, epoch: int, order: torch.Tensor, num_batches: int) -> float:
         t, batch, done = self.trainer, self.trainer.cfg.optim.batch_size, 0
@@ -161,10 +175,11 @@ class TrainingLoop:
         return total / (num_batches * batch)
 
 
-def guarded(step: Callable, x: torch.Tensor, epoch: int, batch: int):
-    """``step(x)``, with Pyro's validation errors about NaN parameters as a divergence."""
+def guarded(step: Callable, inputs: tuple[torch.Tensor, ...], epoch: int, batch: int):
+    """``step(*inputs)``, with Pyro's validation errors about NaN parameters as a divergence."""
+    x = inputs[0]
     try:
-        return step(x)
+        return step(*inputs)
     except ValueError as e:  # Pyro's validation (first step) saw a NaN parameter
         if "found invalid values" not in str(e):
             raise

@@ -25,6 +25,7 @@ from pyro.infer import ELBO, TraceGraph_ELBO
 from pyro_vae.config import Config
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option, uses_flags
+from pyro_vae.infer.elbos.semi_supervised import SemiSupervisedELBO
 from pyro_vae.infer.lowering import LoweredStep, LoweringFailed, lowering_problem
 from pyro_vae.infer.objectives import build_objective
 from pyro_vae.infer.relax import Relaxation, temperature_at
@@ -77,11 +78,12 @@ class SVIStep:
         self.reason = reason if compile else switched_off("compile")
         self.validated = False
 
-    def prepare(self, x: torch.Tensor) -> str:
-        """Compile for ``x``'s shape now (random stream untouched); returns how steps will run."""
+    def prepare(self, *batch: torch.Tensor) -> str:
+        """Compile for the shapes of ``batch`` now (random stream untouched); returns how steps
+        will run."""
         if self.lowered is not None:
             try:
-                return f"compiled ({self.lowered.operations(x)} tensor operations per step)"
+                return f"compiled ({self.lowered.operations(*batch)} tensor operations per step)"
             except LoweringFailed as e:
                 self._fall_back(e)
         return f"eager ({self.reason})"
@@ -108,14 +110,15 @@ class SVIStep:
     def _fall_back(self, error: LoweringFailed) -> None:
         self.lowered, self.reason = None, f"the model could not be traced ({error})"
 
-    def __call__(self, x: torch.Tensor) -> float:
+    def __call__(self, *batch: torch.Tensor) -> float:
+        """One step on ``batch``: ``x``, or a semi-supervised step's ``x, x_labelled, y_labelled``."""
         if self.lowered is None:
-            return self._eager(x)
+            return self._eager(*batch)
         try:
-            loss_tensor, grads = self.lowered(x)  # traced on the first step of a shape
+            loss_tensor, grads = self.lowered(*batch)  # traced on the first step of a shape
         except LoweringFailed as e:
             self._fall_back(e)
-            return self._eager(x)
+            return self._eager(*batch)
         if self.data_parallel:
             loss_tensor, grads = sum_loss_and_gradients(loss_tensor, grads)
         for p, g in zip(self.params, grads):  # replaced on every step: no zero_grad needed
@@ -126,12 +129,12 @@ class SVIStep:
         self.optimizer.step()
         return loss
 
-    def _eager(self, x: torch.Tensor) -> float:
+    def _eager(self, *batch: torch.Tensor) -> float:
         with pyro.validation_enabled(not self.validated):
-            loss = self.elbo.loss_and_grads(self.model, self.guide, x)
+            loss = self.elbo.loss_and_grads(self.model, self.guide, *batch)
         self.validated = True
         if self.data_parallel:
-            total, grads = sum_loss_and_gradients(torch.tensor(loss, device=x.device),
+            total, grads = sum_loss_and_gradients(torch.tensor(loss, device=batch[0].device),
                                                   [p.grad for p in self.params])
             for p, g in zip(self.params, grads):
                 p.grad = g
@@ -161,11 +164,14 @@ def make_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """The run's step: compiled unless ``compile`` is off or the configuration cannot be traced;
     under the handlers of :func:`step_inputs`; summed over the ranks of a torchrun job if
     ``data_parallel``. ``elbo``: an objective instance used instead of the one the config names
-    (compiled where it can be, else eager)."""
+    (compiled where it can be, else eager). With ``labels``, the objective is taken over
+    unlabelled and labelled images (:class:`~pyro_vae.infer.elbos.semi_supervised.SemiSupervisedELBO`)."""
     reason = lowering_problem(cfg) or (objective_problem(elbo) if elbo is not None else None)
     inputs = step_inputs(cfg, model)
-    return SVIStep(model, build_objective(cfg) if elbo is None else elbo, optimizer, cfg.run.compile,
-                   reason, inputs, data_parallel)
+    elbo = build_objective(cfg) if elbo is None else elbo
+    if cfg.data.labels is not None:  # steps of (x, x_labelled, y_labelled)
+        elbo = SemiSupervisedELBO(elbo, cfg.objective.aux_loss)
+    return SVIStep(model, elbo, optimizer, cfg.run.compile, reason, inputs, data_parallel)
 
 
 def step_inputs(cfg: Config, model: torch.nn.Module) -> dict[str, StepInput]:

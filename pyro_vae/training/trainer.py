@@ -9,7 +9,6 @@ the one-line message of a run that stops. The step itself is :mod:`pyro_vae.trai
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -35,7 +34,10 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.precision import tf32
 from pyro_vae.data import VAEData, load_dataset
+from pyro_vae.data.labels import keep_labels
+from pyro_vae.evaluation import accuracy
 from pyro_vae.infer.importance import elbo_per_datapoint
+from pyro_vae.infer.labels import check_labels
 from pyro_vae.infer.objectives import model_structure
 from pyro_vae.models import build_model
 from pyro_vae.runs.checkpoint import load_checkpoint
@@ -116,6 +118,8 @@ class Trainer:
             self.data: VAEData = _on_device(data, self.device) if data is not None else main_first(
                 lambda: load_dataset(cfg.data.dataset, cfg.data.data_dir, self.device, cfg.data.limit_train, cfg.data.limit_test,
                                      valid_size=cfg.data.valid_size))
+            if cfg.data.labels is not None:
+                self.data = keep_labels(self.data, cfg.data.labels, cfg.run.seed, cfg.model.categories)
             together(lambda: self._build(checkpoint, model, prior, elbo))
             broadcast_module(self.model)  # as DistributedDataParallel starts: rank 0's weights
         self.loop = TrainingLoop(self, device_loop)
@@ -130,7 +134,12 @@ class Trainer:
             model = build_model(cfg, self.data.image_shape, self.data.train, prior=prior)
         self.model = model.to(self.device)
         self.structure = model_structure(self.model, cfg, self.data.test[:2])
+        if self.data.labelled is not None:
+            check_labels(self.model, self.data.labelled, cfg.model.name)
         if self.ranks.distributed:
+            if self.data.labelled is not None:
+                raise ConfigError(f"semi-supervised training ({option('labels', cfg.data.labels)}) runs in "
+                                  "one process; start it without torchrun")
             if elbo is not None:
                 raise ConfigError("an objective given as an instance cannot be checked for training on "
                                   "several ranks; register it (register_objective(..., sums_over_data=True)) "
@@ -220,6 +229,15 @@ class Trainer:
                                         self.data.test if x is None else x, batch_size=EVAL_BATCH_SIZE)
         return values.mean().item()
 
+    def accuracy(self, split: str) -> float:
+        """Classification accuracy of q(y | x) on the evaluation split ``split`` (test or valid),
+        with the random generators forked at the run's seed as :meth:`evaluate` does."""
+        self.model.eval()
+        with self.param_scope(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            seed_torch(self.cfg.run.seed, self.device)
+            return accuracy(self.model.guide, self.data.split(split), self.data.split_labels(split),
+                            batch_size=EVAL_BATCH_SIZE)
+
     def kept(self, *resume_flags: str) -> str:
         """What survives a stop now, and how to go on (the command quoted, to paste)."""
         if self.run is None:
@@ -286,9 +304,15 @@ def _check_given(model, prior, elbo, data) -> dict[str, bool]:
 
 def _on_device(data: VAEData, device: torch.device) -> VAEData:
     """``data`` with its tensors on ``device`` (``data`` itself if they are there already)."""
-    moved = {f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)
-             if isinstance(getattr(data, f.name), torch.Tensor) and getattr(data, f.name).device != device}
-    return dataclasses.replace(data, **moved) if moved else data
+    moved = []
+
+    def move(name: str, t: torch.Tensor) -> torch.Tensor:
+        if t.device == device:
+            return t
+        moved.append(name)
+        return t.to(device)
+    copy = data.mapped(move)
+    return copy if moved else data
 
 
 def train(overrides: Optional[dict[str, Any]] = None, config_file: Optional[str] = None,

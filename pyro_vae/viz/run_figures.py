@@ -20,9 +20,17 @@ from pyro_vae.core.console import log_line
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.data import load_dataset
 from pyro_vae.models import build_model
-from pyro_vae.models.decode import decode, posterior_means, prior_samples, reconstruct, sample_images
+from pyro_vae.models.decode import (
+    decode,
+    decode_sites,
+    posterior_means,
+    predictions,
+    prior_samples,
+    reconstruct,
+    sample_images,
+)
 from pyro_vae.models.discrete_settings import prior_label
-from pyro_vae.models.sites import Structure, probe
+from pyro_vae.models.sites import LABEL_SITE, Structure, probe
 from pyro_vae.runs import RunDir, load_run, load_weights
 from pyro_vae.viz.common import plain, plt, show_grid, write_figure
 
@@ -96,11 +104,14 @@ def plot_manifold(model, image_shape, path: Path, site: str = "z", n: int = 15) 
 
 
 def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Training loss and test -ELBO against epochs and wall time; for a run that classifies
+    (records with ``test_accuracy``), a third panel of test and validation accuracy."""
     epochs = [r["epoch"] for r in history]
     wall = [r["wall_seconds"] for r in history]
     train = [r["train_loss"] for r in history]
     test = [-r["test_elbo"] for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    accuracy = "test_accuracy" in history[-1]
+    fig, axes = plt.subplots(1, 3 if accuracy else 2, figsize=(16 if accuracy else 11, 4))
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax, x, xlabel in ((axes[0], epochs, "epoch"), (axes[1], wall, "wall time (s)")):
         ax.plot(x, train, marker="o", label="train loss (-ELBO of the objective)")
@@ -109,21 +120,70 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str =
         ax.set_ylabel("nats per image (lower is better)")
         ax.grid(alpha=0.3)
         ax.legend()
+    if accuracy:
+        ax = axes[2]
+        for key, label in (("test_accuracy", "test"), ("valid_accuracy", "validation")):
+            if key in history[-1]:
+                ax.plot(epochs, [r[key] for r in history], marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy of q(y | x) (higher is better)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.suptitle(title or "learning curves")
     return write_figure(fig, path)
+
+
+def plot_completions(model, x: torch.Tensor, image_shape, path: Path, n: int = 10, draws: int = 4) -> Path:
+    """For a model that predicts part of each image from the rest (``target_mask``, the CVAE):
+    the given pixels (the rest grey), the true image, then ``draws`` predictions, each from a new
+    z drawn from p(z | given), with the given pixels pasted in."""
+    x, target = x[:n], model.target_mask.to(x.device)
+    given = x * (1 - target) + 0.5 * target
+    rows = [given, x]
+    for _ in range(draws):
+        rows.append(x * (1 - target) + predictions(model, x) * target)
+    images = torch.cat(rows).reshape(-1, *image_shape)
+    return show_grid(images, len(x), f"given pixels (row 1), truth (row 2), {draws} predictions of "
+                                     "the rest (rows 3+)", path, size=7)
+
+
+def plot_style_and_class(model, x: torch.Tensor, image_shape, path: Path, classes: int, n: int = 8) -> Path:
+    """M2's analogies (Kingma et al. 2014, Figure 1): each row a test image (first column), then
+    its style z = E_q[z | x, y] (y the most probable class) decoded with every class in turn."""
+    x = x[:n]
+    x_dim = math.prod(image_shape)
+    style = posterior_means(model, x)["z"]
+    labels = torch.eye(classes, device=x.device)
+    rows = []
+    for i in range(len(x)):
+        decoded = decode_sites(model, {"z": style[i].expand(classes, -1), LABEL_SITE: labels}, x_dim)
+        rows.append(torch.cat([x[i:i + 1], decoded]))
+    images = torch.cat(rows).reshape(-1, *image_shape)
+    return show_grid(images, classes + 1, "test image, then its style decoded with each class", path,
+                     size=7)
 
 
 def draw_run_figures(model, x: torch.Tensor, labels: Optional[torch.Tensor], image_shape,
                      history: list[dict[str, Any]], title: str, out: Path, structure: Structure,
                      log: Callable[[str], None] = log_line) -> list[Path]:
     """Every figure of a run into the directory ``out``: samples, reconstructions, latent space,
-    learning curves and, for a 2-D real-valued top layer, the manifold. A figure that has no
+    learning curves, for a model with a class y and a style z (M2) its analogies, for a model that
+    predicts part of each image (``target_mask``, the CVAE) its completions, and, for a 2-D
+    real-valued top layer, the manifold. A figure that has no
     meaning for the model is skipped with the reason, in one line to ``log``."""
     top, layers = structure.top, len(structure.latents)
     paths = [plot_samples(model, image_shape, out / "samples.png"),
              plot_reconstructions(model, x, image_shape, out / "reconstructions.png"),
              plot_latent_space(model, x, labels, out / "latent_space.png", top.name, layers),
              plot_learning_curves(history, out / "learning_curves.png", plain(title))]
+    if getattr(model, "target_mask", None) is not None:
+        paths.append(plot_completions(model, x, image_shape, out / "completions.png"))
+    labels_site = next((site for site in structure.latents if site.name == LABEL_SITE), None)
+    if labels_site is not None and labels_site.family == "OneHotCategorical" and "z" in \
+            {site.name for site in structure.latents}:
+        paths.append(plot_style_and_class(model, x, image_shape, out / "style_and_class.png",
+                                          labels_site.event_shape[-1]))
     if top.size == 2 and top.discrete:
         log(f"manifold figure skipped: the top latent site {top.name!r} is discrete ({top.family}), "
             "and a grid of prior quantiles has no meaning for a discrete code")

@@ -165,7 +165,8 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "lr", "adam_eps", "adam_betas", "lr_schedule", "lr_schedule_scale", "kl_warmup", "early_stopping", "max_minutes",
               "seed", "eval_samples", "train_elbo", "plots", "tensorboard", "device", "out", "resume",
               "sbn_mapping", "categories", "discrete_prior",  # added with the discrete models
-              "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through"]
+              "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through",
+              "labels", "labelled_batch_size", "aux_loss", "quadrants"]  # added with the labelled models
 
 
 def test_every_saved_key_is_a_key_of_one_section():

@@ -554,3 +554,17 @@ def test_compare_draws_and_tabulates_the_training_elbo_where_every_run_recorded_
     # a run without train_elbo among them: the figure and table as before
     mixed = compare_runs([runs[0], trained], tmp_path / "cmp2")
     assert "train_figure" not in mixed and "training ELBO" not in mixed["markdown"].read_text()
+
+
+def test_a_reference_accuracy_gets_its_columns_beside_ours():
+    from pyro_vae.studies.reproduction_table import markdown_table
+
+    row = {"config": "configs/papers/ss_vae_100_labels.yaml", "epochs_scale": 1, "paper": "Pyro ss-vae",
+           "table": "Table 1", "paper_nll": None, "nll": 95.0, "stderr": 0.3, "gap": None, "epochs": 50,
+           "evaluated_epoch": 48, "checkpoint": "best", "paper_epochs": 50, "train_hours": 0.6,
+           "device": "cpu", "active_units_text": None, "khat_median": 0.1, "share_khat_above_0.7": 0.0,
+           "num_samples": 100, "num_points": 10000, "paper_accuracy": 0.9319, "accuracy": 0.9412}
+    table = markdown_table([row, {**row, "paper_accuracy": None, "accuracy": None}])
+    header, _, first, second = table.splitlines()[:4]
+    assert header.endswith("| paper test accuracy | ours |")
+    assert first.endswith("| 0.9319 | 0.9412 |") and second.endswith("| - | - |")

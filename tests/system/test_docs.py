@@ -103,6 +103,9 @@ TINY = [('"epochs": 5', '"epochs": 1, "limit_train": 64, "limit_test": 16, "batc
         ("num_samples=5000, limit=1000", "num_samples=10, limit=8"),
         ("num_samples=1000, limit=1000", "num_samples=10, limit=8"),
         ("data.test[:1000], num_samples=1000", "data.test[:8], num_samples=10"),
+        ('labels=100, elbo="traceenum", aux_loss=46, epochs=5', 'labels=10, elbo="traceenum", aux_loss=46, epochs=1, '
+                                                                'batch_size=32, hidden=[16], latent_dim=2, plots=False'),
+        ("data.test_labels[:1000]", "data.test_labels[:8]"),
         ('ais_run("runs/a", limit=100)', 'ais_run("runs/a", limit=2, num_steps=3, num_chains=2, num_leapfrog=2)'),
         ("limit_train=10_000", "limit_train=64, limit_test=16"),
         ("torch.arange(128)", "torch.arange(32)"),

@@ -41,6 +41,16 @@ class DataSection(Section):
             "has its own 10,000. With a validation split every epoch reports `valid_elbo` and the "
             "best epoch is kept as `best.pt`")
 
+    labels: Optional[int] = setting(
+        None, minimum=1, shown="none",
+        help="semi-supervised: keep the labels of N training images (balanced across classes, "
+             "drawn from --seed); the rest are unlabelled (a model with a label site y: ssvae)",
+        doc="N: semi-supervised training. N training images keep their labels, the same number of "
+            "each class (Kingma et al. 2014), drawn from `seed`; the others lose theirs. Every step "
+            "trains on `batch_size` unlabelled images and `labelled_batch_size` labelled ones; "
+            "each epoch reports the classification accuracy of q(y | x) (see "
+            "[Models: labels](models.md#labels-semi-supervised-and-conditional-models))")
+
     def own_validation(self) -> Optional[int]:
         """The size of the dataset's own validation split (None: none, or its owner is not
         imported)."""

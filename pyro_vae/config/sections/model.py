@@ -97,6 +97,12 @@ class ModelSection(Section):
              "tanh layers of --hidden sizes, then linear)",
         doc="`sbn`: the map between consecutive layers, `linear` (affine logits) or `nonlinear` "
             "(`hidden` tanh layers, 200 200 by default, then affine), as in REBAR and RELAX")
+    quadrants: int = setting(
+        1, choices=(1, 2, 3), help="cvae: quadrants of each digit given (1: bottom-left; 2: left half; "
+                                   "3: all but the bottom-right); the model predicts the rest",
+        doc="`cvae`: how many quadrants of each image are given, 1 (the bottom-left), 2 (the left "
+            "half) or 3 (all but the bottom-right), as in Pyro's CVAE example; the model predicts "
+            "the other pixels")
     categories: int = setting(
         10, minimum=2, help="categorical: classes of each categorical latent (--latent-dim is how "
                             "many latents)",

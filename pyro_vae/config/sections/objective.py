@@ -90,7 +90,16 @@ class ObjectiveSection(Section):
             "entry), the gradient is the relaxed sample's; the log-densities stay the relaxed "
             "ones (as Pyro's `Relaxed*StraightThrough` distributions)")
 
+    aux_loss: float = setting(
+        0.0, help="with --labels: weight A of the classification term A * log q(y | x) per labelled "
+                  "image (Pyro's aux_loss_multiplier; Kingma et al.'s alpha)",
+        doc="with `labels`: the weight A of the auxiliary classification term, A x log q(y | x) per "
+            "labelled image added to the step's ELBO (Pyro's `aux_loss_multiplier`, 46 in its "
+            "tutorial; Kingma et al. 2014 use alpha = 0.1 N for their whole-dataset objective)")
+
     def rules(self) -> None:
+        if self.aux_loss < 0:
+            raise ConfigError(f"aux_loss must be 0 (none) or positive, got {self.aux_loss:g}")
         if self.kl_warmup < 0:
             raise ConfigError(f"kl_warmup must be 0 (none) or a positive number of epochs, got "
                               f"{self.kl_warmup}")

@@ -39,6 +39,14 @@ class OptimSection(Section):
         help="iwae schedule: stage i lasts 3^i x this many epochs (0.1: 328 epochs in all)",
         doc="`iwae`: stage i lasts 3^i x this many epochs (`0.1`: the whole schedule in 328 "
             "epochs); an epoch takes the stage that holds its midpoint")
+    labelled_batch_size: Optional[int] = setting(
+        None, minimum=1, shown="the labelled share of `batch_size`, at least 1",
+        help="with --labels: labelled images in every step, beside --batch-size unlabelled ones "
+             "(default: their share of the training data, at least 1)",
+        doc="with `labels`: how many labelled images every step adds to its `batch_size` unlabelled "
+            "ones, drawn in turn from a fresh shuffle of the labelled set (default: "
+            "ceil(batch_size x labels / unlabelled images), so an epoch sees each labelled image "
+            "about once, as Pyro's tutorial does)")
     early_stopping: Optional[int] = setting(
         None, minimum=1, shown="none",
         help="stop after P epochs without a better validation ELBO (needs a validation split); "

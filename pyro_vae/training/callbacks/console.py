@@ -92,7 +92,9 @@ def describe(trainer: "Trainer") -> str:
         where += (f", data-parallel over {t.ranks.describe()}: each rank takes "
                   f"{f'{base} or {base + 1}' if extra else base} of every batch of {cfg.optim.batch_size}")
     dataset = data.name if t.given["data"] else cfg.data.dataset
-    return (f"pyro-vae: {action} on {dataset} ({len(data.train)} train{valid} / {len(data.test)} "
+    train = f"{len(data.train)} train" if data.labelled is None else \
+        f"{len(data.train)} unlabelled + {len(data.labelled)} labelled train"
+    return (f"pyro-vae: {action} on {dataset} ({train}{valid} / {len(data.test)} "
             f"test images, {binarization} binarization) on {where}\n"
             f"  model: {network_description(t)}, prior {prior}, {n_params:,} parameters\n"
             f"  objective: {objective}, Adam lr {cfg.optim.lr:g}{schedule}, betas "
@@ -119,6 +121,22 @@ def kl_kinds(trainer: "Trainer") -> list[str]:
     return [f"KL term of site {s.name!r}: "
             f"{kl_description(guide_trace.nodes[s.name]['fn'], model_trace.nodes[s.name]['fn'])}"
             for s in trainer.structure.latents]
+
+
+def _selected_by(trainer: "Trainer") -> str:
+    """What picks the best epoch: the validation accuracy of a semi-supervised run with validation
+    labels, else the validation ELBO."""
+    labelled = trainer.data.labelled is not None and trainer.data.valid_labels is not None
+    return "accuracy" if labelled else "ELBO"
+
+
+def _accuracy_legend(trainer: "Trainer") -> str:
+    if trainer.data.labelled is None:
+        return ""
+    aux = trainer.cfg.objective.aux_loss
+    return (f"; the training objective adds {len(trainer.data.labelled)} labelled images' ELBO"
+            + (f" and {aux:g} x log q(y | x)" if aux else "") +
+            "; test/valid acc = accuracy of q(y | x)'s most probable class")
 
 
 def _best_pt(trainer: "Trainer") -> str:
@@ -152,8 +170,9 @@ class ConsoleReport(Callback):
                     "; test/valid" + ("/train" if trainer.cfg.run.train_elbo else "") +
                     " ELBO = one-sample ELBO on the test/validation" +
                     ("/training" if trainer.cfg.run.train_elbo else "") + " split (higher is "
-                    "better); all in nats per image" + ("; * marks a new best validation ELBO" +
-                                                        _best_pt(trainer) if trainer.data.valid is not None else ""))
+                    "better); all in nats per image" + _accuracy_legend(trainer) +
+                    (f"; * marks a new best validation {_selected_by(trainer)}" + _best_pt(trainer)
+                     if trainer.data.valid is not None else ""))
 
     def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
         if self.progress:
@@ -175,9 +194,12 @@ class ConsoleReport(Callback):
     def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None:
         self._close()
         epoch, improved = record["epoch"], trainer.state.is_best(record["epoch"])
-        valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved else ' '}"
+        by_accuracy = "valid_accuracy" in record  # the best epoch is chosen by it
+        valid = (f"  valid ELBO {record['valid_elbo']:9.3f}{'*' if improved and not by_accuracy else ' '}"
                  if "valid_elbo" in record else "")
         valid += f"  train ELBO {record['train_elbo']:9.3f}" if "train_elbo" in record else ""
+        valid += f"  test acc {record['test_accuracy']:.4f}" if "test_accuracy" in record else ""
+        valid += f"  valid acc {record['valid_accuracy']:.4f}{'*' if improved else ' '}" if by_accuracy else ""
         trainer.log(f"epoch {epoch:>3}/{trainer.cfg.optim.epochs}  train loss {record['train_loss']:9.3f}  "
                     f"test ELBO {record['test_elbo']:9.3f}{valid}  ({record['epoch_seconds']:.1f} s)")
 
@@ -188,7 +210,7 @@ class ConsoleReport(Callback):
         where = f"; run directory {trainer.run.path}" if trainer.run is not None else " (in memory)"
         trainer.log(f"done: test ELBO {state.history[-1]['test_elbo']:.3f} nats/image after "
                     f"{state.epoch} epochs{where}" +
-                    (f"; best validation ELBO {state.best['valid_elbo']:.3f} at epoch "
+                    (f"; best {state.best_text()} at epoch "
                      f"{state.best['epoch']}{_best_pt(trainer)}" if state.best else ""))
 
     def on_fit_exit(self, trainer: "Trainer") -> None:

@@ -19,8 +19,8 @@ def stopped_early(state: TrainingState, patience: Optional[int]) -> bool:
 
 
 def stop_reason(state: TrainingState, patience: Optional[int]) -> str:
-    return (f"no better validation ELBO for {patience} epochs; the best was "
-            f"{state.best['valid_elbo']:.3f} at epoch {state.best['epoch']}")
+    what = "validation accuracy" if "valid_accuracy" in state.best else "validation ELBO"
+    return f"no better {what} for {patience} epochs; the best was {state.best_text()} at epoch {state.best['epoch']}"
 
 
 class EarlyStopping(Callback):

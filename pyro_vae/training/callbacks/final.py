@@ -61,7 +61,8 @@ class FinalEvaluation(Callback):
         trainer.log(f"estimating log p(x) on {len(trainer.data.test)} test images with K = {self.num_samples} "
                     f"({what}, epoch {epoch})")
         summary, points = evaluate_model(model, trainer.data.test, self.num_samples, seed=trainer.cfg.run.seed,
-                                         log=trainer.log, progress=trainer.progress)
+                                         log=trainer.log, progress=trainer.progress,
+                                         labels=trainer.data.test_labels)
         summary.update(split="test", epoch=epoch, checkpoint=which)
         if checksum is not None:
             summary["checkpoint_sha256"] = checksum
