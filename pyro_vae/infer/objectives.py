@@ -26,7 +26,7 @@ from pyro_vae.core.choices import add_rule, publish
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
-from pyro_vae.infer.discrete_rules import check_antithetic_config, check_bernoulli_sites
+from pyro_vae.infer.discrete_rules import ANTITHETIC, check_antithetic_config, check_bernoulli_sites
 from pyro_vae.infer.elbos import ARM_ELBO, IWAE_ELBO, STL_ELBO, VIMCO_ELBO, DisARM_ELBO, DReG_ELBO, RenyiBound
 from pyro_vae.infer.elbos.enumerated import EnumeratedELBO, check_enumeration
 from pyro_vae.infer.importance import check_particles
@@ -180,6 +180,8 @@ def check_structure(cfg, structure: Structure) -> None:
     score_sites = structure.score_function_sites
     if score_sites and not capability(name, "score_function"):
         score_ok = having("score_function")
+        if any(s.family != "Bernoulli" for s in structure.latents):  # ARM and DisARM would refuse it
+            score_ok = [n for n in score_ok if n not in ANTITHETIC]
         raise ConfigError(f"{option('elbo', name)} needs reparameterized guide sites, but model "
                           f"{model!r} samples {', '.join(score_sites)} without "
                           f"reparameterization; use {flag('elbo')} {' or '.join(score_ok)}")
