@@ -20,9 +20,14 @@ def predicted_classes(guide: Callable, x: torch.Tensor, batch_size: int = 1000) 
                       for i in range(0, len(x), batch_size)])
 
 
+def correct(guide: Callable, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> int:
+    """How many rows of ``x`` have their label (class indices) as q(y | x)'s most probable class."""
+    return int((predicted_classes(guide, x, batch_size) == labels.to(x.device)).sum())
+
+
 def accuracy(guide: Callable, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """The fraction of rows of ``x`` whose most probable class is their label (class indices)."""
-    return (predicted_classes(guide, x, batch_size) == labels.to(x.device)).double().mean().item()
+    return correct(guide, x, labels, batch_size) / len(x)
 
 
 def has_label_site(guide: Callable, x: torch.Tensor) -> bool:
@@ -34,6 +39,4 @@ def has_label_site(guide: Callable, x: torch.Tensor) -> bool:
 def classified(guide: Callable, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> Optional[int]:
     """How many rows of ``x`` q(y | x) classifies as their label, or None where the guide has no
     label site (a model that takes no labels)."""
-    if not has_label_site(guide, x):
-        return None
-    return int((predicted_classes(guide, x, batch_size) == labels.to(x.device)).sum())
+    return correct(guide, x, labels, batch_size) if has_label_site(guide, x) else None

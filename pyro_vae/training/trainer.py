@@ -222,21 +222,25 @@ class Trainer:
         Every epoch is scored with the same noise, and training's random stream is left
         untouched, so a resumed run reproduces an uninterrupted one exactly.
         """
-        self.model.eval()
-        with self.param_scope(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            seed_torch(self.cfg.run.seed, self.device)
+        with self._scoring():
             values = elbo_per_datapoint(self.model.model, self.model.guide,
                                         self.data.test if x is None else x, batch_size=EVAL_BATCH_SIZE)
         return values.mean().item()
 
     def accuracy(self, split: str) -> float:
         """Classification accuracy of q(y | x) on the evaluation split ``split`` (test or valid),
-        with the random generators forked at the run's seed as :meth:`evaluate` does."""
+        scored as :meth:`evaluate` scores the ELBO."""
+        with self._scoring():
+            return accuracy(self.model.guide, self.data.split(split), self.data.split_labels(split),
+                            batch_size=EVAL_BATCH_SIZE)
+
+    @contextmanager
+    def _scoring(self):
+        """Eval mode, the run's param store, and the random generators forked at the run's seed."""
         self.model.eval()
         with self.param_scope(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             seed_torch(self.cfg.run.seed, self.device)
-            return accuracy(self.model.guide, self.data.split(split), self.data.split_labels(split),
-                            batch_size=EVAL_BATCH_SIZE)
+            yield
 
     def kept(self, *resume_flags: str) -> str:
         """What survives a stop now, and how to go on (the command quoted, to paste)."""
