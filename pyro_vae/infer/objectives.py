@@ -92,9 +92,9 @@ register_objective("trace", kl_warmup=True, sums_over_data=True, relaxation=True
 register_objective("tracegraph", baselines=True, kl_warmup=True, sums_over_data=True, relaxation=True,
                    description="the same, Rao-Blackwellized, with the baselines of score-function "
                                "sites")(_pyro_elbo(TraceGraph_ELBO))
-register_objective("meanfield", score_function=False, kl_warmup=True, sums_over_data=True,
-                   description="KL(q || p) analytic where kl_divergence knows the pair; "
-                               "reparameterized guides only")(_pyro_elbo(TraceMeanField_ELBO))
+register_objective("meanfield", score_function=False, kl_warmup=True, sums_over_data=True, relaxation=True,
+                   description="KL(q || p) analytic where kl_divergence knows the pair (under "
+                               "--relax, the discrete sites' KL); reparameterized guides only")(_pyro_elbo(TraceMeanField_ELBO))
 register_objective("iwae", score_function=False, multi_sample=True, sums_over_data=True, relaxation=True,
                    description="the K-sample importance-weighted bound (Burda et al. 2016)")(
     lambda objective: IWAE_ELBO(num_particles=objective.num_particles))

@@ -188,7 +188,8 @@ def step_inputs(cfg: Config, model: torch.nn.Module) -> dict[str, StepInput]:
     if objective.relax != "none":
         temperature = torch.tensor(temperature_at(0, objective), dtype=parameter.dtype, device=device)
         inputs["temperature"] = Relaxation(temperature, objective.straight_through,
-                                           annealed=objective.temperature_anneal > 0)
+                                           annealed=objective.temperature_anneal > 0,
+                                           discrete_kl=objective.elbo == "meanfield")
     if objective.kl_warmup > 0:
         inputs["beta"] = LatentScale(torch.ones((), device=device))
     return inputs

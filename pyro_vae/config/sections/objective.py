@@ -62,8 +62,10 @@ class ObjectiveSection(Section):
              "relaxation (evaluation stays discrete)",
         doc="`concrete`: during training, every Bernoulli and one-hot categorical latent site of "
             "model and guide is replaced by its Concrete (Gumbel-softmax) relaxation at the "
-            "temperature below, reparameterized (Maddison et al. 2017; Jang et al. 2017), under "
-            "`trace` (the default then), `tracegraph`, `iwae`, `renyi`, `dreg` or `stl`. "
+            "temperature below, reparameterized, under `trace` (the default then: Maddison et "
+            "al. 2017's relaxed ELBO), `meanfield` (Jang et al. 2017's: the discrete KL in "
+            "closed form, relaxed samples in the likelihood only), `tracegraph`, `iwae`, "
+            "`renyi`, `dreg` or `stl`. "
             "`train_loss` is the relaxed objective's; `test_elbo`, `valid_elbo`, log p(x) and "
             "the figures use the discrete model; `metrics.jsonl` records `temperature` (see "
             "[Continuous relaxations](objectives.md#continuous-relaxations))")

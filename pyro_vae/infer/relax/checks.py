@@ -90,5 +90,5 @@ def relaxed_structure(model, cfg, x: torch.Tensor) -> Structure:
         raise ConfigError(f"{relax} relaxes discrete latent sites, and model {name!r} has none (its "
                           f"latent sites {continuous} are continuous): drop {flag('relax')}")
     relaxation = Relaxation(torch.tensor(cfg.objective.temperature, device=x.device),
-                            cfg.objective.straight_through)
+                            cfg.objective.straight_through, discrete_kl=cfg.objective.elbo == "meanfield")
     return probe(relaxation(model.model), relaxation(model.guide), x, name)

@@ -16,6 +16,14 @@ A relaxed site's model and guide distributions are densities of the same variabl
 log p(y) - log q(y) equals log p(z) - log q(z): the Jacobian of y -> z cancels, and Maddison et
 al.'s objective log p_T(x, z) - log q_T(z | x) is what an ELBO over these sites computes.
 
+Under ``meanfield`` (:class:`~pyro_vae.infer.relax.handler.Relaxation` with ``discrete_kl``)
+the sites are marked ``discrete_kl`` and :func:`kl_divergence` of a marked pair is the KL of the
+two *discrete* distributions they relax, in closed form: ``TraceMeanField_ELBO`` then computes
+Jang, Gu & Poole's Gumbel-softmax objective E_q log p(x | z_T) - KL(q || p), relaxed samples in
+the likelihood only, which tends to the discrete ELBO as T -> 0 (Maddison et al.'s does not: its
+latent term is T-invariant and above the discrete KL). Unmarked pairs have no KL (the Concrete
+KL has no closed form), so ``meanfield`` falls back to log p - log q there, as for any pair.
+
 The ``rsample`` here draws its noise with one ``torch.rand`` per site from the global generator
 (the compiled step replays it), and keeps the logits unclamped: torch's ``LogitRelaxedBernoulli``
 goes through clamped probabilities, which caps |a| near 16 in float32 and zeroes the gradient of
@@ -29,6 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
+from torch.distributions.kl import register_kl
 
 
 def _uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
@@ -46,18 +55,25 @@ class LogitConcrete(TorchDistribution):
     has_rsample = True
     event_dims = 0  # 1 for the categorical: the classes are the event
 
-    def __init__(self, temperature: torch.Tensor, logits: torch.Tensor, validate_args=None):
-        self.temperature, self.logits = temperature, logits
+    def __init__(self, temperature: torch.Tensor, logits: torch.Tensor, discrete_kl: bool = False,
+                 validate_args=None):
+        self.temperature, self.logits, self.discrete_kl = temperature, logits, discrete_kl
         cut = logits.dim() - self.event_dims
         super().__init__(logits.shape[:cut], logits.shape[cut:], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None) -> "LogitConcrete":
         shape = torch.Size(batch_shape) + self.event_shape
-        return type(self)(self.temperature, self.logits.expand(shape), validate_args=False)
+        return type(self)(self.temperature, self.logits.expand(shape), self.discrete_kl, validate_args=False)
 
     @staticmethod
     def relaxed_value(y: torch.Tensor) -> torch.Tensor:
         """The relaxed value z of logit y."""
+        raise NotImplementedError
+
+    @staticmethod
+    def discrete_kl_of_logits(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """KL(discrete(q) || discrete(p)) of the relaxed families of logits q and p, per batch
+        element, from logits only (finite for any logits, no masks: the compiled step traces it)."""
         raise NotImplementedError
 
     @staticmethod
@@ -87,6 +103,12 @@ class LogitRelaxedBernoulli(LogitConcrete):
     @staticmethod
     def relaxed_value(y: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(y)
+
+    @staticmethod
+    def discrete_kl_of_logits(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        # sum over {1, 0} of q(b) (log q(b) - log p(b)), log sigmoid(a) = -softplus(-a)
+        return (torch.sigmoid(q) * (F.softplus(-p) - F.softplus(-q))
+                + torch.sigmoid(-q) * (F.softplus(p) - F.softplus(q)))
 
     @staticmethod
     def discrete_value(y: torch.Tensor) -> torch.Tensor:
@@ -122,6 +144,20 @@ class ExpRelaxedOneHot(LogitConcrete):
         return y.exp()
 
     @staticmethod
+    def discrete_kl_of_logits(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        log_q = q.log_softmax(-1)
+        return (log_q.exp() * (log_q - p.log_softmax(-1))).sum(-1)
+
+    @staticmethod
     def discrete_value(y: torch.Tensor) -> torch.Tensor:
         # scatter at the argmax, not F.one_hot: a fixed-shape formulation the compiled step traces
         return torch.zeros_like(y).scatter_(-1, y.argmax(-1, keepdim=True), 1.0)
+
+
+@register_kl(LogitConcrete, LogitConcrete)
+def _kl_of_the_discrete_distributions(q: LogitConcrete, p: LogitConcrete) -> torch.Tensor:
+    """KL(q || p) of the discrete distributions that two ``discrete_kl`` Concretes of one family
+    relax (Jang et al.'s KL term; see the module docstring); no closed form otherwise."""
+    if not (q.discrete_kl and p.discrete_kl) or type(q) is not type(p):
+        raise NotImplementedError
+    return q.discrete_kl_of_logits(q.logits, p.logits)

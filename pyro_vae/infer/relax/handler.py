@@ -6,7 +6,9 @@ distribution is a Bernoulli or a one-hot categorical (``.to_event`` wrappers kep
 logit-space Concrete distribution with the same logits in its place
 (:mod:`~pyro_vae.infer.relax.concrete`): the guide draws the logit y reparameterized, the model,
 replayed at the guide's values, scores that same y under the relaxation of its own distribution,
-and every Pyro ELBO then computes Maddison et al.'s objective log p_T(x, z) - log q_T(z | x). The
+and every Pyro ELBO then computes Maddison et al.'s objective log p_T(x, z) - log q_T(z | x); with
+``discrete_kl`` (what ``meanfield`` trains) the sites' KL is that of the discrete distributions,
+Jang et al.'s objective E_q log p(x | z_T) - KL(q || p) (see :mod:`.concrete`). The
 trace records y; the program itself is handed the relaxed value z (sigmoid(y), or exp(y) on the
 simplex), or with ``straight_through`` the discrete value z rounds to, whose gradient is z's
 (the straight-through estimator; Pyro's ``Relaxed*StraightThrough`` distributions do the same
@@ -38,19 +40,21 @@ class NotRelaxable(ValueError):
     """A discrete site without a Concrete relaxation (a Categorical index, a Poisson count, ...)."""
 
 
-def relaxed_distribution(fn, temperature: torch.Tensor) -> Optional[dist.TorchDistribution]:
+def relaxed_distribution(fn, temperature: torch.Tensor,
+                         discrete_kl: bool = False) -> Optional[dist.TorchDistribution]:
     """``fn``'s Concrete relaxation at ``temperature``, its ``.to_event``/``expand`` wrappers kept;
-    None where ``fn`` is continuous. Raises :class:`NotRelaxable` for a discrete family that has
-    none."""
+    None where ``fn`` is continuous. ``discrete_kl``: marked so that ``kl_divergence`` of two such
+    sites is their discrete distributions' KL. Raises :class:`NotRelaxable` for a discrete family
+    that has none."""
     if isinstance(fn, Independent):
-        base = relaxed_distribution(fn.base_dist, temperature)
+        base = relaxed_distribution(fn.base_dist, temperature, discrete_kl)
         return None if base is None else dist.Independent(base, fn.reinterpreted_batch_ndims)
     if isinstance(fn, dist.ExpandedDistribution):
-        base = relaxed_distribution(fn.base_dist, temperature)
+        base = relaxed_distribution(fn.base_dist, temperature, discrete_kl)
         return None if base is None else base.expand(fn.batch_shape)
     for family, relaxation in RELAXATIONS.items():
         if isinstance(fn, family):
-            return relaxation(temperature, fn.logits)
+            return relaxation(temperature, fn.logits, discrete_kl)
     if fn.support.is_discrete:
         raise NotRelaxable(f"a {type(fn).__name__} site has no Concrete relaxation (only Bernoulli "
                            "and OneHotCategorical sites do)")
@@ -60,11 +64,14 @@ def relaxed_distribution(fn, temperature: torch.Tensor) -> Optional[dist.TorchDi
 class Relaxation(StepInput):
     """Replaces every discrete latent site by its Concrete relaxation at ``temperature`` (a 0-dim
     tensor, changed in place between steps: see :class:`~pyro_vae.infer.step_input.StepInput`);
-    see the module docstring. ``annealed``: the temperature changes every step (for the run's log)."""
+    see the module docstring. ``discrete_kl``: the sites' ``kl_divergence`` is their discrete
+    distributions' (for ``meanfield``). ``annealed``: the temperature changes every step (for the
+    run's log)."""
 
-    def __init__(self, temperature: torch.Tensor, straight_through: bool = False, annealed: bool = False):
+    def __init__(self, temperature: torch.Tensor, straight_through: bool = False, annealed: bool = False,
+                 discrete_kl: bool = False):
         super().__init__(temperature, changes="annealing changes the temperature" if annealed else None)
-        self.straight_through = straight_through
+        self.straight_through, self.discrete_kl = straight_through, discrete_kl
 
     @property
     def temperature(self) -> torch.Tensor:
@@ -73,7 +80,7 @@ class Relaxation(StepInput):
     def _pyro_sample(self, msg) -> None:
         if msg["is_observed"] or site_is_subsample(msg):  # a plate's own subsample site
             return
-        relaxed = relaxed_distribution(msg["fn"], self.value)
+        relaxed = relaxed_distribution(msg["fn"], self.value, self.discrete_kl)
         if relaxed is not None:
             msg["fn"] = relaxed
 
