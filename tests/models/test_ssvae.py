@@ -15,7 +15,7 @@ from pyro_vae.data.vaedata import LabelledSet
 from pyro_vae.infer.elbos.enumerated import EnumeratedELBO
 from pyro_vae.infer.elbos.semi_supervised import SemiSupervisedELBO, classifier_log_prob
 from pyro_vae.infer.labels import check_labels
-from pyro_vae.infer.lowering import tensor_items
+from pyro_vae.infer.lowering import differentiable_loss, tensor_items
 from pyro_vae.models import build_model
 from pyro_vae.models.priors import build_prior
 from pyro_vae.models.ssvae import SemiSupervisedVAE
@@ -38,14 +38,17 @@ def _labels(n=5) -> torch.Tensor:
     return one_hot(torch.arange(n) % CLASSES, CLASSES).double()
 
 
-@torch.no_grad()
 def test_enumeration_is_the_explicit_sum_over_classes_weighted_by_q_plus_its_entropy():
     """-loss = sum_y q(y|x) [log p(x|y,z_y) + log p(z_y) + log p(y) - log q(z_y|x,y)] + H(q(y|x)),
-    with z_y drawn as the guide draws them, one per class: the same noise from the same seed."""
+    with z_y drawn as the guide draws them, one per class: the same noise from the same seed; and
+    so is its gradient, the classifier's included (what teaches q(y | x) from unlabelled images)."""
     m2, x = _m2(), _images()
     pyro.clear_param_store()
     torch.manual_seed(7)
-    enumerated = EnumeratedELBO().loss(m2.model, m2.guide, x)
+    with tensor_items():
+        enumerated = differentiable_loss(EnumeratedELBO(), m2.model, m2.guide, x)
+    params = [p for net in (m2.classifier, m2.encoder, m2.decoder) for p in net.parameters()]
+    enumerated_grads = torch.autograd.grad(enumerated, params)
     every_class = one_hot(torch.arange(CLASSES), CLASSES).double().unsqueeze(1).expand(CLASSES, len(x), CLASSES)
     torch.manual_seed(7)  # the guide given each class draws z as the enumerated guide did: (C, B, L)
     guide = pyro.poutine.trace(m2.guide).get_trace(x, every_class)
@@ -54,7 +57,10 @@ def test_enumeration_is_the_explicit_sum_over_classes_weighted_by_q_plus_its_ent
                     if site["type"] == "sample") - guide.nodes["z"]["fn"].log_prob(guide.nodes["z"]["value"])
     q = torch.softmax(m2.classifier(x), -1)  # (B, C)
     explicit = (q * per_class.T).sum() - (q * q.log()).sum()
-    torch.testing.assert_close(torch.tensor(-enumerated, dtype=torch.float64), explicit, rtol=1e-10, atol=0)
+    torch.testing.assert_close(-enumerated, explicit, rtol=1e-10, atol=0)
+    for enumerated_grad, explicit_grad in zip(enumerated_grads, torch.autograd.grad(-explicit, params)):
+        assert explicit_grad.abs().max() > 0.1
+        torch.testing.assert_close(enumerated_grad, explicit_grad, rtol=0, atol=1e-12)
 
 
 def test_the_auxiliary_term_is_minus_a_times_the_classifiers_log_likelihood():
