@@ -1,0 +1,78 @@
+"""What a likelihood is: the observation model p(x | z) as a module between the decoder and the
+observed site ``"x"``.
+
+A :class:`Likelihood` knows the image shape (C, H, W) and says how many output channels it needs
+from the decoder per image channel (a Bernoulli one, a Gaussian two, a logistic mixture 3 M or
+10 M per pixel location): decoders are built with :attr:`Likelihood.out_channels` outputs per
+location, never with a number chosen by the network. Its ``forward`` turns the decoder's output
+``(..., out_channels H W)`` (channel-major, like a conv decoder's flattened output) into a
+distribution whose event is the flattened image ``(C H W,)``, the value of ``"x"``.
+
+``data`` says which values the likelihood scores, so that a mismatched pair is refused before
+training: ``binary`` ({0, 1} pixels), ``levels`` (the 256 levels k / 255 of 8-bit data, scored as
+masses) or ``continuous`` (values in [0, 1], scored as densities: 8-bit data are dequantized for
+them, (k + u) / 256, and their log-likelihood in nats and bits/dim is of the 8-bit data, the
+change of variables accounted for; see :mod:`pyro_vae.models.likelihoods.dequantize`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from pyro.distributions import TorchDistribution
+from torch import nn
+
+DATA_KINDS = ("binary", "levels", "continuous")
+
+
+class Likelihood(nn.Module):
+    """p(x | decoder output) over images of ``image_shape`` (see the module docstring).
+    Subclasses set :attr:`data`, :meth:`channels_per_location` and :meth:`distribution`."""
+
+    data: str = "binary"
+
+    def __init__(self, image_shape: Sequence[int]):
+        super().__init__()
+        self.image_shape = tuple(int(n) for n in image_shape)
+
+    @property
+    def values(self) -> int:
+        """D = C H W, the values of one image."""
+        return math.prod(self.image_shape)
+
+    def channels_per_location(self, channels: int) -> int:
+        """Decoder outputs per pixel location for images of ``channels`` channels."""
+        return channels
+
+    @property
+    def out_channels(self) -> int:
+        """The decoder's output channels (its outputs per pixel location)."""
+        return self.channels_per_location(self.image_shape[0])
+
+    @property
+    def out_features(self) -> int:
+        """The decoder's flattened output size: out_channels H W."""
+        return self.out_channels * self.image_shape[1] * self.image_shape[2]
+
+    def parameters_of(self, output: torch.Tensor) -> torch.Tensor:
+        """The decoder's flattened output as ``(..., out_channels, H, W)``."""
+        _, height, width = self.image_shape
+        return output.reshape(*output.shape[:-1], self.out_channels, height, width)
+
+    def distribution(self, output: torch.Tensor) -> TorchDistribution:
+        raise NotImplementedError
+
+    def forward(self, output: torch.Tensor) -> TorchDistribution:
+        return self.distribution(output)
+
+    def output_bias(self, mean_image: torch.Tensor) -> torch.Tensor:
+        """``(out_channels, H, W)``: the decoder's output bias that makes the untrained model
+        predict the mean training image (Burda et al. 2016's start), or zeros where a likelihood
+        has no such start."""
+        _, height, width = self.image_shape
+        return torch.zeros(self.out_channels, height, width, dtype=mean_image.dtype)
+
+    def extra_repr(self) -> str:
+        return f"image_shape={self.image_shape}"
