@@ -10,9 +10,15 @@ import pytest
 import torch
 
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.models.likelihoods import (LIKELIHOODS, DiscretizedLogistic, DiscretizedLogisticMixture,
-                                         bits_per_dim, build_likelihood, dequantize, dequantize_fixed,
-                                         log_jacobian)
+from pyro_vae.models.likelihoods import (
+    LIKELIHOODS,
+    DiscretizedLogisticMixture,
+    bits_per_dim,
+    build_likelihood,
+    dequantize,
+    dequantize_fixed,
+    log_jacobian,
+)
 from pyro_vae.models.likelihoods.logistic import bin_log_mass, mixture_parameter_count
 
 F64 = torch.float64

@@ -28,8 +28,12 @@ from pyro_vae.models.likelihoods.bernoulli import Bernoulli, BernoulliPixels
 from pyro_vae.models.likelihoods.continuous_bernoulli import ContinuousBernoulli
 from pyro_vae.models.likelihoods.dequantize import bits_per_dim, dequantize, dequantize_fixed, log_jacobian
 from pyro_vae.models.likelihoods.gaussian import Gaussian
-from pyro_vae.models.likelihoods.logistic import (DiscretizedLogistic, DiscretizedLogisticMixture, Logistic,
-                                                  LogisticMixture)
+from pyro_vae.models.likelihoods.logistic import (
+    DiscretizedLogistic,
+    DiscretizedLogisticMixture,
+    Logistic,
+    LogisticMixture,
+)
 
 LIKELIHOODS = Registry("likelihood", data="binary", options=())
 publish("likelihood", LIKELIHOODS)

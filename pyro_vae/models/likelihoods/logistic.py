@@ -135,7 +135,8 @@ class DiscretizedLogisticMixture(_OnLevels):
         pairs = channels * (channels - 1) // 2
         logits, locs, log_scales, coefficients = self.params.split(
             [m, m * channels, m * channels, m * pairs], dim=-3)
-        shaped = (lambda t, k: t.reshape(*lead, m, k, height, width))
+        def shaped(t, k):
+            return (t.reshape(*lead, m, k, height, width))
         return logits, shaped(locs, channels), shaped(log_scales, channels), torch.tanh(shaped(coefficients, pairs))
 
     def _coupled_locs(self, x: torch.Tensor, locs: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
@@ -177,7 +178,8 @@ class DiscretizedLogisticMixture(_OnLevels):
             shape = torch.Size(sample_shape) + logits.shape
             gumbel = -(-torch.rand(shape, dtype=logits.dtype, device=logits.device).clamp(1e-10, 1).log()).log()
             chosen = F.one_hot((logits + gumbel).argmax(-3), self.components).movedim(-1, -3).to(logits.dtype)
-            pick = (lambda t: (t * chosen.unsqueeze(-3)).sum(-4))  # (..., M, k, H, W) -> (..., k, H, W)
+            def pick(t):
+                return ((t * chosen.unsqueeze(-3)).sum(-4))  # (..., M, k, H, W) -> (..., k, H, W)
             loc, log_scale, coefficient = pick(locs), pick(log_scales), pick(coefficients)
             channels = self.image_shape[0]
             x = torch.zeros_like(loc)
