@@ -28,7 +28,7 @@ from torch import nn
 from pyro_vae.config import flag, shown
 from pyro_vae.core.choices import add_unread
 from pyro_vae.core.options import option
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import BernoulliPixels
 from pyro_vae.nn.nets import MLPDecoder, MLPEncoder
 
 CVAE = "cvae"
@@ -53,7 +53,7 @@ class ConditionalVAE(nn.Module):
 
     def __init__(self, x_dim: int, latent_dim: int, given: torch.Tensor, hidden: Sequence[int] = (500, 500),
                  activation: str = "relu"):
-        super().__init__()
+        super().__init__(None, x_dim)
         self.register_buffer("given", given.float())
         self.prior_net = MLPEncoder(x_dim, hidden, latent_dim, activation)
         self.encoder = MLPEncoder(x_dim, hidden, latent_dim, activation)

@@ -1,7 +1,7 @@
 """Kingma et al.'s (2014) M2, the semi-supervised VAE, as in Pyro's ss-vae tutorial
 (``examples/vae/ss_vae_M2.py``): a class label ``y`` and a style ``z`` generate the image.
 
-    p(z) = N(0, I) (or the prior key's)   p(y) = Cat(1/C)   p(x | y, z) = Bernoulli(decoder(z, y))
+    p(z) = N(0, I) (or the prior key's)   p(y) = Cat(1/C)   p(x | y, z) = Bernoulli(decoder(z, y)) (or --likelihood's)
     q(y | x) = Cat(classifier(x))          q(z | x, y) = N(encoder(x, y))
 
 ``model(x, y=None)`` and ``guide(x, y=None)``: given one-hot labels the model observes the label
@@ -24,7 +24,7 @@ from torch import nn
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.discrete import OneHotCategorical
 from pyro_vae.models.estimators import latent_distribution
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import Likelihood
 from pyro_vae.models.sites import LABEL_SITE
 from pyro_vae.nn.nets import MLPDecoder, MLPEncoder, mlp
 
@@ -41,12 +41,13 @@ class SemiSupervisedVAE(PriorModel):
     "decoder" (p(x | y, z)) and "prior" (p(z))."""
 
     def __init__(self, x_dim: int, latent_dim: int, classes: int, prior: nn.Module,
-                 hidden: Sequence[int] = (500,), activation: str = "softplus", estimator: str = "reparam"):
-        super().__init__()
+                 hidden: Sequence[int] = (500,), activation: str = "softplus", estimator: str = "reparam",
+                 likelihood: Optional[Likelihood] = None):
+        super().__init__(likelihood, x_dim)
         self.classes, self.estimator = classes, estimator
         self.classifier = mlp([x_dim, *hidden, classes], activation)
         self.encoder = MLPEncoder(x_dim + classes, hidden, latent_dim, activation)
-        self.decoder = MLPDecoder(latent_dim + classes, hidden, x_dim, activation)
+        self.decoder = MLPDecoder(latent_dim + classes, hidden, self.likelihood.out_features, activation)
         self.prior = prior
 
     @property
@@ -60,7 +61,7 @@ class SemiSupervisedVAE(PriorModel):
             z = pyro.sample("z", self.prior_distribution())
             uniform = x.new_zeros(self.classes)
             y = pyro.sample(LABEL_SITE, OneHotCategorical(logits=uniform), obs=y)
-            pyro.sample("x", BernoulliPixels(self.decoder(joined(z, y))), obs=x)
+            self.observe(self.decoder(joined(z, y)), x)
         return z
 
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -33,13 +33,14 @@ from pyro_vae.core.distributed import (
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.precision import tf32
-from pyro_vae.data import VAEData, load_dataset
+from pyro_vae.data import VAEData
 from pyro_vae.data.labels import keep_labels
 from pyro_vae.evaluation import accuracy
 from pyro_vae.infer.importance import elbo_per_datapoint
 from pyro_vae.infer.labels import check_labels
 from pyro_vae.infer.objectives import model_structure
 from pyro_vae.models import build_model
+from pyro_vae.models.model_data import load_model_data, present_for
 from pyro_vae.runs.checkpoint import load_checkpoint
 from pyro_vae.runs.opening import saved_run_values
 from pyro_vae.runs.rundir import RunDir
@@ -115,9 +116,8 @@ class Trainer:
                                                         *callbacks], main=self.ranks.main))
         self.generators = RunGenerators(cfg.run.seed, self.device)
         with self.generators.active():
-            self.data: VAEData = _on_device(data, self.device) if data is not None else main_first(
-                lambda: load_dataset(cfg.data.dataset, cfg.data.data_dir, self.device, cfg.data.limit_train, cfg.data.limit_test,
-                                     valid_size=cfg.data.valid_size))
+            self.data: VAEData = _on_device(present_for(cfg, data), self.device) if data is not None else \
+                main_first(lambda: load_model_data(cfg, self.device))
             if cfg.data.labels is not None:
                 self.data = keep_labels(self.data, cfg.data.labels, cfg.run.seed, cfg.model.categories)
             together(lambda: self._build(checkpoint, model, prior, elbo))
@@ -131,7 +131,8 @@ class Trainer:
             raise ConfigError(f"batch_size {cfg.optim.batch_size} is larger than the {n} training images; "
                               f"use {option('batch_size', n)} or less")
         if model is None:
-            model = build_model(cfg, self.data.image_shape, self.data.train, prior=prior)
+            model = build_model(cfg, self.data.image_shape, self.data.train, prior=prior,
+                                    dequantized=self.data.dequantized)
         self.model = model.to(self.device)
         self.structure = model_structure(self.model, cfg, self.data.test[:2])
         if self.data.labelled is not None:

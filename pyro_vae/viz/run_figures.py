@@ -204,7 +204,7 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
                           trusted_imports)
     with run.lock():
         data = load_dataset(cfg.data.dataset, cfg.data.data_dir, "cpu", limit_train=1, limit_test=num_points)
-        model = build_model(cfg, data.image_shape)
+        model = build_model(cfg, data.image_shape, dequantized=data.dequantized)
         load_weights(model, state["model"], run.path)
         model.eval()
         structure = probe(model.model, model.guide, data.test, cfg.model.name)

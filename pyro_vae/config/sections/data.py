@@ -22,6 +22,16 @@ class DataSection(Section):
         doc="`mnist` (grey levels, binarized afresh every batch), `binarized-mnist` (the fixed "
             "Larochelle binarization), `fashion-mnist`, or a dataset registered with "
             "`register_dataset` (see [Getting started](getting-started.md))")
+    binarize: Optional[str] = setting(
+        None, choices=("dynamic", "fixed", "none"), shown="`dynamic` for `bernoulli`, else `none`",
+        help="dynamic | fixed | none: grey-level data binarized afresh every batch, once (a fixed "
+             "draw), or kept as 8-bit grey levels (for a grey-level likelihood)",
+        doc="how grey-level data (MNIST, Fashion-MNIST, your own 8-bit images) reach the model: "
+            "`dynamic` (pixels drawn as Bernoulli(grey level) afresh every batch, evaluation "
+            "splits once with a fixed seed), `fixed` (one fixed draw for every split) or `none` "
+            "(the 8-bit grey levels themselves, for `logistic`, `logistic-mixture`, `gaussian` "
+            "or `continuous-bernoulli`; gaussian and continuous-bernoulli see them dequantized). "
+            "Data that are binary already (`binarized-mnist`) need none")
     data_dir: Optional[str] = setting(
         None, path=True, shown="`$PYRO_VAE_DATA`, else `./data`",
         help="dataset directory (else $PYRO_VAE_DATA, else ./data)",

@@ -26,7 +26,7 @@ from pyro_vae.core.registry import Registry
 from pyro_vae.models.likelihoods.base import DATA_KINDS, Likelihood
 from pyro_vae.models.likelihoods.bernoulli import Bernoulli, BernoulliPixels
 from pyro_vae.models.likelihoods.continuous_bernoulli import ContinuousBernoulli
-from pyro_vae.models.likelihoods.dequantize import bits_per_dim, dequantize, dequantize_fixed, log_jacobian
+from pyro_vae.data.dequantize import bits_per_dim, dequantize, dequantize_fixed, log_jacobian
 from pyro_vae.models.likelihoods.gaussian import Gaussian
 from pyro_vae.models.likelihoods.logistic import (
     DiscretizedLogistic,
@@ -35,7 +35,12 @@ from pyro_vae.models.likelihoods.logistic import (
     LogisticMixture,
 )
 
-LIKELIHOODS = Registry("likelihood", data="binary", options=())
+LIKELIHOODS = Registry(
+    "likelihood",
+    data="binary",  # what it scores: binary | levels | continuous (see .base)
+    options=(),  # the likelihood_options keys it reads
+    mixtures=False,  # reads the model section's mixtures (--mixtures M)
+)
 publish("likelihood", LIKELIHOODS)
 
 
@@ -43,7 +48,8 @@ def register_likelihood(name: str, *, description: str = "", replace: bool = Fal
                         **capabilities: Any) -> Callable[[Callable], Callable]:
     """Register ``factory(image_shape, options) -> Likelihood`` as ``--likelihood name``.
     Capabilities: ``data`` (binary | levels | continuous: what it scores), ``options`` (the
-    ``likelihood_options`` keys it reads)."""
+    ``likelihood_options`` keys it reads), ``mixtures`` (it reads ``--mixtures``, passed in
+    ``options``)."""
     if capabilities.get("data", "binary") not in DATA_KINDS:
         raise ConfigError(f"likelihood {name!r}: data must be one of {', '.join(DATA_KINDS)}")
     return LIKELIHOODS.register(name, description=description, replace=replace, **capabilities)
@@ -68,7 +74,7 @@ register_likelihood("gaussian", data="continuous", options=("variance",),
     lambda image_shape, options: Gaussian(image_shape, **options))
 register_likelihood("logistic", data="levels", description="discretized logistic on 256 levels")(
     lambda image_shape, options: Logistic(image_shape))
-register_likelihood("logistic-mixture", data="levels", options=("mixtures",),
+register_likelihood("logistic-mixture", data="levels", mixtures=True,
                     description="PixelCNN++'s mixture of discretized logistics, channels coupled (--mixtures M)")(
     lambda image_shape, options: LogisticMixture(image_shape, **options))
 
@@ -77,7 +83,8 @@ def build_likelihood(name: str, image_shape: Sequence[int], options: Mapping[str
     """The registered likelihood ``name`` for images of ``image_shape``, with ``options`` (keys
     it does not read are refused)."""
     entry = LIKELIHOODS.get(name)
-    return entry.factory(tuple(image_shape), _options(name, options or {}, entry.capabilities["options"]))
+    allowed = (*entry.capabilities["options"], *(("mixtures",) if entry.capabilities["mixtures"] else ()))
+    return entry.factory(tuple(image_shape), _options(name, options or {}, allowed))
 
 
 __all__ = ["LIKELIHOODS", "Bernoulli", "BernoulliPixels", "ContinuousBernoulli", "DiscretizedLogistic",

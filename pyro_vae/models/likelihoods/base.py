@@ -12,7 +12,7 @@ distribution whose event is the flattened image ``(C H W,)``, the value of ``"x"
 training: ``binary`` ({0, 1} pixels), ``levels`` (the 256 levels k / 255 of 8-bit data, scored as
 masses) or ``continuous`` (values in [0, 1], scored as densities: 8-bit data are dequantized for
 them, (k + u) / 256, and their log-likelihood in nats and bits/dim is of the 8-bit data, the
-change of variables accounted for; see :mod:`pyro_vae.models.likelihoods.dequantize`).
+change of variables accounted for; see :mod:`pyro_vae.data.dequantize`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pyro.distributions import TorchDistribution
 from torch import nn
 
 DATA_KINDS = ("binary", "levels", "continuous")
+LEVELS = 256
 
 
 class Likelihood(nn.Module):
@@ -36,6 +37,14 @@ class Likelihood(nn.Module):
     def __init__(self, image_shape: Sequence[int]):
         super().__init__()
         self.image_shape = tuple(int(n) for n in image_shape)
+        self.log_cell = 0.0  # -log 256 once the values are dequantized 8-bit levels (see on_levels)
+
+    def on_levels(self, dequantized: bool) -> "Likelihood":
+        """Score dequantized 8-bit data: a density of x = (k + u) / 256 becomes one of k + u, by
+        -log 256 per value, so every log-likelihood, ELBO and bound the run reports is of the
+        8-bit data in nats (a lower bound on log P(k): :mod:`pyro_vae.data.dequantize`)."""
+        self.log_cell = -math.log(LEVELS) if dequantized and self.data == "continuous" else 0.0
+        return self
 
     @property
     def values(self) -> int:
@@ -65,7 +74,8 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def forward(self, output: torch.Tensor) -> TorchDistribution:
-        return self.distribution(output)
+        fn = self.distribution(output)
+        return OnCells(fn, self.values * self.log_cell) if self.log_cell else fn
 
     def output_bias(self, mean_image: torch.Tensor) -> torch.Tensor:
         """``(out_channels, H, W)``: the decoder's output bias that makes the untrained model
@@ -76,3 +86,31 @@ class Likelihood(nn.Module):
 
     def extra_repr(self) -> str:
         return f"image_shape={self.image_shape}"
+
+
+class OnCells(TorchDistribution):
+    """``base``'s density shifted by a constant, ``offset`` (D log of a cell's width): the density
+    of k + u where ``base`` is that of (k + u) / 256. Everything else is ``base``'s."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: TorchDistribution, offset: float):
+        self.base, self.offset = base, offset
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def expand(self, batch_shape, _instance=None):
+        return OnCells(self.base.expand(batch_shape), self.offset)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value) + self.offset
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.base.mean

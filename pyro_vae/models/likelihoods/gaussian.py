@@ -11,7 +11,7 @@ al.'s sigma-VAE argue it must be. ``--likelihood-options '{"variance": ...}'``:
 - ``shared``: one log-scale per value position, a parameter shared by all images (not amortized).
 
 The data are values in [0, 1] (8-bit levels dequantized: see
-:mod:`~pyro_vae.models.likelihoods.dequantize`); the density is over the real line, so the mass
+:mod:`~pyro_vae.data.dequantize`); the density is over the real line, so the mass
 it puts outside [0, 1] is lost to the bound, which stays a valid lower bound on the 8-bit data's
 log-likelihood.
 """
