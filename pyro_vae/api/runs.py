@@ -22,7 +22,7 @@ from pyro_vae.config import Config
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import resolve_device
 from pyro_vae.core.errors import ConfigError, RunDirError
-from pyro_vae.data import IMAGE_SHAPE, VAEData, load_dataset
+from pyro_vae.data import IMAGE_SHAPE, VAEData
 from pyro_vae.models import build_model
 from pyro_vae.models.model_data import load_model_data
 from pyro_vae.runs.checkpoint import checkpoint_sha256

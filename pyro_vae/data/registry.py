@@ -11,8 +11,8 @@ from pyro_vae.core.choices import publish
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import log_on_main
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.registry import Registry
 from pyro_vae.core.options import option
+from pyro_vae.core.registry import Registry
 from pyro_vae.data.mnist import binarized_mnist, grey_levels
 from pyro_vae.data.presentation import present
 from pyro_vae.data.sources import downloads_allowed, resolve_data_dir

@@ -24,7 +24,6 @@ from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import log_on_main, main_first, on_main, ranks, resolve_device, together
 from pyro_vae.core.errors import WriteError
 from pyro_vae.core.options import option
-
 from pyro_vae.evaluation.diagnostics import describe
 from pyro_vae.evaluation.iwae import PointEstimates, evaluate_model
 from pyro_vae.evaluation.memory import AUTO_MEMORY

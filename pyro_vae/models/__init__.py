@@ -40,13 +40,15 @@ from pyro_vae.core.imports import import_path
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.core.workload import check_model_size
-from pyro_vae.models import discrete_settings  # noqa: F401  (the discrete families' config rules)
-from pyro_vae.models import model_data  # noqa: F401  (the likelihood's config rules)
-from pyro_vae.models.model_data import dequantized_by_config
+from pyro_vae.models import (
+    discrete_settings,  # noqa: F401  (the discrete families' config rules)
+    model_data,  # noqa: F401  (the likelihood's config rules)
+)
 from pyro_vae.models.categorical import CategoricalVAE
 from pyro_vae.models.cvae import ConditionalVAE, given_mask
 from pyro_vae.models.hvae import HierarchicalVAE
 from pyro_vae.models.likelihoods import LIKELIHOODS, Likelihood, build_likelihood
+from pyro_vae.models.model_data import dequantized_by_config
 from pyro_vae.models.priors import build_prior, check_prior
 from pyro_vae.models.sbn import SigmoidBeliefNet
 from pyro_vae.models.ssvae import SemiSupervisedVAE

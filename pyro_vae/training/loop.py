@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import torch
 
 from pyro_vae.core.distributed import on_main
+from pyro_vae.models.likelihoods import bits_per_dim, reports_bits_per_dim
 from pyro_vae.training.data_parallel import epoch_order, seed_rank_stream
 from pyro_vae.training.graphed import READ_EVERY, GraphedSteps, device_steps, set_learning_rate
 from pyro_vae.training.labelled_draws import LabelledDraws, labelled_per_step
@@ -115,6 +116,10 @@ class TrainingLoop:
         for key in ("test_elbo", "valid_elbo", "train_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
+        if reports_bits_per_dim(t.model):  # 8-bit data: each ELBO in bits/dim too
+            values = t.data.test.shape[-1]
+            record.update({f"{key.split('_')[0]}_bits_per_dim": bits_per_dim(record[key], values)
+                           for key in ("test_elbo", "valid_elbo", "train_elbo") if key in record})
         record.update(scheduled_values(cfg, t.state.step - 1, self.batches_per_epoch()))  # beta, temperature
         now = time.perf_counter()
         seconds, self._clock = now - self._clock, now

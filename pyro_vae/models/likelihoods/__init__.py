@@ -23,10 +23,10 @@ from typing import Any, Callable, Mapping, Sequence
 from pyro_vae.core.choices import publish
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import Registry
+from pyro_vae.data.dequantize import bits_per_dim, dequantize, dequantize_fixed, log_jacobian
 from pyro_vae.models.likelihoods.base import DATA_KINDS, Likelihood
 from pyro_vae.models.likelihoods.bernoulli import Bernoulli, BernoulliPixels
 from pyro_vae.models.likelihoods.continuous_bernoulli import ContinuousBernoulli
-from pyro_vae.data.dequantize import bits_per_dim, dequantize, dequantize_fixed, log_jacobian
 from pyro_vae.models.likelihoods.gaussian import Gaussian
 from pyro_vae.models.likelihoods.logistic import (
     DiscretizedLogistic,
@@ -79,6 +79,13 @@ register_likelihood("logistic-mixture", data="levels", mixtures=True,
     lambda image_shape, options: LogisticMixture(image_shape, **options))
 
 
+def reports_bits_per_dim(model) -> bool:
+    """Whether ``model`` scores 8-bit data (see :attr:`Likelihood.of_8bit_data`): its reports add
+    bits/dim beside nats."""
+    likelihood = getattr(model, "likelihood", None)
+    return isinstance(likelihood, Likelihood) and likelihood.of_8bit_data
+
+
 def build_likelihood(name: str, image_shape: Sequence[int], options: Mapping[str, Any] | None = None) -> Likelihood:
     """The registered likelihood ``name`` for images of ``image_shape``, with ``options`` (keys
     it does not read are refused)."""
@@ -89,4 +96,4 @@ def build_likelihood(name: str, image_shape: Sequence[int], options: Mapping[str
 
 __all__ = ["LIKELIHOODS", "Bernoulli", "BernoulliPixels", "ContinuousBernoulli", "DiscretizedLogistic",
            "DiscretizedLogisticMixture", "Gaussian", "Likelihood", "Logistic", "LogisticMixture", "bits_per_dim",
-           "build_likelihood", "dequantize", "dequantize_fixed", "log_jacobian", "register_likelihood"]
+           "build_likelihood", "dequantize", "reports_bits_per_dim", "dequantize_fixed", "log_jacobian", "register_likelihood"]

@@ -39,6 +39,12 @@ class Likelihood(nn.Module):
         self.image_shape = tuple(int(n) for n in image_shape)
         self.log_cell = 0.0  # -log 256 once the values are dequantized 8-bit levels (see on_levels)
 
+    @property
+    def of_8bit_data(self) -> bool:
+        """Whether its log-likelihoods are of 8-bit data (256 levels, or dequantized levels), the
+        data that bits/dim is the measure of."""
+        return self.data == "levels" or bool(self.log_cell)
+
     def on_levels(self, dequantized: bool) -> "Likelihood":
         """Score dequantized 8-bit data: a density of x = (k + u) / 256 becomes one of k + u, by
         -log 256 per value, so every log-likelihood, ELBO and bound the run reports is of the

@@ -200,8 +200,9 @@ class ConsoleReport(Callback):
         valid += f"  train ELBO {record['train_elbo']:9.3f}" if "train_elbo" in record else ""
         valid += f"  test acc {record['test_accuracy']:.4f}" if "test_accuracy" in record else ""
         valid += f"  valid acc {record['valid_accuracy']:.4f}{'*' if improved else ' '}" if by_accuracy else ""
+        bits = f" ({record['test_bits_per_dim']:.4f} bits/dim)" if "test_bits_per_dim" in record else ""
         trainer.log(f"epoch {epoch:>3}/{trainer.cfg.optim.epochs}  train loss {record['train_loss']:9.3f}  "
-                    f"test ELBO {record['test_elbo']:9.3f}{valid}  ({record['epoch_seconds']:.1f} s)")
+                    f"test ELBO {record['test_elbo']:9.3f}{bits}{valid}  ({record['epoch_seconds']:.1f} s)")
 
     def on_fit_end(self, trainer: "Trainer") -> None:
         state = trainer.state
