@@ -71,7 +71,11 @@ def describe(trainer: "Trainer") -> str:
     """The run in four lines: data and device, model, objective and optimizer, where it is saved."""
     t, cfg, data = trainer, trainer.cfg, trainer.data
     n_params = sum(p.numel() for p in t.model.parameters())
-    binarization = "dynamic" if data.dynamic_binarization else "static"
+    likelihood = "" if cfg.model.likelihood == "bernoulli" else f", likelihood {cfg.model.likelihood}" + (
+        f" ({cfg.model.mixtures} components)" if cfg.model.likelihood == "logistic-mixture" else "")
+    values = ("dynamic binarization" if data.dynamic_binarization else
+              "dequantized 8-bit levels" if data.dequantized else
+              {"binary": "static binarization", "levels": "8-bit levels"}.get(data.kind, "values in [0, 1]"))
     elbo = type(t.step.elbo).__name__
     objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.objective.elbo} ({elbo})"
     prior = prior_label(cfg)
@@ -95,8 +99,8 @@ def describe(trainer: "Trainer") -> str:
     train = f"{len(data.train)} train" if data.labelled is None else \
         f"{len(data.train)} unlabelled + {len(data.labelled)} labelled train"
     return (f"pyro-vae: {action} on {dataset} ({train}{valid} / {len(data.test)} "
-            f"test images, {binarization} binarization) on {where}\n"
-            f"  model: {network_description(t)}, prior {prior}, {n_params:,} parameters\n"
+            f"test images, {values}) on {where}\n"
+            f"  model: {network_description(t)}, prior {prior}{likelihood}, {n_params:,} parameters\n"
             f"  objective: {objective}, Adam lr {cfg.optim.lr:g}{schedule}, betas "
             f"{cfg.optim.adam_betas[0]:g}/{cfg.optim.adam_betas[1]:g}, batch {cfg.optim.batch_size}"
             f"{''.join(', ' + e for e in extras)}\n"
