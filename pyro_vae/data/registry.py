@@ -11,7 +11,6 @@ from pyro_vae.core.choices import publish
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import log_on_main
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.data.mnist import binarized_mnist, grey_levels
 from pyro_vae.data.presentation import present
@@ -61,11 +60,14 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
                  limit_train: Optional[int] = None, limit_test: Optional[int] = None,
                  download: bool = True, valid_size: Optional[int] = None,
                  log: Optional[Callable[[str], None]] = None, binarize: Optional[str] = None,
-                 likelihood_data: str = "binary", likelihood: str = "bernoulli") -> VAEData:
+                 likelihood_data: Optional[str] = None, likelihood: str = "the likelihood") -> VAEData:
     """Load ``name`` (a registered dataset) from the resolved data directory onto ``device``, its
-    values presented as a likelihood of data kind ``likelihood_data`` (named ``likelihood``)
-    scores them, following ``binarize`` (:func:`~pyro_vae.data.presentation.present`; the
-    defaults binarize grey levels afresh per batch, as MNIST is in the IWAE protocol).
+    values presented as a likelihood of data kind ``likelihood_data`` (binary, levels or
+    continuous; named ``likelihood`` in messages) scores them, following ``binarize``
+    (:func:`~pyro_vae.data.presentation.present`). Without ``likelihood_data``, ``binarize``
+    alone decides: grey levels are binarized afresh per batch (the default, as MNIST is in the
+    IWAE protocol) or once (``fixed``), or kept as they are (``none``: a run presents them for
+    its likelihood).
 
     ``limit_train``/``limit_test`` keep the first N examples of each split (evaluation splits are
     binarized or dequantized before they are cut, so the first N images are the same whatever N
@@ -79,7 +81,9 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
                   log_on_main(log or log_line))
     if not isinstance(data, VAEData):
         raise ConfigError(f"dataset {name!r}: its loader returned {type(data).__name__}, not VAEData")
-    data = present(data, binarize, likelihood_data, option("likelihood", likelihood))
+    if likelihood_data is None:
+        likelihood_data = data.kind if binarize == "none" else "binary"
+    data = present(data, binarize, likelihood_data, likelihood)
     return _limit_and_move(data, limit_train, limit_test, torch.device(device))
 
 

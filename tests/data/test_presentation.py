@@ -18,12 +18,11 @@ def _config(**values):
 def test_grey_levels_for_a_bernoulli_are_binarized_as_before(data_dir):
     """The default (binarize dynamic) is what MNIST runs always had: the test split binarized once
     with the fixed seed, the training images afresh per batch."""
-    raw = load_dataset("mnist", data_dir, limit_train=200, limit_test=100, binarize="none", likelihood_data="levels")
+    raw = load_dataset("mnist", data_dir, limit_train=200, limit_test=100, binarize="none")
     assert raw.kind == "levels" and len(raw.test.unique()) > 2
     data = load_model_data(_config(data_dir=data_dir))
     assert data.kind == "binary" and data.dynamic_binarization
-    assert torch.equal(data.test, binarize_fixed(load_dataset("mnist", data_dir, binarize="none",
-                                                               likelihood_data="levels").test)[:100])
+    assert torch.equal(data.test, binarize_fixed(load_dataset("mnist", data_dir, binarize="none").test)[:100])
     fixed = load_model_data(_config(data_dir=data_dir, binarize="fixed"))
     assert not fixed.dynamic_binarization and set(fixed.train.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(fixed.train_batch(torch.arange(10)), fixed.train_batch(torch.arange(10)))
