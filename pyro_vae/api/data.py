@@ -22,6 +22,7 @@ from pyro_vae.config import shown
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import instance_name
 from pyro_vae.data import DATASETS, VAEData
+from pyro_vae.data.arrays import values_kind, widest_kind
 from pyro_vae.data.registry import limited
 
 TENSORS = "tensors"  # the name of a VAEData made from tensors
@@ -73,13 +74,6 @@ def scored_images(value: Any, scores: str = "binary", name: str = "x") -> torch.
     return x
 
 
-def values_kind(x: torch.Tensor) -> str:
-    """What ``x`` holds: ``binary`` (0/1), ``levels`` (8-bit levels k / 255) or ``continuous``."""
-    if is_binary(x):
-        return "binary"
-    return "levels" if bool(((x * 255 - torch.round(x * 255)).abs() < 1e-4).all()) else "continuous"
-
-
 def from_tensors(train: Any, test: Any = None) -> VAEData:
     """A VAEData of ``train`` (and ``test``; without one, the training images) as they are, its
     ``kind`` read off the values: the trainer presents them for the run's likelihood (binarized
@@ -89,9 +83,7 @@ def from_tensors(train: Any, test: Any = None) -> VAEData:
     if test_shape != shape:
         raise ConfigError(f"data=: the training images have shape {shape} and the test images "
                           f"{test_shape}; they must be the same")
-    kinds = {values_kind(x_train), values_kind(x_test)}
-    kind = next(k for k in ("continuous", "levels", "binary") if k in kinds)  # the widest
-    return VAEData(TENSORS, x_train, x_test, image_shape=shape, kind=kind)
+    return VAEData(TENSORS, x_train, x_test, image_shape=shape, kind=widest_kind(x_train, x_test))
 
 
 def _hold_out(data: VAEData, valid_size: int) -> VAEData:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import torch
 from torchvision import datasets as tv_datasets
@@ -12,6 +13,8 @@ from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import log_on_main
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import Registry
+from pyro_vae.data.arrays import is_file_dataset, load_npz
+from pyro_vae.data.folders import load_folder
 from pyro_vae.data.mnist import binarized_mnist, grey_levels
 from pyro_vae.data.presentation import present
 from pyro_vae.data.sources import downloads_allowed, resolve_data_dir
@@ -60,7 +63,8 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
                  limit_train: Optional[int] = None, limit_test: Optional[int] = None,
                  download: bool = True, valid_size: Optional[int] = None,
                  log: Optional[Callable[[str], None]] = None, binarize: Optional[str] = None,
-                 likelihood_data: Optional[str] = None, likelihood: str = "the likelihood") -> VAEData:
+                 likelihood_data: Optional[str] = None, likelihood: str = "the likelihood",
+                 image_size: Optional[Sequence[int]] = None, channels: Optional[int] = None) -> VAEData:
     """Load ``name`` (a registered dataset) from the resolved data directory onto ``device``, its
     values presented as a likelihood of data kind ``likelihood_data`` (binary, levels or
     continuous; named ``likelihood`` in messages) scores them, following ``binarize``
@@ -75,10 +79,18 @@ def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.
     datasets only; binarized-mnist has its own): presented once, like the test split, as in the
     VampPrior code, and cut before ``limit_train``, so it is the same whatever that is.
     ``log`` (default: print on rank 0) hears of files extracted or repaired from their archives.
+    ``name`` may also be the path of a ``.npz`` file (:mod:`~pyro_vae.data.arrays`) or of an image
+    folder (:mod:`~pyro_vae.data.folders`, resized and cropped by ``image_size``, converted by
+    ``channels``).
     """
-    loader = DATASETS.get(name).factory
-    data = loader(resolve_data_dir(data_dir), downloads_allowed(download), valid_size,
-                  log_on_main(log or log_line))
+    if is_file_dataset(name):  # the user's own file or folder
+        path = Path(name).expanduser()
+        data = load_npz(path, valid_size) if name.endswith(".npz") else \
+            load_folder(path, valid_size, image_size, channels)
+    else:
+        loader = DATASETS.get(name).factory
+        data = loader(resolve_data_dir(data_dir), downloads_allowed(download), valid_size,
+                      log_on_main(log or log_line))
     if not isinstance(data, VAEData):
         raise ConfigError(f"dataset {name!r}: its loader returned {type(data).__name__}, not VAEData")
     if likelihood_data is None:

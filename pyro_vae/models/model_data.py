@@ -40,7 +40,8 @@ def load_model_data(cfg, device: str | torch.device = "cpu", limit_train: Option
                         data.limit_train if limit_train is None else limit_train,
                         data.limit_test if limit_test is None else limit_test,
                         valid_size=data.valid_size, binarize=data.binarize,
-                        likelihood_data=likelihood_data(cfg), likelihood=option("likelihood", cfg.model.likelihood))
+                        likelihood_data=likelihood_data(cfg), likelihood=option("likelihood", cfg.model.likelihood),
+                        image_size=data.image_size, channels=data.channels)
 
 
 def present_for(cfg, data: VAEData) -> VAEData:
