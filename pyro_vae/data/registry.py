@@ -14,8 +14,10 @@ from pyro_vae.core.distributed import log_on_main
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import Registry
 from pyro_vae.data.arrays import is_file_dataset, load_npz
+from pyro_vae.data.cifar import load_cifar10
 from pyro_vae.data.folders import load_folder
 from pyro_vae.data.mnist import binarized_mnist, grey_levels
+from pyro_vae.data.omniglot import load_omniglot
 from pyro_vae.data.presentation import present
 from pyro_vae.data.sources import downloads_allowed, resolve_data_dir
 from pyro_vae.data.vaedata import VAEData
@@ -57,6 +59,12 @@ register_dataset("binarized-mnist", validation=10000, train_size=50000, values="
 register_dataset("fashion-mnist", train_size=60000, values="levels",
                  description="Fashion-MNIST clothing, 60k/10k, 8-bit grey levels (binarized dynamically for bernoulli)")(
     grey_levels("fashion-mnist", tv_datasets.FashionMNIST, "FashionMNIST"))
+register_dataset("cifar10", train_size=50000, values="levels",
+                 description="CIFAR-10, 50k/10k colour images of 32 x 32, 8-bit levels (the binary version)")(
+    load_cifar10)
+register_dataset("omniglot", train_size=24345,
+                 description="Omniglot 28 x 28, Burda et al.'s 24,345/8,070 split (chardata.mat), grey "
+                             "values binarized dynamically for bernoulli")(load_omniglot)
 
 
 def load_dataset(name: str, data_dir: Optional[str] = None, device: str | torch.device = "cpu",
