@@ -26,7 +26,7 @@ ACTIVATIONS = Registry("activation", pointwise=True)
 for _name, _module in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("softplus", nn.Softplus), ("elu", nn.ELU),
                        ("leaky_relu", nn.LeakyReLU)):
     ACTIVATIONS.register(_name, _module)
-# name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range) -> (encoder, decoder)``,
+# name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range, out_channels) -> (encoder, decoder)``,
 # for ``arch`` (registered below, after the networks).
 ARCHITECTURES = Registry(
     "arch",
