@@ -67,8 +67,11 @@ class VAEData:
     dequantized: bool = False
 
     def train_batch(self, index: torch.Tensor) -> torch.Tensor:
-        """The training examples at ``index``, binarized or dequantized afresh where the run
-        does so."""
+        """The training examples at ``index``, on ``index``'s device (the training split may stay
+        in host memory: :mod:`~pyro_vae.data.streaming`), binarized or dequantized afresh where
+        the run does so."""
+        if self.train.device != index.device:
+            return self.presented(self.train[index.to(self.train.device)].to(index.device))
         return self.presented(self.train[index])
 
     def labelled_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

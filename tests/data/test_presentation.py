@@ -67,3 +67,19 @@ def test_data_given_in_python_are_checked_when_presented():
     with pytest.raises(ConfigError, match="not 8-bit levels"):
         present(noisy, "none", "levels", "likelihood='logistic'")
     assert present(noisy, "none", "continuous").train is noisy.train  # a density of them, as they are
+
+
+def test_streamed_training_images_give_the_same_epoch(data_dir, caplog):
+    """stream always keeps the training split in host memory and feeds the steps from DataLoader
+    batches: the same images in the same order as the in-memory path, so the same weights."""
+    import pyro_vae as pv
+
+    caplog.set_level("INFO", logger="pyro_vae")
+    runs = {}
+    for stream in ("never", "always"):
+        runs[stream] = pv.train(data_dir=data_dir, hidden=[16], latent_dim=2, epochs=2, batch_size=50, limit_train=300,
+                                limit_test=50, plots=False, compile=False, stream=stream, seed=3, eval_samples=2)
+    assert caplog.text.count("training images streamed from host memory") == 1  # the choice is reported
+    for (name, a), b in zip(runs["never"].model.state_dict().items(), runs["always"].model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert runs["never"].history[-1]["test_elbo"] == runs["always"].history[-1]["test_elbo"]

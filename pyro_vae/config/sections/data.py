@@ -44,6 +44,14 @@ class DataSection(Section):
         help="a folder dataset: 1 converts the images to grey, 3 to RGB",
         doc="for `--dataset path/to/folder`: 1 converts every image to grey, 3 to RGB (default: "
             "as the files are)")
+    stream: str = setting(
+        "auto", choices=("auto", "always", "never"),
+        help="auto | always | never: keep the training images in host memory and copy each batch to "
+             "the device (auto: on a CUDA device, when they would fill more than a quarter of it)",
+        doc="`auto`: on a CUDA device whose free memory the training split would fill beyond a "
+            "quarter, the training images stay in host memory and DataLoader workers gather each "
+            "batch into pinned memory for the device (the same batches in the same order); "
+            "`always` or `never` force the choice. The run's first lines say which it took")
     data_dir: Optional[str] = setting(
         None, path=True, shown="`$PYRO_VAE_DATA`, else `./data`",
         help="dataset directory (else $PYRO_VAE_DATA, else ./data)",
