@@ -47,16 +47,18 @@ def test_dequantized_numbers_are_of_the_8bit_data(data_dir):
                            dequantized=False).likelihood.log_cell
 
 
-def test_colour_images_through_a_conv_decoder(tmp_path):
-    """3 x 32 x 32 8-bit images given as tensors: the conv networks take any C x H x W, the decoder
-    emits the mixture's 10 M channels, and training, evaluation and figures run."""
+@pytest.mark.parametrize("arch", ["conv", "resnet"])
+def test_colour_images_through_a_conv_decoder(tmp_path, arch):
+    """3 x 32 x 32 8-bit images given as tensors: the conv and resnet networks take any C x H x W,
+    the decoder emits the mixture's 10 M channels, and training, evaluation and figures run."""
     torch.manual_seed(0)
-    images = torch.randint(0, 256, (120, 3, 32, 32)).float() / 255
-    run = pv.train(data=(images[:100], images[100:]), likelihood="logistic-mixture", mixtures=2, arch="conv",
-                   hidden=[16], latent_dim=4, epochs=1, batch_size=25, plots=False, out=str(tmp_path / "run"))
+    images = torch.randint(0, 256, (45, 3, 32, 32)).float() / 255
+    run = pv.train(data=(images[:40], images[40:]), likelihood="logistic-mixture", mixtures=2, arch=arch,
+                   hidden=[16], latent_dim=4, epochs=1, batch_size=20, plots=False, eval_samples=2,
+                   out=str(tmp_path / "run"))
     assert run.model.decoder.output_layer.out_channels == 20
     assert run.data.kind == "levels" and run.data.image_shape == (3, 32, 32)
-    summary = pv.log_likelihood(run.model, run.data.test, num_samples=4).summary
+    summary = pv.log_likelihood(run.model, run.data.test, num_samples=2).summary
     assert math.isfinite(summary["bits_per_dim"])
     pv.plot_run(run, out=str(tmp_path / "figures"))
 
