@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pyro_vae.core.errors import ConfigError, DatasetCorruptError, DatasetNotFoundError
-from pyro_vae.data.vaedata import VAEData
+from pyro_vae.data.vaedata import VAEData, hold_out
 
 SPLITS = ("train", "test", "valid")
 
@@ -116,12 +116,7 @@ def load_npz(path: Path, valid_size: Optional[int] = None) -> VAEData:
     if valid_size:
         if valid is not None:
             raise ConfigError(f"{path.name} has its own valid array ({len(valid)} images); drop valid_size")
-        if not valid_size < len(train):
-            raise ConfigError(f"valid_size {valid_size} leaves no training images ({len(train)} in {path.name})")
-        cut = len(train) - valid_size
-        train, valid = train[:cut], train[cut:]
-        if train_labels is not None:
-            train_labels, valid_labels = train_labels[:cut], train_labels[cut:]
+        train, valid, train_labels, valid_labels = hold_out(train, train_labels, valid_size, path.name)
     present_splits = [t for t in (train, splits["test"], valid) if t is not None]
     return VAEData(path.stem, train, splits["test"], valid, train_labels, labels.get("test"),
                    image_shape=shapes["train"], valid_labels=valid_labels, kind=widest_kind(*present_splits))

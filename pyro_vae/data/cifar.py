@@ -22,7 +22,7 @@ import torch
 from pyro_vae.core.atomic import atomic_write, make_directory, read_regular_file
 from pyro_vae.core.errors import DatasetCorruptError
 from pyro_vae.data import sources
-from pyro_vae.data.vaedata import VAEData
+from pyro_vae.data.vaedata import VAEData, hold_out
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -103,11 +103,6 @@ def load_cifar10(root: Path, download: bool, valid_size: Optional[int], log) -> 
     train = torch.cat([p[0] for p in parts[:-1]])
     train_labels = torch.cat([p[1] for p in parts[:-1]])
     test, test_labels = parts[-1]
-    valid = valid_labels = None
-    if valid_size:
-        if not valid_size < len(train):
-            raise ValueError(f"valid_size {valid_size} leaves no training images ({len(train)} in all)")
-        cut = len(train) - valid_size
-        train, valid, train_labels, valid_labels = train[:cut], train[cut:], train_labels[:cut], train_labels[cut:]
+    train, valid, train_labels, valid_labels = hold_out(train, train_labels, valid_size)
     return VAEData("cifar10", train, test, valid, train_labels, test_labels, image_shape=(3, 32, 32),
                    valid_labels=valid_labels, kind="levels")

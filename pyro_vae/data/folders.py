@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pyro_vae.core.errors import ConfigError, DatasetNotFoundError
-from pyro_vae.data.vaedata import VAEData
+from pyro_vae.data.vaedata import VAEData, hold_out
 
 
 def _transform(image_size: Optional[Sequence[int]], channels: Optional[int]):
@@ -85,11 +85,8 @@ def load_folder(path: Path, valid_size: Optional[int] = None, image_size: Option
             raise ConfigError(f"{path} has its own valid/ folder; drop valid_size")
         valid, valid_labels, _, valid_shape = _split(path / "valid", transform, f"{path}/valid", classes)
         test_shape = test_shape if valid_shape == test_shape else valid_shape
-    elif valid_size:
-        if not valid_size < len(train):
-            raise ConfigError(f"valid_size {valid_size} leaves no training images ({len(train)} in {path}/train)")
-        cut = len(train) - valid_size
-        train, valid, train_labels, valid_labels = train[:cut], train[cut:], train_labels[:cut], train_labels[cut:]
+    else:
+        train, valid, train_labels, valid_labels = hold_out(train, train_labels, valid_size, f"{path}/train")
     if test_shape != shape:
         raise ConfigError(f"{path}: the test images are {test_shape} (C, H, W), the training images {shape}; "
                           "give --image-size H W to resize and crop them alike")

@@ -20,7 +20,7 @@ import torch
 from pyro_vae.core.errors import DatasetCorruptError
 from pyro_vae.data import sources
 from pyro_vae.data.arrays import values_kind
-from pyro_vae.data.vaedata import VAEData
+from pyro_vae.data.vaedata import VAEData, hold_out
 
 URL = "https://github.com/yburda/iwae/raw/master/datasets/OMNIGLOT/chardata.mat"
 FOLDER, FILE = "OMNIGLOT", "chardata.mat"
@@ -69,14 +69,7 @@ def load_omniglot(root: Path, download: bool, valid_size: Optional[int], log) ->
         raise DatasetCorruptError(f"{path} holds values outside [0, 1]; delete it and download it again")
     train_labels = _labels(raw, "target", SIZES["data"])
     test_labels = _labels(raw, "testtarget", SIZES["testdata"])
-    valid = valid_labels = None
-    if valid_size:
-        if not valid_size < len(train):
-            raise ValueError(f"valid_size {valid_size} leaves no training images ({len(train)} in all)")
-        cut = len(train) - valid_size
-        train, valid = train[:cut], train[cut:]
-        if train_labels is not None:
-            train_labels, valid_labels = train_labels[:cut], train_labels[cut:]
+    train, valid, train_labels, valid_labels = hold_out(train, train_labels, valid_size)
     kind = values_kind(torch.cat([train[:1000], test[:1000]]))
     return VAEData("omniglot", train, test, valid, train_labels, test_labels, valid_labels=valid_labels,
                    kind=kind)

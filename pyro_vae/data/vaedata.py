@@ -13,11 +13,26 @@ from typing import Callable, Optional
 
 import torch
 
-from pyro_vae.core.errors import DatasetNotFoundError
+from pyro_vae.core.errors import ConfigError, DatasetNotFoundError
 from pyro_vae.data.binarize import binarize_fixed
 from pyro_vae.data.dequantize import dequantize, dequantize_fixed
 
 IMAGE_SHAPE = (1, 28, 28)
+
+
+def hold_out(train: torch.Tensor, labels: Optional[torch.Tensor], valid_size: Optional[int],
+             where: str = "all") -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
+                                          Optional[torch.Tensor]]:
+    """``(train, valid, train_labels, valid_labels)``: the last ``valid_size`` training images (and
+    labels) held out as the validation split, as the VampPrior code does (None: no split). A
+    ``valid_size`` that leaves no training images is refused (``where``: the images' source)."""
+    if not valid_size:
+        return train, None, labels, None
+    if not valid_size < len(train):
+        raise ConfigError(f"valid_size {valid_size} leaves no training images ({len(train)} in {where})")
+    cut = len(train) - valid_size
+    return (train[:cut], train[cut:], None if labels is None else labels[:cut],
+            None if labels is None else labels[cut:])
 
 
 @dataclass
