@@ -110,7 +110,7 @@ def test_old_jit_key_is_the_compile_key(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     ({"elbo": "nope"}, "unknown elbo 'nope'; choose one of: trace, tracegraph, meanfield, iwae, renyi, dreg, stl"),
     ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
-    ({"arch": "resnet"}, "unknown arch"),
+    ({"arch": "densenet"}, "unknown arch"),
     ({"device": "tpu"}, "unknown device"),
     ({"epochs": 0}, "epochs must be at least 1"),
     ({"lr": -1.0}, "lr must be positive"),
