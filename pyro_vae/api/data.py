@@ -21,8 +21,9 @@ import torch
 from pyro_vae.config import shown
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import instance_name
-from pyro_vae.data import DATASETS, VAEData
+from pyro_vae.data import DATASETS, VAEData, binarize_fixed
 from pyro_vae.data.arrays import values_kind, widest_kind
+from pyro_vae.data.dequantize import dequantize_fixed
 from pyro_vae.data.registry import limited
 
 TENSORS = "tensors"  # the name of a VAEData made from tensors
@@ -87,19 +88,20 @@ def from_tensors(train: Any, test: Any = None) -> VAEData:
 
 
 def _hold_out(data: VAEData, valid_size: int) -> VAEData:
-    """The last ``valid_size`` training images as the validation split (as they are: presenting
-    binarizes or dequantizes it once, like the test split)."""
+    """The last ``valid_size`` training images as the validation split: as they are (presenting
+    binarizes or dequantizes it once, like the test split), or, from data presented already (a
+    loaded dataset), binarized or dequantized once with the evaluation seed."""
     if not valid_size < len(data.train):
         raise ConfigError(f"valid_size={valid_size} leaves no training images (data= has "
                           f"{len(data.train)})")
-    if data.dynamic_binarization or data.dequantized:
-        raise ConfigError("valid_size= holds out training images of data= before they are presented, "
-                          "and this VAEData is presented already (pyro_vae.load_dataset): pass "
-                          "valid_size to load_dataset, or tensors as data=")
     cut = len(data.train) - valid_size
-    labels = data.train_labels
+    labels, valid = data.train_labels, data.train[cut:]
+    if data.dynamic_binarization:  # presented already: held out as an evaluation split is, once
+        valid = binarize_fixed(valid)
+    elif data.dequantized:
+        valid = dequantize_fixed(valid)
     return dataclasses.replace(
-        data, train=data.train[:cut], valid=data.train[cut:],
+        data, train=data.train[:cut], valid=valid,
         train_labels=None if labels is None else labels[:cut],
         valid_labels=None if labels is None else labels[cut:])
 

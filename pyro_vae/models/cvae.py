@@ -53,7 +53,7 @@ class ConditionalVAE(nn.Module):
 
     def __init__(self, x_dim: int, latent_dim: int, given: torch.Tensor, hidden: Sequence[int] = (500, 500),
                  activation: str = "relu"):
-        super().__init__(None, x_dim)
+        super().__init__()
         self.register_buffer("given", given.float())
         self.prior_net = MLPEncoder(x_dim, hidden, latent_dim, activation)
         self.encoder = MLPEncoder(x_dim, hidden, latent_dim, activation)
