@@ -2,10 +2,11 @@
 or tensors of images.
 
 Tensors become a VAEData as a dataset's loader would make one: images flattened to ``(N, D)``
-floats in [0, 1] with their ``image_shape``; grey levels are binarized afresh for every training
-batch and once, with the fixed evaluation seed, for the test split, as MNIST is; binary images are
-used as they are. A validation split is held out only where ``valid_size`` asks for one (the last
-N training images, as for MNIST).
+floats in [0, 1] with their ``image_shape``, as they are (binary, 8-bit levels or other values);
+the trainer presents them for the run's likelihood as it does a loaded dataset (grey levels
+binarized afresh for every training batch and once, with the fixed evaluation seed, for the test
+split, for a Bernoulli; see :mod:`~pyro_vae.data.presentation`). A validation split is held out
+only where ``valid_size`` asks for one (the last N training images, as for MNIST).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import torch
 from pyro_vae.config import shown
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import instance_name
-from pyro_vae.data import DATASETS, EVAL_BINARIZATION_SEED, VAEData
+from pyro_vae.data import DATASETS, VAEData, binarize_fixed
+from pyro_vae.data.arrays import values_kind, widest_kind
+from pyro_vae.data.dequantize import dequantize_fixed
 from pyro_vae.data.registry import limited
 
 TENSORS = "tensors"  # the name of a VAEData made from tensors
@@ -57,43 +60,48 @@ def is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def binary_images(value: Any, name: str = "x") -> torch.Tensor:
-    """:func:`images`, which must be binary (0 or 1): what log p(x) is defined for."""
+def scored_images(value: Any, scores: str = "binary", name: str = "x") -> torch.Tensor:
+    """:func:`images`, which must be what the model's likelihood scores (``scores``: its data
+    kind): binary (0 or 1) for a Bernoulli, 8-bit levels for a discretized one, any values in
+    [0, 1] for a density."""
     x, _ = images(value, name)
-    if not is_binary(x):
-        raise ConfigError(f"{name}= holds grey levels; log p(x) is of binary images (0 or 1): pass "
-                          "data.test (binarized once), or binarize them, e.g. torch.bernoulli(x)")
+    kind = values_kind(x)
+    if scores == "binary" and kind != "binary":
+        raise ConfigError(f"{name}= holds grey levels; this model's log p(x) is of binary images (0 or 1): "
+                          "pass data.test (binarized once), or binarize them, e.g. torch.bernoulli(x)")
+    if scores == "levels" and kind == "continuous":
+        raise ConfigError(f"{name}= holds values that are not 8-bit levels (k / 255), and this model's "
+                          "likelihood is of 8-bit data: pass data.test, or round them, torch.round(x * 255) / 255")
     return x
 
 
-def _binarized_once(x: torch.Tensor) -> torch.Tensor:
-    """One Bernoulli draw with the fixed evaluation seed, on the CPU, as every dataset's test split."""
-    return torch.bernoulli(x.cpu(), generator=torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)).to(x.device)
-
-
 def from_tensors(train: Any, test: Any = None) -> VAEData:
-    """A VAEData of ``train`` (and ``test``; the training images, binarized once, without one)."""
+    """A VAEData of ``train`` (and ``test``; without one, the training images) as they are, its
+    ``kind`` read off the values: the trainer presents them for the run's likelihood (binarized
+    for a Bernoulli, as MNIST is; see :mod:`~pyro_vae.data.presentation`)."""
     x_train, shape = images(train, "data")
     x_test, test_shape = images(test, "data") if test is not None else (x_train, shape)
     if test_shape != shape:
         raise ConfigError(f"data=: the training images have shape {shape} and the test images "
                           f"{test_shape}; they must be the same")
-    dynamic = not is_binary(x_train)
-    if not is_binary(x_test):
-        x_test = _binarized_once(x_test)
-    return VAEData(TENSORS, x_train, x_test, dynamic_binarization=dynamic, image_shape=shape)
+    return VAEData(TENSORS, x_train, x_test, image_shape=shape, kind=widest_kind(x_train, x_test))
 
 
 def _hold_out(data: VAEData, valid_size: int) -> VAEData:
-    """The last ``valid_size`` training images as the validation split (binarized once)."""
+    """The last ``valid_size`` training images as the validation split: as they are (presenting
+    binarizes or dequantizes it once, like the test split), or, from data presented already (a
+    loaded dataset), binarized or dequantized once with the evaluation seed."""
     if not valid_size < len(data.train):
         raise ConfigError(f"valid_size={valid_size} leaves no training images (data= has "
                           f"{len(data.train)})")
     cut = len(data.train) - valid_size
-    valid = data.train[cut:]
-    labels = data.train_labels
+    labels, valid = data.train_labels, data.train[cut:]
+    if data.dynamic_binarization:  # presented already: held out as an evaluation split is, once
+        valid = binarize_fixed(valid)
+    elif data.dequantized:
+        valid = dequantize_fixed(valid)
     return dataclasses.replace(
-        data, train=data.train[:cut], valid=_binarized_once(valid) if data.dynamic_binarization else valid,
+        data, train=data.train[:cut], valid=valid,
         train_labels=None if labels is None else labels[:cut],
         valid_labels=None if labels is None else labels[cut:])
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pyro_vae.api.arguments import model_object, positive
-from pyro_vae.api.data import binary_images
+from pyro_vae.api.data import scored_images
 from pyro_vae.api.runs import Run
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import resolve_device
@@ -29,6 +29,7 @@ from pyro_vae.evaluation import accuracy as classification_accuracy
 from pyro_vae.evaluation.classification import has_label_site
 from pyro_vae.evaluation.context import evaluation_context
 from pyro_vae.evaluation.evaluate_ais import describe_ais
+from pyro_vae.models.likelihoods import Likelihood
 from pyro_vae.models.sites import probe
 
 GIVEN = "given"  # the summaries' split: the images x= holds ("on 100 given images")
@@ -151,10 +152,12 @@ def ais(model: nn.Module | Run, x: Any, num_steps: Optional[int] = None, *, num_
 
 
 def _prepared(model: Any, x: Any, device: Any) -> tuple[nn.Module, torch.Tensor, torch.device]:
-    """The model (a Run's, checked), ``x`` as binary ``(N, D)`` images on the evaluation device,
+    """The model (a Run's, checked), ``x`` as ``(N, D)`` images its likelihood scores (binary for a
+    Bernoulli) on the evaluation device,
     and that device; the model and ``x`` must agree (probed on two images)."""
     model = model_object(model.model if isinstance(model, Run) else model)
-    x = binary_images(x, "x")
+    likelihood = getattr(model, "likelihood", None)
+    x = scored_images(x, likelihood.data if isinstance(likelihood, Likelihood) else "binary", "x")
     if device is not None:
         device = resolve_device(device) if device == "auto" else torch.device(device)
         model.to(device)

@@ -22,8 +22,9 @@ from pyro_vae.config import Config
 from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import resolve_device
 from pyro_vae.core.errors import ConfigError, RunDirError
-from pyro_vae.data import IMAGE_SHAPE, VAEData, load_dataset
+from pyro_vae.data import IMAGE_SHAPE, VAEData
 from pyro_vae.models import build_model
+from pyro_vae.models.model_data import load_model_data, present_for
 from pyro_vae.runs.checkpoint import checkpoint_sha256
 from pyro_vae.runs.opening import check_objects_given, checkpoint_path, load_run, load_weights, recorded_objects
 from pyro_vae.runs.results import read_summary
@@ -61,8 +62,7 @@ class Run:
             check_objects_given(cfg.to_flat(), (), self.run_dir, needed=("dataset",))
             parameter = next(self.model.parameters(), None)
             device = "cpu" if parameter is None else parameter.device
-            self.given_data = load_dataset(cfg.data.dataset, cfg.data.data_dir, device,
-                                           cfg.data.limit_train, cfg.data.limit_test, valid_size=cfg.data.valid_size)
+            self.given_data = load_model_data(cfg, device)
         return self.given_data
 
     @property
@@ -111,14 +111,14 @@ def open_run(path: str | os.PathLike, *, model: Optional[nn.Module] = None, prio
     state, cfg = load_run(path, overrides, trusted_imports, checkpoint, objects)
     torch_device = resolve_device(cfg.run.device)
     recorded = recorded_objects(cfg.to_flat())
-    if data is not None:
-        data = on_device(data, torch_device)
+    if data is not None:  # presented for the run's likelihood, as training presented it
+        data = on_device(present_for(cfg, data), torch_device)
     image_shape = data.image_shape if data is not None else IMAGE_SHAPE
     if data is None and "dataset" not in recorded:
-        image_shape = load_dataset(cfg.data.dataset, cfg.data.data_dir, "cpu", limit_train=1, limit_test=1).image_shape
+        image_shape = load_model_data(cfg, "cpu", limit_train=1, limit_test=1).image_shape
     against = "the model its config describes"
     if model is None:
-        model = build_model(cfg, image_shape, prior=prior)
+        model = build_model(cfg, image_shape, prior=prior, dequantized=data.dequantized if data is not None else None)
     else:
         against = f"the model passed as model= ({type(model).__name__})"
         _note_other_class(path, recorded.get("model"), model)

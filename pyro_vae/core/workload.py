@@ -185,20 +185,41 @@ def _linear(sizes: Sequence[int], gated: bool = False) -> int:
     return sum((a + 1) * b * (2 if gated and i < len(pairs) - 1 else 1) for i, (a, b) in enumerate(pairs))
 
 
+def _outputs_per_location(cfg, channels: int) -> int:
+    """The decoder's outputs per pixel location that the shipped likelihood of ``cfg`` asks for
+    (pyro_vae.models.likelihoods; core cannot import it: the shapes are repeated here)."""
+    likelihood = cfg.model.likelihood
+    if likelihood == "logistic-mixture":
+        return cfg.model.mixtures * (1 + 2 * channels + channels * (channels - 1) // 2)
+    pairs = likelihood == "logistic" or (likelihood == "gaussian" and
+                                         cfg.model.likelihood_options.get("variance", "pixel") != "shared")
+    return 2 * channels if pairs else channels
+
+
 def _networks(cfg, image_shape: Sequence[int], z: int) -> int:
     """The encoder and decoder of :func:`pyro_vae.nn.nets.build_nets` (conv: at most 2 x 32 x 64 x
-    16 weights per convolution pair, the MLP from the 64 x 7 x 7 features)."""
+    16 weights per convolution pair, the MLP from the 64 x 7 x 7 features; resnet: its two
+    residual stages besides), the decoder's outputs as many as the likelihood asks for (a
+    shared Gaussian scale per value besides)."""
     c, h, w = image_shape
     x = c * h * w
+    out = _outputs_per_location(cfg, c)
     if cfg.model.arch == "conv":
-        x = 64 * math.ceil(h / 4) * math.ceil(w / 4)
-        convolutions = 2 * ((c + 1) * 32 * 16 + 33 * 64 * 16)
+        x_out = x = 64 * math.ceil(h / 4) * math.ceil(w / 4)
+        convolutions = 2 * ((max(c, out) + 1) * 32 * 16 + 33 * 64 * 16)
+    elif cfg.model.arch == "resnet":  # pyro_vae.nn.resnet: 3 x 3 residual blocks, 4 x 4 strided maps
+        x_out = x = 64 * math.ceil(h / 4) * math.ceil(w / 4)
+        block = {32: 2 * (32 * 32 * 9 + 32), 64: 2 * (64 * 64 * 9 + 64)}
+        encoder_maps = (c * 32 * 9 + 32) + block[32] + (32 * 64 * 16 + 64) + block[64] + (64 * 64 * 16 + 64)
+        decoder_maps = 2 * block[64] + (64 * 64 * 16 + 64) + (64 * 32 * 16 + 32) + (32 * out * 9 + out)
+        convolutions = encoder_maps + decoder_maps
     else:
-        convolutions = 0
+        convolutions, x_out = 0, out * h * w
     hidden, gated = list(cfg.model.hidden), cfg.model.activation == "gated"  # pyro_vae.nn.nets.GATED
     encoder = _linear([x, *hidden, 2 * z], gated)
-    decoder = _linear([z, *reversed(hidden), x], gated)
-    return convolutions + encoder + decoder
+    decoder = _linear([z, *reversed(hidden), x_out], gated)
+    shared = x if cfg.model.likelihood_options.get("variance") == "shared" else 0
+    return convolutions + encoder + decoder + shared
 
 
 def _prior(cfg, x: int) -> int:

@@ -17,9 +17,8 @@ import torch
 
 from pyro_vae.core.errors import DatasetCorruptError
 from pyro_vae.data import sources
-from pyro_vae.data.binarize import binarize_fixed
 from pyro_vae.data.idx import load_torchvision
-from pyro_vae.data.vaedata import VAEData
+from pyro_vae.data.vaedata import VAEData, hold_out
 
 # Larochelle's static binarization: uncompressed .amat SHA-256 (as checked by TensorFlow Datasets).
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
@@ -32,21 +31,15 @@ BINARIZED_MNIST_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
 
 
 def grey_levels(name: str, cls, folder: str):
-    """A loader of torchvision's MNIST layout: grey levels, binarized dynamically for training,
-    once for evaluation (:mod:`pyro_vae.data.binarize`)."""
+    """A loader of torchvision's MNIST layout: the 8-bit grey levels as floats k / 255 (kind
+    ``levels``; :mod:`~pyro_vae.data.presentation` binarizes or dequantizes them as the run's
+    likelihood needs). ``valid_size``: the last N training images."""
     def load(root: Path, download: bool, valid_size: Optional[int], log) -> VAEData:
         x_train, y_train, x_test, y_test = load_torchvision(cls, folder, root, download, log)
         train = x_train.reshape(len(x_train), -1).float().div_(255)
-        test = binarize_fixed(x_test.reshape(len(x_test), -1).float().div_(255))
-        valid = y_valid = None
-        if valid_size:
-            if not valid_size < len(train):
-                raise ValueError(f"valid_size {valid_size} leaves no training images "
-                                 f"({len(train)} in all)")
-            cut = len(train) - valid_size
-            train, valid, y_train, y_valid = train[:cut], binarize_fixed(train[cut:]), y_train[:cut], y_train[cut:]
-        return VAEData(name, train, test, valid, y_train, y_test, dynamic_binarization=True,
-                       valid_labels=y_valid)
+        test = x_test.reshape(len(x_test), -1).float().div_(255)
+        train, valid, y_train, y_valid = hold_out(train, y_train, valid_size)
+        return VAEData(name, train, test, valid, y_train, y_test, valid_labels=y_valid, kind="levels")
     return load
 
 

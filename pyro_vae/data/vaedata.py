@@ -1,7 +1,8 @@
 """A dataset as whole tensors on the training device.
 
-MNIST-sized data fits in memory many times over, so each split is one ``(N, 784)`` float tensor
-in [0, 1] and minibatches are index slices of it: no per-item Python loading.
+MNIST-sized data fits in memory many times over, so each split is one ``(N, C H W)`` float
+tensor in [0, 1] and minibatches are index slices of it: no per-item Python loading. How the
+values reach the model (binarized, dequantized, as they are) is :mod:`pyro_vae.data.presentation`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +13,26 @@ from typing import Callable, Optional
 
 import torch
 
-from pyro_vae.core.errors import DatasetNotFoundError
+from pyro_vae.core.errors import ConfigError, DatasetNotFoundError
 from pyro_vae.data.binarize import binarize_fixed
+from pyro_vae.data.dequantize import dequantize, dequantize_fixed
 
 IMAGE_SHAPE = (1, 28, 28)
+
+
+def hold_out(train: torch.Tensor, labels: Optional[torch.Tensor], valid_size: Optional[int],
+             where: str = "all") -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
+                                          Optional[torch.Tensor]]:
+    """``(train, valid, train_labels, valid_labels)``: the last ``valid_size`` training images (and
+    labels) held out as the validation split, as the VampPrior code does (None: no split). A
+    ``valid_size`` that leaves no training images is refused (``where``: the images' source)."""
+    if not valid_size:
+        return train, None, labels, None
+    if not valid_size < len(train):
+        raise ConfigError(f"valid_size {valid_size} leaves no training images ({len(train)} in {where})")
+    cut = len(train) - valid_size
+    return (train[:cut], train[cut:], None if labels is None else labels[:cut],
+            None if labels is None else labels[cut:])
 
 
 @dataclass
@@ -43,11 +60,17 @@ class VAEData:
 
     ``labelled``: in a semi-supervised run, the training images that keep their labels (then
     ``train`` holds the others, unlabelled); None otherwise (see
-    :func:`~pyro_vae.data.labels.keep_labels`)."""
+    :func:`~pyro_vae.data.labels.keep_labels`).
+
+    ``kind``: what the evaluation splits hold and every training batch is, ``binary`` (0/1),
+    ``levels`` (8-bit levels k / 255) or ``continuous`` (values in [0, 1]); with
+    ``dynamic_binarization`` the training split holds grey levels drawn as binary pixels afresh
+    per batch, with ``dequantized`` 8-bit levels dequantized afresh per batch (see
+    :mod:`~pyro_vae.data.presentation`)."""
 
     name: str
-    train: torch.Tensor  # (N, 784) in [0, 1]: grey levels if dynamic_binarization, else {0, 1}
-    test: torch.Tensor  # (M, 784) in {0, 1}
+    train: torch.Tensor  # (N, C H W) in [0, 1]: grey levels if dynamic_binarization or dequantized
+    test: torch.Tensor  # (M, C H W) of the kind
     valid: Optional[torch.Tensor] = None
     train_labels: Optional[torch.Tensor] = None
     test_labels: Optional[torch.Tensor] = None
@@ -55,21 +78,34 @@ class VAEData:
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
     valid_labels: Optional[torch.Tensor] = None
     labelled: Optional[LabelledSet] = None
+    kind: str = "binary"
+    dequantized: bool = False
 
     def train_batch(self, index: torch.Tensor) -> torch.Tensor:
-        """The training examples at ``index``, binarized afresh if the data are grey levels."""
-        return self.binarized(self.train[index])
+        """The training examples at ``index``, on ``index``'s device (the training split may stay
+        in host memory: :mod:`~pyro_vae.data.streaming`), binarized or dequantized afresh where
+        the run does so."""
+        if self.train.device != index.device:
+            return self.presented(self.train[index.to(self.train.device)].to(index.device))
+        return self.presented(self.train[index])
 
     def labelled_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)``: the labelled training images at ``index`` (binarized afresh if grey) and
+        """``(x, y)``: the labelled training images at ``index`` (presented as the others) and
         their one-hot labels."""
-        return self.binarized(self.labelled.x[index]), self.labelled.y[index]
+        return self.presented(self.labelled.x[index]), self.labelled.y[index]
 
-    def binarized(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.bernoulli(x) if self.dynamic_binarization else x
+    def presented(self, x: torch.Tensor) -> torch.Tensor:
+        """Training images as the model sees them: a fresh binarization or dequantization."""
+        if self.dynamic_binarization:
+            return torch.bernoulli(x)
+        return dequantize(x) if self.dequantized else x
+
+    def with_kind(self, kind: str) -> "VAEData":
+        return dataclasses.replace(self, kind=kind)
 
     def split(self, name: str) -> torch.Tensor:
-        """An evaluation split by name: ``test``, ``valid`` or ``train`` (binary, fixed)."""
+        """An evaluation split by name: ``test``, ``valid`` or ``train`` (presented once, with the
+        fixed seed, where training presents it afresh)."""
         if name == "test":
             return self.test
         if name == "valid":
@@ -77,7 +113,9 @@ class VAEData:
                 raise DatasetNotFoundError(f"{self.name} has no validation split; use test or train")
             return self.valid
         if name == "train":
-            return binarize_fixed(self.train) if self.dynamic_binarization else self.train
+            if self.dynamic_binarization:
+                return binarize_fixed(self.train)
+            return dequantize_fixed(self.train) if self.dequantized else self.train
         raise ValueError(f"unknown split {name!r}; choose one of test, valid, train")
 
     def split_labels(self, name: str) -> Optional[torch.Tensor]:

@@ -130,6 +130,9 @@ def describe(summary: dict) -> str:
              f"images, K = {summary['num_samples']}",
              f"ELBO     = {summary['elbo']:.3f} +- {summary['elbo_stderr']:.3f}; gap (mean KL(q || "
              f"p(z|x))) = {summary['gap']:.3f}"]
+    if "bits_per_dim" in summary:
+        lines.append(f"bits/dim = {summary['bits_per_dim']:.4f} +- {summary['bits_per_dim_stderr']:.4f} "
+                     f"(ELBO {summary['elbo_bits_per_dim']:.4f}): -log p(x) / (D ln 2) of the 8-bit data")
     if "conditional" in summary:
         lines.append(f"conditional: log p(x) is log p(target | given) of the {summary['conditional']} "
                      "pixels the model predicts from the others")

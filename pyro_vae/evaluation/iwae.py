@@ -57,6 +57,7 @@ from pyro_vae.evaluation.psis import PSIS_MIN_SAMPLES
 from pyro_vae.infer.exact_marginal import exact_log_weights, exact_sites
 from pyro_vae.infer.importance import log_weights, trace_particles
 from pyro_vae.models.discrete import classes_of, expected_value
+from pyro_vae.models.likelihoods import bits_per_dim, reports_bits_per_dim
 from pyro_vae.models.sites import latent_sites
 
 MEAN_PREFIX = "posterior_mean:"  # the columns of E_q[z | x] when ranks gather their results
@@ -258,6 +259,11 @@ def evaluate_model(model, x: torch.Tensor, num_samples: int = 5000, batch_size: 
             result["conditional"] = int(model.target_mask.sum())  # pixels predicted
         if correct is not None:
             result.update(accuracy=correct / len(x), classified=correct)
+        if reports_bits_per_dim(model):  # 8-bit data: -log p(x) / (D ln 2) beside the nats
+            values = x.shape[-1]
+            result.update(bits_per_dim=bits_per_dim(result["log_likelihood"], values),
+                          bits_per_dim_stderr=result["stderr"] / (values * math.log(2)),
+                          elbo_bits_per_dim=bits_per_dim(result["elbo"], values))
         result.update(device=str(x.device), seconds=time.perf_counter() - start, seed=seed,
                       batch_size=batch_size, max_memory=budget, ranks=ranks().world_size)
         return result

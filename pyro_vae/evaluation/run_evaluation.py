@@ -24,11 +24,11 @@ from pyro_vae.core.console import log_line
 from pyro_vae.core.distributed import log_on_main, main_first, on_main, ranks, resolve_device, together
 from pyro_vae.core.errors import WriteError
 from pyro_vae.core.options import option
-from pyro_vae.data import load_dataset
 from pyro_vae.evaluation.diagnostics import describe
 from pyro_vae.evaluation.iwae import PointEstimates, evaluate_model
 from pyro_vae.evaluation.memory import AUTO_MEMORY
 from pyro_vae.models import build_model
+from pyro_vae.models.model_data import load_model_data
 from pyro_vae.runs import (
     RunDir,
     RunLock,
@@ -110,13 +110,12 @@ def open_for_evaluation(run_dir: str | Path, split: str = "test", limit: Optiona
         on_main(_nothing_computed(lambda: stack.enter_context(RunLock(make_directory(target)))),
                 shared=False)
         torch_device = together(lambda: resolve_device(cfg.run.device))
-        data = main_first(lambda: load_dataset(cfg.data.dataset, cfg.data.data_dir, torch_device,
-                                               limit_test=limit if split == "test" else None,
-                                               valid_size=cfg.data.valid_size))
+        data = main_first(lambda: load_model_data(cfg, torch_device, limit_train=None,
+                                                  limit_test=limit if split == "test" else None))
         x = together(lambda: data.split(split)[:limit])
         labels = data.split_labels(split)
         on_main(_nothing_computed(lambda: check_writable(target, len(x))))
-        model = build_model(cfg, data.image_shape).to(torch_device)
+        model = build_model(cfg, data.image_shape, dequantized=data.dequantized).to(torch_device)
         together(lambda: load_weights(model, state["model"], run.path))
         note = " (the run has no best.pt: no validation split)" if checkpoint == "best" != which else ""
         yield OpenedRun(run, target, state, cfg, model, x, which,

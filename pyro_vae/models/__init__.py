@@ -40,10 +40,15 @@ from pyro_vae.core.imports import import_path
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
 from pyro_vae.core.workload import check_model_size
-from pyro_vae.models import discrete_settings  # noqa: F401  (the discrete families' config rules)
+from pyro_vae.models import (
+    discrete_settings,  # noqa: F401  (the discrete families' config rules)
+    model_data,  # noqa: F401  (the likelihood's config rules)
+)
 from pyro_vae.models.categorical import CategoricalVAE
 from pyro_vae.models.cvae import ConditionalVAE, given_mask
 from pyro_vae.models.hvae import HierarchicalVAE
+from pyro_vae.models.likelihoods import LIKELIHOODS, Likelihood, build_likelihood
+from pyro_vae.models.model_data import dequantized_by_config
 from pyro_vae.models.priors import build_prior, check_prior
 from pyro_vae.models.sbn import SigmoidBeliefNet
 from pyro_vae.models.ssvae import SemiSupervisedVAE
@@ -66,6 +71,8 @@ MODEL_ARGUMENTS = {
     "baseline_beta": "the decay of the avg baseline",
     "categories": "classes of each categorical latent (--categories)",
     "discrete_prior": "uniform or learned: the prior over discrete latents (--discrete-prior)",
+    "likelihood": "the likelihood module (--likelihood): likelihood(decoder_output) is p(x | z), "
+                  "and likelihood.out_features is the size the decoder must emit",
 }
 
 
@@ -76,7 +83,8 @@ MODEL_KEYS = {
     "hidden": ("hidden",), "upper_hidden": ("upper_hidden",), "activation": ("activation",),
     "arch": ("arch",), "logvar_range": ("logvar_range",), "estimator": ("estimator",),
     "baseline": ("baseline",), "baseline_beta": ("baseline_beta",), "categories": ("categories",),
-    "discrete_prior": ("discrete_prior",),
+    "discrete_prior": ("discrete_prior",), "likelihood": ("likelihood",),
+    "likelihood_options": ("likelihood",), "mixtures": ("likelihood",),
 }
 
 
@@ -87,6 +95,7 @@ MODELS = Registry(
     ignores={},  # config keys it does not read -> why
     options=False,  # reads the model section's options (model_options; else they are refused)
     discrete=False,  # its latents are discrete: its prior is its own (discrete_prior), not --prior
+    likelihoods=None,  # the likelihoods it can score x with (None: any registered one)
 )
 publish("model", MODELS)
 
@@ -123,9 +132,10 @@ def _discrete_ignores(kind: str, **more: str) -> dict[str, str]:
                                                 "layers between the latent layers of model hvae)",
                          **CONTINUOUS})
 def _vae(model, image_shape, prior) -> nn.Module:
-    encoder, decoder = build_nets(model, image_shape)
+    likelihood = likelihood_of(model, image_shape)
+    encoder, decoder = build_nets(model, image_shape, likelihood.out_channels)
     return VAE(encoder, decoder, prior, model.estimator, model.baseline, model.baseline_beta,
-               x_dim=math.prod(image_shape))
+               x_dim=math.prod(image_shape), likelihood=likelihood)
 
 
 @register_model("hvae", layers=(2, None), description="two or more stochastic layers (Burda et al. 2016)",
@@ -134,10 +144,10 @@ def _vae(model, image_shape, prior) -> nn.Module:
 def _hvae(model, image_shape, prior) -> nn.Module:
     return HierarchicalVAE(image_shape, model.latent_dim, model.hidden, model.upper_hidden, model.activation,
                            prior, model.arch, model.estimator, model.baseline, model.baseline_beta,
-                           model.logvar_range)
+                           model.logvar_range, likelihood_of(model, image_shape))
 
 
-@register_model("sbn", layers=(1, None), discrete=True,
+@register_model("sbn", layers=(1, None), discrete=True, likelihoods=("bernoulli",),
                 description="sigmoid belief net: layers of Bernoulli latents (REBAR/RELAX benchmark)",
                 defaults={"latent_dim": [200], "hidden": [200, 200], "activation": "tanh",
                           "estimator": "score", "discrete_prior": "learned"},
@@ -156,7 +166,7 @@ def _sbn(model, image_shape, prior) -> nn.Module:
 def _categorical(model, image_shape, prior) -> nn.Module:
     return CategoricalVAE(math.prod(image_shape), model.latent_dim[0], model.categories, model.hidden,
                           model.activation, model.discrete_prior == "learned", model.baseline,
-                          model.baseline_beta)
+                          model.baseline_beta, likelihood_of(model, image_shape))
 
 
 @register_model("ssvae", description="M2: a class label y and a style z (Kingma et al. 2014; Pyro's ss-vae)",
@@ -169,10 +179,10 @@ def _categorical(model, image_shape, prior) -> nn.Module:
                          "discrete_prior": "p(y) is uniform over the classes (categories)"})
 def _ssvae(model, image_shape, prior) -> nn.Module:
     return SemiSupervisedVAE(math.prod(image_shape), model.latent_dim[0], model.categories, prior,
-                             model.hidden, model.activation, model.estimator)
+                             model.hidden, model.activation, model.estimator, likelihood_of(model, image_shape))
 
 
-@register_model("cvae", description="conditional VAE: the rest of a digit from its given quadrants (Pyro's CVAE)",
+@register_model("cvae", likelihoods=("bernoulli",), description="conditional VAE: the rest of a digit from its given quadrants (Pyro's CVAE)",
                 defaults={"latent_dim": [200], "hidden": [500, 500], "activation": "relu"},
                 ignores={"upper_hidden": "it has one latent layer", "arch": "its networks are the example's MLPs",
                          "logvar_range": "its encoders' scales are softplus outputs",
@@ -183,6 +193,14 @@ def _ssvae(model, image_shape, prior) -> nn.Module:
 def _cvae(model, image_shape, prior) -> nn.Module:
     return ConditionalVAE(math.prod(image_shape), model.latent_dim[0], given_mask(image_shape, model.quadrants),
                           model.hidden, model.activation)
+
+
+def likelihood_of(model: ModelSection, image_shape) -> Likelihood:
+    """The likelihood the config's model section names, for images of ``image_shape``."""
+    options = dict(model.likelihood_options)
+    if LIKELIHOODS.get(model.likelihood).capabilities["mixtures"]:
+        options["mixtures"] = model.mixtures
+    return build_likelihood(model.likelihood, image_shape, options)
 
 
 def import_model(path: str) -> type:
@@ -272,7 +290,8 @@ def _build_user_model(model: ModelSection, prior: PriorSection, image_shape,
                  build_prior(prior, model.latent_dim[-1], math.prod(image_shape)),
                  "estimator": lambda: model.estimator, "baseline": lambda: model.baseline,
                  "baseline_beta": lambda: model.baseline_beta, "categories": lambda: model.categories,
-                 "discrete_prior": lambda: model.discrete_prior}
+                 "discrete_prior": lambda: model.discrete_prior,
+                 "likelihood": lambda: likelihood_of(model, image_shape)}
     arguments = {k: make() for k, make in available.items() if declared is None or k in declared}
     _check_option_clash(model.options, arguments)
     try:
@@ -290,14 +309,24 @@ def _build_user_model(model: ModelSection, prior: PriorSection, image_shape,
 
 
 def build_model(cfg, image_shape=(1, 28, 28), train_data: Optional[torch.Tensor] = None,
-                prior: Optional[nn.Module] = None) -> nn.Module:
+                prior: Optional[nn.Module] = None, dequantized: Optional[bool] = None) -> nn.Module:
     """The model ``cfg`` describes (its model and prior sections); ``train_data`` initialises
     priors that start from data (vamp); ``prior``: a prior module made in Python, used instead of
     the one the prior section names. Sizes whose parameters the machine could not hold are
     refused first (:func:`~pyro_vae.core.workload.check_model_size`): a config or a shared
     checkpoint asking for layers of 10^12 units gets one line, not an allocation that the kernel
-    kills."""
+    kills. ``dequantized``: whether the data are dequantized 8-bit levels (the run's
+    ``VAEData.dequantized``; None: from the config, for a registered dataset), so that a density
+    likelihood reports log-likelihoods of the 8-bit data (:meth:`Likelihood.on_levels`)."""
     check_model_size(cfg, image_shape)
+    model = _build(cfg, image_shape, train_data, prior)
+    likelihood = getattr(model, "likelihood", None)
+    if isinstance(likelihood, Likelihood):
+        likelihood.on_levels(dequantized_by_config(cfg) if dequantized is None else dequantized)
+    return model
+
+
+def _build(cfg, image_shape, train_data: Optional[torch.Tensor], prior: Optional[nn.Module]) -> nn.Module:
     name, latent = cfg.model.name, cfg.model.latent_dim[-1]
     if name in MODELS and family(name)["discrete"]:  # its prior is its own (discrete_prior)
         if prior is not None:

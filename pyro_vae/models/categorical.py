@@ -2,7 +2,7 @@
 (20 x 10 on MNIST), as ONE latent site ``"z"`` of one-hot codes with event shape ``(N, C)``.
 
     z ~ prod_n Categorical(z_n; softmax(a_n))      q(z | x) = prod_n Categorical(z_n; softmax(f(x)_n))
-    x | z ~ Bernoulli(sigmoid(g(flatten(z))))
+    x | z ~ Bernoulli(sigmoid(g(flatten(z))))  (or the likelihood's, --likelihood)
 
 with f an MLP 784-512-256-(N x C) and g its mirror (N x C)-256-512-784, ReLU (their notebook's
 ``slim.stack(net, slim.fully_connected, [512, 256])``: ReLU is slim's default), and the prior
@@ -23,7 +23,7 @@ from torch import nn
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.discrete import CategoricalPrior, OneHotCategorical
 from pyro_vae.models.estimators import BaselineNet, baseline_infer
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import Likelihood
 from pyro_vae.nn.nets import MLPDecoder, mlp
 
 
@@ -35,11 +35,11 @@ class CategoricalVAE(PriorModel):
 
     def __init__(self, x_dim: int, latents: int, classes: int, hidden: Sequence[int] = (512, 256),
                  activation: str = "relu", learned_prior: bool = False, baseline: str = "none",
-                 baseline_beta: float = 0.9):
-        super().__init__()
+                 baseline_beta: float = 0.9, likelihood: Optional[Likelihood] = None):
+        super().__init__(likelihood, x_dim)
         self.latents, self.classes = latents, classes
         self.encoder = mlp([x_dim, *hidden, latents * classes], activation)
-        self.decoder = MLPDecoder(latents * classes, hidden, x_dim, activation)
+        self.decoder = MLPDecoder(latents * classes, hidden, self.likelihood.out_features, activation)
         self.prior = CategoricalPrior(latents, classes, learned_prior)
         self.baseline, self.baseline_beta = baseline, baseline_beta
         self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if baseline == "nn" else None
@@ -53,7 +53,7 @@ class CategoricalVAE(PriorModel):
         pyro.module("prior", self.prior)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior_distribution())
-            pyro.sample("x", BernoulliPixels(self.decoder(z.flatten(-2))), obs=x)
+            self.observe(self.decoder(z.flatten(-2)), x)
         return z
 
     def guide(self, x: torch.Tensor) -> torch.Tensor:

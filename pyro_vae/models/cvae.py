@@ -28,7 +28,7 @@ from torch import nn
 from pyro_vae.config import flag, shown
 from pyro_vae.core.choices import add_unread
 from pyro_vae.core.options import option
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import BernoulliPixels
 from pyro_vae.nn.nets import MLPDecoder, MLPEncoder
 
 CVAE = "cvae"

@@ -61,6 +61,16 @@ def sample_images(model, n: int, x_dim: int, device: Optional[torch.device] = No
     return _pixels(_generative_trace(model, n, x_dim, device))
 
 
+def sample_images_and_draws(model, n: int, x_dim: int,
+                            device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(means, draws)``, each ``(n, x_dim)``: for the same latents drawn from the generative
+    model, the mean of p(x | z) and one draw from it (binary pixels for a Bernoulli, 8-bit levels
+    for a discretized likelihood: an image of the data's own kind)."""
+    fn = _generative_trace(model, n, x_dim, device).nodes[OBSERVED_SITE]["fn"]
+    with torch.no_grad():
+        return fn.mean, fn.sample()
+
+
 def posterior_mean_trace(model, x: torch.Tensor) -> poutine.Trace:
     """The guide's trace along its mean path at ``x``."""
     with _quiet():

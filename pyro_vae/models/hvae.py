@@ -28,7 +28,7 @@ from torch import nn
 
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import Likelihood
 from pyro_vae.nn.nets import MLPEncoder, networks
 
 
@@ -36,13 +36,13 @@ class HierarchicalVAE(PriorModel):
     def __init__(self, image_shape: Sequence[int], latent_dims: Sequence[int], hidden: Sequence[int],
                  upper_hidden: Sequence[int], activation: str, prior: nn.Module, arch: str = "mlp",
                  estimator: str = "reparam", baseline: str = "none", baseline_beta: float = 0.9,
-                 logvar_range: Optional[Sequence[float]] = None):
-        super().__init__()
+                 logvar_range: Optional[Sequence[float]] = None, likelihood: Optional[Likelihood] = None):
+        super().__init__(likelihood, math.prod(image_shape))
         if len(latent_dims) < 2:
             raise ValueError(f"hvae needs at least two latent layers, got latent sizes {list(latent_dims)}")
         x_dim = math.prod(image_shape)
         encoder, decoder = networks(arch, image_shape, hidden, latent_dims[0], activation,
-                                    logvar_range)
+                                    logvar_range, self.likelihood.out_channels)
         # encoders[l]: layer l (x for l = 0) -> q(z_{l+1}); decoders[l]: z_{l+1} -> p(layer l)
         self.encoders = nn.ModuleList([encoder] + [
             MLPEncoder(lower, upper_hidden, upper, activation, logvar_range)
@@ -77,7 +77,7 @@ class HierarchicalVAE(PriorModel):
             for layer in range(layers - 1, 0, -1):
                 loc, scale = self.decoders[layer](z)
                 z = pyro.sample(f"z{layer}", dist.Normal(loc, scale).to_event(1))
-            pyro.sample("x", BernoulliPixels(self.decoders[0](z)), obs=x)
+            self.observe(self.decoders[0](z), x)
         return z
 
     def guide(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import nn
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.discrete import BernoulliPrior
 from pyro_vae.models.estimators import BaselineNet, baseline_infer
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import BernoulliPixels
 from pyro_vae.nn.nets import mlp
 
 MAPPINGS = ("linear", "nonlinear")
@@ -82,7 +82,7 @@ class SigmoidBeliefNet(PriorModel):
     def __init__(self, x_dim: int, latent_dims: Sequence[int], mapping: str = "linear",
                  hidden: Sequence[int] = (200, 200), learned_prior: bool = True,
                  baseline: str = "none", baseline_beta: float = 0.9):
-        super().__init__()
+        super().__init__(None, x_dim)
         if mapping not in MAPPINGS:
             raise ValueError(f"unknown sbn mapping {mapping!r}; choose one of {', '.join(MAPPINGS)}")
         widths = list(hidden) if mapping == "nonlinear" else []

@@ -3,7 +3,8 @@
 - ``"data"``: the plate over the minibatch (dim -1);
 - ``"z"``: the latent code, sampled from the prior in the model and from the encoder's diagonal
   Normal in the guide;
-- ``"x"``: the observed pixels, Bernoulli on the decoder's logits.
+- ``"x"``: the observed pixels, scored by the likelihood (``--likelihood``; Bernoulli on the
+  decoder's logits by default).
 
 Networks are registered with ``pyro.module`` ("encoder", "decoder", "prior"), so Pyro's param
 store names them ``encoder$$$...`` like in Pyro's own examples. All parameters also stay
@@ -20,7 +21,7 @@ from torch import nn
 
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
-from pyro_vae.models.likelihood import BernoulliPixels
+from pyro_vae.models.likelihoods import Likelihood
 
 
 class VAE(PriorModel):
@@ -34,8 +35,8 @@ class VAE(PriorModel):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
                  estimator: str = "reparam", baseline: str = "none", baseline_beta: float = 0.9,
-                 x_dim: int = 784):
-        super().__init__()
+                 x_dim: int = 784, likelihood: Optional[Likelihood] = None):
+        super().__init__(likelihood, x_dim)
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
@@ -51,14 +52,12 @@ class VAE(PriorModel):
         return self.encoder(x)
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
-        """p(z) p(x | z) over a minibatch ``x`` of shape ``(B, x_dim)`` with values in {0, 1}."""
+        """p(z) p(x | z) over a minibatch ``x`` of shape ``(B, x_dim)``."""
         pyro.module("decoder", self.decoder)
         pyro.module("prior", self.prior)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior_distribution())
-            logits = self.decoder(z)
-            # Bernoulli on logits: log-probabilities by a stable softplus, no clamping needed.
-            pyro.sample("x", BernoulliPixels(logits), obs=x)
+            self.observe(self.decoder(z), x)
         return z
 
     def guide(self, x: torch.Tensor) -> torch.Tensor:

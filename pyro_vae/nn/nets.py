@@ -26,7 +26,7 @@ ACTIVATIONS = Registry("activation", pointwise=True)
 for _name, _module in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("softplus", nn.Softplus), ("elu", nn.ELU),
                        ("leaky_relu", nn.LeakyReLU)):
     ACTIVATIONS.register(_name, _module)
-# name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range) -> (encoder, decoder)``,
+# name -> ``builder(image_shape, hidden, z_dim, activation, logvar_range, out_channels) -> (encoder, decoder)``,
 # for ``arch`` (registered below, after the networks).
 ARCHITECTURES = Registry(
     "arch",
@@ -147,12 +147,15 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """An MLP from z to a 7x7 feature map, then two stride-2 transposed convolutions to logits."""
+    """An MLP from z to a 7x7 feature map, then two stride-2 transposed convolutions to
+    ``out_channels`` maps of the image's size (the likelihood's parameters; default: one per image
+    channel), flattened channel-major."""
 
     def __init__(self, z_dim: int, hidden: Sequence[int], image_shape: Sequence[int],
-                 activation: str = "relu", channels: Sequence[int] = (32, 64)):
+                 activation: str = "relu", channels: Sequence[int] = (32, 64), out_channels: Optional[int] = None):
         super().__init__()
         c, h, w = image_shape
+        c = c if out_channels is None else out_channels
         self.feature_shape = (channels[1], math.ceil(h / 4), math.ceil(w / 4))
         self.image_shape = tuple(image_shape)
         act = ACTIVATIONS.get(activation).factory
@@ -174,47 +177,47 @@ class ConvDecoder(nn.Module):
 
 
 @ARCHITECTURES.register("mlp", description="fully connected layers over the flattened image")
-def _mlp(image_shape, hidden, z_dim, activation, logvar_range):
+def _mlp(image_shape, hidden, z_dim, activation, logvar_range, out_channels):
     x_dim = math.prod(image_shape)
     return (MLPEncoder(x_dim, hidden, z_dim, activation, logvar_range),
-            MLPDecoder(z_dim, hidden, x_dim, activation))
+            MLPDecoder(z_dim, hidden, out_channels * math.prod(image_shape[1:]), activation))
 
 
 @ARCHITECTURES.register("conv", pointwise_only=True, min_hidden=1,
                         description="strided convolutions, then fully connected layers")
-def _conv(image_shape, hidden, z_dim, activation, logvar_range):
+def _conv(image_shape, hidden, z_dim, activation, logvar_range, out_channels):
     return (ConvEncoder(image_shape, hidden, z_dim, activation, logvar_range=logvar_range),
-            ConvDecoder(z_dim, hidden, image_shape, activation))
+            ConvDecoder(z_dim, hidden, image_shape, activation, out_channels=out_channels))
 
 
 def networks(arch: str, image_shape: Sequence[int], hidden: Sequence[int], z_dim: int,
-             activation: str, logvar_range: Optional[Sequence[float]] = None
-             ) -> tuple[nn.Module, nn.Module]:
+             activation: str, logvar_range: Optional[Sequence[float]] = None,
+             out_channels: Optional[int] = None) -> tuple[nn.Module, nn.Module]:
     """The (encoder, decoder) pair of the registered ``arch`` between x and a latent layer of
-    ``z_dim`` units."""
-    return ARCHITECTURES.get(arch).factory(image_shape, hidden, z_dim, activation, logvar_range)
+    ``z_dim`` units; the decoder emits ``out_channels`` values per pixel location (the
+    likelihood's parameters; default one per image channel). An architecture's factory is called
+    as ``factory(image_shape, hidden, z_dim, activation, logvar_range, out_channels)``."""
+    out_channels = image_shape[0] if out_channels is None else out_channels
+    return ARCHITECTURES.get(arch).factory(image_shape, hidden, z_dim, activation, logvar_range, out_channels)
 
 
-def build_nets(model: ModelSection, image_shape: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+def build_nets(model: ModelSection, image_shape: Sequence[int],
+               out_channels: Optional[int] = None) -> tuple[nn.Module, nn.Module]:
     """The (encoder, decoder) pair that a config's model section
     (:class:`~pyro_vae.config.ModelSection`) describes, next to x and its first latent layer."""
     return networks(model.arch, image_shape, model.hidden, model.latent_dim[0], model.activation,
-                    model.logvar_range)
+                    model.logvar_range, out_channels)
 
 
-def init_output_bias(decoder: nn.Module, mean_pixel: torch.Tensor) -> None:
-    """Set the decoder's output bias to the logit of the mean training pixel (Burda et al. 2016).
-
-    The untrained model then predicts the average image instead of grey noise, which removes
-    hundreds of nats from the first steps. ``mean_pixel`` is clamped away from 0 and 1 only so
-    that the logit of a pixel that is always off is finite.
-    """
+def init_output_bias(decoder: nn.Module, bias: torch.Tensor) -> None:
+    """Set the decoder's output bias to ``bias`` ``(out_channels, H, W)`` (for a convolution, one
+    per channel: the channel's mean): the start a likelihood chooses so that the untrained model
+    predicts the mean training image instead of noise (Burda et al. 2016), which removes hundreds
+    of nats from the first steps (see :meth:`~pyro_vae.models.likelihoods.Likelihood.output_bias`)."""
     layer = decoder.output_layer
-    p = mean_pixel.detach().reshape(-1).clamp(1e-3, 1 - 1e-3)
-    logit = torch.log(p) - torch.log1p(-p)
     with torch.no_grad():
         if isinstance(layer, nn.Linear):
-            layer.bias.copy_(logit.to(layer.bias))
-        else:  # a convolution has one bias per channel: use the channel's mean logit
+            layer.bias.copy_(bias.reshape(-1).to(layer.bias))
+        else:  # a convolution has one bias per channel: use the channel's mean
             channels = layer.bias.shape[0]
-            layer.bias.copy_(logit.reshape(channels, -1).mean(-1).to(layer.bias))
+            layer.bias.copy_(bias.reshape(channels, -1).mean(-1).to(layer.bias))

@@ -114,7 +114,7 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
         def batches() -> torch.Tensor:
             return data.train_batch(torch.randint(len(data.train), (len(x),), device=device))
 
-        template = build_model(base, data.image_shape, data.train).to(device)
+        template = build_model(base, data.image_shape, data.train, dequantized=data.dequantized).to(device)
         if weights is not None:
             load_weights(template, weights, run_dir)
         elif hasattr(template, "init_from_data"):
@@ -124,7 +124,7 @@ def run_diagnostic(run_dir: Optional[str], overrides: dict[str, Any], config_fil
         def model_factory(cfg: Config):
             """The model for ``cfg`` at the shared weights (and the run's trained baseline network,
             if it had one and ``cfg`` uses one)."""
-            model = build_model(cfg, data.image_shape).to(device)
+            model = build_model(cfg, data.image_shape, dequantized=data.dequantized).to(device)
             own = model.state_dict()
             model.load_state_dict({n: t for n, t in weights.items() if n in own}, strict=False)
             return model

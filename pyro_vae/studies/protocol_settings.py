@@ -26,7 +26,7 @@ from pyro_vae.runs import RunDir, load_checkpoint
 # The keys of a config's ``reference`` mapping and what each must be.
 REFERENCE_FIELDS = {"paper": "a string", "table": "a string", "nll": "a finite number",
                     "train_elbo": "a finite number", "accuracy": "a number in [0, 1]",
-                    "epochs": "a whole number of at least 1"}
+                    "bits_per_dim": "a positive number", "epochs": "a whole number of at least 1"}
 
 # Keys in which a run may differ from its config and still be its run (what a resume may change).
 MAY_DIFFER = frozenset(RESUME_OVERRIDABLE) | {"resume", "out"}
@@ -48,7 +48,8 @@ def check_reference(reference: dict[str, Any], path: str | Path) -> dict[str, An
     checks = {"paper": lambda v: isinstance(v, str), "table": lambda v: isinstance(v, str),
               "nll": lambda v: is_number(v) and math.isfinite(v),
               "train_elbo": lambda v: is_number(v) and math.isfinite(v),
-              "accuracy": lambda v: is_number(v) and 0 <= v <= 1, "epochs": lambda v: is_count(v, 1)}
+              "accuracy": lambda v: is_number(v) and 0 <= v <= 1, "epochs": lambda v: is_count(v, 1),
+              "bits_per_dim": lambda v: is_number(v) and 0 < v < math.inf}
     for key, value in reference.items():
         if key not in REFERENCE_FIELDS:
             raise ConfigError(f"unknown key {key!r} in the reference mapping of {path}; it may hold "

@@ -47,6 +47,7 @@ def make_row(row: Row, last: dict[str, Any], summary: dict[str, Any]) -> dict[st
         "paper_train_elbo": paper_train, "best_train_elbo": best_train,
         "train_elbo_gap": None if paper_train is None or best_train is None else best_train - paper_train,
         "paper_accuracy": reference.get("accuracy"), "accuracy": summary.get("accuracy"),
+        "paper_bits_per_dim": reference.get("bits_per_dim"), "bits_per_dim": summary.get("bits_per_dim"),
         "epochs": last["epoch"], "epochs_planned": row.cfg.optim.epochs, "evaluated_epoch": best_epoch,
         "checkpoint": summary["checkpoint"],
         "train_hours": last["wall_seconds"] / 3600,
@@ -73,15 +74,18 @@ def _cell(text: str) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table (what docs/results.md shows). Where a reference gives the
     paper's best training ELBO (the discrete-VAE papers' measure), two columns set ours beside it;
-    where one gives a test accuracy (the semi-supervised papers'), two more."""
+    where one gives a test accuracy (the semi-supervised papers'), two more; where a run is of
+    8-bit data, its bits/dim beside the paper's."""
     with_train = any(r.get("paper_train_elbo") is not None for r in rows)
     with_accuracy = any(r.get("paper_accuracy") is not None for r in rows)
+    with_bits = any(r.get("bits_per_dim") is not None or r.get("paper_bits_per_dim") is not None for r in rows)
     lines = ["| config | paper (table) | paper NLL | ours NLL +- SE | gap | epochs (paper) | "
              "train time | device | active units | k-hat median / >0.7 |"
              + (" paper best train ELBO | ours (gap) |" if with_train else "")
-             + (" paper test accuracy | ours |" if with_accuracy else ""),
+             + (" paper test accuracy | ours |" if with_accuracy else "")
+             + (" paper bits/dim | ours |" if with_bits else ""),
              "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_train else "")
-             + ("---|---|" if with_accuracy else "")]
+             + ("---|---|" if with_accuracy else "") + ("---|---|" if with_bits else "")]
     for r in rows:
         epochs = f"{r['epochs']}" + (f" (best {r['evaluated_epoch']})" if r["checkpoint"] == "best" else "")
         share = r.get("share_khat_above_0.7")
@@ -95,7 +99,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             + (f" {_fmt(r.get('paper_train_elbo'), '.2f')} | {_fmt(r.get('best_train_elbo'), '.2f')}"
                f" ({_fmt(r.get('train_elbo_gap'), '+.2f')}) |" if with_train else "")
             + (f" {_fmt(r.get('paper_accuracy'), '.4f')} | {_fmt(r.get('accuracy'), '.4f')} |"
-               if with_accuracy else ""))
+               if with_accuracy else "")
+            + (f" {_fmt(r.get('paper_bits_per_dim'), '.3f')} | {_fmt(r.get('bits_per_dim'), '.3f')} |"
+               if with_bits else ""))
     detail = {r["num_samples"] for r in rows}, {r["num_points"] for r in rows}
     lines.append("")
     lines.append(f"NLL in nats on {', '.join(map(str, sorted(detail[1])))} test images, importance "

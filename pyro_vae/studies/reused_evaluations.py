@@ -57,6 +57,7 @@ OPTIONAL_SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a mapping with khat_median and share_khat_above_0.7 numbers"),
     "active_units": (is_count, "a whole number"),
     "accuracy": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "bits_per_dim": (lambda v: is_number(v) and v > 0, "a positive number"),
     "latent_dim": (lambda v: is_count(v, 1), "a whole number of at least 1"),
     "active_units_per_site": (_names_to_counts, "a mapping of site names to whole numbers"),
     "latent_dim_per_site": (_names_to_counts, "a mapping of site names to whole numbers"),

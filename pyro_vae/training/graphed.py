@@ -168,6 +168,9 @@ def device_steps(step, optimizer: torch.optim.Optimizer, data, batch_size: int, 
     if distributed:
         return None, ("data-parallel: each step is launched from the host, its gradients summed over the "
                       "ranks between the backward pass and Adam (no whole-step CUDA graph)")
+    if data.dequantized:
+        return None, ("dequantized data: each step's batch is dequantized afresh from the host (no "
+                      "whole-step CUDA graph)")
     if data.labelled is not None:
         return None, ("semi-supervised: each step takes labelled images beside the unlabelled ones, "
                       "launched from the host (no whole-step CUDA graph)")

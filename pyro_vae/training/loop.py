@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import torch
 
 from pyro_vae.core.distributed import on_main
+from pyro_vae.data.streaming import HostBatches
+from pyro_vae.models.likelihoods import bits_per_dim, reports_bits_per_dim
 from pyro_vae.training.data_parallel import epoch_order, seed_rank_stream
 from pyro_vae.training.graphed import READ_EVERY, GraphedSteps, device_steps, set_learning_rate
 from pyro_vae.training.labelled_draws import LabelledDraws, labelled_per_step
@@ -72,9 +74,9 @@ class TrainingLoop:
             if self.labelled is not None:
                 batch += self.labelled.first()
         self.notes = [f"step: {guarded(t.step.prepare, batch, t.state.epoch + 1, 0)}"]
-        self.graphed, note = device_steps(t.step, t.optimizer, t.data, cfg.optim.batch_size, t.device,
-                                          t.ranks.distributed, self.device_loop)
-        self.notes += [note] if note else []
+        self.graphed, note = (None, None) if t.streamed else device_steps(
+            t.step, t.optimizer, t.data, cfg.optim.batch_size, t.device, t.ranks.distributed, self.device_loop)
+        self.notes += [n for n in (t.stream_note, note) if n]
 
     def run(self) -> None:
         """Train the remaining epochs (fewer if a callback stops the run)."""
@@ -115,6 +117,10 @@ class TrainingLoop:
         for key in ("test_elbo", "valid_elbo", "train_elbo"):
             if key in record and not math.isfinite(record[key]):
                 raise Diverged(epoch, None, f"the {key.split('_')[0]} ELBO is {record[key]}")
+        if reports_bits_per_dim(t.model):  # 8-bit data: each ELBO in bits/dim too
+            values = t.data.test.shape[-1]
+            record.update({f"{key.split('_')[0]}_bits_per_dim": bits_per_dim(record[key], values)
+                           for key in ("test_elbo", "valid_elbo", "train_elbo") if key in record})
         record.update(scheduled_values(cfg, t.state.step - 1, self.batches_per_epoch()))  # beta, temperature
         now = time.perf_counter()
         seconds, self._clock = now - self._clock, now
@@ -145,9 +151,11 @@ class TrainingLoop:
             return self._train_on_device(epoch, order, num_batches)
         mine, total, on_steps = t.share, 0.0, t.callbacks.hook("on_steps")
         images = batch + (self.labelled.per_step if self.labelled is not None else 0)  # per step
+        indices = [order[b * batch:(b + 1) * batch][mine] for b in range(num_batches)]
+        streamed = HostBatches(t.data.train, t.device).epoch(indices) if t.streamed else None
         for b in range(num_batches):
             t.step.set_inputs(scheduled_values(cfg, t.state.step, num_batches))
-            x = t.data.train_batch(order[b * batch:(b + 1) * batch][mine])
+            x = t.data.presented(next(streamed)) if streamed is not None else t.data.train_batch(indices[b])
             inputs = (x, *self.labelled.batch(b)) if self.labelled is not None else (x,)
             loss = guarded(t.step, inputs, epoch, b)
             if not math.isfinite(loss):

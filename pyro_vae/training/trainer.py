@@ -33,13 +33,15 @@ from pyro_vae.core.distributed import (
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.precision import tf32
-from pyro_vae.data import VAEData, load_dataset
+from pyro_vae.data import VAEData
 from pyro_vae.data.labels import keep_labels
+from pyro_vae.data.streaming import decide as decide_streaming
 from pyro_vae.evaluation import accuracy
 from pyro_vae.infer.importance import elbo_per_datapoint
 from pyro_vae.infer.labels import check_labels
 from pyro_vae.infer.objectives import model_structure
 from pyro_vae.models import build_model
+from pyro_vae.models.model_data import load_model_data, present_for
 from pyro_vae.runs.checkpoint import load_checkpoint
 from pyro_vae.runs.opening import saved_run_values
 from pyro_vae.runs.rundir import RunDir
@@ -115,11 +117,13 @@ class Trainer:
                                                         *callbacks], main=self.ranks.main))
         self.generators = RunGenerators(cfg.run.seed, self.device)
         with self.generators.active():
-            self.data: VAEData = _on_device(data, self.device) if data is not None else main_first(
-                lambda: load_dataset(cfg.data.dataset, cfg.data.data_dir, self.device, cfg.data.limit_train, cfg.data.limit_test,
-                                     valid_size=cfg.data.valid_size))
+            host = present_for(cfg, data) if data is not None else main_first(lambda: load_model_data(cfg, "cpu"))
+            # streamed: the training images stay in host memory (pyro_vae.data.streaming)
+            self.streamed, self.stream_note = decide_streaming(cfg.data.stream, host.train, self.device)
+            self.data: VAEData = _on_device(host, self.device, keep=("train",) if self.streamed else ())
             if cfg.data.labels is not None:
-                self.data = keep_labels(self.data, cfg.data.labels, cfg.run.seed, cfg.model.categories)
+                self.data = _on_device(keep_labels(self.data, cfg.data.labels, cfg.run.seed, cfg.model.categories),
+                                       self.device, keep=("train",) if self.streamed else ())
             together(lambda: self._build(checkpoint, model, prior, elbo))
             broadcast_module(self.model)  # as DistributedDataParallel starts: rank 0's weights
         self.loop = TrainingLoop(self, device_loop)
@@ -131,7 +135,8 @@ class Trainer:
             raise ConfigError(f"batch_size {cfg.optim.batch_size} is larger than the {n} training images; "
                               f"use {option('batch_size', n)} or less")
         if model is None:
-            model = build_model(cfg, self.data.image_shape, self.data.train, prior=prior)
+            model = build_model(cfg, self.data.image_shape, self.data.train, prior=prior,
+                                    dequantized=self.data.dequantized)
         self.model = model.to(self.device)
         self.structure = model_structure(self.model, cfg, self.data.test[:2])
         if self.data.labelled is not None:
@@ -306,12 +311,13 @@ def _check_given(model, prior, elbo, data) -> dict[str, bool]:
     return {name: value is not None for name, (value, _, _) in checks.items()}
 
 
-def _on_device(data: VAEData, device: torch.device) -> VAEData:
-    """``data`` with its tensors on ``device`` (``data`` itself if they are there already)."""
+def _on_device(data: VAEData, device: torch.device, keep: tuple[str, ...] = ()) -> VAEData:
+    """``data`` with its tensors on ``device`` (``data`` itself if they are there already), but
+    those named in ``keep`` (the training split, when it is streamed)."""
     moved = []
 
     def move(name: str, t: torch.Tensor) -> torch.Tensor:
-        if t.device == device:
+        if t.device == device or name in keep:
             return t
         moved.append(name)
         return t.to(device)

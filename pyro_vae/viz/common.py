@@ -37,11 +37,24 @@ def plain(text) -> str:
     return str(text).replace("$", r"\$")
 
 
+def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` in [0, 1] (grey or colour) as one ``(3, H', W')`` grid."""
+    return make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+
+
 def show_grid(images: torch.Tensor, nrow: int, title: str, path: Path, size: float = 6.0) -> Path:
-    """Pixel probabilities ``(N, 1, 28, 28)`` as one grid image with a title."""
-    grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
-    fig, ax = plt.subplots(figsize=(size, size * grid.shape[1] / grid.shape[2] + 0.5))
-    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
+    """Images ``(N, C, H, W)`` in [0, 1] (pixel probabilities, grey levels or colour) as one grid
+    image with a title."""
+    return show_grids([images], nrow, [title], path, size)
+
+
+def show_grids(panels: list[torch.Tensor], nrow: int, titles: list[str], path: Path, size: float = 6.0) -> Path:
+    """Several :func:`show_grid` panels side by side, one title each."""
+    grids = [_grid(images, nrow) for images in panels]
+    height = size * grids[0].shape[1] / grids[0].shape[2] + 0.5
+    fig, axes = plt.subplots(1, len(grids), figsize=(size * len(grids), height), squeeze=False)
+    for ax, grid, title in zip(axes[0], grids, titles):
+        ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
     return write_figure(fig, path)

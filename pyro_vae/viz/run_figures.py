@@ -27,17 +27,20 @@ from pyro_vae.models.decode import (
     predictions,
     prior_samples,
     reconstruct,
-    sample_images,
+    sample_images_and_draws,
 )
 from pyro_vae.models.discrete_settings import prior_label
 from pyro_vae.models.sites import LABEL_SITE, Structure, probe
 from pyro_vae.runs import RunDir, load_run, load_weights
-from pyro_vae.viz.common import plain, plt, show_grid, write_figure
+from pyro_vae.viz.common import plain, plt, show_grid, show_grids, write_figure
 
 
 def plot_samples(model, image_shape, path: Path, n: int = 64) -> Path:
-    images = sample_images(model, n, math.prod(image_shape)).reshape(n, *image_shape)
-    return show_grid(images, int(math.sqrt(n)), f"{n} samples from the model (pixel probabilities)", path)
+    """``n`` images from the model: the mean of p(x | z) (left) and one draw from it (right), for
+    the same latents."""
+    means, draws = sample_images_and_draws(model, n, math.prod(image_shape))
+    return show_grids([means.reshape(n, *image_shape), draws.reshape(n, *image_shape)], int(math.sqrt(n)),
+                      [f"{n} samples: the mean of p(x | z)", "and a draw from p(x | z)"], path)
 
 
 def plot_reconstructions(model, x: torch.Tensor, image_shape, path: Path, n: int = 16) -> Path:
@@ -204,7 +207,7 @@ def plot_run(run_dir: str | Path, data_dir: Optional[str] = None, num_points: in
                           trusted_imports)
     with run.lock():
         data = load_dataset(cfg.data.dataset, cfg.data.data_dir, "cpu", limit_train=1, limit_test=num_points)
-        model = build_model(cfg, data.image_shape)
+        model = build_model(cfg, data.image_shape, dequantized=data.dequantized)
         load_weights(model, state["model"], run.path)
         model.eval()
         structure = probe(model.model, model.guide, data.test, cfg.model.name)

@@ -110,7 +110,7 @@ def test_old_jit_key_is_the_compile_key(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     ({"elbo": "nope"}, "unknown elbo 'nope'; choose one of: trace, tracegraph, meanfield, iwae, renyi, dreg, stl"),
     ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
-    ({"arch": "resnet"}, "unknown arch"),
+    ({"arch": "densenet"}, "unknown arch"),
     ({"device": "tpu"}, "unknown device"),
     ({"epochs": 0}, "epochs must be at least 1"),
     ({"lr": -1.0}, "lr must be positive"),
@@ -166,7 +166,9 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "seed", "eval_samples", "train_elbo", "plots", "tensorboard", "device", "out", "resume",
               "sbn_mapping", "categories", "discrete_prior",  # added with the discrete models
               "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through",
-              "labels", "labelled_batch_size", "aux_loss", "quadrants"]  # added with the labelled models
+              "labels", "labelled_batch_size", "aux_loss", "quadrants",  # added with the labelled models
+              "binarize", "image_size", "channels", "stream", "likelihood", "likelihood_options",
+              "mixtures"]  # added with the likelihoods and data
 
 
 def test_every_saved_key_is_a_key_of_one_section():

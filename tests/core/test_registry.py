@@ -178,7 +178,7 @@ def test_a_registered_dataset_loads_and_trains_by_name(data_dir, tmp_path):
         assert calls == [(tmp_path, None)]
         train_tiny_run(data_dir, tmp_path / "run", dataset="my-test-data")
         with pytest.raises(ConfigError, match="unknown dataset 'nope'; choose one of: mnist, "
-                                              "binarized-mnist, fashion-mnist, my-test-data"):
+                                              "binarized-mnist, fashion-mnist, cifar10, omniglot, my-test-data"):
             make_config({"dataset": "nope"})
     finally:
         DATASETS.remove("my-test-data")
@@ -231,4 +231,5 @@ def test_help_lists_the_registered_names(registered):
     helps = {action.dest: action.help for action in parser._actions}
     assert helps["prior"].startswith("normal | learned-normal | mog") and "| my-test-prior |" in helps["prior"]
     assert helps["elbo"].startswith("trace | tracegraph | meanfield | iwae | renyi | dreg | stl | vimco | arm | disarm | traceenum (default")
-    assert helps["dataset"] == "mnist | binarized-mnist | fashion-mnist"
+    assert helps["dataset"] == ("mnist | binarized-mnist | fashion-mnist | cifar10 | omniglot | path/to/file.npz | "
+                                "path/to/folder")

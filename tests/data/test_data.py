@@ -155,10 +155,10 @@ def test_archives_alone_are_enough(data_dir, tmp_path):
 
 def test_a_configs_data_section_loads_what_it_names(data_dir):
     from pyro_vae.config import make_config
-    from pyro_vae.data import load_data
+    from pyro_vae.models.model_data import load_model_data
 
-    section = make_config({"data_dir": data_dir, "limit_train": 100, "limit_test": 20, "valid_size": 1000}).data
-    data = load_data(section)
+    data = load_model_data(make_config({"data_dir": data_dir, "limit_train": 100, "limit_test": 20,
+                                        "valid_size": 1000}))
     again = load_dataset("mnist", data_dir, limit_train=100, limit_test=20, valid_size=1000)
     assert data.train.shape == (100, 784)
     assert torch.equal(data.test, again.test) and torch.equal(data.valid, again.valid)

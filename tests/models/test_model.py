@@ -108,7 +108,7 @@ def test_meanfield_removes_the_kl_noise(vae, x):
 
 
 def test_pixel_likelihood_is_the_bernoulli_on_logits():
-    from pyro_vae.models.likelihood import BernoulliPixels
+    from pyro_vae.models.likelihoods import BernoulliPixels
 
     logits = torch.randn(3, 5, 784) * 4
     x = torch.bernoulli(torch.full((5, 784), 0.3))

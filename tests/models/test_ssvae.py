@@ -137,3 +137,7 @@ def test_the_registered_family_has_the_tutorials_networks():
     assert cfg.model.latent_dim == [50] and cfg.model.hidden == [500] and cfg.model.activation == "softplus"
     assert [m.out_features for m in m2.classifier if isinstance(m, nn.Linear)] == [500, 10]
     assert isinstance(m2.classifier[1], nn.Softplus)
+    # the tutorial's custom MLP: hidden layers N(0, 1e-3), output layers torch's default
+    hidden = [m2.classifier[0], m2.encoder.body[0], m2.decoder.net[0]]
+    assert all(layer.weight.std() < 2e-3 and layer.bias.abs().max() < 1e-2 for layer in hidden)
+    assert m2.classifier[-1].weight.std() > 1e-2 and m2.decoder.net[-1].weight.std() > 1e-2

@@ -36,12 +36,25 @@ def test_iwae_paper_architecture_is_expressible():
 def test_output_bias_is_the_logit_of_the_mean_pixel():
     vae = build_model(Config.from_flat(hidden=[8], latent_dim=2))
     mean = torch.rand(784) * 0.9 + 0.05
-    init_output_bias(vae.decoder, mean)
+    vae.init_from_data(mean)
     torch.testing.assert_close(torch.sigmoid(vae.decoder.output_layer.bias), mean)
 
 
 def test_conv_output_bias_is_the_mean_logit():
     vae = build_model(Config.from_flat(arch="conv", hidden=[8], latent_dim=2))
-    mean = torch.full((784,), 0.2)
-    init_output_bias(vae.decoder, mean)
+    vae.init_from_data(torch.full((784,), 0.2))
     torch.testing.assert_close(torch.sigmoid(vae.decoder.output_layer.bias), torch.tensor([0.2]))
+    init_output_bias(vae.decoder, torch.full((1, 28, 28), 0.5))
+    torch.testing.assert_close(vae.decoder.output_layer.bias, torch.tensor([0.5]))
+
+
+def test_a_likelihoods_start_is_the_mean_image_in_its_own_parameters():
+    """The logistic's locations start at the mean image and its log-scales at -2; a mixture's
+    components spread around it."""
+    vae = build_model(Config.from_flat(hidden=[8], latent_dim=2, likelihood="logistic"))
+    mean = torch.rand(784)
+    vae.init_from_data(mean)
+    bias = vae.decoder.output_layer.bias
+    assert bias.shape == (2 * 784,)
+    torch.testing.assert_close(bias[:784], mean)
+    assert torch.equal(bias[784:], torch.full((784,), -2.0))

@@ -249,7 +249,9 @@ def test_a_config_value_out_of_range_names_the_checkpoint(trained, data_dir, tmp
     {}, {"model": "hvae"}, {"arch": "conv", "hidden": [64]}, {"activation": "gated"},
     {"prior": "vamp", "prior_components": 50}, {"prior": "flow", "latent_dim": 6}, {"prior": "mog"},
     {"model": "hvae", "latent_dim": [20, 10, 5], "activation": "gated"},
-    {"estimator": "score", "elbo": "tracegraph", "baseline": "nn"}])
+    {"estimator": "score", "elbo": "tracegraph", "baseline": "nn"}, {"likelihood": "logistic"},
+    {"likelihood": "logistic-mixture", "mixtures": 3, "arch": "conv", "hidden": [64]},
+    {"likelihood": "gaussian", "likelihood_options": {"variance": "shared"}}, {"arch": "resnet", "hidden": [64]}])
 def test_the_parameter_estimate_is_an_upper_bound(overrides):
     cfg = make_config({"hidden": [64, 32], **overrides})
     model = build_model(cfg, train_data=torch.rand(100, 784))

@@ -568,3 +568,18 @@ def test_a_reference_accuracy_gets_its_columns_beside_ours():
     header, _, first, second = table.splitlines()[:4]
     assert header.endswith("| paper test accuracy | ours |")
     assert first.endswith("| 0.9319 | 0.9412 |") and second.endswith("| - | - |")
+
+
+def test_bits_per_dim_get_their_columns_where_a_run_is_of_8bit_data():
+    from pyro_vae.studies.reproduction_table import markdown_table
+
+    row = {"config": "configs/papers/x.yaml", "epochs_scale": 1, "paper": "a paper", "table": "Table 2",
+           "paper_nll": 80.0, "nll": 81.0, "stderr": 0.3, "gap": 1.0, "epochs": 10, "evaluated_epoch": 10,
+           "checkpoint": "last", "paper_epochs": 10, "train_hours": 0.5, "device": "cpu", "active_units_text": None,
+           "khat_median": 0.1, "share_khat_above_0.7": 0.0, "num_samples": 1000, "num_points": 10000,
+           "paper_bits_per_dim": 1.03, "bits_per_dim": 1.21}
+    table = markdown_table([row, {**row, "paper_bits_per_dim": None, "bits_per_dim": None}])
+    header, _, first, second = table.splitlines()[:4]
+    assert header.endswith("| paper bits/dim | ours |")
+    assert first.endswith("| 1.030 | 1.210 |") and second.endswith("| - | - |")
+    assert "bits/dim" not in markdown_table([{**row, "paper_bits_per_dim": None, "bits_per_dim": None}])

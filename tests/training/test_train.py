@@ -136,7 +136,7 @@ def test_resume_refuses_a_different_experiment(small_run):
 
 def test_a_finished_run_is_not_overwritten(small_run, monkeypatch):
     run(small_run, epochs=1)
-    monkeypatch.setattr("pyro_vae.training.trainer.load_dataset", None)  # refused before loading any data
+    monkeypatch.setattr("pyro_vae.training.trainer.load_model_data", None)  # refused before loading any data
     with pytest.raises(ConfigError, match="already holds a run.*--resume"):
         run(small_run)
 

@@ -12,7 +12,7 @@ from pyro_vae.training.trainer import train
 from pyro_vae.viz import compare_runs
 
 REPO = Path(__file__).resolve().parents[2]
-SIZES = {"samples.png": (600, 650), "reconstructions.png": (600, 352), "latent_space.png": (700, 600),
+SIZES = {"samples.png": (1200, 650), "reconstructions.png": (600, 352), "latent_space.png": (700, 600),
          "learning_curves.png": (1100, 400), "manifold.png": (700, 750)}
 
 

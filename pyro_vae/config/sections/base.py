@@ -28,7 +28,7 @@ def setting(default: Any = MISSING, *, help: str, doc: Optional[str] = None, key
             factory: Any = MISSING, aliases: tuple[str, ...] = (), choices: Any = None,
             names: Optional[str] = None, import_path: bool = False, minimum: Optional[int] = None,
             positive: bool = False, path: bool = False, shown: Optional[str] = None,
-            alone: Any = None) -> Any:
+            alone: Any = None, file_path: bool = False) -> Any:
     """A config field.
 
     ``help``: the ``--help`` line (``{names}`` becomes the valid names); ``doc``: its meaning in
@@ -41,11 +41,12 @@ def setting(default: Any = MISSING, *, help: str, doc: Optional[str] = None, key
     always valid); ``positive``: a number > 0; ``path``: names a directory (see
     :func:`~pyro_vae.config.values.check_path`); ``shown``: the docs' default column where the
     default is None or not the value itself; ``alone``: the value of the flag given without one
-    (``--tensorboard`` alone), where the flag's value is optional."""
+    (``--tensorboard`` alone), where the flag's value is optional; ``file_path``: a path to a
+    file or folder of the user's (ending in ``.npz``, or with a ``/``) is valid too."""
     metadata = {"help": help, "doc": doc or help, "key": key, "aliases": aliases, "choices": choices,
                 "names": names or (choices if isinstance(choices, str) else None),
                 "import_path": import_path, "minimum": minimum, "positive": positive, "path": path,
-                "shown": shown, "alone": alone}
+                "shown": shown, "alone": alone, "file_path": file_path}
     if factory is not MISSING:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -94,7 +95,8 @@ def _check_value(key: str, value: Any, meta: dict, tp: Any) -> None:
         return
     spec = meta["choices"]
     found = published(spec) if isinstance(spec, str) else spec  # a Registry also knows recorded objects
-    if found is not None and value not in found and not (meta["import_path"] and ":" in value):
+    if found is not None and value not in found and not (meta["import_path"] and ":" in value) \
+            and not (meta.get("file_path") and (value.endswith(".npz") or "/" in value or "\\" in value)):
         valid = tuple(found)
         path = f", or give an import path {IMPORT_PATH}" if meta["import_path"] else ""
         raise ConfigError(f"unknown {key} {shown(value)}; choose one of: {', '.join(valid)}{path}")

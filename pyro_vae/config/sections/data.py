@@ -18,10 +18,40 @@ class DataSection(Section):
     section: ClassVar[str] = "data"
 
     dataset: str = setting(
-        "mnist", choices="dataset", help="{names}",
+        "mnist", choices="dataset", file_path=True, help="{names} | path/to/file.npz | path/to/folder",
         doc="`mnist` (grey levels, binarized afresh every batch), `binarized-mnist` (the fixed "
-            "Larochelle binarization), `fashion-mnist`, or a dataset registered with "
-            "`register_dataset` (see [Getting started](getting-started.md))")
+            "Larochelle binarization), `fashion-mnist`, a dataset registered with "
+            "`register_dataset`, or your own: a `.npz` file of arrays `train`, `test` (and "
+            "`valid`, labels), or a folder with `train/` and `test/` image folders (see "
+            "[Your own data](models.md#your-own-data))")
+    binarize: Optional[str] = setting(
+        None, choices=("dynamic", "fixed", "none"), shown="`dynamic` for `bernoulli`, else `none`",
+        help="dynamic | fixed | none: grey-level data binarized afresh every batch, once (a fixed "
+             "draw), or kept as 8-bit grey levels (for a grey-level likelihood)",
+        doc="how grey-level data (MNIST, Fashion-MNIST, your own 8-bit images) reach the model: "
+            "`dynamic` (pixels drawn as Bernoulli(grey level) afresh every batch, evaluation "
+            "splits once with a fixed seed), `fixed` (one fixed draw for every split) or `none` "
+            "(the 8-bit grey levels themselves, for `logistic`, `logistic-mixture`, `gaussian` "
+            "or `continuous-bernoulli`; gaussian and continuous-bernoulli see them dequantized). "
+            "Data that are binary already (`binarized-mnist`) need none")
+    image_size: Optional[list[int]] = setting(
+        None, shown="as they are",
+        help="a folder dataset: resize and centre-crop every image to H W (one number: square)",
+        doc="for `--dataset path/to/folder`: every image resized (shorter side) and centre-cropped "
+            "to `H W` (one number for a square); without it all images must have one size")
+    channels: Optional[int] = setting(
+        None, minimum=1, shown="the images' own",
+        help="a folder dataset: 1 converts the images to grey, 3 to RGB",
+        doc="for `--dataset path/to/folder`: 1 converts every image to grey, 3 to RGB (default: "
+            "as the files are)")
+    stream: str = setting(
+        "auto", choices=("auto", "always", "never"),
+        help="auto | always | never: keep the training images in host memory and copy each batch to "
+             "the device (auto: on a CUDA device, when they would fill more than a quarter of it)",
+        doc="`auto`: on a CUDA device whose free memory the training split would fill beyond a "
+            "quarter, the training images stay in host memory and DataLoader workers gather each "
+            "batch into pinned memory for the device (the same batches in the same order); "
+            "`always` or `never` force the choice. The run's first lines say which it took")
     data_dir: Optional[str] = setting(
         None, path=True, shown="`$PYRO_VAE_DATA`, else `./data`",
         help="dataset directory (else $PYRO_VAE_DATA, else ./data)",
@@ -61,6 +91,15 @@ class DataSection(Section):
         return self.valid_size is not None or bool(self.own_validation())
 
     def rules(self) -> None:
+        folder = "/" in self.dataset and not self.dataset.endswith(".npz")
+        for key in ("image_size", "channels"):
+            if getattr(self, key) is not None and not folder:
+                raise ConfigError(f"{key} applies to a folder of images (--dataset path/to/folder), and "
+                                  f"dataset is {self.dataset!r}; drop {key}")
+        if self.image_size is not None and (len(self.image_size) not in (1, 2) or min(self.image_size) < 1):
+            raise ConfigError(f"image_size is H W (or one size for a square), positive; got {self.image_size}")
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"channels is 1 (grey) or 3 (RGB), got {self.channels}")
         if self.valid_size is None:
             return
         own = self.own_validation()

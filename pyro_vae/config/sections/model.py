@@ -91,6 +91,26 @@ class ModelSection(Section):
         0.9, help="decay of the avg baseline's moving average",
         doc="decay of the moving average in the `avg` and `nn` baselines")
 
+    likelihood: str = setting(
+        "bernoulli", choices="likelihood",
+        help="{names}: p(x | z), the observation model (bernoulli for binary pixels; "
+             "logistic or logistic-mixture for 8-bit grey levels, with --binarize none)",
+        doc="the observation model p(x | z): `bernoulli` (binary pixels), `continuous-bernoulli` "
+            "or `gaussian` (densities on [0, 1]: 8-bit data are dequantized), `logistic` or "
+            "`logistic-mixture` (masses of the 256 levels of 8-bit data); the decoder's outputs "
+            "per pixel are the likelihood's (see [Likelihoods](models.md#likelihoods-and-data))")
+    likelihood_options: dict[str, Any] = setting(
+        key="likelihood_options", factory=dict,
+        help="options of the likelihood, as JSON, e.g. '{\"variance\": \"image\"}' for gaussian",
+        doc="options of the likelihood: `gaussian` reads `variance`, `pixel` (a learned scale "
+            "per value, from the decoder; the default), `image` (one per image) or `shared` (one "
+            "per pixel position, not amortized)")
+    mixtures: int = setting(
+        10, minimum=1, help="logistic-mixture: components M per pixel location (PixelCNN++: 10)",
+        doc="`logistic-mixture`: the components M of the mixture per pixel location (PixelCNN++ "
+            "and NVAE use 10); the decoder emits 3 M values per location for grey images, 10 M "
+            "for colour ones")
+
     sbn_mapping: str = setting(
         "linear", choices=("linear", "nonlinear"),
         help="sbn: linear (each conditional's logits affine in the layer below) | nonlinear (two "

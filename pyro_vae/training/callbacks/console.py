@@ -71,7 +71,11 @@ def describe(trainer: "Trainer") -> str:
     """The run in four lines: data and device, model, objective and optimizer, where it is saved."""
     t, cfg, data = trainer, trainer.cfg, trainer.data
     n_params = sum(p.numel() for p in t.model.parameters())
-    binarization = "dynamic" if data.dynamic_binarization else "static"
+    likelihood = "" if cfg.model.likelihood == "bernoulli" else f", likelihood {cfg.model.likelihood}" + (
+        f" ({cfg.model.mixtures} components)" if cfg.model.likelihood == "logistic-mixture" else "")
+    values = ("dynamic binarization" if data.dynamic_binarization else
+              "dequantized 8-bit levels" if data.dequantized else
+              {"binary": "static binarization", "levels": "8-bit levels"}.get(data.kind, "values in [0, 1]"))
     elbo = type(t.step.elbo).__name__
     objective = f"{elbo} (an instance)" if t.given["elbo"] else f"{cfg.objective.elbo} ({elbo})"
     prior = prior_label(cfg)
@@ -95,8 +99,8 @@ def describe(trainer: "Trainer") -> str:
     train = f"{len(data.train)} train" if data.labelled is None else \
         f"{len(data.train)} unlabelled + {len(data.labelled)} labelled train"
     return (f"pyro-vae: {action} on {dataset} ({train}{valid} / {len(data.test)} "
-            f"test images, {binarization} binarization) on {where}\n"
-            f"  model: {network_description(t)}, prior {prior}, {n_params:,} parameters\n"
+            f"test images, {values}) on {where}\n"
+            f"  model: {network_description(t)}, prior {prior}{likelihood}, {n_params:,} parameters\n"
             f"  objective: {objective}, Adam lr {cfg.optim.lr:g}{schedule}, betas "
             f"{cfg.optim.adam_betas[0]:g}/{cfg.optim.adam_betas[1]:g}, batch {cfg.optim.batch_size}"
             f"{''.join(', ' + e for e in extras)}\n"
@@ -200,8 +204,9 @@ class ConsoleReport(Callback):
         valid += f"  train ELBO {record['train_elbo']:9.3f}" if "train_elbo" in record else ""
         valid += f"  test acc {record['test_accuracy']:.4f}" if "test_accuracy" in record else ""
         valid += f"  valid acc {record['valid_accuracy']:.4f}{'*' if improved else ' '}" if by_accuracy else ""
+        bits = f" ({record['test_bits_per_dim']:.4f} bits/dim)" if "test_bits_per_dim" in record else ""
         trainer.log(f"epoch {epoch:>3}/{trainer.cfg.optim.epochs}  train loss {record['train_loss']:9.3f}  "
-                    f"test ELBO {record['test_elbo']:9.3f}{valid}  ({record['epoch_seconds']:.1f} s)")
+                    f"test ELBO {record['test_elbo']:9.3f}{bits}{valid}  ({record['epoch_seconds']:.1f} s)")
 
     def on_fit_end(self, trainer: "Trainer") -> None:
         state = trainer.state
