@@ -12,7 +12,6 @@ only where ``valid_size`` asks for one (the last N training images, as for MNIST
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Optional
 
 import numpy as np
@@ -22,9 +21,10 @@ from pyro_vae.config import shown
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import instance_name
 from pyro_vae.data import DATASETS, VAEData, binarize_fixed
-from pyro_vae.data.arrays import values_kind, widest_kind
+from pyro_vae.data.arrays import flat_images, values_kind, widest_kind
 from pyro_vae.data.dequantize import dequantize_fixed
 from pyro_vae.data.registry import limited
+from pyro_vae.data.vaedata import hold_out
 
 TENSORS = "tensors"  # the name of a VAEData made from tensors
 
@@ -38,22 +38,7 @@ def images(value: Any, name: str = "x") -> tuple[torch.Tensor, tuple[int, int, i
     if not isinstance(value, torch.Tensor):
         raise ConfigError(f"{name}= must be a tensor of images, (N, D), (N, H, W) or (N, C, H, W), "
                           f"with values in [0, 1]; got {type(value).__name__}")
-    if value.dim() not in (2, 3, 4) or len(value) == 0 or value[0].numel() == 0:
-        raise ConfigError(f"{name}= must hold at least one image, as (N, D), (N, H, W) or (N, C, H, W); "
-                          f"got shape {tuple(value.shape)}")
-    if value.dim() == 4:
-        shape = tuple(value.shape[1:])
-    elif value.dim() == 3:
-        shape = (1, *value.shape[1:])
-    else:
-        side = math.isqrt(value.shape[1])
-        shape = (1, side, side) if side * side == value.shape[1] else (1, 1, value.shape[1])
-    x = value.reshape(len(value), -1).float()
-    low, high = (x.min().item(), x.max().item()) if x.numel() else (0.0, 0.0)
-    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low and high <= 1):
-        raise ConfigError(f"{name}= must hold pixel values in [0, 1] (grey levels or binary); its values "
-                          f"go from {low:g} to {high:g}" + (" (divide 8-bit images by 255)" if high > 1 else ""))
-    return x, shape
+    return flat_images(value, f"{name}=")
 
 
 def is_binary(x: torch.Tensor) -> bool:
@@ -91,19 +76,14 @@ def _hold_out(data: VAEData, valid_size: int) -> VAEData:
     """The last ``valid_size`` training images as the validation split: as they are (presenting
     binarizes or dequantizes it once, like the test split), or, from data presented already (a
     loaded dataset), binarized or dequantized once with the evaluation seed."""
-    if not valid_size < len(data.train):
-        raise ConfigError(f"valid_size={valid_size} leaves no training images (data= has "
-                          f"{len(data.train)})")
-    cut = len(data.train) - valid_size
-    labels, valid = data.train_labels, data.train[cut:]
+    train, valid, train_labels, valid_labels = hold_out(data.train, data.train_labels, valid_size,
+                                                        where="the images passed as data=")
     if data.dynamic_binarization:  # presented already: held out as an evaluation split is, once
         valid = binarize_fixed(valid)
     elif data.dequantized:
         valid = dequantize_fixed(valid)
-    return dataclasses.replace(
-        data, train=data.train[:cut], valid=valid,
-        train_labels=None if labels is None else labels[:cut],
-        valid_labels=None if labels is None else labels[cut:])
+    return dataclasses.replace(data, train=train, valid=valid, train_labels=train_labels,
+                               valid_labels=valid_labels)
 
 
 def data_argument(data: Any, values: dict[str, Any]) -> Optional[VAEData]:

@@ -43,23 +43,29 @@ def image_tensor(array: np.ndarray, what: str) -> tuple[torch.Tensor, tuple[int,
                           "in [0, 1]")
     if x.dim() == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
         x = x.permute(0, 3, 1, 2)  # channel-last, as images are usually saved
+    return flat_images(x, what, hint="divide 8-bit images by 255, or save them as uint8")
+
+
+def flat_images(x: torch.Tensor, what: str,
+                hint: str = "divide 8-bit images by 255") -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Images ``x`` (``(N, D)``, ``(N, H, W)`` or ``(N, C, H, W)`` floats) as ``(N, C H W)`` and their
+    image shape (a square ``D`` is read as one square channel, any other as a row); a one-line
+    ConfigError naming ``what`` where they are not images with values in [0, 1]."""
+    if x.dim() not in (2, 3, 4) or len(x) == 0 or x[0].numel() == 0:
+        raise ConfigError(f"{what} must hold at least one image, as (N, D), (N, H, W), (N, C, H, W) "
+                          f"or, in a file, (N, H, W, C); got shape {tuple(x.shape)}")
     if x.dim() == 4:
         shape = tuple(x.shape[1:])
     elif x.dim() == 3:
         shape = (1, *x.shape[1:])
-    elif x.dim() == 2:
+    else:
         side = math.isqrt(x.shape[1])
         shape = (1, side, side) if side * side == x.shape[1] else (1, 1, x.shape[1])
-    else:
-        raise ConfigError(f"{what} has shape {tuple(array.shape)}; images are (N, H, W), (N, C, H, W), "
-                          "(N, H, W, C) or (N, D)")
-    if len(x) == 0:
-        raise ConfigError(f"{what} holds no images")
-    flat = x.reshape(len(x), -1).contiguous()
+    flat = x.reshape(len(x), -1).float().contiguous()
     low, high = flat.min().item(), flat.max().item()
     if not (math.isfinite(low) and math.isfinite(high) and low >= 0 and high <= 1):
-        raise ConfigError(f"{what} holds values from {low:g} to {high:g}; floats must lie in [0, 1] "
-                          "(divide 8-bit images by 255, or save them as uint8)")
+        raise ConfigError(f"{what} must hold pixel values in [0, 1] (binary or grey levels); its values "
+                          f"go from {low:g} to {high:g}" + (f" ({hint})" if high > 1 else ""))
     return flat, shape
 
 

@@ -238,7 +238,7 @@ def _grey(data):
     (lambda d: pv.train(data=42), "data= must be a dataset name (mnist"),
     (lambda d: pv.train(data=torch.zeros(3)), "data= must hold at least one image"),
     (lambda d: pv.train(data=(d.train * 255).round()), "data= must hold pixel values in [0, 1]"),
-    (lambda d: pv.train(data=d, valid_size=70), "valid_size=70 leaves no training images"),
+    (lambda d: pv.train(data=d, valid_size=70), "valid_size 70 leaves no training images"),
     (lambda d: pv.train(dataset="mnist"), "pass data='mnist'"),
     (lambda d: pv.train(resume="runs/x"), "continue one with pyro_vae.resume(path"),
     (lambda d: pv.log_likelihood(TinyVAE(), d.test[:2], num_samples=0), "num_samples= must be a whole number"),

@@ -50,7 +50,7 @@ def test_an_npz_of_floats_keeps_what_they_are(tmp_path, rng):
 
 @pytest.mark.parametrize("arrays, phrase", [
     ({"train": np.zeros((3, 4, 4))}, "has no array test"),
-    ({"train": np.zeros((3, 4, 4)), "test": np.full((2, 4, 4), 2.0)}, "floats must lie in [0, 1]"),
+    ({"train": np.zeros((3, 4, 4)), "test": np.full((2, 4, 4), 2.0)}, "must hold pixel values in [0, 1]"),
     ({"train": np.zeros((3, 4, 4)), "test": np.zeros((2, 5, 5))}, "differ in shape"),
     ({"train": np.zeros((3, 4, 4)), "test": np.zeros((2, 4, 4)), "train_labels": np.zeros(2, int)}, "3 integer classes"),
     ({"train": np.zeros((3, 4, 4), dtype=np.int32), "test": np.zeros((2, 4, 4))}, "images must be uint8"),
