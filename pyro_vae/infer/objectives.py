@@ -26,8 +26,17 @@ from pyro_vae.core.choices import add_rule, publish
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 from pyro_vae.core.registry import Registry
-from pyro_vae.infer.discrete_rules import ANTITHETIC, check_antithetic_config, check_bernoulli_sites
-from pyro_vae.infer.elbos import ARM_ELBO, IWAE_ELBO, STL_ELBO, VIMCO_ELBO, DisARM_ELBO, DReG_ELBO, RenyiBound
+from pyro_vae.infer.discrete_rules import OWN_OBJECTIVE, check_antithetic_config, check_bernoulli_sites
+from pyro_vae.infer.elbos import (
+    ARM_ELBO,
+    IWAE_ELBO,
+    REBAR_ELBO,
+    STL_ELBO,
+    VIMCO_ELBO,
+    DisARM_ELBO,
+    DReG_ELBO,
+    RenyiBound,
+)
 from pyro_vae.infer.elbos.enumerated import EnumeratedELBO, check_enumeration
 from pyro_vae.infer.importance import check_particles
 from pyro_vae.infer.relax import check_relaxation, relaxed_structure
@@ -117,6 +126,13 @@ register_objective("arm", sums_over_data=True, description="the ELBO with ARM's 
 register_objective("disarm", sums_over_data=True, description="the ELBO with DisARM's antithetic "
                    "gradients for Bernoulli guides (Dong et al. 2020; --estimator disarm)")(
     lambda objective: DisARM_ELBO(num_particles=objective.num_particles))
+register_objective("rebar", sums_over_data=True, description="the ELBO with REBAR's gradient for a "
+                   "one-layer Bernoulli guide: score function + Concrete control variate, tuned for "
+                   "low variance (Tucker et al. 2017; --estimator rebar)")(
+    lambda objective: REBAR_ELBO(num_particles=objective.num_particles))
+register_objective("relax", sums_over_data=True, description="REBAR with a learned network added to its "
+                   "control variate (Grathwohl et al. 2018; --estimator relax)")(
+    lambda objective: REBAR_ELBO(num_particles=objective.num_particles))
 register_objective("traceenum", kl_warmup=True, sums_over_data=True, check_model=check_enumeration,
                    description="Pyro's TraceEnum_ELBO: the guide's discrete sites summed exactly "
                                "(enumerated in parallel), continuous ones sampled")(
@@ -181,7 +197,7 @@ def check_structure(cfg, structure: Structure) -> None:
     if score_sites and not capability(name, "score_function"):
         score_ok = having("score_function")
         if any(s.family != "Bernoulli" for s in structure.latents):  # ARM and DisARM would refuse it
-            score_ok = [n for n in score_ok if n not in ANTITHETIC]
+            score_ok = [n for n in score_ok if n not in OWN_OBJECTIVE]
         raise ConfigError(f"{option('elbo', name)} needs reparameterized guide sites, but model "
                           f"{model!r} samples {', '.join(score_sites)} without "
                           f"reparameterization; use {flag('elbo')} {' or '.join(score_ok)}")

@@ -155,7 +155,8 @@ def _hvae(model, image_shape, prior) -> nn.Module:
                                           "in REBAR and RELAX", categories="its latents are Bernoulli"))
 def _sbn(model, image_shape, prior) -> nn.Module:
     return SigmoidBeliefNet(math.prod(image_shape), model.latent_dim, model.sbn_mapping, model.hidden,
-                            model.discrete_prior == "learned", model.baseline, model.baseline_beta)
+                            model.discrete_prior == "learned", model.baseline, model.baseline_beta,
+                            model.estimator)
 
 
 @register_model("categorical", discrete=True,

@@ -10,7 +10,8 @@ expanded copy is reparameterized again), so score-function sites use a subclass 
 Pyro's own tests do (``expand`` keeps the subclass).
 
 ``arm`` and ``disarm`` are antithetic estimators for Bernoulli sites (``pyro_vae.infer.elbos.disarm``),
-each its own objective; a model with Normal sites is refused at start-up with the reason
+each its own objective, and so are ``rebar`` and ``relax`` (``pyro_vae.infer.elbos.rebar``, with
+the model's :class:`~pyro_vae.models.control_variates.RelaxControlVariate`); a model with Normal sites is refused at start-up with the reason
 (``pyro_vae.infer.discrete_rules``), so its guide only needs to run for the probe that finds them.
 """
 
@@ -24,7 +25,7 @@ from torch import nn
 
 from pyro_vae.core.choices import publish
 
-ESTIMATORS = ("reparam", "score", "arm", "disarm")
+ESTIMATORS = ("reparam", "score", "arm", "disarm", "rebar", "relax")
 BASELINES = ("none", "avg", "nn")
 publish("estimator", ESTIMATORS)
 publish("baseline", BASELINES)
@@ -54,7 +55,7 @@ class BaselineNet(nn.Module):
 
 def latent_distribution(loc: torch.Tensor, scale: torch.Tensor, estimator: str) -> dist.TorchDistribution:
     """The guide's diagonal Normal over z (event dim 1), reparameterized or not."""
-    if estimator in ("reparam", "arm", "disarm"):  # arm, disarm: refused at start-up (see above)
+    if estimator in ("reparam", "arm", "disarm", "rebar", "relax"):  # the others: refused at start-up
         return dist.Normal(loc, scale).to_event(1)
     if estimator == "score":
         return ScoreFunctionNormal(loc, scale).to_event(1)

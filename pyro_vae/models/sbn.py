@@ -18,7 +18,8 @@ offset added to a zero-started bias: the same function and the same gradients).
 
 Sites are ``"z1"`` (next to x) ... ``"zL"`` with one layer too (``"z1"``), so that adding a layer
 never renames the bottom one. The networks are registered as "encoders", "decoders", "prior"
-(and "baselines" with ``--baseline nn``, NVIL's input-dependent baseline per layer).
+(and "baselines" with ``--baseline nn``, NVIL's input-dependent baseline per layer;
+"control_variates" with ``--estimator rebar`` or ``relax``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from pyro_vae.models.base import PriorModel
+from pyro_vae.models.control_variates import CONTROLLED, RelaxControlVariate, control_variate_infer
 from pyro_vae.models.discrete import BernoulliPrior
 from pyro_vae.models.estimators import BaselineNet, baseline_infer
 from pyro_vae.models.likelihoods import BernoulliPixels
@@ -77,11 +79,12 @@ class SigmoidBeliefNet(PriorModel):
     """``latent_dims`` layers of Bernoulli units, bottom first (``[200]`` or ``[200, 200]`` in the
     papers); ``mapping`` "linear" or "nonlinear" (tanh layers of sizes ``hidden``);
     ``learned_prior``: the top layer's logits trained (else fixed at 0). ``baseline`` as for
-    :class:`~pyro_vae.models.vae.VAE` (every site is a score-function site)."""
+    :class:`~pyro_vae.models.vae.VAE` (every site is a score-function site); ``estimator`` rebar or
+    relax adds their control variate per layer."""
 
     def __init__(self, x_dim: int, latent_dims: Sequence[int], mapping: str = "linear",
                  hidden: Sequence[int] = (200, 200), learned_prior: bool = True,
-                 baseline: str = "none", baseline_beta: float = 0.9):
+                 baseline: str = "none", baseline_beta: float = 0.9, estimator: str = "score"):
         super().__init__(None, x_dim)
         if mapping not in MAPPINGS:
             raise ValueError(f"unknown sbn mapping {mapping!r}; choose one of {', '.join(MAPPINGS)}")
@@ -100,6 +103,10 @@ class SigmoidBeliefNet(PriorModel):
         self.baseline, self.baseline_beta = baseline, baseline_beta
         self.baselines: Optional[nn.ModuleList] = (
             nn.ModuleList(BaselineNet(x_dim) for _ in latent_dims) if baseline == "nn" else None)
+        # REBAR's and RELAX's control variate, one per layer (the objective takes one layer)
+        self.control_variates: Optional[nn.ModuleList] = nn.ModuleList(
+            RelaxControlVariate(x_dim, size, network=estimator == "relax") for size in latent_dims
+        ) if estimator in CONTROLLED else None
 
     @property
     def output_decoder(self) -> nn.Module:
@@ -127,11 +134,15 @@ class SigmoidBeliefNet(PriorModel):
         pyro.module("encoders", self.encoders)
         if self.baselines is not None:
             pyro.module("baselines", self.baselines)
+        if self.control_variates is not None:
+            pyro.module("control_variates", self.control_variates)
         h = x - self.x_mean
         with pyro.plate("data", x.shape[0]):
             for layer, encoder in enumerate(self.encoders):
                 net = self.baselines[layer] if self.baselines is not None else None
-                z = pyro.sample(f"z{layer + 1}", dist.Bernoulli(logits=encoder(h)).to_event(1),
-                                infer=baseline_infer(self.baseline, x, self.baseline_beta, net))
+                infer = baseline_infer(self.baseline, x, self.baseline_beta, net)
+                if self.control_variates is not None:
+                    infer.update(control_variate_infer(self.control_variates[layer], x))
+                z = pyro.sample(f"z{layer + 1}", dist.Bernoulli(logits=encoder(h)).to_event(1), infer=infer)
                 h = spins(z)
         return z

@@ -53,6 +53,7 @@ class LatentSite:
     family: str = ""  # the guide's distribution class, Independent unwrapped ("Bernoulli", "Normal")
     discrete: bool = False  # its support is discrete (in the guide)
     support_size: Optional[int] = None  # joint values of one data point's draw; None: continuous
+    control_variate: bool = False  # the guide's site carries one (infer "control_variate": REBAR, RELAX)
 
     @property
     def size(self) -> int:
@@ -170,7 +171,7 @@ def probe(model: Callable, guide: Callable, x: torch.Tensor, name: str) -> Struc
         return LatentSite(site["name"], tuple(site["fn"].event_shape), bool(fn.has_rsample),
                           frozenset(dependencies.get(site["name"], {})) - {site["name"]},
                           type(base_distribution(fn)).__name__, bool(fn.support.is_discrete),
-                          support_size(fn))
+                          support_size(fn), guide_latents[site["name"]]["infer"].get("control_variate") is not None)
 
     latents = tuple(described(site) for site in latent_sites(model_trace))
     return Structure(latents, tuple(guide_latents))

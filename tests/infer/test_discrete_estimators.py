@@ -23,7 +23,7 @@ from support.compiled import assert_compiled_equals_eager
 
 from pyro_vae.config import make_config
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.infer.elbos import ARM_ELBO, VIMCO_ELBO, DisARM_ELBO
+from pyro_vae.infer.elbos import ARM_ELBO, REBAR_ELBO, VIMCO_ELBO, DisARM_ELBO
 from pyro_vae.infer.objectives import build_objective, model_structure
 from pyro_vae.models import build_model
 
@@ -74,11 +74,18 @@ ESTIMATORS = {  # name: (objective, toy options, K of the exact bound (None: the
     "arm": (ARM_ELBO, {}, None, 0),
     "disarm": (DisARM_ELBO, {}, None, 0),
     "disarm-2groups": (lambda: DisARM_ELBO(num_particles=2), {}, None, 0),
+    "rebar": (REBAR_ELBO, {"estimator": "rebar"}, None, 0),
+    "relax": (REBAR_ELBO, {"estimator": "relax", "relax_output_std": 1.0}, None, 0),  # its network on
 }
+ONE_LAYER_ONLY = ("rebar", "relax")
 
 
-@pytest.mark.parametrize("layers", LAYERS)
-@pytest.mark.parametrize("name", ESTIMATORS)
+def cases(names):
+    """(estimator, layers) pairs: REBAR and RELAX take one Bernoulli layer."""
+    return [(n, layers) for n in names for layers in LAYERS if n not in ONE_LAYER_ONLY or layers == "one-layer"]
+
+
+@pytest.mark.parametrize("name, layers", cases(ESTIMATORS))
 def test_gradient_is_unbiased(name, layers):
     make_elbo, options, k, warm_up = ESTIMATORS[name]
     torch.manual_seed(0)
@@ -106,27 +113,58 @@ def test_vimco_and_disarm_are_quieter_than_the_score_function(layers):
     assert var["disarm"] < var["arm"], var
 
 
+@pytest.mark.parametrize("estimator", ONE_LAYER_ONLY)
+def test_rebar_and_relax_tune_their_control_variate_to_lower_the_variance(estimator):
+    """40 Adam steps on the control variate alone (the encoder and decoder held) lower the
+    encoder gradient's variance, measured on the same 20,000 draws before and after: REBAR by
+    tuning eta and the temperature, RELAX by its network as well (from 2.73 to 2.53 and to 1.80
+    when written; a difference of 10% is far beyond the noise of a variance over 20,000 draws,
+    about 1% here)."""
+    pyro.clear_param_store()
+    toy = BernoulliToy(latent_dim=[3], copies=DRAWS, estimator=estimator)
+    x, elbo = X.repeat(DRAWS, 1), REBAR_ELBO()
+
+    def variance():
+        torch.manual_seed(1)
+        toy.zero_grad(set_to_none=True)
+        elbo.loss_and_grads(toy.model, toy.guide, x)
+        grads = torch.cat([p.grad.reshape(DRAWS, -1) for p in toy.gradient_params()], 1)
+        return encoder_variance(grads, [3])
+
+    before = variance()
+    tuner = torch.optim.Adam(toy.control_variate.parameters(), lr=0.05)
+    for step in range(40):
+        torch.manual_seed(100 + step)
+        toy.zero_grad(set_to_none=True)
+        elbo.loss_and_grads(toy.model, toy.guide, x)
+        tuner.step()
+    assert variance() < 0.95 * before
+
+
 COMPILED = {"vimco": lambda: VIMCO_ELBO(num_particles=3), "arm": ARM_ELBO, "disarm": DisARM_ELBO,
-            "disarm-2groups": lambda: DisARM_ELBO(num_particles=2)}
+            "disarm-2groups": lambda: DisARM_ELBO(num_particles=2), "rebar": REBAR_ELBO, "relax": REBAR_ELBO}
 
 
-@pytest.mark.parametrize("layers", LAYERS)
-@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("name, layers", cases(COMPILED))
 def test_compiled_step_gives_the_eager_loss_and_gradients(name, layers):
     pyro.clear_param_store()
-    toy, elbo = BernoulliToy(latent_dim=LAYERS[layers]), COMPILED[name]()
+    options = {"estimator": name, "relax_output_std": 1.0} if name in ONE_LAYER_ONLY else {}
+    toy, elbo = BernoulliToy(latent_dim=LAYERS[layers], **options), COMPILED[name]()
     x, params = X.repeat(2, 1), list(toy.parameters())
     assert_compiled_equals_eager(elbo, toy.model, toy.guide, params, x)
 
 
 def test_the_loss_is_minus_the_elbo_or_the_bound():
-    """The loss value estimates -ELBO (arm, disarm) or minus the K-sample bound (vimco)."""
+    """The loss value estimates -ELBO (arm, disarm, rebar) or minus the K-sample bound (vimco)."""
     toy = BernoulliToy(latent_dim=[3, 2])
     x = X.repeat(20_000, 1)
     for elbo, exact in ((DisARM_ELBO(), toy.exact_elbo(X)), (ARM_ELBO(), toy.exact_elbo(X)),
                         (VIMCO_ELBO(num_particles=3), toy.exact_iwae(X, 3))):
         loss = elbo.loss(toy.model, toy.guide, x) / 20_000
         assert math.isclose(loss, -exact.item(), rel_tol=0.01), (type(elbo).__name__, loss, exact)
+    toy = BernoulliToy(latent_dim=[3], estimator="rebar")  # rebar, relax: one layer
+    loss = REBAR_ELBO().loss(toy.model, toy.guide, x) / 20_000
+    assert math.isclose(loss, -toy.exact_elbo(X).item(), rel_tol=0.01), loss
 
 
 def test_disarm_is_the_default_objective_of_its_estimator():
@@ -149,6 +187,11 @@ def test_disarm_is_the_default_objective_of_its_estimator():
     ({"estimator": "score", "elbo": "vimco"}, "elbo='vimco' is a K-sample bound"),
     ({"estimator": "score", "elbo": "vimco", "num_particles": 5, "baseline": "avg"},
      "elbo='vimco' ignores baselines"),
+    ({"model": "sbn", "elbo": "rebar"},
+     "elbo='rebar' trains the control variate that estimator='rebar' builds into the model"),
+    ({"estimator": "rebar", "elbo": "relax"}, "estimator='rebar' is its own objective"),
+    ({"estimator": "relax", "num_particles": 2}, "elbo='relax' draws one sample per image"),
+    ({"estimator": "rebar", "baseline": "avg"}, "elbo='rebar' needs no baseline"),
 ])
 def test_impossible_combinations_are_refused(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -166,6 +209,23 @@ def test_a_normal_guide_is_refused_at_start_up(estimator):
         "samples 'z' from a Normal in its guide: use estimator='reparam' or estimator='score' there")
     with pytest.raises(ValueError, match="need every latent site of the guide to be Bernoulli; z is not"):
         DisARM_ELBO().loss(model.model, model.guide, torch.bernoulli(torch.full((2, 784), 0.5)))
+
+
+def test_rebar_refuses_what_it_cannot_train_at_start_up():
+    """Two Bernoulli layers, and a Bernoulli site without the control variate (a user model that
+    does not build one), each refused with the way out, before any step."""
+    x = torch.bernoulli(torch.full((2, 784), 0.5))
+    cfg = make_config({"model": "sbn", "latent_dim": [4, 3], "estimator": "rebar"})
+    with pytest.raises(ConfigError, match=re.escape(
+            "estimator='rebar' here takes one layer of Bernoulli latents, and model 'sbn' has 2 (z2, z1): "
+            "use one latent_dim, or estimator='disarm' for several layers")):
+        model_structure(build_model(cfg), cfg, x)
+    cfg = make_config({"model": "support.bernoulli_toy:BernoulliToy", "latent_dim": [3], "estimator": "relax"})
+    toy = build_model(cfg)
+    toy.control_variate = None  # a user model that passes no control variate
+    with pytest.raises(ConfigError, match=re.escape("estimator='relax' needs a control variate in the "
+                                                    "guide's site 'z1'")):
+        model_structure(toy, cfg, x)
 
 
 def test_the_command_line_refuses_in_one_line(capsys):

@@ -11,7 +11,8 @@ r is then one independent draw of the estimator on ``x``: R draws from a single 
 The model follows pyro-vae's site rules, so it is also a user model
 (``--model support.bernoulli_toy:BernoulliToy``: ``x_dim``, ``latent_dim``, and the estimator
 and baseline keys; Bernoulli sites are never reparameterized, so ``estimator`` only names the
-objective that pyro-vae pairs with it).
+objective that pyro-vae pairs with it, and with ``rebar`` or ``relax`` adds their control variate
+to the bottom layer).
 """
 
 import itertools
@@ -22,12 +23,13 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from pyro_vae.models.control_variates import CONTROLLED, RelaxControlVariate, control_variate_infer
 from pyro_vae.models.estimators import BaselineNet, baseline_infer
 
 
 class BernoulliToy(nn.Module):
     def __init__(self, x_dim=5, latent_dim=(3,), estimator="score", baseline="none", baseline_beta=0.9,
-                 copies=1, seed=0):
+                 copies=1, seed=0, relax_output_std=0.0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.sizes, self.copies, self.x_dim = list(latent_dim), copies, x_dim
@@ -48,6 +50,12 @@ class BernoulliToy(nn.Module):
             self.encoder.update({"E": param(d2, d1), "e": param(d2, scale=0.5)})
         self.estimator, self.baseline, self.beta = estimator, baseline, baseline_beta
         self.baseline_net = BaselineNet(x_dim, hidden=8) if baseline == "nn" else None
+        # REBAR's and RELAX's control variate for the bottom layer (shared by the copies)
+        self.control_variate = RelaxControlVariate(x_dim, d1, network=estimator == "relax", hidden=8) \
+            if estimator in CONTROLLED else None
+        if self.control_variate is not None and self.control_variate.net is not None and relax_output_std:
+            # RELAX's network starts at zero output (as REBAR); a test of its unbiasedness wants it on
+            nn.init.normal_(self.control_variate.net[-1].weight, std=relax_output_std, generator=g)
 
     # -- the Pyro program ------------------------------------------------------------------------
     def _affine(self, inputs, weight, bias):
@@ -60,8 +68,9 @@ class BernoulliToy(nn.Module):
         """Per-copy logits ``(R, m)`` -> ``(R * B, m)``."""
         return logits.unsqueeze(1).expand(self.copies, rows // self.copies, -1).flatten(0, 1)
 
-    def _infer(self, x):
-        return baseline_infer(self.baseline, x, self.beta, self.baseline_net)
+    def _infer(self, x, control_variate=None):
+        return {**baseline_infer(self.baseline, x, self.beta, self.baseline_net),
+                **control_variate_infer(control_variate, x)}
 
     def model(self, x):
         pyro.module("decoder", self.decoder)
@@ -78,10 +87,12 @@ class BernoulliToy(nn.Module):
         pyro.module("encoder", self.encoder)
         if self.baseline_net is not None:
             pyro.module("baseline", self.baseline_net)
+        if self.control_variate is not None:
+            pyro.module("control_variate", self.control_variate)
         e = self.encoder
         with pyro.plate("data", x.shape[0]):
             z1 = pyro.sample("z1", dist.Bernoulli(logits=self._affine(x, e["A"], e["c"])).to_event(1),
-                             infer=self._infer(x))
+                             infer=self._infer(x, self.control_variate))
             if len(self.sizes) == 2:
                 pyro.sample("z2", dist.Bernoulli(logits=self._affine(z1, e["E"], e["e"])).to_event(1),
                             infer=self._infer(x))
@@ -126,5 +137,5 @@ class BernoulliToy(nn.Module):
         return (log_q[tuples].sum(1).exp() * bound).sum()
 
     def gradient_params(self):
-        """Encoder then decoder parameters (not the baseline's), in a fixed order."""
+        """Encoder then decoder parameters (not the baseline's or control variate's), in a fixed order."""
         return list(self.encoder.values()) + list(self.decoder.values())

@@ -86,6 +86,7 @@ def test_same_seed_same_metrics(small_run, tmp_path):
     {"model": "hvae", "latent_dim": [6, 3], "elbo": "dreg", "num_particles": 3},
     {"model": "hvae", "latent_dim": [6, 3], "elbo": "dreg", "num_particles": 3, "compile": False},
     {"model": "hvae", "latent_dim": [6, 3], "estimator": "score", "baseline": "nn"},
+    {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "estimator": "relax"},  # the control variate is the model's
 ], ids=lambda o: "+".join(f"{v}" for v in o.values()))
 def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     small_run.update(options, epochs=3)

@@ -76,11 +76,12 @@ class ModelSection(Section):
         None, choices="estimator", shown=FAMILY,
         help="{names}: the gradient estimator of the guide's latent sites (default: score for the "
              "discrete models sbn and categorical, else reparam; arm and disarm: Bernoulli sites, "
-             "e.g. --model sbn)",
+             "e.g. --model sbn; rebar and relax: one Bernoulli layer)",
         doc="gradient estimator for the guide's latent sites: `reparam` (reparameterization), "
             "`score` (score function, REINFORCE; the default of the discrete models, whose sites "
-            "cannot be reparameterized), or `arm` / `disarm` (antithetic, for Bernoulli sites; "
-            "each trains with its own `--elbo`)")
+            "cannot be reparameterized), `arm` / `disarm` (antithetic, for Bernoulli sites) or "
+            "`rebar` / `relax` (a tuned control variate, for one Bernoulli layer; `sbn` builds it): "
+            "each of these four trains with its own `--elbo`")
     baseline: str = setting(
         "none", choices="baseline",
         help="none | avg | nn (score-function baselines, with --elbo tracegraph)",

@@ -16,9 +16,9 @@ RELAXATIONS = ("none", "concrete")
 def default_objective(estimator: str, relax: str = "none") -> str:
     """What ``elbo`` means when not given: Rao-Blackwellized TraceGraph_ELBO for a score-function
     guide (the only one of Pyro's objectives that applies baselines), the estimator's own
-    objective for ``arm`` and ``disarm``, Trace_ELBO otherwise and under a relaxation (whose sites
+    objective for ``arm``, ``disarm``, ``rebar`` and ``relax``, Trace_ELBO otherwise and under a relaxation (whose sites
     are reparameterized)."""
-    if estimator in ("arm", "disarm"):
+    if estimator in ("arm", "disarm", "rebar", "relax"):
         return estimator
     return "tracegraph" if estimator == "score" and relax == "none" else "trace"
 
@@ -32,18 +32,18 @@ class ObjectiveSection(Section):
 
     elbo: Optional[str] = setting(
         None, names="elbo", shown="`trace`; `tracegraph` with `--estimator score`; `disarm` with "
-        "`--estimator disarm` (`arm` likewise)",
+        "`--estimator disarm` (`arm`, `rebar`, `relax` likewise)",
         help="{names} (default: trace, or tracegraph with --estimator score, disarm with "
-             "--estimator disarm, arm with --estimator arm)",
+             "--estimator disarm, arm, rebar and relax likewise)",
         doc="training objective: `trace`, `tracegraph`, `meanfield`, `iwae`, `renyi`, `dreg`, `stl`, "
-            "`vimco`, `arm`, `disarm` or `traceenum` (see "
+            "`vimco`, `arm`, `disarm`, `rebar`, `relax` or `traceenum` (see "
             "[Objectives](objectives.md#objectives-and-gradient-estimators))")
     num_particles: int = setting(
         1, minimum=1, help="K: samples of z per data point and step",
         doc="K, samples of z per data point and step: averaged by `trace`/`tracegraph`/`meanfield`"
             "/`stl`/`traceenum` (its continuous sites), combined into the bound by "
             "`iwae`/`renyi`/`dreg`/`vimco` (which need K >= 2); `arm`/`disarm`: K independent "
-            "antithetic groups, averaged")
+            "antithetic groups, averaged; `rebar`/`relax`: 1 only")
     alpha: Optional[float] = setting(
         None, shown="none", help="Renyi alpha (--elbo renyi)",
         doc="the Renyi alpha of `--elbo renyi`, in [0, 1] (required there, refused elsewhere; "
