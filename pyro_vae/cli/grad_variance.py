@@ -6,7 +6,7 @@
 
 Writes grad_variance.{md,json,png} into the run directory (or --out). Config flags select the
 model at --init; --batch-size sets the minibatch and --num-particles the K of iwae, dreg and
-vimco. Estimators that do not apply to the model (arm and disarm on a Normal guide, the
+vimco. Estimators that do not apply to the model (arm, disarm, rebar and relax on a Normal guide, the
 reparameterized ones on a Bernoulli guide) are skipped with the reason. A flag it would not read
 (a model flag at a run, a training flag, --num-particles without iwae, dreg or vimco) is refused.
 """

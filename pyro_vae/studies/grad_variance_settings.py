@@ -30,6 +30,10 @@ ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
     "vimco": {"estimator": "score", "elbo": "vimco", "multi_sample": True},
     "arm": {"estimator": "arm", "elbo": "arm"},
     "disarm": {"estimator": "disarm", "elbo": "disarm"},
+    # one Bernoulli layer; the control variate as the run trained it, else as it starts (eta 1,
+    # temperature 0.5, RELAX's network at zero: REBAR)
+    "rebar": {"estimator": "rebar", "elbo": "rebar"},
+    "relax": {"estimator": "relax", "elbo": "relax"},
     "concrete": {"estimator": "score", "elbo": "trace", "relax": "concrete"},
 }
 RELAXATION_KEYS = ("relax", "temperature", "temperature_anneal", "temperature_min", "straight_through")

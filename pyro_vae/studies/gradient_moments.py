@@ -50,11 +50,13 @@ class _Moments:
 def parameter_groups(model, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     """The model's parameters by the program that registers them, read off one trace of each:
     "encoder" (the guide's), "decoder" (the generative model's, the prior's included) and
-    "baseline" (the networks of score-function baselines, named in the guide sites' ``infer``).
-    A parameter the guide and the model share (VampPrior's encoder) counts as the guide's."""
+    "baseline" (the networks of score-function baselines and REBAR's and RELAX's control
+    variates, named in the guide sites' ``infer``). A parameter the guide and the model share
+    (VampPrior's encoder) counts as the guide's."""
     model_trace, guide_trace = trace_once(model.model, model.guide, x)
     baseline = {id(p): p for site in guide_trace.nodes.values() if site["type"] == "sample"
-                for net in [site["infer"].get("baseline", {}).get("nn_baseline")] if net is not None
+                for net in [site["infer"].get("baseline", {}).get("nn_baseline"),
+                            site["infer"].get("control_variate")] if net is not None
                 for p in net.parameters()}
     groups: dict[str, dict[int, torch.Tensor]] = {"encoder": {}, "decoder": {}}
     for group, trace in (("encoder", guide_trace), ("decoder", model_trace)):

@@ -23,8 +23,8 @@ def test_report_at_initialisation(data_dir, tmp_path):
     paths = run_diagnostic(None, {**TINY, "data_dir": data_dir, "out": str(tmp_path)}, repeats=12,
                            baseline_warmup=5, log=quiet)
     rows = {r["estimator"]: r for r in json.loads(paths["json"].read_text())["rows"]}
-    # arm, disarm and the relaxation are for discrete guides: skipped on this Normal one (with the reason)
-    assert list(rows) == [name for name in ESTIMATOR_SPECS if name not in ("arm", "disarm", "concrete")]
+    # arm, disarm, rebar, relax and the relaxation are for discrete guides: skipped on this Normal one
+    assert list(rows) == [name for name in ESTIMATOR_SPECS if name not in ("arm", "disarm", "rebar", "relax", "concrete")]
     for r in rows.values():
         for g in ("encoder", "decoder"):
             assert r[f"{g}_variance"] > 0 and r[f"{g}_snr"] > 0

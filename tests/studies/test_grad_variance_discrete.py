@@ -32,3 +32,19 @@ def test_the_concrete_row_is_measured_relaxed_and_refused_on_a_continuous_guide(
     rows = [r["estimator"] for r in json.loads(paths["json"].read_text())["rows"]]
     assert rows == ["reparam"]
     assert any(line.startswith("  concrete   skipped:") and "discrete" in line for line in lines), lines
+
+
+def test_rebar_and_relax_rows_on_one_layer_and_their_refusal_on_two(data_dir, tmp_path):
+    """REBAR and RELAX measured on a one-layer Bernoulli guide (their control variate as it starts),
+    quieter than the plain score function; skipped with the reason on two layers."""
+    lines = []
+    paths = run_diagnostic(None, {**TOY, "latent_dim": [6], "data_dir": data_dir, "out": str(tmp_path)},
+                           estimators=["score", "rebar", "relax"], repeats=30, log=lines.append)
+    rows = {r["estimator"]: r for r in json.loads(paths["json"].read_text())["rows"]}
+    assert list(rows) == ["score", "rebar", "relax"]
+    for name in ("rebar", "relax"):
+        assert rows[name]["encoder_variance"] < rows["score"]["encoder_variance"] / 10, rows
+    lines.clear()
+    run_diagnostic(None, {**TOY, "data_dir": data_dir, "out": str(tmp_path / "two")},
+                   estimators=["score", "rebar"], repeats=3, log=lines.append)
+    assert any(line.startswith("  rebar      skipped: estimator='rebar' here takes one layer") for line in lines), lines
