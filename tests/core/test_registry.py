@@ -230,6 +230,6 @@ def test_help_lists_the_registered_names(registered):
     add_config_arguments(parser)
     helps = {action.dest: action.help for action in parser._actions}
     assert helps["prior"].startswith("normal | learned-normal | mog") and "| my-test-prior |" in helps["prior"]
-    assert helps["elbo"].startswith("trace | tracegraph | meanfield | iwae | renyi | dreg | stl | vimco | arm | disarm | traceenum (default")
+    assert helps["elbo"].startswith("trace | tracegraph | meanfield | iwae | renyi | dreg | stl | vimco | arm | disarm | rebar | relax | traceenum (default")
     assert helps["dataset"] == ("mnist | binarized-mnist | fashion-mnist | cifar10 | omniglot | path/to/file.npz | "
                                 "path/to/folder")
