@@ -16,10 +16,10 @@ from __future__ import annotations
 from pyro_vae.config import flag
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
+from pyro_vae.models.control_variates import CONTROLLED
 from pyro_vae.models.sites import Structure
 
 ANTITHETIC = ("arm", "disarm")
-CONTROLLED = ("rebar", "relax")  # REBAR and RELAX: a learned control variate in the guide's site
 OWN_OBJECTIVE = ANTITHETIC + CONTROLLED
 
 

@@ -37,7 +37,7 @@ from pyro_vae.infer.elbos.base import PerDatapointELBO, with_value
 from pyro_vae.infer.importance import ParticleTraces, data_scale, log_density, replay_model, trace_guide
 
 
-def _per_unit(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_unit(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``(K, B)`` per-datapoint values, broadcastable against ``(K, B, *event)`` units."""
     return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
 
@@ -77,11 +77,11 @@ class AntitheticELBO(PerDatapointELBO):
         surrogate = log_p.mean(0)  # the model's gradient; no path to the guide (b is a constant)
         for flipped, name in enumerate(layers, start=1):
             site = guide_trace.nodes[name]
-            per_unit = (*blocks, f.shape[-1], *site["fn"].event_shape)  # (L + 1, K, B, *event)
-            logits = site_logits(site["fn"]).reshape(per_unit)[0]
-            codes = site["value"].reshape(per_unit)
+            unit_shape = (*blocks, f.shape[-1], *site["fn"].event_shape)  # (L + 1, K, B, *event)
+            logits = site_logits(site["fn"]).reshape(unit_shape)[0]
+            codes = site["value"].reshape(unit_shape)
             g = self.logit_gradient(f[0], f[flipped], codes[0], codes[flipped],
-                                    antithetic.noise[name].reshape(per_unit[1:]), logits.detach())
+                                    antithetic.noise[name].reshape(unit_shape[1:]), logits.detach())
             surrogate = surrogate + (g.detach() * logits).flatten(2).sum(-1).mean(0)
         scale = data_scale(ParticleTraces(model_trace, guide_trace, particles))
         return with_value(-scale * log_w.mean(0).sum(), -scale * surrogate.sum())
@@ -91,7 +91,7 @@ class ARM_ELBO(AntitheticELBO):
     """The augment-REINFORCE-merge estimator (Yin & Zhou 2019)."""
 
     def logit_gradient(self, f, f_flipped, b, b_flipped, u, logits):
-        return _per_unit(f_flipped - f, u) * (u - 0.5)
+        return per_unit(f_flipped - f, u) * (u - 0.5)
 
 
 class DisARM_ELBO(AntitheticELBO):
@@ -99,4 +99,4 @@ class DisARM_ELBO(AntitheticELBO):
 
     def logit_gradient(self, f, f_flipped, b, b_flipped, u, logits):
         sign = 1 - 2 * b_flipped  # (-1)^(b~)
-        return 0.5 * _per_unit(f - f_flipped, u) * sign * (b != b_flipped) * torch.sigmoid(logits.abs())
+        return 0.5 * per_unit(f - f_flipped, u) * sign * (b != b_flipped) * torch.sigmoid(logits.abs())

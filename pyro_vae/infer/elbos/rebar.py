@@ -35,15 +35,11 @@ from pyro.poutine.messenger import Messenger
 
 from pyro_vae.infer.elbos.antithetic import bernoulli_layers
 from pyro_vae.infer.elbos.base import PerDatapointELBO, with_value
+from pyro_vae.infer.elbos.disarm import per_unit
 from pyro_vae.infer.importance import ParticleTraces, data_scale, log_density, replay_model, trace_guide
 from pyro_vae.models.sites import base_distribution
 
 PARTICLES = 3  # b, the relaxed z, the relaxed z~
-
-
-def logit_noise(u: torch.Tensor) -> torch.Tensor:
-    """logit(u), a standard logistic draw from a uniform one."""
-    return torch.log(u) - torch.log1p(-u)
 
 
 def uniform(shape, like: torch.Tensor) -> torch.Tensor:
@@ -76,11 +72,12 @@ class RelaxedCodes(Messenger):
                              "infer=control_variate_infer(RelaxControlVariate(...), x) "
                              "(pyro_vae.models.control_variates)")
         u, v = uniform(logits.shape[1:], logits), uniform(logits.shape[1:], logits)
-        z = logits[1] + logit_noise(u)
-        b = (logits[0].detach() + logit_noise(u) > 0).to(logits.dtype)
+        noise = torch.logit(u)  # a standard logistic draw, shared by b and z
+        z = logits[1] + noise
+        b = (logits[0].detach() + noise > 0).to(logits.dtype)
         theta = torch.sigmoid(logits[2])  # z~ | b: u redrawn above or below 1 - theta
         u_given_b = b * (1 - theta + v * theta) + (1 - b) * v * (1 - theta)
-        z_given_b = logits[2] + logit_noise(u_given_b)
+        z_given_b = logits[2] + torch.logit(u_given_b)
         temperature = module.temperature
         msg["value"] = torch.stack([b, torch.sigmoid(z / temperature), torch.sigmoid(z_given_b / temperature)])
         msg["done"] = True
@@ -127,7 +124,7 @@ class REBAR_ELBO(PerDatapointELBO):
         c = module(f[1:], relaxed.reshape(2, *b.shape), record["input"])  # c(z), c(z~)
         (dc,) = torch.autograd.grad(c[0].sum() - c[1].sum(), logits, create_graph=True)
         score = (b - torch.sigmoid(logits[0])).detach()  # d/da log q(b)
-        gradient = (f[0].detach() - c[1]).reshape(c[1].shape + (1,) * (b.dim() - 1)) * score + dc[1] + dc[2]
+        gradient = per_unit(f[0].detach() - c[1], b) * score + dc[1] + dc[2]
         tuned = [p for p in module.parameters() if p.requires_grad]
         variance_grads = torch.autograd.grad(gradient.pow(2).sum(), tuned, allow_unused=True, retain_graph=True)
         tuning = sum((g.detach() * p).sum() for g, p in zip(variance_grads, tuned) if g is not None)
