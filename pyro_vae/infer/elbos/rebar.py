@@ -31,6 +31,7 @@ from typing import Callable
 
 import pyro
 import torch
+import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 
 from pyro_vae.infer.elbos.antithetic import bernoulli_layers
@@ -75,9 +76,11 @@ class RelaxedCodes(Messenger):
         noise = torch.logit(u)  # a standard logistic draw, shared by b and z
         z = logits[1] + noise
         b = (logits[0].detach() + noise > 0).to(logits.dtype)
-        theta = torch.sigmoid(logits[2])  # z~ | b: u redrawn above or below 1 - theta
-        u_given_b = b * (1 - theta + v * theta) + (1 - b) * v * (1 - theta)
-        z_given_b = logits[2] + torch.logit(u_given_b)
+        # z~ | b: u redrawn above (b = 1) or below (b = 0) 1 - theta, i.e. a + logit(1 - theta + v theta)
+        # or a + logit(v (1 - theta)), written in log space: 1 - theta + v theta rounds to 1 in float32
+        # for a below about -16, and its logit would be inf (a NaN gradient in training)
+        a, noise_v = logits[2], torch.logit(v)
+        z_given_b = b * F.softplus(noise_v - F.logsigmoid(-a)) - (1 - b) * F.softplus(-noise_v - F.logsigmoid(a))
         temperature = module.temperature
         msg["value"] = torch.stack([b, torch.sigmoid(z / temperature), torch.sigmoid(z_given_b / temperature)])
         msg["done"] = True
