@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support import REPO, assert_one_line_error, quiet, run_script, train_tiny_run
 
-from pyro_vae.cli.compare import plan_sweep
+from pyro_vae.cli.compare import plan_sweep, read_sweep
 from pyro_vae.config import FIELD_TYPES, Config, make_config, read_yaml, replaced, resume_config, saved_config
 from pyro_vae.core import workload
 from pyro_vae.core.errors import ConfigError
@@ -333,8 +333,9 @@ def test_every_run_of_the_shipped_sweeps_is_valid(tmp_path, monkeypatch):
     """compare.py checks a whole sweep before its first run trains; a shipped sweep passes it."""
     monkeypatch.chdir(tmp_path)
     for path in sorted((REPO / "configs" / "sweeps").glob("*.yaml")):
+        name, _, runs = read_sweep(str(path))
         planned, root = plan_sweep(str(path))
-        assert planned and root == Path("runs") / root.name
+        assert [entry.name for entry in planned] == list(runs) and root == Path("runs") / name
     assert not (tmp_path / "runs").exists()
 
 
