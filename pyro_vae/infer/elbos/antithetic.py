@@ -33,6 +33,11 @@ def site_logits(fn) -> torch.Tensor:
     return base_distribution(fn).logits.expand(fn.batch_shape + fn.event_shape)
 
 
+def per_unit(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``(K, B)`` per-datapoint values (f, baselines), broadcastable against ``(K, B, *event)`` units."""
+    return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
+
+
 def bernoulli_layers(guide: Callable, args, kwargs) -> tuple[str, ...]:
     """The guide's latent sites in the order it samples them, from one run of it that changes
     no state (param store, random stream). Every one must be Bernoulli (the start-up check,

@@ -32,14 +32,9 @@ from typing import Callable
 
 import torch
 
-from pyro_vae.infer.elbos.antithetic import AntitheticBernoulli, bernoulli_layers, site_logits
+from pyro_vae.infer.elbos.antithetic import AntitheticBernoulli, bernoulli_layers, per_unit, site_logits
 from pyro_vae.infer.elbos.base import PerDatapointELBO, with_value
 from pyro_vae.infer.importance import ParticleTraces, data_scale, log_density, replay_model, trace_guide
-
-
-def per_unit(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``(K, B)`` per-datapoint values, broadcastable against ``(K, B, *event)`` units."""
-    return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
 
 
 class AntitheticELBO(PerDatapointELBO):

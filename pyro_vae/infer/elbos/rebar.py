@@ -34,9 +34,8 @@ import torch
 import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 
-from pyro_vae.infer.elbos.antithetic import bernoulli_layers
+from pyro_vae.infer.elbos.antithetic import bernoulli_layers, per_unit
 from pyro_vae.infer.elbos.base import PerDatapointELBO, with_value
-from pyro_vae.infer.elbos.disarm import per_unit
 from pyro_vae.infer.importance import ParticleTraces, data_scale, log_density, replay_model, trace_guide
 from pyro_vae.models.sites import base_distribution
 
