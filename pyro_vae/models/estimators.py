@@ -23,7 +23,9 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_vae.core.choices import publish
+from pyro_vae.config import flag
+from pyro_vae.core.choices import add_unread, publish
+from pyro_vae.core.options import option
 
 ESTIMATORS = ("reparam", "score", "arm", "disarm", "rebar", "relax")
 BASELINES = ("none", "avg", "nn")
@@ -76,3 +78,20 @@ def baseline_infer(baseline: str, x: torch.Tensor, beta: float = 0.9,
         return {"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": beta,
                              "nn_baseline": net, "nn_baseline_input": x}}
     raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+
+
+def baseline_networks(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of every NVIL baseline network of ``model`` (its :class:`BaselineNet`
+    submodules), which ``baseline_lr_scale`` trains at their own learning rate."""
+    return [p for module in model.modules() if isinstance(module, BaselineNet) for p in module.parameters()]
+
+
+def _unread(cfg, defaults) -> dict[str, str]:
+    """``baseline_lr_scale`` without a baseline network."""
+    if cfg.model.baseline != "nn" and cfg.optim.baseline_lr_scale != defaults.optim.baseline_lr_scale:
+        return {"baseline_lr_scale": f"{flag('baseline_lr_scale')} applies only with "
+                                     f"{option('baseline', 'nn')}, and baseline is {cfg.model.baseline!r}; drop it"}
+    return {}
+
+
+add_unread("baseline_lr_scale", _unread)

@@ -52,12 +52,15 @@ def use_tensor_learning_rate(optimizer: torch.optim.Optimizer, capturable: bool)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate, in place where it is a tensor (captured graphs read it)."""
+    """Set every group's learning rate, ``lr`` times the group's ``lr_scale`` where it has one (the
+    baseline networks': :func:`~pyro_vae.training.step.make_optimizer`), in place where it is a
+    tensor (captured graphs read it)."""
     for group in optimizer.param_groups:
+        value = lr * group.get("lr_scale", 1.0)
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
+            group["lr"].fill_(value)
         else:
-            group["lr"] = lr
+            group["lr"] = value
 
 
 def portable_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

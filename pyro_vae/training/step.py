@@ -28,18 +28,28 @@ from pyro_vae.core.options import option, uses_flags
 from pyro_vae.infer.elbos.semi_supervised import SemiSupervisedELBO
 from pyro_vae.infer.lowering import LoweredStep, LoweringFailed, lowering_problem
 from pyro_vae.infer.objectives import build_objective
-from pyro_vae.infer.relax import Relaxation, temperature_at
+from pyro_vae.infer.relax import relaxation_of, temperature_at
 from pyro_vae.infer.step_input import StepInput
 from pyro_vae.infer.warmup import LatentScale, warmup_beta
+from pyro_vae.models.estimators import baseline_networks
 from pyro_vae.training.data_parallel import sum_loss_and_gradients
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam over the model's parameters: one group, or with ``baseline_lr_scale`` a second group
+    of the NVIL baseline networks at ``lr_scale`` times the learning rate (the schedule keeps the
+    ratio: :func:`~pyro_vae.training.graphed.set_learning_rate`)."""
     parameters = list(model.parameters())
     if not parameters:
         raise ConfigError(f"model {cfg.model.name!r} has no parameters to train: keep its networks as "
                           "attributes (submodules) of the model, as docs/models.md (\"Your own model\") shows")
-    return torch.optim.Adam(parameters, lr=cfg.optim.lr, betas=tuple(cfg.optim.adam_betas), eps=cfg.optim.adam_eps)
+    scale, lr = cfg.optim.baseline_lr_scale, cfg.optim.lr
+    baselines = baseline_networks(model) if scale != 1 else []
+    if baselines:
+        ids = {id(p) for p in baselines}
+        parameters = [{"params": [p for p in parameters if id(p) not in ids], "lr_scale": 1.0},
+                      {"params": baselines, "lr": lr * scale, "lr_scale": scale}]
+    return torch.optim.Adam(parameters, lr=lr, betas=tuple(cfg.optim.adam_betas), eps=cfg.optim.adam_eps)
 
 
 def switched_off(key: str) -> str:
@@ -187,9 +197,7 @@ def step_inputs(cfg: Config, model: torch.nn.Module) -> dict[str, StepInput]:
     device = parameter.device
     if objective.relax != "none":
         temperature = torch.tensor(temperature_at(0, objective), dtype=parameter.dtype, device=device)
-        inputs["temperature"] = Relaxation(temperature, objective.straight_through,
-                                           annealed=objective.temperature_anneal > 0,
-                                           discrete_kl=objective.elbo == "meanfield")
+        inputs["temperature"] = relaxation_of(objective, temperature)
     if objective.kl_warmup > 0:
         inputs["beta"] = LatentScale(torch.ones((), device=device))
     return inputs

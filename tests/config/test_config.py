@@ -168,7 +168,8 @@ SAVED_KEYS = ["dataset", "data_dir", "limit_train", "limit_test", "valid_size", 
               "relax", "temperature", "temperature_anneal", "temperature_min", "straight_through",
               "labels", "labelled_batch_size", "aux_loss", "quadrants",  # added with the labelled models
               "binarize", "image_size", "channels", "stream", "likelihood", "likelihood_options",
-              "mixtures"]  # added with the likelihoods and data
+              "mixtures",  # added with the likelihoods and data
+              "relax_shift", "baseline_lr_scale"]  # added with the REBAR code's Concrete and NVIL
 
 
 def test_every_saved_key_is_a_key_of_one_section():

@@ -87,6 +87,10 @@ def test_same_seed_same_metrics(small_run, tmp_path):
     {"model": "hvae", "latent_dim": [6, 3], "elbo": "dreg", "num_particles": 3, "compile": False},
     {"model": "hvae", "latent_dim": [6, 3], "estimator": "score", "baseline": "nn"},
     {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "estimator": "relax"},  # the control variate is the model's
+    {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "estimator": "score", "baseline": "nn",
+     "baseline_lr_scale": 10.0},  # two Adam groups
+    {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "relax": "concrete-mass", "relax_shift": True,
+     "temperature": 0.5},
 ], ids=lambda o: "+".join(f"{v}" for v in o.values()))
 def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     small_run.update(options, epochs=3)
@@ -103,6 +107,34 @@ def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     for name, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert without_times(RunDir(part).read_metrics()) == without_times(whole.history)
+
+
+def test_the_baseline_network_trains_at_its_own_learning_rate():
+    """``baseline_lr_scale`` puts the NVIL baseline networks, and only them, in a second Adam group
+    at that multiple of the learning rate, and a schedule's new rate keeps the ratio; at 1 (the
+    default) the optimizer is one group, as before the setting existed."""
+    from pyro_vae.config import make_config
+    from pyro_vae.models import build_model
+    from pyro_vae.models.estimators import BaselineNet
+    from pyro_vae.training.graphed import set_learning_rate
+    from pyro_vae.training.step import make_optimizer
+
+    cfg = make_config({"model": "sbn", "latent_dim": [6, 4], "estimator": "score", "baseline": "nn",
+                       "baseline_lr_scale": 10.0, "lr": 2e-3})
+    model = build_model(cfg)
+    optimizer = make_optimizer(cfg, model)
+    rest, baselines = optimizer.param_groups
+    networks = [m for m in model.modules() if isinstance(m, BaselineNet)]
+    assert len(networks) == 2  # one per layer
+    assert {id(p) for p in baselines["params"]} == {id(p) for m in networks for p in m.parameters()}
+    assert len(rest["params"]) + len(baselines["params"]) == len(list(model.parameters()))
+    assert (rest["lr"], baselines["lr"]) == (2e-3, pytest.approx(2e-2))
+    set_learning_rate(optimizer, 1e-4)
+    assert (rest["lr"], baselines["lr"]) == (1e-4, pytest.approx(1e-3))
+    plain = make_config({**cfg.to_flat(), "baseline_lr_scale": 1.0})
+    assert len(make_optimizer(plain, build_model(plain)).param_groups) == 1
+    with pytest.raises(ConfigError, match="baseline_lr_scale applies only with baseline='nn'"):
+        make_config({"estimator": "score", "baseline": "avg", "baseline_lr_scale": 10.0})
 
 
 ESTIMATORS = [

@@ -10,7 +10,7 @@ from typing import ClassVar, Optional
 from pyro_vae.config.sections.base import Section, setting
 from pyro_vae.core.errors import ConfigError
 
-RELAXATIONS = ("none", "concrete")
+RELAXATIONS = ("none", "concrete", "concrete-mass")
 
 
 def default_objective(estimator: str, relax: str = "none") -> str:
@@ -58,14 +58,19 @@ class ObjectiveSection(Section):
             "`valid_elbo` are the true ELBO; `metrics.jsonl` records `beta`")
     relax: str = setting(
         "none", choices=RELAXATIONS,
-        help="none | concrete: train every discrete latent site as its Concrete (Gumbel-softmax) "
-             "relaxation (evaluation stays discrete)",
+        help="none | concrete | concrete-mass: train every discrete latent site as its Concrete "
+             "(Gumbel-softmax) relaxation (evaluation stays discrete); concrete-mass scores the "
+             "latents by the discrete log-mass at the relaxed value (the REBAR code's objective)",
         doc="`concrete`: during training, every Bernoulli and one-hot categorical latent site of "
             "model and guide is replaced by its Concrete (Gumbel-softmax) relaxation at the "
             "temperature below, reparameterized, under `trace` (the default then: Maddison et "
             "al. 2017's relaxed ELBO), `meanfield` (Jang et al. 2017's: the discrete KL in "
             "closed form, relaxed samples in the likelihood only), `tracegraph`, `iwae`, "
-            "`renyi`, `dreg` or `stl`. "
+            "`renyi`, `dreg` or `stl`. `concrete-mass`: the same relaxed samples, each latent "
+            "scored by its *discrete* distribution's log-mass, linear in the relaxed value z (z log "
+            "sigmoid(a) + (1 - z) log sigmoid(-a); sum_k z_k log softmax(a)_k), the Concrete "
+            "objective of Tucker et al. 2017's REBAR code, under `trace`, `tracegraph`, `iwae` or "
+            "`renyi`. "
             "`train_loss` is the relaxed objective's; `test_elbo`, `valid_elbo`, log p(x) and "
             "the figures use the discrete model; `metrics.jsonl` records `temperature` (see "
             "[Continuous relaxations](objectives.md#continuous-relaxations))")
@@ -91,6 +96,13 @@ class ObjectiveSection(Section):
             "discrete value the relaxed sample rounds to (0/1, or one-hot at its largest "
             "entry), the gradient is the relaxed sample's; the log-densities stay the relaxed "
             "ones (as Pyro's `Relaxed*StraightThrough` distributions)")
+    relax_shift: bool = setting(
+        False, help="draw the relaxed sample as sigmoid((a + logit u) / T + T / (T + 1) a) (the REBAR "
+                    "code's muprop_relaxation)",
+        doc="Tucker et al. 2017's shifted relaxation (their code's `muprop_relaxation`, on there by "
+            "default): the relaxed logit is (a + noise) / T + T / (T + 1) a, the Concrete of the "
+            "logits scaled by 1 + T^2 / (T + 1), sharper towards the likelier value; the "
+            "discrete KL (`meanfield`) and log-mass (`concrete-mass`) keep the unscaled logits")
 
     aux_loss: float = setting(
         0.0, help="with --labels: weight A of the classification term A * log q(y | x) per labelled "

@@ -31,6 +31,13 @@ class OptimSection(Section):
         factory=lambda: [0.9, 0.999], help="Adam's beta1 beta2, e.g. --adam-betas 0.9 0.999",
         doc="Adam's beta1 and beta2 (`--adam-betas 0.99 0.999`: the IWAE paper's code used "
             "beta1 = 0.99, its text 0.9)")
+    baseline_lr_scale: float = setting(
+        1.0, positive=True,
+        help="with --baseline nn: the baseline network's learning rate as a multiple of --lr "
+             "(the REBAR code's NVIL: 10)",
+        doc="with `baseline: nn`: the learning rate of NVIL's baseline networks, as a multiple of "
+            "`lr` (Tucker et al.'s REBAR code trains them at 10 x lr, so that the baseline keeps up "
+            "with the cost it centres); 1 keeps one parameter group")
     lr_schedule: str = setting(
         "constant", choices="lr_schedule", help="{names} (iwae: Burda et al.'s staged decay)",
         doc="`constant`, or `iwae`: Burda et al.'s 3^i epochs at lr * 10^(-i/7), i = 0..7")

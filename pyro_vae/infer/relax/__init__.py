@@ -11,7 +11,13 @@ under the relaxation.
 
 from pyro_vae.infer.relax.checks import check_relaxation, relaxed_structure
 from pyro_vae.infer.relax.concrete import ExpRelaxedOneHot, LogitConcrete, LogitRelaxedBernoulli
-from pyro_vae.infer.relax.handler import NotRelaxable, Relaxation, relaxed_distribution, temperature_at
+from pyro_vae.infer.relax.handler import (
+    NotRelaxable,
+    Relaxation,
+    relaxation_of,
+    relaxed_distribution,
+    temperature_at,
+)
 
 __all__ = ["ExpRelaxedOneHot", "LogitConcrete", "LogitRelaxedBernoulli", "NotRelaxable", "Relaxation",
-           "check_relaxation", "relaxed_distribution", "relaxed_structure", "temperature_at"]
+           "check_relaxation", "relaxation_of", "relaxed_distribution", "relaxed_structure", "temperature_at"]

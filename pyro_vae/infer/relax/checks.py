@@ -13,11 +13,18 @@ from pyro_vae.config.values import shown
 from pyro_vae.core.choices import add_unread
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
-from pyro_vae.infer.relax.handler import RELAXATIONS, Relaxation
+from pyro_vae.infer.relax.handler import RELAXATIONS, relaxation_of
 from pyro_vae.models.sites import Structure, base_distribution, latent_sites, probe, trace_once
 
 # Keys read only under a relaxation (and ``temperature_min`` only with annealing).
-RELAX_KEYS = ("temperature", "temperature_anneal", "temperature_min", "straight_through")
+RELAX_KEYS = ("temperature", "temperature_anneal", "temperature_min", "straight_through", "relax_shift")
+# Objectives that cannot serve ``concrete-mass``, and why.
+MASS_REFUSED = {
+    "meanfield": "which meanfield replaces by the discrete KL in closed form (that is --relax concrete "
+                 "under meanfield)",
+    "dreg": "not a density of the relaxed sample, so dreg's dropped score term no longer has mean zero",
+    "stl": "not a density of the relaxed sample, so stl's dropped score term no longer has mean zero",
+}
 # Estimators that leave discrete sites to the objective (reparam: continuous sites only).
 PLAIN_ESTIMATORS = ("reparam", "score")
 
@@ -34,6 +41,10 @@ def check_relaxation(cfg, applies: bool, objectives: Sequence[str]) -> None:
         raise ConfigError(f"{option('relax', relax)} makes the discrete sites reparameterized, which "
                           f"{option('elbo', name)} does not train; use {flag('elbo')} "
                           f"{' or '.join(objectives)}, or drop {flag('relax')}")
+    if relax == "concrete-mass" and name in MASS_REFUSED:
+        raise ConfigError(f"{option('relax', relax)} scores the latents by their discrete log-mass, "
+                          f"{MASS_REFUSED[name]}; use {flag('elbo')} trace, tracegraph, iwae or renyi, "
+                          f"or {option('relax', 'concrete')}")
     if cfg.model.baseline != "none":
         raise ConfigError(f"{flag('baseline')} reduces the variance of score-function gradients, and "
                           f"{option('relax', relax)} makes the discrete sites reparameterized: drop "
@@ -89,6 +100,5 @@ def relaxed_structure(model, cfg, x: torch.Tensor) -> Structure:
         continuous = ", ".join(s["name"] for s in latent_sites(guide_trace))
         raise ConfigError(f"{relax} relaxes discrete latent sites, and model {name!r} has none (its "
                           f"latent sites {continuous} are continuous): drop {flag('relax')}")
-    relaxation = Relaxation(torch.tensor(cfg.objective.temperature, device=x.device),
-                            cfg.objective.straight_through, discrete_kl=cfg.objective.elbo == "meanfield")
+    relaxation = relaxation_of(cfg.objective, torch.tensor(cfg.objective.temperature, device=x.device))
     return probe(relaxation(model.model), relaxation(model.guide), x, name)

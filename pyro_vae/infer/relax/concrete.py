@@ -16,13 +16,27 @@ A relaxed site's model and guide distributions are densities of the same variabl
 log p(y) - log q(y) equals log p(z) - log q(z): the Jacobian of y -> z cancels, and Maddison et
 al.'s objective log p_T(x, z) - log q_T(z | x) is what an ELBO over these sites computes.
 
-Under ``meanfield`` (:class:`~pyro_vae.infer.relax.handler.Relaxation` with ``discrete_kl``)
-the sites are marked ``discrete_kl`` and :func:`kl_divergence` of a marked pair is the KL of the
-two *discrete* distributions they relax, in closed form: ``TraceMeanField_ELBO`` then computes
-Jang, Gu & Poole's Gumbel-softmax objective E_q log p(x | z_T) - KL(q || p), relaxed samples in
-the likelihood only, which tends to the discrete ELBO as T -> 0 (Maddison et al.'s does not: its
-latent term is T-invariant and above the discrete KL). Unmarked pairs have no KL (the Concrete
-KL has no closed form), so ``meanfield`` falls back to log p - log q there, as for any pair.
+How a site is scored (``scoring``) chooses the objective an ELBO over these sites computes:
+
+- ``density`` (the default): the Concrete log-density of y, as above (Maddison et al.).
+- ``discrete_kl`` (what ``meanfield`` trains): :func:`kl_divergence` of a pair so marked is the
+  KL of the two *discrete* distributions they relax, in closed form: ``TraceMeanField_ELBO``
+  then computes Jang, Gu & Poole's Gumbel-softmax objective E_q log p(x | z_T) - KL(q || p),
+  relaxed samples in the likelihood only, which tends to the discrete ELBO as T -> 0 (Maddison
+  et al.'s does not: its latent term is T-invariant and above the discrete KL). Unmarked pairs
+  have no KL (the Concrete KL has no closed form), so ``meanfield`` falls back to log p - log q
+  there, as for any pair.
+- ``mass``: the *discrete* distribution's log-mass, linear in the relaxed value z:
+  z log sigmoid(a) + (1 - z) log sigmoid(-a) for a Bernoulli, sum_k z_k log softmax(a)_k for a
+  categorical: the Concrete objective of Tucker et al.'s REBAR code (``SBNGumbel`` in
+  tensorflow/models research/rebar), which, like Jang et al.'s, tends to the discrete ELBO as
+  T -> 0, but scores each latent by its sample, not in closed form.
+
+``shift`` draws the relaxed sample of Tucker et al.'s code (its ``muprop_relaxation``, on by
+default there): y = (a + noise) / T + T / (T + 1) a, which is the Concrete of the logits scaled
+by 1 + T^2 / (T + 1) (sharper towards the more likely value, the more so the higher T); the
+``density`` scoring is then that Concrete's, ``mass`` and ``discrete_kl`` stay those of the
+discrete distribution with logits a.
 
 The ``rsample`` here draws its noise with one ``torch.rand`` per site from the global generator
 (the compiled step replays it), and keeps the logits unclamped: torch's ``LogitRelaxedBernoulli``
@@ -39,6 +53,8 @@ import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.kl import register_kl
 
+SCORINGS = ("density", "discrete_kl", "mass")
+
 
 def _uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
     """U(0, 1) draws clamped to [eps, 1 - eps] (as torch's own relaxed distributions do), so their
@@ -49,21 +65,51 @@ def _uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
 
 class LogitConcrete(TorchDistribution):
     """A Concrete distribution of temperature ``temperature`` (a 0-dim tensor) and ``logits`` a,
-    over the logit y of the relaxed value (see the module docstring)."""
+    over the logit y of the relaxed value; ``scoring`` (one of :data:`SCORINGS`) and ``shift``: see
+    the module docstring."""
 
     arg_constraints = {"temperature": constraints.positive, "logits": constraints.real}
     has_rsample = True
     event_dims = 0  # 1 for the categorical: the classes are the event
 
-    def __init__(self, temperature: torch.Tensor, logits: torch.Tensor, discrete_kl: bool = False,
-                 validate_args=None):
-        self.temperature, self.logits, self.discrete_kl = temperature, logits, discrete_kl
+    def __init__(self, temperature: torch.Tensor, logits: torch.Tensor, scoring: str = "density",
+                 shift: bool = False, validate_args=None):
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+        self.temperature, self.logits, self.scoring, self.shift = temperature, logits, scoring, shift
         cut = logits.dim() - self.event_dims
         super().__init__(logits.shape[:cut], logits.shape[cut:], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None) -> "LogitConcrete":
         shape = torch.Size(batch_shape) + self.event_shape
-        return type(self)(self.temperature, self.logits.expand(shape), self.discrete_kl, validate_args=False)
+        return type(self)(self.temperature, self.logits.expand(shape), self.scoring, self.shift,
+                          validate_args=False)
+
+    @property
+    def sample_logits(self) -> torch.Tensor:
+        """The logits of the Concrete that y is drawn from: a, or with ``shift`` a (1 + T^2 / (T + 1))
+        (see the module docstring)."""
+        if not self.shift:
+            return self.logits
+        t = self.temperature
+        return self.logits * (1 + t * t / (t + 1))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        if self.scoring == "mass":
+            return self.discrete_log_mass(value, self.logits)
+        return self.log_density(value, self.sample_logits)
+
+    def log_density(self, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The Concrete log-density of y at this temperature and ``logits``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def discrete_log_mass(y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The discrete distribution's log-mass, linear in the relaxed value z of y: its value at a
+        vertex (z one of the discrete values) is the discrete log-probability of that value."""
+        raise NotImplementedError
 
     @staticmethod
     def relaxed_value(y: torch.Tensor) -> torch.Tensor:
@@ -91,14 +137,17 @@ class LogitRelaxedBernoulli(LogitConcrete):
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         u = _uniform(shape, self.logits)
-        return (self.logits.expand(shape) + (u.log() - (-u).log1p())) / self.temperature
+        return (self.sample_logits.expand(shape) + (u.log() - (-u).log1p())) / self.temperature
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+    def log_density(self, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         # T y - a is standard logistic, of density sigmoid(l) sigmoid(-l); y's density carries T.
-        if self._validate_args:
-            self._validate_sample(value)
-        standard = self.temperature * value - self.logits
+        standard = self.temperature * y - logits
         return self.temperature.log() - F.softplus(standard) - F.softplus(-standard)
+
+    @staticmethod
+    def discrete_log_mass(y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        # z log sigmoid(a) + (1 - z) log sigmoid(-a), z = sigmoid(y), log sigmoid(a) = -softplus(-a)
+        return -(torch.sigmoid(y) * F.softplus(-logits) + torch.sigmoid(-y) * F.softplus(logits))
 
     @staticmethod
     def relaxed_value(y: torch.Tensor) -> torch.Tensor:
@@ -126,18 +175,20 @@ class ExpRelaxedOneHot(LogitConcrete):
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         gumbel = -(-_uniform(shape, self.logits).log()).log()
-        scores = (self.logits.expand(shape) + gumbel) / self.temperature
+        scores = (self.sample_logits.expand(shape) + gumbel) / self.temperature
         return scores - scores.logsumexp(-1, keepdim=True)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+    def log_density(self, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         # Maddison et al.'s ExpConcrete density: (K-1)! T^(K-1) prod_k exp(a_k - T y_k) / (sum_i
         # exp(a_i - T y_i))^K, in logsumexp form (the same for logits shifted by a constant).
-        if self._validate_args:
-            self._validate_sample(value)
         classes = self.event_shape[-1]
-        score = self.logits - self.temperature * value
+        score = logits - self.temperature * y
         return ((score - score.logsumexp(-1, keepdim=True)).sum(-1)
                 + math.lgamma(classes) + (classes - 1) * self.temperature.log())
+
+    @staticmethod
+    def discrete_log_mass(y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return (y.exp() * logits.log_softmax(-1)).sum(-1)
 
     @staticmethod
     def relaxed_value(y: torch.Tensor) -> torch.Tensor:
@@ -158,6 +209,6 @@ class ExpRelaxedOneHot(LogitConcrete):
 def _kl_of_the_discrete_distributions(q: LogitConcrete, p: LogitConcrete) -> torch.Tensor:
     """KL(q || p) of the discrete distributions that two ``discrete_kl`` Concretes of one family
     relax (Jang et al.'s KL term; see the module docstring); no closed form otherwise."""
-    if not (q.discrete_kl and p.discrete_kl) or type(q) is not type(p):
+    if not (q.scoring == p.scoring == "discrete_kl") or type(q) is not type(p):
         raise NotImplementedError
     return q.discrete_kl_of_logits(q.logits, p.logits)
