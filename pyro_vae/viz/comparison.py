@@ -38,6 +38,8 @@ def _read_evaluation(path: Path) -> Optional[dict[str, Any]]:
               "num_samples": (lambda v: count(v, 1), "a whole number of at least 1", True),
               "stderr": (lambda v: v is None or number(v), "a number", False),
               "epoch": (count, "a whole number", False),
+              "bits_per_dim": (lambda v: v is None or (number(v) and v > 0), "a positive number", False),
+              "bits_per_dim_stderr": (lambda v: v is None or (number(v) and v >= 0), "a number", False),
               "split": (lambda v: isinstance(v, str), "a string", False)}
     for key, (ok, kind, required) in fields.items():
         if (required or key in result) and not ok(result.get(key, ...)):
@@ -137,15 +139,18 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
     runs = [(Path(d), *_read_run(Path(d))) for d in run_dirs]
     out_dir = make_directory(out_dir)
     with_train = all("train_elbo" in r for _, history, _, _ in runs for r in history)
+    # 8-bit data: log p(x) in bits per dimension too, the unit their papers report
+    with_bits = any(log_px is not None and log_px.get("bits_per_dim") is not None for *_, log_px in runs)
 
     def cell(text) -> str:  # one markdown cell: a '|' or a line break would split the row
         return " ".join(str(text).replace("|", "\\|").split())
 
     with RunLock(out_dir):
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        rows = ["| run | objective | epochs | final test ELBO (nats) | test log p(x) (nats) | wall time (s) |"
+        rows = ["| run | objective | epochs | final test ELBO (nats) | test log p(x) (nats) |"
+                + (" bits/dim |" if with_bits else "") + " wall time (s) |"
                 + (" best training ELBO (nats) | training time (min) |" if with_train else ""),
-                "|---|---|---|---|---|---|" + ("---|---|" if with_train else "")]
+                "|---|---|---|---|---|" + ("---|" if with_bits else "") + "---|" + ("---|---|" if with_train else "")]
         paths = {}
         if with_train:
             paths["train_figure"], best = compare_training_elbo(runs, out_dir)
@@ -158,7 +163,7 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
             elbo = [r["test_elbo"] for r in history]
             axes[0].plot(epochs, elbo, marker="o", color=color, label=label)
             axes[1].plot(wall, elbo, marker="o", color=color, label=label)
-            ll = "not evaluated"
+            ll, bits = "not evaluated", "-"
             if log_px is not None:  # at the epoch it evaluated (best.pt's), where it says which
                 value, stderr = log_px["log_likelihood"], log_px.get("stderr")
                 at = next((r for r in history if r["epoch"] == log_px.get("epoch")), history[-1])
@@ -173,8 +178,11 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
                     notes.append(f"{log_px['split']} split")
                 ll = (f"{value:.2f} +- {'-' if stderr is None else format(stderr, '.2f')}" if finite
                       else "not finite") + f" ({', '.join(notes)})"
+                if log_px.get("bits_per_dim") is not None:
+                    bits_stderr = log_px.get("bits_per_dim_stderr")
+                    bits = f"{log_px['bits_per_dim']:.3f}" + ("" if bits_stderr is None else f" +- {bits_stderr:.3f}")
             rows.append(f"| {cell(run_dir.name)} | {cell(objective)} | {epochs[-1]} | "
-                        f"{elbo[-1]:.2f} | {cell(ll)} | {wall[-1]:.0f} |"
+                        f"{elbo[-1]:.2f} | {cell(ll)} |" + (f" {bits} |" if with_bits else "") + f" {wall[-1]:.0f} |"
                         + (f" {best[i]} | {_training_minutes(history)[-1]:.1f} |" if with_train else ""))
         axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax, xlabel in ((axes[0], "epoch"), (axes[1], "wall time (s)")):

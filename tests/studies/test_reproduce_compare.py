@@ -398,6 +398,23 @@ def test_compare_says_which_epoch_and_split_an_evaluation_is_of(trained, tmp_pat
     assert "| -150.25 +- - (K = 5) |" in table
 
 
+def test_compare_gives_bits_per_dim_where_an_evaluation_has_them(trained, tmp_path):
+    """8-bit runs' eval.json carry bits/dim: the table gets a column for them, with "-" for a run
+    without (a binary one beside them); without any, the table is as before (checked above)."""
+    from pyro_vae.viz import compare_runs
+
+    runs = [copy_of(trained, tmp_path / "grey", {**EVALUATION, "bits_per_dim": 1.2134, "bits_per_dim_stderr": 0.0101}),
+            copy_of(trained, tmp_path / "binary", EVALUATION)]
+    lines = compare_runs(runs, tmp_path / "cmp")["markdown"].read_text().splitlines()
+    assert "| test log p(x) (nats) | bits/dim | wall time (s) |" in lines[0]
+    assert lines[1].count("---") == lines[0].count(" | ") + 1
+    assert "| -150.25 +- 1.50 (K = 5) | 1.213 +- 0.010 |" in lines[2]
+    assert "| -150.25 +- 1.50 (K = 5) | - |" in lines[3]
+    bad = copy_of(trained, tmp_path / "bad", {**EVALUATION, "bits_per_dim": -1})
+    with pytest.raises(RunDirError, match="bits_per_dim must be a positive number"):
+        compare_runs([bad], tmp_path / "cmp2")
+
+
 def test_compare_keeps_one_table_row_per_run_whatever_the_names(trained, tmp_path):
     from pyro_vae.viz import compare_runs
 
