@@ -36,8 +36,9 @@ from pyro_vae.training.step import make_optimizer, make_step, scheduled_values
 F64 = torch.float64
 
 
-def relaxed(toy, temperature, straight_through=False):
-    relaxation = Relaxation(torch.tensor(temperature, dtype=F64), straight_through)
+def relaxed(toy, temperature, straight_through=False, **options):
+    """``toy``'s model and guide under a :class:`Relaxation` (``options``: its scoring, shift)."""
+    relaxation = Relaxation(torch.tensor(temperature, dtype=F64), straight_through, **options)
     return relaxation(toy.model), relaxation(toy.guide)
 
 
@@ -92,10 +93,10 @@ def test_low_temperature_and_large_logits_stay_finite():
 
 # --- the relaxed ELBO as T -> 0 ------------------------------------------------------------------
 
-def relaxed_terms(toy, x, temperature, straight_through=False, samples=4000):
+def relaxed_terms(toy, x, temperature, straight_through=False, samples=4000, **options):
     """(K, B) terms of the relaxed ELBO from the same noise (seed 0): log p(x | z) and
-    log p_T(z) - log q_T(z | x) summed over the latent sites."""
-    model, guide = relaxed(toy, temperature, straight_through)
+    log p_T(z) - log q_T(z | x) summed over the latent sites (as ``options`` score them)."""
+    model, guide = relaxed(toy, temperature, straight_through, **options)
     torch.manual_seed(0)
     traces = trace_particles(model, guide, x, num_samples=samples)
     site = traces.model.nodes["x"]
@@ -238,13 +239,8 @@ def test_the_mass_objective_tends_to_the_discrete_elbo(toy_class, shift):
         exact = toy.exact(x)["elbo"]
 
     def relaxed_elbo(temperature, shift=shift):
-        relaxation = Relaxation(torch.tensor(temperature, dtype=F64), scoring="mass", shift=shift)
-        model, guide = relaxation(toy.model), relaxation(toy.guide)
-        torch.manual_seed(0)
-        traces = trace_particles(model, guide, x, num_samples=4000)
-        terms = [(trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]) * sign)
-                 for name, trace, sign in (("x", traces.model, 1), ("z", traces.model, 1), ("z", traces.guide, -1))]
-        return sum(terms).detach()
+        reconstruction, latent = relaxed_terms(toy, x, temperature, scoring="mass", shift=shift)
+        return reconstruction + latent
 
     cold = relaxed_elbo(0.005)
     stderr = cold.std(0) / math.sqrt(cold.shape[0])

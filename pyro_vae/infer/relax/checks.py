@@ -22,8 +22,8 @@ RELAX_KEYS = ("temperature", "temperature_anneal", "temperature_min", "straight_
 MASS_REFUSED = {
     "meanfield": "which meanfield replaces by the discrete KL in closed form (that is --relax concrete "
                  "under meanfield)",
-    "dreg": "not a density of the relaxed sample, so dreg's dropped score term no longer has mean zero",
-    "stl": "not a density of the relaxed sample, so stl's dropped score term no longer has mean zero",
+    **{name: f"not a density of the relaxed sample, so {name}'s dropped score term no longer has mean zero"
+       for name in ("dreg", "stl")},
 }
 # Estimators that leave discrete sites to the objective (reparam: continuous sites only).
 PLAIN_ESTIMATORS = ("reparam", "score")
