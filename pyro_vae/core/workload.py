@@ -251,7 +251,7 @@ def parameter_estimate(cfg, image_shape: Sequence[int] = IMAGE_SHAPE) -> int:
             count += _linear([upper, *reversed(cfg.model.upper_hidden), 2 * lower], gated)
     elif cfg.model.name in ("sbn", "categorical"):
         count += _discrete_networks(cfg, x)
-    if cfg.model.name in ("vae", "hvae", "sbn", "categorical") and cfg.model.baseline == "nn":
+    if cfg.model.name in ("vae", "hvae", "sbn", "categorical") and cfg.model.baseline in ("nn", "nn-only"):
         count += len(cfg.model.latent_dim) * _linear([x, 100, 1])
     return count
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.discrete import CategoricalPrior, OneHotCategorical
-from pyro_vae.models.estimators import BaselineNet, baseline_infer
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, has_baseline_network
 from pyro_vae.models.likelihoods import Likelihood
 from pyro_vae.nn.nets import MLPDecoder, mlp
 
@@ -42,7 +42,7 @@ class CategoricalVAE(PriorModel):
         self.decoder = MLPDecoder(latents * classes, hidden, self.likelihood.out_features, activation)
         self.prior = CategoricalPrior(latents, classes, learned_prior)
         self.baseline, self.baseline_beta = baseline, baseline_beta
-        self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if baseline == "nn" else None
+        self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if has_baseline_network(baseline) else None
 
     @property
     def output_decoder(self) -> nn.Module:

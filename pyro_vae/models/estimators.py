@@ -28,7 +28,8 @@ from pyro_vae.core.choices import add_unread, publish
 from pyro_vae.core.options import option
 
 ESTIMATORS = ("reparam", "score", "arm", "disarm", "rebar", "relax")
-BASELINES = ("none", "avg", "nn")
+BASELINES = ("none", "avg", "nn", "nn-only")
+NETWORK_BASELINES = ("nn", "nn-only")  # the baselines with a network (BaselineNet) per site
 publish("estimator", ESTIMATORS)
 publish("baseline", BASELINES)
 
@@ -55,6 +56,12 @@ class BaselineNet(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+def has_baseline_network(baseline: str) -> bool:
+    """Whether baseline ``baseline`` has a :class:`BaselineNet` per score-function site, which the
+    model owns (and trains, and saves) like its other networks."""
+    return baseline in NETWORK_BASELINES
+
+
 def latent_distribution(loc: torch.Tensor, scale: torch.Tensor, estimator: str) -> dist.TorchDistribution:
     """The guide's diagonal Normal over z (event dim 1), reparameterized or not."""
     if estimator in ("reparam", "arm", "disarm", "rebar", "relax"):  # the others: refused at start-up
@@ -77,6 +84,12 @@ def baseline_infer(baseline: str, x: torch.Tensor, beta: float = 0.9,
         # Alone, a network would need ~1e5 Adam steps just to reach the mean cost (~100 nats).
         return {"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": beta,
                              "nn_baseline": net, "nn_baseline_input": x}}
+    if baseline == "nn-only":
+        # NVIL as the REBAR code trains it: the network alone, no running mean. Nothing lives in
+        # Pyro's param store, so the step compiles; the network must learn the mean cost itself
+        # (its output starts at 0), which that code speeds up with a 10 x learning rate
+        # (--baseline-lr-scale 10).
+        return {"baseline": {"nn_baseline": net, "nn_baseline_input": x}}
     raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
 
 
@@ -88,9 +101,11 @@ def baseline_networks(model: nn.Module) -> list[nn.Parameter]:
 
 def _unread(cfg, defaults) -> dict[str, str]:
     """``baseline_lr_scale`` without a baseline network."""
-    if cfg.model.baseline != "nn" and cfg.optim.baseline_lr_scale != defaults.optim.baseline_lr_scale:
+    if (not has_baseline_network(cfg.model.baseline)
+            and cfg.optim.baseline_lr_scale != defaults.optim.baseline_lr_scale):
         return {"baseline_lr_scale": f"{flag('baseline_lr_scale')} applies only with "
-                                     f"{option('baseline', 'nn')}, and baseline is {cfg.model.baseline!r}; drop it"}
+                                     f"{option('baseline', 'nn')} or {option('baseline', 'nn-only')}, "
+                                     f"and baseline is {cfg.model.baseline!r}; drop it"}
     return {}
 
 

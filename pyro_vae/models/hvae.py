@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pyro_vae.models.base import PriorModel
-from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, has_baseline_network, latent_distribution
 from pyro_vae.models.likelihoods import Likelihood
 from pyro_vae.nn.nets import MLPEncoder, networks
 
@@ -54,7 +54,7 @@ class HierarchicalVAE(PriorModel):
         self.latent_dims = list(latent_dims)
         self.estimator, self.baseline, self.baseline_beta = estimator, baseline, baseline_beta
         self.baselines: Optional[nn.ModuleList] = (
-            nn.ModuleList(BaselineNet(x_dim) for _ in latent_dims) if baseline == "nn" else None)
+            nn.ModuleList(BaselineNet(x_dim) for _ in latent_dims) if has_baseline_network(baseline) else None)
 
     @property
     def output_decoder(self) -> nn.Module:

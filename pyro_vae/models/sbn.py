@@ -18,7 +18,7 @@ offset added to a zero-started bias: the same function and the same gradients).
 
 Sites are ``"z1"`` (next to x) ... ``"zL"`` with one layer too (``"z1"``), so that adding a layer
 never renames the bottom one. The networks are registered as "encoders", "decoders", "prior"
-(and "baselines" with ``--baseline nn``, NVIL's input-dependent baseline per layer;
+(and "baselines" with ``--baseline nn`` or ``nn-only``, NVIL's input-dependent baseline per layer;
 "control_variates" with ``--estimator rebar`` or ``relax``).
 """
 
@@ -35,7 +35,7 @@ from torch import nn
 from pyro_vae.models.base import PriorModel
 from pyro_vae.models.control_variates import CONTROLLED, RelaxControlVariate, control_variate_infer
 from pyro_vae.models.discrete import BernoulliPrior
-from pyro_vae.models.estimators import BaselineNet, baseline_infer
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, has_baseline_network
 from pyro_vae.models.likelihoods import BernoulliPixels
 from pyro_vae.nn.nets import mlp
 
@@ -102,7 +102,7 @@ class SigmoidBeliefNet(PriorModel):
         self.latent_dims, self.mapping = list(latent_dims), mapping
         self.baseline, self.baseline_beta = baseline, baseline_beta
         self.baselines: Optional[nn.ModuleList] = (
-            nn.ModuleList(BaselineNet(x_dim) for _ in latent_dims) if baseline == "nn" else None)
+            nn.ModuleList(BaselineNet(x_dim) for _ in latent_dims) if has_baseline_network(baseline) else None)
         # REBAR's and RELAX's control variate, one per layer (the objective takes one layer)
         self.control_variates: Optional[nn.ModuleList] = nn.ModuleList(
             RelaxControlVariate(x_dim, size, network=estimator == "relax") for size in latent_dims

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pyro_vae.models.base import PriorModel
-from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, has_baseline_network, latent_distribution
 from pyro_vae.models.likelihoods import Likelihood
 
 
@@ -28,8 +28,8 @@ class VAE(PriorModel):
     """Holds the encoder, decoder and prior modules and defines ``model`` and ``guide``.
 
     ``estimator`` chooses how the guide's ``z`` is differentiated ("reparam" or "score", see
-    :mod:`pyro_vae.models.estimators`); ``baseline`` ("none", "avg", "nn") adds a variance-reducing
-    baseline to a score-function ``z``. A "nn" baseline is a submodule (``baseline_net``),
+    :mod:`pyro_vae.models.estimators`); ``baseline`` ("none", "avg", "nn", "nn-only") adds a variance-reducing
+    baseline to a score-function ``z``. The network of "nn" and "nn-only" is a submodule (``baseline_net``),
     registered in the guide as ``pyro.module("baseline", ...)`` and trained jointly.
     """
 
@@ -41,7 +41,7 @@ class VAE(PriorModel):
         self.decoder = decoder
         self.prior = prior
         self.estimator, self.baseline, self.baseline_beta = estimator, baseline, baseline_beta
-        self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if baseline == "nn" else None
+        self.baseline_net: Optional[nn.Module] = BaselineNet(x_dim) if has_baseline_network(baseline) else None
 
     @property
     def output_decoder(self) -> nn.Module:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pyro_vae.config import Config, replaced
+from pyro_vae.config import USED_ONLY_WITH, Config, replaced
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 
@@ -23,6 +23,7 @@ ESTIMATOR_SPECS: dict[str, dict[str, Any]] = {
     "score": {"estimator": "score", "elbo": "tracegraph", "baseline": "none"},
     "score+avg": {"estimator": "score", "elbo": "tracegraph", "baseline": "avg"},
     "score+nn": {"estimator": "score", "elbo": "tracegraph", "baseline": "nn"},
+    "score+nn-only": {"estimator": "score", "elbo": "tracegraph", "baseline": "nn-only"},
     "iwae": {"estimator": "reparam", "elbo": "iwae", "multi_sample": True},
     "dreg": {"estimator": "reparam", "elbo": "dreg", "multi_sample": True},
     # for guides that cannot be reparameterized (Bernoulli sites: arm and disarm only; the
@@ -40,6 +41,9 @@ RELAXATION_KEYS = ("relax", "temperature", "temperature_anneal", "temperature_mi
 GROUPS = ("encoder", "decoder")
 MULTI_SAMPLE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("multi_sample"))
 WITH_BASELINE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("baseline", "none") != "none")
+# those whose baseline keeps a decaying average (the others do not read baseline_beta)
+WITH_AVERAGE = tuple(name for name in WITH_BASELINE
+                     if ESTIMATOR_SPECS[name]["baseline"] in USED_ONLY_WITH["baseline_beta"][1])
 DEFAULT_PARTICLES, DEFAULT_BASELINE_WARMUP = 5, 100
 
 # Config keys the diagnostic reads. At a run's checkpoint: where and how to measure (the model is
@@ -83,11 +87,12 @@ def check_arguments(at_run: bool, overrides: dict[str, Any], estimators: list[st
         if overrides["num_particles"] < 2:
             raise ConfigError(f"{option('num_particles')} must be at least 2 (the K of a multi-sample bound), "
                               f"got {overrides['num_particles']}")
-    for key, given in (("baseline_beta", "baseline_beta" in overrides),
-                       ("baseline_warmup", baseline_warmup is not None)):
-        if given and not set(estimators) & set(WITH_BASELINE):
-            raise ConfigError(f"{option(key)} is for the estimators with a baseline "
-                              f"({', '.join(WITH_BASELINE)}), and {estimators_option} includes none; drop it")
+    for key, given, kind, readers in (
+            ("baseline_beta", "baseline_beta" in overrides, "a decaying-average baseline", WITH_AVERAGE),
+            ("baseline_warmup", baseline_warmup is not None, "a baseline", WITH_BASELINE)):
+        if given and not set(estimators) & set(readers):
+            raise ConfigError(f"{option(key)} is for the estimators with {kind} ({', '.join(readers)}), "
+                              f"and {estimators_option} includes none; drop it")
 
 
 def spec_config(base: Config, name: str, num_particles: int,
@@ -98,7 +103,7 @@ def spec_config(base: Config, name: str, num_particles: int,
     multi_sample = overrides.pop("multi_sample", False)
     overrides.update(num_particles=num_particles if multi_sample else 1, alpha=None)
     overrides.setdefault("baseline", "none")
-    if overrides["baseline"] != "none" and baseline_beta is not None:
+    if name in WITH_AVERAGE and baseline_beta is not None:
         overrides["baseline_beta"] = baseline_beta
     if "relax" not in overrides:  # a run trained relaxed, measured with another estimator
         defaults = Config()

@@ -34,10 +34,10 @@ def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: R
         return (f"{option('elbo', cfg.objective.elbo)} does not declare that its loss is a sum over data points "
                 "(register_objective(..., sums_over_data=True)), so shares of a batch cannot be "
                 "trained on separate ranks")
-    if cfg.model.baseline == "avg":
-        return (f"{option('baseline', 'avg')} keeps its moving average in each process's Pyro param store, "
-                "per position in the batch, where the ranks would not share it; use "
-                f"{option('baseline', 'nn')} (a network, trained like the others) or none")
+    if cfg.model.baseline in ("avg", "nn"):
+        return (f"{option('baseline', cfg.model.baseline)} keeps its moving average in each process's Pyro "
+                "param store, per position in the batch, where the ranks would not share it; use "
+                f"{option('baseline', 'nn-only')} (a network alone, trained like the others) or none")
     norms = [name for name, m in model.named_modules() if isinstance(m, _BatchNorm)]
     if norms:
         return (f"the model normalizes by batch statistics ({norms[0]}), which would be those of "

@@ -69,6 +69,7 @@ ESTIMATORS = {  # name: (objective, toy options, K of the exact bound (None: the
     "score/tracegraph": (TraceGraph_ELBO, {}, None, 0),
     "score/tracegraph+avg": (TraceGraph_ELBO, {"baseline": "avg"}, None, 20),
     "score/tracegraph+nn": (TraceGraph_ELBO, {"baseline": "nn"}, None, 20),
+    "score/tracegraph+nn-only": (TraceGraph_ELBO, {"baseline": "nn-only"}, None, 20),
     "score/iwae-K3": (lambda: PlainIWAEScore(num_particles=3), {}, 3, 0),
     "vimco-K3": (lambda: VIMCO_ELBO(num_particles=3), {}, 3, 0),
     "arm": (ARM_ELBO, {}, None, 0),

@@ -50,6 +50,7 @@ ESTIMATORS = {  # name: (VAE options, objective, repeats)
     "score/tracegraph+avg": ({"estimator": "score", "baseline": "avg"},
                              lambda: TraceGraph_ELBO(num_particles=20, vectorize_particles=True), 400),
     "score/tracegraph+nn": ({"estimator": "score", "baseline": "nn"}, lambda: TraceGraph_ELBO(), 800),
+    "score/tracegraph+nn-only": ({"estimator": "score", "baseline": "nn-only"}, lambda: TraceGraph_ELBO(), 800),
 }
 
 
@@ -99,6 +100,14 @@ def test_baselines_reduce_score_function_variance():
         nn_baseline.zero_grad()
     with_network = draw_gradients(nn_baseline, TraceGraph_ELBO(), x, 300)
     assert with_network.var(0).sum() < 0.8 * averaged.var(0).sum()
+    # the network alone (nn-only), once fitted, does the average's work and the network's
+    alone = LinearGaussianVAE(estimator="score", baseline="nn-only")
+    fit = torch.optim.Adam(alone.baseline_net.parameters(), lr=0.05)
+    for _ in range(300):
+        TraceGraph_ELBO().loss_and_grads(alone.model, alone.guide, x)
+        fit.step()
+        alone.zero_grad()
+    assert draw_gradients(alone, TraceGraph_ELBO(), x, 300).var(0).sum() < 0.8 * averaged.var(0).sum()
 
 
 def test_iwae_and_dreg_gradients_agree_in_expectation():

@@ -25,6 +25,7 @@ CASES = [
     {"elbo": "renyi", "alpha": 0.5, "num_particles": 3}, {"elbo": "meanfield", "num_particles": 2},
     {**HVAE, "elbo": "trace"}, {**HVAE, "elbo": "stl"}, {**HVAE, "elbo": "dreg", "num_particles": 3},
     {**HVAE, "elbo": "iwae", "num_particles": 2}, {**HVAE, "elbo": "tracegraph", "estimator": "score"},
+    {**HVAE, "elbo": "tracegraph", "estimator": "score", "baseline": "nn-only"},  # the network alone compiles
     {"prior": "vamp", "prior_components": 4, "elbo": "iwae", "num_particles": 2},
     {"prior": "mog", "prior_components": 3}, {"prior": "flow", "flow": "affine", "flow_depth": 2},
     {"prior": "learned-normal", "elbo": "dreg", "num_particles": 2},

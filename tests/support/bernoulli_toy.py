@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from pyro_vae.models.control_variates import CONTROLLED, RelaxControlVariate, control_variate_infer
-from pyro_vae.models.estimators import BaselineNet, baseline_infer
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, has_baseline_network
 
 
 class BernoulliToy(nn.Module):
@@ -49,7 +49,7 @@ class BernoulliToy(nn.Module):
             self.decoder.update({"V": param(d1, d2), "v": param(d1, scale=0.5)})
             self.encoder.update({"E": param(d2, d1), "e": param(d2, scale=0.5)})
         self.estimator, self.baseline, self.beta = estimator, baseline, baseline_beta
-        self.baseline_net = BaselineNet(x_dim, hidden=8) if baseline == "nn" else None
+        self.baseline_net = BaselineNet(x_dim, hidden=8) if has_baseline_network(baseline) else None
         # REBAR's and RELAX's control variate for the bottom layer (shared by the copies)
         self.control_variate = RelaxControlVariate(x_dim, d1, network=estimator == "relax", hidden=8) \
             if estimator in CONTROLLED else None

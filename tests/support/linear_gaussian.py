@@ -13,7 +13,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_vae.models.estimators import BaselineNet, baseline_infer, latent_distribution
+from pyro_vae.models.estimators import BaselineNet, baseline_infer, has_baseline_network, latent_distribution
 
 
 class LinearGaussianVAE(nn.Module):
@@ -28,7 +28,7 @@ class LinearGaussianVAE(nn.Module):
                                          "c": nn.Parameter(0.3 * torch.randn(d, generator=g)),
                                          "log_s": nn.Parameter(torch.full((d,), -0.4))})
         self.estimator, self.baseline, self.beta = estimator, baseline, beta
-        self.baseline_net = BaselineNet(D, hidden=8) if baseline == "nn" else None
+        self.baseline_net = BaselineNet(D, hidden=8) if has_baseline_network(baseline) else None
 
     def sample_data(self, n, seed=1):
         g = torch.Generator().manual_seed(seed)

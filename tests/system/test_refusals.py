@@ -233,8 +233,8 @@ def test_absurd_training_settings_are_refused_before_anything_loads(capsys, tmp_
     (["{run}", "--num-particles", "5", "--estimators", "reparam", "score"],
      "--num-particles is the K of iwae, dreg and vimco, and --estimators includes none of them"),
     (["{run}", "--baseline-warmup", "100", "--estimators", "reparam"],
-     "--baseline-warmup is for the estimators with a baseline (score+avg, score+nn), and --estimators includes none"),
-    (["{run}", "--baseline-beta", "0.5", "--estimators", "iwae"], "--baseline-beta is for the estimators with a baseline"),
+     "--baseline-warmup is for the estimators with a baseline (score+avg, score+nn, score+nn-only), and --estimators includes none"),
+    (["{run}", "--baseline-beta", "0.5", "--estimators", "iwae"], "--baseline-beta is for the estimators with a decaying-average baseline"),
 ])
 def test_grad_variance_refuses_flags_it_would_not_read(capsys, trained, empty_cwd, args, message):
     before = files_in(trained)

@@ -87,8 +87,8 @@ def test_same_seed_same_metrics(small_run, tmp_path):
     {"model": "hvae", "latent_dim": [6, 3], "elbo": "dreg", "num_particles": 3, "compile": False},
     {"model": "hvae", "latent_dim": [6, 3], "estimator": "score", "baseline": "nn"},
     {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "estimator": "relax"},  # the control variate is the model's
-    {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "estimator": "score", "baseline": "nn",
-     "baseline_lr_scale": 10.0},  # two Adam groups
+    {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "estimator": "score", "baseline": "nn-only",
+     "baseline_lr_scale": 10.0},  # two Adam groups, compiled
     {"model": "sbn", "sbn_mapping": "nonlinear", "latent_dim": [6], "relax": "concrete-mass", "relax_shift": True,
      "temperature": 0.5},
 ], ids=lambda o: "+".join(f"{v}" for v in o.values()))
@@ -98,8 +98,9 @@ def test_resume_equals_an_uninterrupted_run(small_run, tmp_path, options):
     part = str(tmp_path / "part")
     run(small_run, out=part, epochs=1)
     resumed = run({"resume": part, "epochs": 3})
-    # compiled unless turned off, or refused (baselines; the spline flow's boolean masks)
-    compiled = options.get("compile", True) and "baseline" not in options and "flow" not in options.values()
+    # compiled unless turned off, or refused (decaying averages; the spline flow's boolean masks)
+    compiled = (options.get("compile", True) and options.get("baseline") not in ("avg", "nn")
+                and "flow" not in options.values())
     assert (whole.step.lowered is not None) == (resumed.step.lowered is not None) == compiled
     if compiled:  # traced once, not once per step
         assert len(whole.step.lowered.graphs) == len(resumed.step.lowered.graphs) == 1
@@ -133,7 +134,7 @@ def test_the_baseline_network_trains_at_its_own_learning_rate():
     assert (rest["lr"], baselines["lr"]) == (1e-4, pytest.approx(1e-3))
     plain = make_config({**cfg.to_flat(), "baseline_lr_scale": 1.0})
     assert len(make_optimizer(plain, build_model(plain)).param_groups) == 1
-    with pytest.raises(ConfigError, match="baseline_lr_scale applies only with baseline='nn'"):
+    with pytest.raises(ConfigError, match="baseline_lr_scale applies only with baseline='nn' or baseline='nn-only'"):
         make_config({"estimator": "score", "baseline": "avg", "baseline_lr_scale": 10.0})
 
 

@@ -84,10 +84,12 @@ class ModelSection(Section):
             "each of these four trains with its own `--elbo`")
     baseline: str = setting(
         "none", choices="baseline",
-        help="none | avg | nn (score-function baselines, with --elbo tracegraph)",
+        help="none | avg | nn | nn-only (score-function baselines, with --elbo tracegraph)",
         doc="baseline for `--estimator score` under `--elbo tracegraph`: `none`, `avg` (decaying "
-            "average of the cost) or `nn` (that average plus a network on x fitted to the rest, "
-            "trained jointly; NVIL)")
+            "average of the cost, per position in the batch), `nn` (that average plus a network on "
+            "x fitted to the rest, trained jointly; Pyro's two baselines together) or `nn-only` "
+            "(the network alone, as the REBAR code's NVIL: no state outside the model, so the step "
+            "compiles; pair it with `--baseline-lr-scale 10` as that code does)")
     baseline_beta: float = setting(
         0.9, help="decay of the avg baseline's moving average",
         doc="decay of the moving average in the `avg` and `nn` baselines")
