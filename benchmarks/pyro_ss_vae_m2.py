@@ -7,7 +7,10 @@ validation off, as the example does; encoder_z scale = exp; ClippedSoftmax/Clipp
 TraceEnum_ELBO with the guide enumerated in parallel; aux loss as its own SVI step with
 Trace_ELBO; one supervised batch per epoch (100 labels), 249 unsupervised batches of 200; Adam lr
 4.2e-4, betas (0.95, 0.999); validation = last 10k of the training set).
-usage: python benchmarks/pyro_ss_vae_m2.py SEED EPOCHS [BATCH_SIZE] (MNIST from $PYRO_VAE_DATA, else
+With "echo" it also runs, as the example does, the auxiliary loss's SVI step on every unsupervised
+batch: that loss has no term there (y is not observed), so the step only replays Adam's momentum
+on a zero gradient (the example's optimizer is shared by both losses).
+usage: python benchmarks/pyro_ss_vae_m2.py SEED EPOCHS [BATCH_SIZE [echo]] (MNIST from $PYRO_VAE_DATA, else
 ./data, torchvision's layout; one line per epoch: test and validation accuracy of q(y | x))"""
 import os
 import sys
@@ -24,6 +27,7 @@ from torchvision.datasets import MNIST
 
 seed, epochs = int(sys.argv[1]), int(sys.argv[2])
 batch = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+echo = len(sys.argv) > 4 and sys.argv[4] == "echo"
 pyro.set_rng_seed(seed)
 np.random.seed(seed)
 pyro.enable_validation(False)
@@ -126,5 +130,7 @@ for epoch in range(1, epochs + 1):
             idx = order[b_un * batch:(b_un + 1) * batch]
             b_un += 1
             svi.step(x_un[idx])
+            if echo:  # the example steps every loss on every batch: here the auxiliary loss has
+                aux.step(x_un[idx])  # no term, so Adam steps every parameter on a zero gradient
     print(f"epoch {epoch} test {accuracy(x_te, y_te):.4f} valid {accuracy(x_va, y_va):.4f} ({time.time() - start:.0f} s)",
           flush=True)

@@ -16,7 +16,7 @@ import sys
 
 from pyro_vae.cli.exits import ArgumentParser, command, run_command
 from pyro_vae.config import add_config_arguments, add_trust_argument, path_argument
-from pyro_vae.studies import DEFAULT_BASELINE_WARMUP, ESTIMATOR_SPECS, run_diagnostic
+from pyro_vae.studies import DEFAULT_BASELINE_WARMUP, ESTIMATOR_SPECS, WITH_BASELINE, run_diagnostic
 
 
 @command
@@ -31,8 +31,8 @@ def main(argv=None) -> int:
                         default=list(ESTIMATOR_SPECS), help="which estimators (default: all)")
     parser.add_argument("--repeats", type=int, default=100, help="gradient draws per estimator")
     parser.add_argument("--baseline-warmup", type=int,
-                        help="draws that let a baseline settle before measuring (score+avg, "
-                             f"score+nn; default {DEFAULT_BASELINE_WARMUP})")
+                        help="draws that let a baseline settle before measuring "
+                             f"({', '.join(WITH_BASELINE)}; default {DEFAULT_BASELINE_WARMUP})")
     parser.add_argument("--config", help="YAML config for --init")
     add_trust_argument(parser)
     add_config_arguments(parser, path_defaults={

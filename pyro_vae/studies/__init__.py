@@ -13,7 +13,7 @@ Other layers import from here (``from pyro_vae.studies import reproduce``).
 """
 
 from pyro_vae.studies.grad_variance import run_diagnostic
-from pyro_vae.studies.grad_variance_settings import DEFAULT_BASELINE_WARMUP, ESTIMATOR_SPECS, spec_config
+from pyro_vae.studies.grad_variance_settings import DEFAULT_BASELINE_WARMUP, ESTIMATOR_SPECS, WITH_BASELINE, spec_config
 from pyro_vae.studies.protocol_settings import check_same_settings, settings_differences
 from pyro_vae.studies.reproduction import reproduce
 from pyro_vae.studies.reproduction_plan import SOURCE_NAME, run_name
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_BASELINE_WARMUP",
     "ESTIMATOR_SPECS",
     "SOURCE_NAME",
+    "WITH_BASELINE",
     "check_same_settings",
     "reproduce",
     "run_diagnostic",
