@@ -34,6 +34,7 @@ from pyro_vae.config.sections import (
 )
 from pyro_vae.config.trust import IMPORT_PATH_KEYS, check_trusted_imports, import_paths, trust_advice
 from pyro_vae.config.validate import (
+                                      AVERAGING_BASELINES,
                                       READ_BY,
                                       USED_ONLY_WITH,
                                       ignored_settings,
@@ -55,7 +56,7 @@ from pyro_vae.config.values import (
 )
 
 __all__ = [
-    "ALIASES", "FIELDS", "FIELD_TYPES", "IMPORT_PATH_KEYS", "KEYS", "MAX_YAML_BYTES", "PATH_KEYS", "READ_BY",
+    "ALIASES", "AVERAGING_BASELINES", "FIELDS", "FIELD_TYPES", "IMPORT_PATH_KEYS", "KEYS", "MAX_YAML_BYTES", "PATH_KEYS", "READ_BY",
     "REFERENCE_KEY", "RESUME_OVERRIDABLE", "SECTIONS", "SHOWN_CHARACTERS", "USED_ONLY_WITH", "Config",
     "DataSection", "ModelSection", "ObjectiveSection", "OptimSection", "PriorSection", "RunSection", "Section",
     "add_config_arguments", "add_trust_argument", "check_path", "check_trusted_imports", "coerce",

@@ -23,7 +23,9 @@ from pyro_vae.core.workload import check_model_size
 # Keys that only some values of another key read, where no registry says so: key -> (the key that
 # decides, the values under which it is read). Registered parts declare what they read in their
 # ``reads`` capability instead (see READ_BY): a prior's knobs, a schedule's scale.
-USED_ONLY_WITH = {"baseline_beta": ("baseline", ("avg", "nn"))}
+# The baselines that keep a decaying average of the cost (in Pyro's param store, per batch position).
+AVERAGING_BASELINES = ("avg", "nn")
+USED_ONLY_WITH = {"baseline_beta": ("baseline", AVERAGING_BASELINES)}
 
 # Keys whose registry's entries declare, in their ``reads`` capability, which other keys they read.
 READ_BY = ("prior", "lr_schedule")

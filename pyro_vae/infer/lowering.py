@@ -37,6 +37,7 @@ import torch
 from pyro.infer import ELBO, TraceGraph_ELBO
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from pyro_vae.config import AVERAGING_BASELINES
 from pyro_vae.infer.step_input import StepInput
 from pyro_vae.models.sites import isolated
 
@@ -82,7 +83,7 @@ def differentiable_loss(elbo: ELBO, model: Callable, guide: Callable, *args) -> 
 
 def lowering_problem(cfg) -> Optional[str]:
     """Why the step of ``cfg`` cannot be compiled, or None."""
-    if cfg.model.baseline in ("avg", "nn"):  # nn-only's network is a module: it compiles
+    if cfg.model.baseline in AVERAGING_BASELINES:  # nn-only's network is a module: it compiles
         return (f"--baseline {cfg.model.baseline} keeps a decaying average of the cost in Pyro's param "
                 "store, replaced on every step; a traced step would replay the first one's "
                 "(--baseline nn-only compiles)")

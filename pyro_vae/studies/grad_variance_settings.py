@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pyro_vae.config import USED_ONLY_WITH, Config, replaced
+from pyro_vae.config import AVERAGING_BASELINES, Config, replaced
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
 
@@ -43,7 +43,7 @@ MULTI_SAMPLE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get(
 WITH_BASELINE = tuple(name for name, spec in ESTIMATOR_SPECS.items() if spec.get("baseline", "none") != "none")
 # those whose baseline keeps a decaying average (the others do not read baseline_beta)
 WITH_AVERAGE = tuple(name for name in WITH_BASELINE
-                     if ESTIMATOR_SPECS[name]["baseline"] in USED_ONLY_WITH["baseline_beta"][1])
+                     if ESTIMATOR_SPECS[name]["baseline"] in AVERAGING_BASELINES)
 DEFAULT_PARTICLES, DEFAULT_BASELINE_WARMUP = 5, 100
 
 # Config keys the diagnostic reads. At a run's checkpoint: where and how to measure (the model is

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from pyro_vae.config import AVERAGING_BASELINES
 from pyro_vae.core.distributed import Ranks, stream_seed, sum_over_ranks
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import option
@@ -34,7 +35,7 @@ def data_parallel_problem(cfg, model: torch.nn.Module, x: torch.Tensor, ranks: R
         return (f"{option('elbo', cfg.objective.elbo)} does not declare that its loss is a sum over data points "
                 "(register_objective(..., sums_over_data=True)), so shares of a batch cannot be "
                 "trained on separate ranks")
-    if cfg.model.baseline in ("avg", "nn"):
+    if cfg.model.baseline in AVERAGING_BASELINES:
         return (f"{option('baseline', cfg.model.baseline)} keeps its moving average in each process's Pyro "
                 "param store, per position in the batch, where the ranks would not share it; use "
                 f"{option('baseline', 'nn-only')} (a network alone, trained like the others) or none")
