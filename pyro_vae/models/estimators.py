@@ -42,13 +42,13 @@ class ScoreFunctionNormal(dist.Normal):
 
 class BaselineNet(nn.Module):
     """NVIL's input-dependent baseline (Mnih & Gregor 2014): x -> the cost's deviation from its
-    running mean."""
+    running mean under ``--baseline nn``, the whole cost under ``nn-only`` (no running mean)."""
 
     def __init__(self, x_dim: int, hidden: int = 100):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-        # Start at zero residual: the combined baseline begins as the running mean alone,
-        # instead of adding an untrained network's noise to it.
+        # Start at zero: the baseline begins as the running mean alone (nn) or as no baseline
+        # (nn-only), instead of an untrained network's noise.
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
